@@ -1,0 +1,230 @@
+"""What every platform adapter provides, and what the core gives it.
+
+An adapter is three things:
+
+- an **inbound parser**: `handle(WebhookRequest) -> Outcome`, verifying first (pure, fail
+  closed) and raising `VerificationFailed` (401) or `MalformedRequest` (400);
+- a **reply sink factory**: `open_reply(message) -> ReplySink`, the one outbound path;
+- a **lifetime**: `start()` fetches tokens and bot identity and opens long connections,
+  `aclose()` ends them.
+
+Adapters never import aiohttp's server side and never talk to Dify. Throttling and splitting
+live once, in `gateway/streaming.py`; a sink only says how fast it may go (`pacing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from gateway.models import Attachment, InboundMessage, Outcome, WebhookRequest
+
+if TYPE_CHECKING:
+    import httpx
+
+    from gateway.pacing import BotBudget
+    from gateway.store.base import Store
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class WebhookRejected(Exception):
+    """A webhook the gateway refuses. The message goes to logs only: never secrets."""
+
+    status = 400
+
+
+class VerificationFailed(WebhookRejected):
+    """Signature, token, timestamp or decryption failed: answer 401, process nothing."""
+
+    status = 401
+
+
+class MalformedRequest(WebhookRejected):
+    """The body cannot be parsed at all: answer 400, process nothing."""
+
+    status = 400
+
+
+class NotReady(WebhookRejected):
+    """The adapter cannot judge the request yet (e.g. it does not know its own bot id):
+    answer 503 so the platform retries."""
+
+    status = 503
+
+
+class PlatformError(Exception):
+    """A platform API call failed (`ok:false`, non-zero `code`/`errcode`, HTTP error)."""
+
+    def __init__(self, platform: str, code: str, detail: str = "") -> None:
+        super().__init__(f"{platform} API error {code}: {detail}" if detail else code)
+        self.platform = platform
+        self.code = code
+        self.detail = detail
+
+
+class RateLimited(PlatformError):
+    """The platform said slow down (HTTP 429, Slack `ratelimited`, Feishu 230020, …).
+
+    The streaming engine slows the whole bot down by `retry_after` seconds."""
+
+    def __init__(self, platform: str, retry_after: float, code: str = "rate_limited") -> None:
+        super().__init__(platform, code, f"retry after {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+# --- capabilities and pacing -------------------------------------------------------------
+
+
+class Markdown(StrEnum):
+    """The markdown dialect a sink renders; the sink converts, the core only splits."""
+
+    COMMONMARK = "commonmark"
+    SLACK = "slack_mrkdwn"
+    SUBSET = "subset"  # WeCom/DingTalk robot markdown: headings, bold, links, quotes, lists
+    PLAIN = "plain"
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """How often one message may be updated, and which bot-wide budget the updates draw on.
+
+    Platforms count per message *and* per workspace/app (Slack tiers, Feishu app limits), so
+    every sink of a bot that names the same `budget` shares `budget_per_second` between them.
+    """
+
+    min_interval: float
+    budget: str
+    budget_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the core needs to know to stream into a platform.
+
+    - `can_edit`: the sink can show growing text (edits or a streaming API). If false, the
+      core sends finished parts, at paragraph boundaries, no faster than `pacing`.
+    - `max_message`/`unit`: the length limit of one platform message, in characters or UTF-8
+      bytes; the core rolls over to a new message before it.
+    - `threaded_groups`: every group reply is threaded (Slack), so groups default to the
+      `thread` conversation scope.
+    """
+
+    can_edit: bool
+    max_message: int
+    unit: Literal["chars", "bytes"]
+    pacing: Pacing
+    markdown: Markdown = Markdown.COMMONMARK
+    threaded_groups: bool = False
+
+
+# --- reply sink --------------------------------------------------------------------------
+
+
+class ReplySink(Protocol):
+    """The outbound side of one answer, which may span several platform messages.
+
+    The core calls, in order: `begin()` once, then any number of `update(text)` and
+    `finish(text, last=False)` (each `finish` closes the current platform message; the next
+    call starts a new one), and finally exactly one of `finish(text, last=True)` or
+    `fail(text)`. `text` is always the *whole* text of the current message, in standard
+    Markdown; the sink converts it to its dialect.
+
+    Errors: raise `RateLimited` to slow the bot down (the core retries), `PlatformError` for
+    anything else. A sink records each platform message it creates in `snapshot()`; given
+    that snapshot back (`open_reply(..., resume=...)`) it takes those messages over instead
+    of posting new ones.
+    """
+
+    @property
+    def pacing(self) -> Pacing: ...
+
+    async def begin(self) -> None:
+        """Show a "thinking…" state where the platform can edit or stream; else nothing."""
+
+    async def update(self, text: str) -> None:
+        """Show `text` as the current message so far (only called when `can_edit`)."""
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        """Deliver `text` as the final content of the current message."""
+
+    async def fail(self, text: str) -> None:
+        """End the answer with `text` (a short readable error, maybe after partial text)."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON state that lets another process resume this answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    data: bytes
+    name: str
+    mime_type: str
+
+
+# --- what the core gives an adapter ------------------------------------------------------
+
+
+class AssistantHooks(Protocol):
+    """The few Dify facts an adapter may need, without knowing Dify."""
+
+    async def opening_statement(self, message: InboundMessage) -> str | None:
+        """The routed app's opening statement (for welcome events), if it has one."""
+
+    async def feedback(self, job_id: str, rating: Literal["like", "dislike"] | None) -> None:
+        """Record a user's rating of the answer to job `job_id` (`<bot>:<message_id>`)."""
+
+
+# A long-connection transport hands each parsed outcome to the core through this, exactly as
+# the HTTP edge does. It raises `IntakeUnavailable` when the store is down: don't ack then,
+# so the platform redelivers.
+Ingest = Callable[[Outcome], Awaitable[None]]
+
+
+class IntakeUnavailable(Exception):
+    """The store could not accept the event; the caller must not ack it."""
+
+
+@dataclass(slots=True)
+class AdapterContext:
+    http: httpx.AsyncClient
+    store: Store
+    budget: BotBudget
+    ingest: Ingest
+    assistant: AssistantHooks
+
+
+class Adapter(Protocol):
+    bot: str
+    platform: str
+    capabilities: Capabilities
+
+    @property
+    def serves_webhook(self) -> bool:
+        """False for long-connection modes: their webhook path answers 404."""
+
+    @property
+    def ready(self) -> bool:
+        """True once tokens, identity and any long connection are up."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def handle(self, request: WebhookRequest) -> Outcome:
+        """Verify (side-effect free, fail closed), then parse into an outcome."""
+
+    def open_reply(
+        self, message: InboundMessage, resume: Mapping[str, Any] | None = None
+    ) -> ReplySink: ...
+
+    async def download(self, attachment: Attachment) -> Download:
+        """Fetch an attachment's bytes (in the worker, never on the ack path)."""
+
+    async def display_name(self, message: InboundMessage) -> str:
+        """The speaker's display name: `message.user_name` when the event carried it, else
+        looked up (and cached) where the platform allows, else the user id. Called in the
+        worker, only when a route's inputs use `{user_name}`."""

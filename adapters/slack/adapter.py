@@ -1,0 +1,162 @@
+"""The Slack adapter: Events API over HTTP, or Socket Mode; streaming replies in threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.base import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    MalformedRequest,
+    Markdown,
+    NotReady,
+    PlatformError,
+)
+from adapters.slack.api import SlackAPI
+from adapters.slack.convert import parse_body, to_outcome
+from adapters.slack.sink import UPDATE_PACING, SlackReplySink, StreamingSupport
+from adapters.slack.socket import SocketModeSession
+from adapters.slack.verify import verify_signature
+from gateway.config import SlackBot
+from gateway.longconn import keep_connected
+from gateway.models import Attachment, InboundMessage, Messages, Outcome, WebhookRequest
+
+log = logging.getLogger(__name__)
+
+# markdown_text takes 12,000 chars per call and Slack rejects markdown blocks past ~13k
+# (bolt-js#2509); the chat.update path has 40,000 for `text`. One limit for both modes.
+MAX_MESSAGE_CHARS = 12_000
+NAME_CACHE_S = 3600.0
+
+
+class SlackAdapter:
+    platform = "slack"
+
+    def __init__(self, bot: str, config: SlackBot, context: AdapterContext) -> None:
+        self.bot = bot
+        self._config = config
+        self._context = context
+        self._api = SlackAPI(
+            context.http, config.resolved_api_base, config.bot_token.get_secret_value()
+        )
+        self.capabilities = Capabilities(
+            can_edit=True,
+            max_message=MAX_MESSAGE_CHARS,
+            unit="chars",
+            pacing=UPDATE_PACING,
+            markdown=Markdown.SLACK,
+            threaded_groups=True,
+        )
+        self._streaming = StreamingSupport()
+        self._bot_user_id: str | None = None
+        self._socket_up = False
+        self._socket_task: asyncio.Task[None] | None = None
+        self._names: dict[str, tuple[str, float]] = {}
+
+    @property
+    def serves_webhook(self) -> bool:
+        return self._config.mode == "events"
+
+    @property
+    def ready(self) -> bool:
+        return self._bot_user_id is not None and (self.serves_webhook or self._socket_up)
+
+    async def start(self) -> None:
+        identity = await self._api.call("auth.test", form=True)
+        self._bot_user_id = str(identity["user_id"])
+        if self._config.mode == "socket" and self._socket_task is None:
+            assert self._config.app_token is not None  # the config check requires it
+            app_api = SlackAPI(
+                self._context.http,
+                self._config.resolved_api_base,
+                self._config.app_token.get_secret_value(),
+            )
+            session = SocketModeSession(
+                self.bot, app_api, self._on_socket_payload, self._set_socket_state
+            )
+            self._socket_task = asyncio.create_task(
+                keep_connected(f"slack {self.bot}", session.run, on_state=self._set_socket_state),
+                name=f"slack socket {self.bot}",
+            )
+
+    async def aclose(self) -> None:
+        if self._socket_task is not None:
+            self._socket_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._socket_task
+            self._socket_task = None
+
+    def _set_socket_state(self, up: bool) -> None:
+        self._socket_up = up
+
+    # --- inbound -------------------------------------------------------------------------
+
+    async def handle(self, request: WebhookRequest) -> Outcome:
+        if request.method != "POST":
+            raise MalformedRequest("Slack sends events with POST")
+        assert self._config.signing_secret is not None  # required in events mode
+        verify_signature(
+            self._config.signing_secret.get_secret_value(),
+            request.headers,
+            request.body,
+            time.time(),
+        )
+        return self._parse(parse_body(request.body), request.received_at)
+
+    def _parse(self, payload: dict[str, Any], received_at: float) -> Outcome:
+        if payload.get("type") == "event_callback" and self._bot_user_id is None:
+            # Without our own user id we cannot tell our echoes or mentions apart.
+            raise NotReady("bot identity (auth.test) not known yet")
+        return to_outcome(
+            payload, bot=self.bot, bot_user_id=self._bot_user_id, received_at=received_at
+        )
+
+    async def _on_socket_payload(self, payload: dict[str, Any]) -> None:
+        try:
+            outcome = self._parse(payload, time.time())
+        except (MalformedRequest, NotReady) as exc:
+            log.warning("slack %s: dropping a Socket Mode event: %s", self.bot, exc)
+            return
+        if isinstance(outcome, Messages):
+            await self._context.ingest(outcome)
+
+    # --- outbound ------------------------------------------------------------------------
+
+    def open_reply(
+        self, message: InboundMessage, resume: Mapping[str, Any] | None = None
+    ) -> SlackReplySink:
+        return SlackReplySink(
+            self._api, self._context.budget, self._streaming, message.reply_to, resume
+        )
+
+    async def download(self, attachment: Attachment) -> Download:
+        data, content_type = await self._api.download(str(attachment.source["url"]))
+        return Download(data, attachment.name, attachment.mime_type or content_type)
+
+    async def display_name(self, message: InboundMessage) -> str:
+        if message.user_name:
+            return message.user_name
+        cached = self._names.get(message.user_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            body = await self._api.call("users.info", {"user": message.user_id}, form=True)
+        except PlatformError as exc:
+            log.info("slack %s: users.info failed (%s); using the user id", self.bot, exc.code)
+            return message.user_id
+        user = body.get("user") or {}
+        profile = user.get("profile") or {}
+        name = str(
+            profile.get("display_name")
+            or profile.get("real_name")
+            or user.get("name")
+            or message.user_id
+        )
+        self._names[message.user_id] = (name, time.monotonic() + NAME_CACHE_S)
+        return name

@@ -1,0 +1,119 @@
+"""Slack Web API: one outbound path, with typed errors.
+
+Every call is `POST {api_base}/<method>` with a JSON body and the token in the Authorization
+header (https://docs.slack.dev/apis/web-api/). Failures map to:
+- HTTP 429 (`Retry-After`) and `ok:false, error:ratelimited` -> `RateLimited`;
+- any other `ok:false`, HTTP error or network error -> `PlatformError(code)`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from adapters.base import PlatformError, RateLimited
+
+PLATFORM = "slack"
+MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
+MAX_REDIRECTS = 3
+
+
+def _retry_after(response: httpx.Response, default: float = 1.0) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", default)))
+    except ValueError:
+        return default
+
+
+class SlackAPI:
+    def __init__(self, http: httpx.AsyncClient, api_base: str, token: str) -> None:
+        self._http = http
+        self._base = api_base.rstrip("/")
+        self._token = token
+        base = urlsplit(self._base)
+        self._base_origin = (base.scheme, base.netloc)
+
+    async def call(
+        self, method: str, payload: dict[str, Any] | None = None, *, form: bool = False
+    ) -> dict[str, Any]:
+        """Call a Web API method. Write methods take JSON; read methods (`users.info`,
+        `auth.test`, …) only take form fields, so pass `form=True` for those."""
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            if form:
+                response = await self._http.post(
+                    f"{self._base}/{method}", data=payload or {}, headers=headers
+                )
+            else:
+                response = await self._http.post(
+                    f"{self._base}/{method}",
+                    content=json.dumps(payload or {}, ensure_ascii=False).encode(),
+                    headers={**headers, "Content-Type": "application/json; charset=utf-8"},
+                )
+        except httpx.HTTPError as exc:
+            raise PlatformError(PLATFORM, "network", f"{method}: {type(exc).__name__}") from exc
+        if response.status_code == 429:
+            raise RateLimited(PLATFORM, _retry_after(response), "ratelimited")
+        if response.status_code >= 400:
+            raise PlatformError(PLATFORM, f"http_{response.status_code}", method)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PlatformError(PLATFORM, "invalid_json", method) from exc
+        if not isinstance(body, dict):
+            raise PlatformError(PLATFORM, "invalid_json", method)
+        if not body.get("ok"):
+            error = str(body.get("error") or "unknown_error")
+            if error == "ratelimited":
+                raise RateLimited(PLATFORM, _retry_after(response), error)
+            raise PlatformError(PLATFORM, error, method)
+        return body
+
+    def token_may_go_to(self, url: str) -> bool:
+        """The bot token is only ever sent to Slack's own hosts (over HTTPS) or to the
+        configured `api_base` origin: a file URL in an event must not leak it elsewhere."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if (parts.scheme, parts.netloc) == self._base_origin:
+            return True
+        return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
+
+    async def download(self, url: str) -> tuple[bytes, str]:
+        """Fetch a `url_private` file with the bot token: (bytes, content type).
+
+        Redirects are followed by hand, so every hop is checked before the token goes."""
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.token_may_go_to(url):
+                raise PlatformError(PLATFORM, "foreign_file_host", urlsplit(url).hostname or "")
+            result = await self._fetch(url)
+            if isinstance(result, str):
+                url = result
+                continue
+            return result
+        raise PlatformError(PLATFORM, "too_many_redirects", "file download")
+
+    async def _fetch(self, url: str) -> tuple[bytes, str] | str:
+        """The file, or the URL a redirect points at."""
+        try:
+            async with self._http.stream(
+                "GET", url, headers={"Authorization": f"Bearer {self._token}"}
+            ) as response:
+                if response.is_redirect and "location" in response.headers:
+                    return str(response.url.join(response.headers["location"]))
+                if response.status_code >= 400:
+                    raise PlatformError(PLATFORM, f"http_{response.status_code}", "file download")
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_DOWNLOAD_BYTES:
+                        raise PlatformError(PLATFORM, "file_too_large", "file download")
+                content_type = response.headers.get("content-type", "application/octet-stream")
+        except httpx.HTTPError as exc:
+            raise PlatformError(PLATFORM, "network", f"download: {type(exc).__name__}") from exc
+        # Slack answers a login page (200, text/html) when the token lacks files:read.
+        if content_type.startswith("text/html"):
+            raise PlatformError(PLATFORM, "file_not_accessible", "missing files:read scope?")
+        return bytes(data), content_type.split(";")[0]

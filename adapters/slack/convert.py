@@ -1,0 +1,172 @@
+"""Slack Events API payloads -> outcomes and `InboundMessage`s.
+
+Payload reference: https://docs.slack.dev/reference/events/message and …/app_mention.
+Bolt treats `subtype` in {none, "file_share"} as a user message; everything else (edits,
+deletions, joins, bot messages) is not something to answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from adapters.base import MalformedRequest
+from gateway.models import (
+    Answered,
+    Attachment,
+    ChatType,
+    HttpResponse,
+    Ignored,
+    InboundMessage,
+    Messages,
+    Outcome,
+)
+
+_USER_SUBTYPES = (None, "file_share")
+_MARKUP = re.compile(r"<([^<>]*)>")
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """JSON (Events API) or a form (ssl_check, slash commands, interactivity)."""
+    stripped = body.lstrip()
+    if stripped.startswith(b"{"):
+        try:
+            payload = json.loads(stripped)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedRequest("body is not valid JSON") from exc
+        if not isinstance(payload, dict):
+            raise MalformedRequest("body is not a JSON object")
+        return payload
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRequest("body is neither JSON nor a form") from exc
+    return {k: v[0] for k, v in form.items()}
+
+
+def to_outcome(
+    payload: dict[str, Any], *, bot: str, bot_user_id: str | None, received_at: float
+) -> Outcome:
+    kind = payload.get("type")
+    if kind == "url_verification":
+        challenge = payload.get("challenge")
+        if not isinstance(challenge, str):
+            raise MalformedRequest("url_verification without a challenge")
+        return Answered(HttpResponse.json({"challenge": challenge}), "url_verification")
+    if payload.get("ssl_check") == "1":
+        return Answered(HttpResponse(), "ssl_check")
+    if kind != "event_callback":
+        return Ignored(f"payload type {kind or payload.get('command') or 'unknown'}")
+    event = payload.get("event")
+    if not isinstance(event, dict):
+        raise MalformedRequest("event_callback without an event")
+    result = to_message(payload, event, bot=bot, bot_user_id=bot_user_id, received_at=received_at)
+    if isinstance(result, str):
+        return Ignored(result)
+    return Messages((result,))
+
+
+def to_message(
+    envelope: dict[str, Any],
+    event: dict[str, Any],
+    *,
+    bot: str,
+    bot_user_id: str | None,
+    received_at: float,
+) -> InboundMessage | str:
+    """The message to answer, or why there is none."""
+    kind = event.get("type")
+    if kind not in ("message", "app_mention"):
+        return f"event {kind}"
+    subtype = event.get("subtype")
+    if subtype not in _USER_SUBTYPES:
+        return f"message subtype {subtype}"
+    channel, ts, user = event.get("channel"), event.get("ts"), event.get("user")
+    if not isinstance(channel, str) or not isinstance(ts, str):
+        return "event without channel or ts"
+    raw_text = str(event.get("text") or "")
+    from_bot = bool(event.get("bot_id")) or not user or user == bot_user_id
+    channel_type = event.get("channel_type")
+    direct = channel_type == "im" or (channel_type is None and channel.startswith("D"))
+    mentioned = kind == "app_mention" or (
+        bot_user_id is not None and f"<@{bot_user_id}" in raw_text
+    )
+    # Every Slack reply goes in a thread: the message's thread, or one under the message.
+    thread_ts = str(event.get("thread_ts") or ts)
+    team = str(event.get("team") or envelope.get("team_id") or "")
+    event_id = str(envelope.get("event_id") or f"{channel}:{ts}")
+    return InboundMessage(
+        bot=bot,
+        platform="slack",
+        event_id=event_id,
+        message_id=f"{channel}:{ts}",
+        chat_id=channel,
+        chat_type=ChatType.DIRECT if direct else ChatType.GROUP,
+        user_id=str(user or event.get("bot_id") or ""),
+        text=to_plain_text(raw_text, bot_user_id),
+        mentioned=mentioned,
+        from_bot=from_bot,
+        thread_id=thread_ts,
+        attachments=_attachments(event.get("files")),
+        # The same human message can arrive as `message` and `app_mention` with two
+        # event ids: (channel, ts) catches the second one.
+        dedupe_keys=(f"event:{event_id}", f"msg:{channel}:{ts}"),
+        reply_to={
+            "channel": channel,
+            "thread_ts": thread_ts,
+            "team_id": team,
+            "user_id": str(user or ""),
+        },
+        received_at=received_at,
+        raw=event,
+    )
+
+
+def _attachments(files: Any) -> tuple[Attachment, ...]:
+    out: list[Attachment] = []
+    for f in files if isinstance(files, list) else []:
+        if not isinstance(f, dict):
+            continue
+        url = f.get("url_private_download") or f.get("url_private")
+        if not isinstance(url, str):
+            continue
+        mime = str(f.get("mimetype") or "application/octet-stream")
+        major = mime.split("/", 1)[0]
+        kind = major if major in ("image", "audio", "video") else "document"
+        out.append(
+            Attachment(
+                kind=kind,
+                name=str(f.get("name") or f.get("id") or "file"),
+                mime_type=mime,
+                size=f.get("size") if isinstance(f.get("size"), int) else None,
+                source={"url": url},
+            )
+        )
+    return tuple(out)
+
+
+def to_plain_text(text: str, bot_user_id: str | None) -> str:
+    """Slack markup -> what a person typed: the bot's own mention removed, other mentions,
+    channels and links made readable, `&amp;`-escapes undone."""
+
+    def replace(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        target, _, label = inner.partition("|")
+        if target.startswith("@"):
+            if bot_user_id is not None and target[1:] == bot_user_id:
+                return ""
+            return "@" + (label or target[1:])
+        if target.startswith("#"):
+            return "#" + (label or target[1:])
+        if target.startswith("!"):
+            name = target[1:].split("^", 1)[0]
+            return label or ("@" + name if name in ("here", "channel", "everyone") else "")
+        if target.startswith("mailto:"):
+            return label or target[7:]
+        return f"{label} ({target})" if label and label != target else target
+
+    plain = _MARKUP.sub(replace, text)
+    plain = plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return re.sub(r"[ \t]{2,}", " ", plain).strip()

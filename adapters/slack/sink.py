@@ -1,0 +1,221 @@
+"""Slack reply sink: native streaming when the budget allows, `chat.update` otherwise.
+
+- Stream mode (https://docs.slack.dev/reference/methods/chat.startStream): the thinking
+  state is an empty stream; `chat.appendStream` takes *deltas* of Markdown;
+  `chat.stopStream` closes it with the rest. Streams need a `thread_ts`, and in channels
+  `recipient_team_id` + `recipient_user_id`.
+- Update mode: a "Thinking…" placeholder posted with `chat.postMessage`, replaced by
+  `chat.update` with mrkdwn `text`, about once a second.
+
+`chat.startStream` is Tier 2 (about 20 a minute per workspace), so a busy bot takes update
+mode for new answers once the bot's start-stream bucket is empty. A stream that breaks
+(expired server-side, or the text was rewritten by Dify's moderation) continues in update
+mode on the same message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from adapters.base import Pacing, PlatformError, RateLimited
+from adapters.slack.api import SlackAPI
+from adapters.slack.mrkdwn import to_mrkdwn
+from gateway.pacing import BotBudget
+
+log = logging.getLogger(__name__)
+
+THINKING = "_Thinking…_"
+# Tier 4 (100+/min) for appendStream, Tier 3 (50+/min) for chat.update, per workspace.
+STREAM_PACING = Pacing(min_interval=0.25, budget="slack.appendStream", budget_per_second=100 / 60)
+UPDATE_PACING = Pacing(min_interval=1.0, budget="slack.update", budget_per_second=50 / 60)
+START_STREAM_PER_SECOND = 20 / 60  # Tier 2
+START_STREAM_BURST = 3.0
+# Errors that mean this workspace/token cannot stream at all: stop trying for this bot.
+_NO_STREAMING = {
+    "unknown_method",
+    "not_allowed_token_type",
+    "missing_scope",
+    "not_enabled",
+    "feature_not_enabled",
+    "method_deprecated",
+}
+
+
+@dataclass(slots=True)
+class StreamingSupport:
+    """Shared by one bot's sinks: whether its workspace accepts the streaming methods."""
+
+    enabled: bool = True
+
+
+class SlackReplySink:
+    def __init__(
+        self,
+        api: SlackAPI,
+        budget: BotBudget,
+        support: StreamingSupport,
+        reply_to: Mapping[str, Any],
+        resume: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._api = api
+        self._budget = budget
+        self._support = support
+        self._channel = str(reply_to["channel"])
+        self._thread_ts = str(reply_to["thread_ts"])
+        self._team = str(reply_to.get("team_id") or "")
+        self._user = str(reply_to.get("user_id") or "")
+        self._mode: Literal["stream", "update"] | None = None
+        self._ts: str | None = None  # the current platform message
+        self._streamed = ""  # what the current stream shows
+        self._done: list[str] = []
+        if resume and resume.get("ts"):
+            # A stream cannot be taken over by another process; the message can be edited.
+            self._ts, self._mode = str(resume["ts"]), "update"
+            self._done = [str(t) for t in resume.get("done", [])]
+
+    @property
+    def pacing(self) -> Pacing:
+        return STREAM_PACING if self._mode == "stream" else UPDATE_PACING
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "channel": self._channel,
+            "thread_ts": self._thread_ts,
+            "ts": self._ts,
+            "mode": self._mode,
+            "done": list(self._done),
+        }
+
+    # --- ReplySink -----------------------------------------------------------------------
+
+    async def begin(self) -> None:
+        if self._ts is None:
+            await self._open(None)
+
+    async def update(self, text: str) -> None:
+        if self._ts is None:
+            await self._open(text)
+        elif self._mode == "stream":
+            await self._append(text)
+        else:
+            await self._edit(text)
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        if self._ts is None:
+            body = await self._api.call("chat.postMessage", self._text_message(text))
+            self._done.append(str(body.get("ts") or ""))
+        elif self._mode == "stream":
+            await self._stop(text)
+        else:
+            await self._edit(text)
+        if self._ts is not None:
+            self._done.append(self._ts)
+        self._ts, self._mode, self._streamed = None, None, ""
+
+    async def fail(self, text: str) -> None:
+        await self.finish(text, last=True)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _open(self, text: str | None) -> None:
+        """Create the current message: a stream when allowed, else a posted message."""
+        if self._support.enabled and self._budget.try_take(
+            "slack.startStream", START_STREAM_PER_SECOND, START_STREAM_BURST
+        ):
+            payload: dict[str, Any] = {"channel": self._channel, "thread_ts": self._thread_ts}
+            if self._team and self._user:
+                payload |= {"recipient_team_id": self._team, "recipient_user_id": self._user}
+            if text:
+                payload["markdown_text"] = text
+            try:
+                body = await self._api.call("chat.startStream", payload)
+                self._ts, self._mode, self._streamed = str(body["ts"]), "stream", text or ""
+                return
+            except RateLimited:
+                log.info("chat.startStream rate-limited; replying with chat.update instead")
+            except (PlatformError, KeyError) as exc:
+                if isinstance(exc, PlatformError) and exc.code in _NO_STREAMING:
+                    log.warning("Slack streaming unavailable (%s); using chat.update", exc.code)
+                    self._support.enabled = False
+        body = await self._api.call(
+            "chat.postMessage", self._text_message(text) if text else self._thinking()
+        )
+        self._ts, self._mode = str(body["ts"]), "update"
+
+    async def _append(self, text: str) -> None:
+        assert self._ts is not None
+        if not text.startswith(self._streamed):
+            # Dify replaced the answer (moderation): a stream only appends, so close it and
+            # carry on editing the message.
+            await self._to_update_mode(text)
+            return
+        delta = text[len(self._streamed) :]
+        if not delta:
+            return
+        try:
+            await self._api.call(
+                "chat.appendStream",
+                {"channel": self._channel, "ts": self._ts, "markdown_text": delta},
+            )
+        except RateLimited:
+            raise
+        except PlatformError as exc:
+            log.info("stream %s broke (%s); continuing with chat.update", self._ts, exc.code)
+            self._mode = "update"
+            await self._edit(text)
+            return
+        self._streamed = text
+
+    async def _stop(self, text: str) -> None:
+        assert self._ts is not None
+        if text.startswith(self._streamed):
+            payload: dict[str, Any] = {"channel": self._channel, "ts": self._ts}
+            if rest := text[len(self._streamed) :]:
+                payload["markdown_text"] = rest
+            try:
+                await self._api.call("chat.stopStream", payload)
+                return
+            except RateLimited:
+                raise
+            except PlatformError as exc:
+                log.info("chat.stopStream failed (%s); finishing with chat.update", exc.code)
+            self._mode = "update"
+            await self._edit(text)
+            return
+        await self._to_update_mode(text)
+
+    async def _to_update_mode(self, text: str) -> None:
+        assert self._ts is not None
+        try:
+            await self._api.call("chat.stopStream", {"channel": self._channel, "ts": self._ts})
+        except RateLimited:
+            raise
+        except PlatformError as exc:
+            log.info("chat.stopStream failed (%s)", exc.code)
+        self._mode = "update"
+        await self._edit(text)
+
+    async def _edit(self, text: str) -> None:
+        assert self._ts is not None
+        await self._api.call(
+            "chat.update", {"channel": self._channel, "ts": self._ts, "text": to_mrkdwn(text)}
+        )
+
+    def _text_message(self, text: str) -> dict[str, Any]:
+        return {
+            "channel": self._channel,
+            "thread_ts": self._thread_ts,
+            "text": to_mrkdwn(text),
+            "mrkdwn": True,
+        }
+
+    def _thinking(self) -> dict[str, Any]:
+        return {
+            "channel": self._channel,
+            "thread_ts": self._thread_ts,
+            "text": THINKING,
+            "mrkdwn": True,
+        }

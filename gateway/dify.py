@@ -1,0 +1,411 @@
+"""Dify API client: streaming answers, typed events, typed errors.
+
+API reference: Dify "chat-messages" / "completion-messages" / "workflows/run" (response_mode
+streaming), "files/upload", "audio-to-text", "parameters", "messages/:id/feedbacks".
+
+Retries happen only before the answer's first byte: on connect errors, 429 (honouring
+Retry-After) and 502/503/504 from a proxy. Never on a 500: Dify may already have stored the
+message, and a retry would post it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from gateway.config import DifyApp
+from gateway.sse import SSEParser
+
+log = logging.getLogger(__name__)
+
+MAX_TRIES = 3
+IDLE_TIMEOUT_S = 60.0  # Dify pings every ~10 s, so a minute of silence means a dead stream
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class DifyError(Exception):
+    """Base class. `user_message` is safe to show in the chat; `str()` is for logs."""
+
+    user_message = "Sorry, the assistant is unavailable right now. Please try again shortly."
+
+
+class DifyHTTPError(DifyError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"Dify HTTP {status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+        if status in (401, 403):
+            self.user_message = "Sorry, this assistant is misconfigured (Dify refused the API key)."
+        elif status == 400:
+            self.user_message = f"Sorry, Dify could not process that message ({code})."
+
+
+class ConversationGone(DifyError):
+    """Dify no longer knows the conversation: drop the mapping and start a new one."""
+
+
+class DifyRateLimited(DifyError):
+    user_message = "Sorry, the assistant is busy right now. Please try again in a minute."
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"Dify rate limited; retry after {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+class DifyUnavailable(DifyError):
+    """Could not reach Dify, or it answered 5xx, after the allowed tries."""
+
+
+class StreamStalled(DifyError):
+    user_message = "Sorry, the assistant stopped responding. Please try again."
+
+
+class DifyStreamError(DifyError):
+    """An SSE `error` event, or a failed workflow run."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"Dify stream error {code}: {message}")
+        self.code, self.message = code, message
+        self.user_message = f"Sorry, the assistant ran into an error ({code or 'error'})."
+
+
+class DeadlineExceeded(DifyError):
+    user_message = "Sorry, the answer took too long and was stopped."
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextReplace:
+    """`message_replace`: Dify's moderation swapped the whole answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutput:
+    url: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The first event that names the conversation and message (remember it early, so a
+    stream that fails later still continues the conversation)."""
+
+    conversation_id: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    conversation_id: str
+    message_id: str
+    citations: tuple[str, ...] = ()
+    # Workflow apps may stream no text and put the answer in outputs.
+    output_text: str | None = None
+
+
+DifyEvent = TextDelta | TextReplace | FileOutput | Started | Finished
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    query: str
+    user: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    conversation_id: str | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    trace_id: str | None = None
+
+
+# --- client ------------------------------------------------------------------------------
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", default)))
+    except ValueError:
+        return default
+
+
+def _error_body(raw: bytes) -> tuple[str, str]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return "", raw[:200].decode("utf-8", "replace")
+    if not isinstance(body, dict):
+        return "", str(body)[:200]
+    return str(body.get("code", "")), str(body.get("message", ""))
+
+
+def _workflow_text(outputs: Any) -> str | None:
+    if not isinstance(outputs, dict) or not outputs:
+        return None
+    for key in ("answer", "text", "result", "output"):
+        if isinstance(outputs.get(key), str):
+            return str(outputs[key])
+    if len(outputs) == 1:
+        (only,) = outputs.values()
+        return only if isinstance(only, str) else json.dumps(only, ensure_ascii=False)
+    return json.dumps(outputs, ensure_ascii=False, indent=2)
+
+
+def _citations(metadata: Any) -> tuple[str, ...]:
+    resources = metadata.get("retriever_resources") if isinstance(metadata, dict) else None
+    names: list[str] = []
+    for item in resources or []:
+        name = item.get("document_name") if isinstance(item, dict) else None
+        if isinstance(name, str) and name and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+class DifyClient:
+    """One client for every configured app; one shared `httpx.AsyncClient`."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        on_malformed: Callable[[int], None] | None = None,
+    ) -> None:
+        self._http = http
+        self._sleep = sleep
+        self._on_malformed = on_malformed
+
+    @staticmethod
+    def _headers(app: DifyApp, trace_id: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {app.api_key.get_secret_value()}"}
+        if trace_id:
+            headers["X-Trace-Id"] = trace_id
+        return headers
+
+    def _endpoint(self, app: DifyApp, req: ChatRequest) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "inputs": dict(req.inputs),  # Dify answers 400 without inputs
+            "response_mode": "streaming",
+            "user": req.user,
+        }
+        if req.files:
+            body["files"] = req.files
+        if app.mode == "workflow":
+            body["inputs"].setdefault("query", req.query)
+            return f"{app.base_url}/workflows/run", body
+        if app.mode == "completion":
+            body["inputs"].setdefault("query", req.query)
+            return f"{app.base_url}/completion-messages", body
+        body["query"] = req.query
+        if req.conversation_id:
+            body["conversation_id"] = req.conversation_id
+        return f"{app.base_url}/chat-messages", body
+
+    async def stream(self, app: DifyApp, req: ChatRequest) -> AsyncIterator[DifyEvent]:
+        """Yield the answer's events. Raises a `DifyError` subclass on failure."""
+        url, body = self._endpoint(app, req)
+        headers = self._headers(app, req.trace_id)
+        for attempt in range(1, MAX_TRIES + 1):
+            last = attempt == MAX_TRIES
+            try:
+                request = self._http.build_request(
+                    "POST",
+                    url,
+                    json=body,
+                    headers=headers,
+                    timeout=httpx.Timeout(IDLE_TIMEOUT_S, connect=5.0),
+                )
+                response = await self._http.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if last:
+                    raise DifyUnavailable(f"cannot reach Dify: {type(exc).__name__}") from exc
+                await self._backoff(attempt)
+                continue
+            except httpx.HTTPError as exc:
+                raise DifyUnavailable(f"Dify request failed: {type(exc).__name__}") from exc
+            try:
+                if response.status_code == 200:
+                    async for event in self._events(response, app):
+                        yield event
+                    return
+                raw = await response.aread()
+            except httpx.ReadTimeout as exc:
+                raise StreamStalled(f"no data from Dify for {IDLE_TIMEOUT_S:.0f}s") from exc
+            except httpx.HTTPError as exc:
+                raise DifyUnavailable(f"Dify stream broke: {type(exc).__name__}") from exc
+            finally:
+                await response.aclose()
+            status = response.status_code
+            code, message = _error_body(raw)
+            if (
+                status == 404
+                and req.conversation_id
+                and code
+                in (
+                    "not_found",
+                    "conversation_not_exists",
+                )
+            ):
+                raise ConversationGone(f"conversation {req.conversation_id} is gone: {message}")
+            if status == 429:
+                wait = _retry_after(response, 1.0)
+                if last or wait > 10:
+                    raise DifyRateLimited(wait)
+                await self._sleep(wait + random.uniform(0, 0.5))
+                continue
+            if status in (502, 503, 504) and not last:
+                await self._backoff(attempt)
+                continue
+            if status >= 500:
+                raise DifyUnavailable(f"Dify HTTP {status} {code}: {message}")
+            raise DifyHTTPError(status, code, message)
+
+    async def _backoff(self, attempt: int) -> None:
+        await self._sleep(min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))
+
+    async def _events(self, response: httpx.Response, app: DifyApp) -> AsyncIterator[DifyEvent]:
+        parser = SSEParser()
+        started = False
+        malformed = 0
+        async for chunk in response.aiter_raw():
+            for sse in parser.feed(chunk):
+                if sse.event == "ping" or sse.data == "[DONE]":
+                    continue
+                try:
+                    payload = json.loads(sse.data)
+                except ValueError:
+                    malformed += 1
+                    continue
+                if not isinstance(payload, dict):
+                    malformed += 1
+                    continue
+                if not started and payload.get("conversation_id") is not None:
+                    started = True
+                    yield Started(
+                        str(payload["conversation_id"]), str(payload.get("message_id", ""))
+                    )
+                event = self._convert(payload, app)
+                if event is not None:
+                    yield event
+                    if isinstance(event, Finished):
+                        self._report(parser.malformed + malformed)
+                        return
+        parser.close()
+        self._report(parser.malformed + malformed)
+
+    def _report(self, malformed: int) -> None:
+        if malformed and self._on_malformed is not None:
+            self._on_malformed(malformed)
+
+    @staticmethod
+    def _convert(payload: dict[str, Any], app: DifyApp) -> DifyEvent | None:
+        kind = payload.get("event")
+        if kind in ("message", "agent_message"):
+            return TextDelta(str(payload.get("answer") or ""))
+        if kind == "text_chunk":
+            data = payload.get("data") or {}
+            return TextDelta(str(data.get("text") or ""))
+        if kind == "message_replace":
+            return TextReplace(str(payload.get("answer") or ""))
+        if kind == "message_file":
+            url = str(payload.get("url") or "")
+            if url.startswith("/"):
+                origin = app.base_url.split("/v1")[0]
+                url = origin + url
+            return FileOutput(url, str(payload.get("type") or "file"))
+        if kind == "message_end":
+            return Finished(
+                str(payload.get("conversation_id") or ""),
+                str(payload.get("message_id") or payload.get("id") or ""),
+                _citations(payload.get("metadata")),
+            )
+        if kind == "workflow_finished" and app.mode == "workflow":
+            data = payload.get("data") or {}
+            if data.get("status") not in (None, "succeeded"):
+                raise DifyStreamError(str(data.get("status")), str(data.get("error") or ""))
+            return Finished(
+                "",
+                str(payload.get("workflow_run_id") or ""),
+                (),
+                _workflow_text(data.get("outputs")),
+            )
+        if kind == "error":
+            raise DifyStreamError(str(payload.get("code") or ""), str(payload.get("message") or ""))
+        # agent_thought, workflow_*/node_* of chatflows, tts_message, future events: not text.
+        return None
+
+    # --- small blocking calls ------------------------------------------------------------
+
+    async def upload_file(
+        self, app: DifyApp, user: str, name: str, data: bytes, mime_type: str
+    ) -> str:
+        response = await self._post_form(app, "/files/upload", user, name, data, mime_type)
+        return str(response["id"])
+
+    async def audio_to_text(
+        self, app: DifyApp, user: str, name: str, data: bytes, mime_type: str
+    ) -> str:
+        response = await self._post_form(app, "/audio-to-text", user, name, data, mime_type)
+        return str(response.get("text") or "")
+
+    async def _post_form(
+        self, app: DifyApp, path: str, user: str, name: str, data: bytes, mime_type: str
+    ) -> dict[str, Any]:
+        try:
+            response = await self._http.post(
+                app.base_url + path,
+                headers=self._headers(app),
+                data={"user": user},
+                files={"file": (name, data, mime_type)},
+                timeout=60.0,
+            )
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify {path} failed: {type(exc).__name__}") from exc
+        return self._json_or_raise(response)
+
+    async def parameters(self, app: DifyApp, user: str) -> dict[str, Any]:
+        try:
+            response = await self._http.get(
+                f"{app.base_url}/parameters", params={"user": user}, headers=self._headers(app)
+            )
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify /parameters failed: {type(exc).__name__}") from exc
+        return self._json_or_raise(response)
+
+    async def feedback(self, app: DifyApp, message_id: str, user: str, rating: str | None) -> None:
+        try:
+            response = await self._http.post(
+                f"{app.base_url}/messages/{message_id}/feedbacks",
+                headers=self._headers(app),
+                json={"rating": rating, "user": user},
+            )
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify feedback failed: {type(exc).__name__}") from exc
+        self._json_or_raise(response)
+
+    @staticmethod
+    def _json_or_raise(response: httpx.Response) -> dict[str, Any]:
+        if response.status_code >= 400:
+            code, message = _error_body(response.content)
+            raise DifyHTTPError(response.status_code, code, message)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise DifyUnavailable("Dify answered with invalid JSON") from exc
+        if not isinstance(body, dict):
+            raise DifyUnavailable("Dify answered with unexpected JSON")
+        return body

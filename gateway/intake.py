@@ -1,0 +1,67 @@
+"""The ack path: route each message, apply the group and sender rules, accept it into the
+inbox. The HTTP edge and every long-connection transport go through here, so a message is
+treated the same however it arrived.
+
+Order matters for Slack: a `message` event and an `app_mention` for one human message carry
+the same (channel, ts) key. The rules run *before* the claim, so an ignored `message` (no
+mention) never claims the key that the `app_mention` behind it needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from adapters.base import Adapter, Ingest, IntakeUnavailable
+from gateway.inbox import Inbox
+from gateway.metrics import Metrics
+from gateway.models import ChatType, InboundMessage, Messages, Outcome
+from gateway.router import Router
+from gateway.store.base import StoreUnavailable
+
+
+class Intake:
+    def __init__(
+        self, router: Router, inbox: Inbox, metrics: Metrics, adapters: Mapping[str, Adapter]
+    ) -> None:
+        self._router = router
+        self._inbox = inbox
+        self._metrics = metrics
+        self._adapters = adapters  # filled by the gateway after the adapters are built
+
+    async def accept(self, messages: Sequence[InboundMessage]) -> None:
+        """Accept messages for answering. Raises `StoreUnavailable` (answer 503)."""
+        now = time.time()
+        for message in messages:
+            fate = await self._accept_one(self._adapters[message.bot], message, now)
+            self._metrics.events.labels(message.bot, fate).inc()
+
+    async def _accept_one(self, adapter: Adapter, message: InboundMessage, now: float) -> str:
+        if message.from_bot:
+            return "skipped"
+        if not message.text.strip() and not message.attachments and message.notice is None:
+            return "skipped"
+        decision = self._router.decide(
+            message, threaded_groups=adapter.capabilities.threaded_groups
+        )
+        if (
+            message.chat_type is ChatType.GROUP
+            and decision.require_mention
+            and not message.mentioned
+        ):
+            return "skipped"
+        job = self._router.job(message, decision, now)
+        keys = [f"{message.bot}:{k}" for k in message.dedupe_keys or (message.message_id,)]
+        return "accepted" if await self._inbox.accept(job, keys) else "duplicate"
+
+    def ingest(self) -> Ingest:
+        """The `Ingest` callable long-connection transports use."""
+
+        async def ingest(outcome: Outcome) -> None:
+            if isinstance(outcome, Messages):
+                try:
+                    await self.accept(outcome.messages)
+                except StoreUnavailable as exc:
+                    raise IntakeUnavailable(str(exc)) from exc
+
+        return ingest

@@ -1,0 +1,157 @@
+"""Shapes every layer shares.
+
+The HTTP edge turns an aiohttp request into a framework-free `WebhookRequest`; an adapter
+turns that into an `Outcome`; each `InboundMessage` it carries becomes a `Job` once it is
+routed and accepted. A `Job` serialises to JSON, so another process can answer it: that is
+the seam where the durable inbox goes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """One inbound HTTP request, free of any web framework.
+
+    `headers` keys are lower-cased; `body` is the exact bytes received, because Slack and
+    Feishu sign the raw body and a re-serialised one would not verify.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    received_at: float
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """What the edge sends back. Adapters build these; only the edge knows aiohttp."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, payload: object, status: int = 200) -> HttpResponse:
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        return cls(status=status, body=data, content_type="application/json")
+
+    @classmethod
+    def text(cls, text: str, status: int = 200) -> HttpResponse:
+        return cls(status=status, body=text.encode(), content_type="text/plain")
+
+
+EMPTY_OK = HttpResponse()
+
+
+class ChatType(StrEnum):
+    DIRECT = "direct"
+    GROUP = "group"
+
+
+class Attachment(BaseModel):
+    """A file the user sent. `source` holds what the adapter needs to download it later,
+    in the worker: never on the ack path."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["image", "document", "audio", "video"]
+    name: str
+    mime_type: str | None = None
+    size: int | None = None
+    source: dict[str, Any] = {}
+
+
+class InboundMessage(BaseModel):
+    """One human message, normalised. Platform quirks stay in `adapters/<p>/convert.py`.
+
+    - `user_id` is the platform's id for the speaker (Slack user id, Feishu open_id, WeCom
+      userid, DingTalk senderStaffId or senderId); the router namespaces it by bot.
+    - `dedupe_keys` are the platform's delivery and message ids (for example Slack's
+      `event:Ev1` and `msg:C1:1700000000.1`); the core prefixes them with the bot name.
+    - `reply_to` is what the adapter needs to answer (a Slack `thread_ts`, a DingTalk
+      `sessionWebhook`, …). It must be JSON, so another process can answer the message.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    bot: str
+    platform: str
+    event_id: str
+    message_id: str
+    chat_id: str
+    chat_type: ChatType
+    user_id: str
+    user_name: str = ""
+    text: str
+    mentioned: bool = False
+    from_bot: bool = False
+    thread_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    dedupe_keys: tuple[str, ...] = ()
+    # Set when the gateway should answer with this text itself instead of asking Dify (for
+    # example "voice messages are not supported yet"), through the same dedupe, ordering and
+    # reply path as any answer.
+    notice: str | None = None
+    reply_to: dict[str, Any] = {}
+    received_at: float
+    raw: dict[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The adapter answered the request itself: a URL-verification challenge, a WeCom AI-bot
+    stream refresh. Nothing goes to the relay."""
+
+    response: HttpResponse
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    """Messages to answer. The edge accepts them into the inbox, then sends `ack`."""
+
+    messages: tuple[InboundMessage, ...]
+    ack: HttpResponse = EMPTY_OK
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A valid request that needs no answer (a bot echo, an edit, an unsubscribed event)."""
+
+    reason: str
+    ack: HttpResponse = EMPTY_OK
+
+
+Outcome = Answered | Messages | Ignored
+
+
+class Job(BaseModel):
+    """A routed, accepted message: everything a worker needs to answer it, as JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    message: InboundMessage
+    app: str
+    scope: str
+    conversation_key: str
+    dify_user: str
+    # The route's `inputs` templates; rendered in the worker, where a display name that the
+    # event did not carry can be looked up without slowing the ack.
+    input_templates: dict[str, str] = {}
+    accepted_at: float

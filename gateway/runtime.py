@@ -1,0 +1,157 @@
+"""The gateway's parts, wired from a `Config`, and their lifetime.
+
+Nothing here knows HTTP: `gateway/app.py` serves this over aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+
+from adapters.base import Adapter, AdapterContext
+from adapters.registry import create_adapter
+from gateway.config import Config
+from gateway.dify import DifyClient
+from gateway.inbox import Inbox
+from gateway.intake import Intake
+from gateway.metrics import Metrics
+from gateway.pacing import BotBudget
+from gateway.relay import Relay
+from gateway.router import Router
+from gateway.store.base import Store, StoreUnavailable, open_store
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "dify-gateway/0.1"
+
+
+def platform_client() -> httpx.AsyncClient:
+    """Platform APIs: short calls; the pool is shared by every bot."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(15.0, connect=5.0),
+        limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+    )
+
+
+def dify_client(max_concurrent: int) -> httpx.AsyncClient:
+    """Dify: one long-lived connection per streaming answer, so the pool is sized for
+    `max_concurrent_answers` plus room for uploads and small calls."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(60.0, connect=5.0, pool=30.0),
+        limits=httpx.Limits(max_connections=max_concurrent + 64, max_keepalive_connections=512),
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        http: httpx.AsyncClient | None = None,
+        dify_http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.store = store if store is not None else open_store(config.store)
+        self.http = http if http is not None else platform_client()
+        self.dify_http = (
+            dify_http
+            if dify_http is not None
+            else dify_client(config.server.max_concurrent_answers)
+        )
+        self.dify = DifyClient(self.dify_http, on_malformed=self.metrics.sse_malformed.inc)
+        self.router = Router(config)
+        self.budgets = {name: BotBudget() for name in config.bots}
+        self.adapters: dict[str, Adapter] = {}
+        self.relay = Relay(
+            adapters=self.adapters,
+            budgets=self.budgets,
+            apps=config.dify.apps,
+            dify=self.dify,
+            store=self.store,
+            router=self.router,
+            metrics=self.metrics,
+        )
+        self.inbox = Inbox(
+            self.store,
+            self.relay.answer,
+            max_concurrent=config.server.max_concurrent_answers,
+            metrics=self.metrics,
+        )
+        self.intake = Intake(self.router, self.inbox, self.metrics, self.adapters)
+        for name, bot in config.bots.items():
+            context = AdapterContext(
+                http=self.http,
+                store=self.store,
+                budget=self.budgets[name],
+                ingest=self.intake.ingest(),
+                assistant=self.relay,
+            )
+            self.adapters[name] = create_adapter(name, bot, context)
+        self.draining = False
+        self._starting: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start every adapter in the background: one bot that cannot reach its platform
+        must not keep the others from serving. `/readyz` says who is not up yet."""
+        for name, adapter in self.adapters.items():
+            task = asyncio.create_task(self._start_adapter(name, adapter), name=f"start {name}")
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _start_adapter(self, name: str, adapter: Adapter) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await adapter.start()
+                log.info("bot %s (%s) started", name, adapter.platform)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("bot %s failed to start: %s; retrying in %.0fs", name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    async def readiness_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.draining:
+            problems.append("shutting down")
+        try:
+            await asyncio.wait_for(self.store.ping(), 2.0)
+        except (StoreUnavailable, TimeoutError) as exc:
+            problems.append(f"store: {exc or 'timeout'}")
+        problems += [f"bot {n}: not ready" for n, a in self.adapters.items() if not a.ready]
+        return problems
+
+    def begin_shutdown(self) -> None:
+        """Stop taking webhooks (503, so platforms retry elsewhere) and go unready."""
+        self.draining = True
+
+    async def drain(self) -> None:
+        """Let answers in flight finish, bounded by `shutdown_grace_s`."""
+        self.begin_shutdown()
+        await self.inbox.drain(self.config.server.shutdown_grace_s)
+
+    async def aclose(self) -> None:
+        self.begin_shutdown()
+        for task in list(self._starting):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.inbox.drain(self.config.server.shutdown_grace_s)
+        for name, adapter in self.adapters.items():
+            try:
+                await adapter.aclose()
+            except Exception as exc:
+                log.warning("bot %s did not close cleanly: %s", name, exc)
+        await self.http.aclose()
+        await self.dify_http.aclose()
+        await self.store.aclose()

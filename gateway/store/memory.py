@@ -1,0 +1,76 @@
+"""In-process store, for tests and throwaway runs: nothing survives a restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+
+from gateway.store.base import DEFAULT_CLAIM_TTL, KeyedLocks
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._claims: dict[str, float] = {}
+        self._conversations: dict[str, str] = {}
+        self._values: dict[str, tuple[str, float | None]] = {}
+        self._locks = KeyedLocks()
+        self._next_purge = 0.0
+
+    def _purge(self, now: float) -> None:
+        # Amortised: sweeping on every claim would make a burst quadratic.
+        if now < self._next_purge:
+            return
+        self._next_purge = now + 60.0
+        self._claims = {k: exp for k, exp in self._claims.items() if exp > now}
+        self._values = {k: v for k, v in self._values.items() if v[1] is None or v[1] > now}
+
+    async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
+        now = time.time()
+        self._purge(now)
+        claims = self._claims
+        if any(claims.get(k, 0.0) > now for k in keys):
+            return False
+        for k in keys:
+            claims[k] = now + ttl
+        return True
+
+    async def get_conversation(self, key: str) -> str | None:
+        return self._conversations.get(key)
+
+    async def set_conversation(self, key: str, conversation_id: str) -> None:
+        self._conversations[key] = conversation_id
+
+    async def delete_conversation(self, key: str) -> bool:
+        return self._conversations.pop(key, None) is not None
+
+    def lock(self, key: str, ttl: float = 60.0) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(key)
+
+    async def get(self, key: str) -> str | None:
+        item = self._values.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires is not None and expires <= time.time():
+            del self._values[key]
+            return None
+        return value
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self._values[key] = (value, None if ttl is None else time.time() + ttl)
+
+    async def delete(self, key: str) -> None:
+        self._values.pop(key, None)
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        current = await self.get(key)
+        value = int(current or 0) + delta
+        await self.set(key, str(value), ttl)
+        return value
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

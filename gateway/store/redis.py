@@ -1,0 +1,136 @@
+"""Redis store: what several gateway instances behind a load balancer share.
+
+Claims are `SET NX` under a Lua script (all keys or none); the conversation lock is a token
+lock that its holder renews and only its holder can release. Single Redis or Sentinel; a
+Redis Cluster would need the claim keys in one hash slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
+
+T = TypeVar("T")
+PREFIX = "dify-gateway:"
+
+_CLAIM = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then return 0 end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, '1', 'PX', ARGV[1])
+end
+return 1
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_INCR = """
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+"""
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            health_check_interval=30,
+        )
+        self._claim = self._redis.register_script(_CLAIM)
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._incr = self._redis.register_script(_INCR)
+
+    @staticmethod
+    async def _do(call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
+        names = [f"{PREFIX}claim:{k}" for k in keys]
+        result = await self._do(lambda: self._claim(keys=names, args=[int(ttl * 1000)]))
+        return bool(result)
+
+    async def get_conversation(self, key: str) -> str | None:
+        value: Any = await self._do(lambda: self._redis.get(f"{PREFIX}conv:{key}"))
+        return None if value is None else str(value)
+
+    async def set_conversation(self, key: str, conversation_id: str) -> None:
+        await self._do(lambda: self._redis.set(f"{PREFIX}conv:{key}", conversation_id))
+
+    async def delete_conversation(self, key: str) -> bool:
+        removed: Any = await self._do(lambda: self._redis.delete(f"{PREFIX}conv:{key}"))
+        return bool(removed)
+
+    def lock(self, key: str, ttl: float = 60.0) -> AbstractAsyncContextManager[None]:
+        return self._hold(f"{PREFIX}lock:{key}", ttl)
+
+    @asynccontextmanager
+    async def _hold(self, name: str, ttl: float) -> AsyncIterator[None]:
+        token = uuid.uuid4().hex
+        ttl_ms = int(ttl * 1000)
+        delay = 0.01
+        while not await self._do(lambda: self._redis.set(name, token, nx=True, px=ttl_ms)):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+        async def keep_alive() -> None:
+            while True:
+                await asyncio.sleep(ttl / 3)
+                with contextlib.suppress(StoreUnavailable):
+                    await self._do(lambda: self._renew(keys=[name], args=[token, ttl_ms]))
+
+        renewer = asyncio.create_task(keep_alive())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            with contextlib.suppress(StoreUnavailable):
+                await self._do(lambda: self._release(keys=[name], args=[token]))
+
+    async def get(self, key: str) -> str | None:
+        value: Any = await self._do(lambda: self._redis.get(f"{PREFIX}kv:{key}"))
+        return None if value is None else str(value)
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        px = None if ttl is None else max(1, int(ttl * 1000))
+        await self._do(lambda: self._redis.set(f"{PREFIX}kv:{key}", value, px=px))
+
+    async def delete(self, key: str) -> None:
+        await self._do(lambda: self._redis.delete(f"{PREFIX}kv:{key}"))
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
+        value = await self._do(lambda: self._incr(keys=[f"{PREFIX}kv:{key}"], args=[delta, ttl_ms]))
+        return int(value)
+
+    async def ping(self) -> None:
+        await self._do(self._redis.ping)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
