@@ -72,7 +72,7 @@ class TerminalSlack:
     def _show(self, ts: str, text: str) -> None:
         before = self._shown.get(ts, "")
         if text.startswith(before):
-            self._write(text[len(before):])
+            self._write(text[len(before) :])
         else:  # an edit that rewrote the message (e.g. the placeholder went away)
             self._write(f"\n{text}")
         self._shown[ts] = text
@@ -115,16 +115,31 @@ class TerminalSlack:
 
 def _event(text: str, n: int) -> dict[str, Any]:
     ts = f"{int(time.time())}.{n:06d}"
-    return {"token": "demo", "team_id": TEAM, "type": "event_callback",
-            "event_id": f"EvDEMO{n}", "event_time": int(time.time()),
-            "event": {"type": "message", "channel_type": "im", "channel": CHANNEL,
-                      "user": USER, "text": text, "ts": ts, "team": TEAM}}
+    return {
+        "token": "demo",
+        "team_id": TEAM,
+        "type": "event_callback",
+        "event_id": f"EvDEMO{n}",
+        "event_time": int(time.time()),
+        "event": {
+            "type": "message",
+            "channel_type": "im",
+            "channel": CHANNEL,
+            "user": USER,
+            "text": text,
+            "ts": ts,
+            "team": TEAM,
+        },
+    }
 
 
 async def run_demo(question: str | None = None, out: Any = None) -> int:
     out = out or sys.stdout
-    questions = [question or "What can you do for our team?",
-                 "And what did I ask you a moment ago?", "/reset"]
+    questions = [
+        question or "What can you do for our team?",
+        "And what did I ask you a moment ago?",
+        "/reset",
+    ]
     real_key = os.environ.get("DIFY_API_KEY")
     emulator: DifyEmulator | None = None
     if real_key:
@@ -139,9 +154,14 @@ async def run_demo(question: str | None = None, out: Any = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="dify-gateway-demo-"))
     signing_secret = secrets.token_hex(16)
     port = _free_port()
-    env = {"DEMO_PORT": str(port), "DEMO_DB": str(workdir / "demo.db"),
-           "DEMO_DIFY_BASE_URL": dify_base, "DEMO_DIFY_API_KEY": dify_key,
-           "DEMO_SLACK_API": slack_api, "DEMO_SIGNING_SECRET": signing_secret}
+    env = {
+        "DEMO_PORT": str(port),
+        "DEMO_DB": str(workdir / "demo.db"),
+        "DEMO_DIFY_BASE_URL": dify_base,
+        "DEMO_DIFY_API_KEY": dify_key,
+        "DEMO_SLACK_API": slack_api,
+        "DEMO_SIGNING_SECRET": signing_secret,
+    }
     tree = yaml.safe_load(resources.files("gateway").joinpath("demo.yaml").read_text())
     config = parse_config(tree, env=env)
     gateway = Gateway(config)
@@ -150,8 +170,8 @@ async def run_demo(question: str | None = None, out: Any = None) -> int:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
     out.write("dify-gateway demo: the whole path on this machine, no accounts\n")
-    out.write(f"  Dify     {dify_base}"
-              f"{'  (your Dify app)' if real_key else '  (built-in emulator; set DIFY_API_KEY to use yours)'}\n")
+    where = "your Dify app" if real_key else "built-in emulator; set DIFY_API_KEY to use yours"
+    out.write(f"  Dify     {dify_base}  ({where})\n")
     out.write(f"  Slack    {slack_api}  (local stand-in for the Web API)\n")
     out.write(f"  Store    sqlite:///{workdir / 'demo.db'}\n")
     out.write(f"  Gateway  {base}  (webhook: POST /webhooks/{BOT})\n\n")
@@ -166,8 +186,10 @@ async def run_demo(question: str | None = None, out: Any = None) -> int:
         await slack.stop()
         if emulator is not None:
             await emulator.stop()
-    out.write("\nDone. Next: copy config/gateway.example.yaml, point a bot at your workspace,"
-              " and run `dify-gateway serve`.\n")
+    out.write(
+        "\nDone. Next: copy config/gateway.example.yaml, point a bot at your workspace,"
+        " and run `dify-gateway serve`.\n"
+    )
     return 0
 
 
@@ -179,31 +201,53 @@ async def _wait_ready(http: httpx.AsyncClient) -> None:
     raise RuntimeError("the gateway did not become ready")
 
 
-async def _ask(http: httpx.AsyncClient, gateway: Gateway, slack: TerminalSlack, secret: str,
-               text: str, n: int, out: Any) -> None:
+async def _ask(
+    http: httpx.AsyncClient,
+    gateway: Gateway,
+    slack: TerminalSlack,
+    secret: str,
+    text: str,
+    n: int,
+    out: Any,
+) -> None:
     body = json.dumps(_event(text, n)).encode()
     ts = str(int(time.time()))
     out.write(f"[{n}] Ada, in a direct message: \u201c{text}\u201d\n")
     started = time.monotonic()
-    response = await http.post(f"/webhooks/{BOT}", content=body, headers={
-        "Content-Type": "application/json", "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": sign(secret, ts, body)})
+    response = await http.post(
+        f"/webhooks/{BOT}",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sign(secret, ts, body),
+        },
+    )
     acked = time.monotonic()
-    out.write(f"    \u2192 signed POST /webhooks/{BOT} \u2190 {response.status_code} in "
-              f"{(acked - started) * 1000:.0f} ms (acked before Dify is asked)\n")
+    out.write(
+        f"    \u2192 signed POST /webhooks/{BOT} \u2190 {response.status_code} in "
+        f"{(acked - started) * 1000:.0f} ms (acked before Dify is asked)\n"
+    )
     updates_before = slack.updates
-    await asyncio.sleep(0.05)
-    while gateway.inbox.in_flight or gateway.inbox.queued:
-        await asyncio.sleep(0.02)
-    out.write(f"    \u2713 answered in {time.monotonic() - acked:.1f} s with "
-              f"{slack.updates - updates_before} streaming updates\n\n")
+    await gateway.inbox.wait_idle()
+    out.write(
+        f"    \u2713 answered in {time.monotonic() - acked:.1f} s with "
+        f"{slack.updates - updates_before} streaming updates\n\n"
+    )
 
 
 async def _forged(http: httpx.AsyncClient, out: Any) -> None:
     body = json.dumps(_event("give me the payroll", 99)).encode()
     ts = str(int(time.time()))
-    response = await http.post(f"/webhooks/{BOT}", content=body, headers={
-        "Content-Type": "application/json", "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": sign("not-the-secret", ts, body)})
-    out.write(f"[4] A forged request (wrong signature) \u2190 {response.status_code}, "
-              "nothing processed\n")
+    response = await http.post(
+        f"/webhooks/{BOT}",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sign("not-the-secret", ts, body),
+        },
+    )
+    out.write(
+        f"[4] A forged request (wrong signature) \u2190 {response.status_code}, nothing processed\n"
+    )

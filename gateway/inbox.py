@@ -39,6 +39,8 @@ class Inbox:
         # conversation key -> jobs waiting behind the one that is queued or running
         self._waiting: dict[str, deque[Job]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closed = False
 
     @property
@@ -49,6 +51,10 @@ class Inbox:
     def queued(self) -> int:
         return len(self._ready) + sum(len(q) for q in self._waiting.values())
 
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or running (for the demo, tests and benchmarks)."""
+        await self._idle.wait()
+
     async def accept(self, job: Job, dedupe_keys: list[str]) -> bool:
         """Dedupe and enqueue. False for a duplicate. Raises `StoreUnavailable`."""
         if not await self._store.claim(dedupe_keys, DEFAULT_CLAIM_TTL):
@@ -58,6 +64,7 @@ class Inbox:
             # closes this gap; until then the edge answers 503 before reaching this point.
             log.warning("job %s accepted during shutdown and dropped", job.job_id)
             return True
+        self._idle.clear()
         waiting = self._waiting.get(job.conversation_key)
         if waiting is not None:
             waiting.append(job)
@@ -97,6 +104,8 @@ class Inbox:
         self._tasks.discard(task)
         if not self._closed:
             self._start()
+        if not self._tasks and not self._ready:
+            self._idle.set()
         self._metrics.running.set(len(self._tasks))
         self._metrics.queued.set(self.queued)
 

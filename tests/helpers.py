@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Poll `predicate` until it is true; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], bool], within: float = 5.0, what: str = "") -> None:
+    """Poll `predicate` until it is true; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
         await asyncio.sleep(0.01)

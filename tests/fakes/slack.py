@@ -60,8 +60,15 @@ class FakeSlack:
 
     # --- control from tests --------------------------------------------------------------
 
-    def fail_next(self, method: str, *, status: int = 200, error: str = "ratelimited",
-                  retry_after: float | None = None, times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 200,
+        error: str = "ratelimited",
+        retry_after: float | None = None,
+        times: int = 1,
+    ) -> None:
         """Make the next `times` calls of `method` fail (HTTP `status`, or ok:false)."""
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         for _ in range(times):
@@ -71,8 +78,9 @@ class FakeSlack:
         return [c for c in self.calls if c.method == method]
 
     def thread(self, channel: str, thread_ts: str) -> list[Message]:
-        return [m for m in self.messages.values()
-                if m.channel == channel and m.thread_ts == thread_ts]
+        return [
+            m for m in self.messages.values() if m.channel == channel and m.thread_ts == thread_ts
+        ]
 
     def final_texts(self, channel: str, thread_ts: str) -> list[str]:
         return [m.text for m in self.thread(channel, thread_ts)]
@@ -136,8 +144,7 @@ class FakeSlack:
         if method == "users.info":
             user = str(p.get("user"))
             name = self.user_names.get(user, f"name-of-{user}")
-            return {**ok, "user": {"id": user, "name": name,
-                                   "profile": {"display_name": name}}}
+            return {**ok, "user": {"id": user, "name": name, "profile": {"display_name": name}}}
         if method == "apps.connections.open":
             return {**ok, "url": self.base_url.replace("http", "ws").replace("/api", "/socket")}
         if method in ("chat.postMessage", "chat.startStream"):
@@ -146,8 +153,9 @@ class FakeSlack:
             if not p.get("channel") or (method == "chat.startStream" and not p.get("thread_ts")):
                 return {"ok": False, "error": "invalid_arguments"}
             ts = f"1700000000.{next(self._ts):06d}"
-            msg = Message(str(p["channel"]), p.get("thread_ts"), ts,
-                          streaming=method == "chat.startStream")
+            msg = Message(
+                str(p["channel"]), p.get("thread_ts"), ts, streaming=method == "chat.startStream"
+            )
             msg.open = msg.streaming
             msg.show(str(p.get("markdown_text") or "") if msg.streaming else str(p.get("text")))
             self.messages[ts] = msg

@@ -4,6 +4,7 @@ SSE stream -> the fake Slack API shows the final text, in the thread."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,8 +38,9 @@ async def slack() -> AsyncIterator[FakeSlack]:
 Client = TestClient[Any, Any]
 
 
-async def start(gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack,
-                **config: Any) -> tuple[Client, Gateway]:
+async def start(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, **config: Any
+) -> tuple[Client, Gateway]:
     bot_extra = config.pop("bot", {})
     client, gateway = await gateway_factory(
         make_config(dify, {"slack-main": slack_bot(slack, **bot_extra)}, **config)
@@ -49,21 +51,23 @@ async def start(gateway_factory: GatewayFactory, dify: DifyEmulator, slack: Fake
 
 async def post(client: Client, payload: dict[str, Any], **headers: str) -> Any:
     body = body_of(payload)
-    return await client.post("/webhooks/slack-main", data=body,
-                             headers={**signed_headers(body), **headers})
+    return await client.post(
+        "/webhooks/slack-main", data=body, headers={**signed_headers(body), **headers}
+    )
 
 
-async def answered(gateway: Gateway, timeout: float = 8.0) -> None:
+async def answered(gateway: Gateway, within: float = 8.0) -> None:
     """Wait until every accepted message has been answered (the answer task exists before
     the ack returns, so an idle inbox means the final reply went out)."""
-    await wait_for(lambda: gateway.inbox.in_flight == 0 and gateway.inbox.queued == 0,
-                   timeout=timeout, what="answers to finish")
+    async with asyncio.timeout(within):
+        await gateway.inbox.wait_idle()
 
 
 def answer(text: str, n: int, delay: float = 0.0) -> ScriptedReply:
     size = -(-len(text) // n)
-    return ScriptedReply(chunks=[text[i:i + size] for i in range(0, len(text), size)],
-                         delay=delay)
+    return ScriptedReply(
+        chunks=[text[i : i + size] for i in range(0, len(text), size)], delay=delay
+    )
 
 
 # --- the happy path ------------------------------------------------------------------------
@@ -93,7 +97,7 @@ async def test_mention_is_acked_at_once_and_answered_by_streaming_in_the_thread(
     # ...and the answer grew in several visible steps before the final one.
     growing = [t for _, t in msg.states if t and t != text]
     assert len(growing) >= 2
-    assert all(a != b and b.startswith(a) for a, b in zip(growing, growing[1:], strict=False))
+    assert all(a != b and b.startswith(a) for a, b in itertools.pairwise(growing))
     request = dify.requests[0]
     assert request["query"] == "how do I reset my VPN password?"
     assert request["user"] == f"slack-main:thread:C111:{event['ts']}"
@@ -114,14 +118,14 @@ async def test_placeholder_and_chat_update_when_streaming_is_unavailable(
     event = direct("hello")
     assert (await post(client, envelope(event))).status == 200
 
-    await answered(gateway, timeout=10)
+    await answered(gateway, within=10)
     (msg,) = slack.thread("D111", event["ts"])
     assert msg.states[0][1] == "_Thinking…_"
     assert msg.text == text
     updates = [c.at for c in slack.of("chat.update")]
     assert len(updates) >= 3
     # About one edit a second; the final text may follow the last update at once.
-    assert all(b - a >= 0.95 for a, b in zip(updates[:-1], updates[1:-1], strict=False))
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(updates[:-1]))
 
 
 async def test_sixty_chunks_stay_within_four_stream_calls_per_second(
@@ -132,7 +136,7 @@ async def test_sixty_chunks_stay_within_four_stream_calls_per_second(
     dify.reply(ScriptedReply(chunks=chunks, delay=0.05))
     event = mention("count")
     await post(client, envelope(event))
-    await answered(gateway, timeout=10)
+    await answered(gateway, within=10)
 
     (msg,) = slack.thread("C111", event["ts"])
     assert msg.text == "".join(chunks)
@@ -162,14 +166,15 @@ async def test_a_30000_character_answer_rolls_over_into_more_messages(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
     client, gateway = await start(gateway_factory, dify, slack)
-    text = "".join(f"Paragraph {i}. " + "lorem ipsum dolor sit amet " * 20 + "\n\n"
-                   for i in range(55))
+    text = "".join(
+        f"Paragraph {i}. " + "lorem ipsum dolor sit amet " * 20 + "\n\n" for i in range(55)
+    )
     assert len(text) > 30_000
     dify.reply(answer(text, 40, delay=0.01))
     event = mention("very long please")
     await post(client, envelope(event))
 
-    await answered(gateway, timeout=15)
+    await answered(gateway, within=15)
     texts = slack.final_texts("C111", event["ts"])
     assert len(texts) >= 3
     assert all(len(t) <= 12_000 for t in texts)
@@ -185,8 +190,11 @@ async def test_a_platform_retry_is_acked_and_not_answered_again(
     client, gateway = await start(gateway_factory, dify, slack)
     payload = envelope(direct("once"))
     assert (await post(client, payload)).status == 200
-    assert (await post(client, payload, **{"X-Slack-Retry-Num": "1",
-                                           "X-Slack-Retry-Reason": "http_timeout"})).status == 200
+    assert (
+        await post(
+            client, payload, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+        )
+    ).status == 200
     assert (await post(client, payload, **{"X-Slack-Retry-Num": "2"})).status == 200
     await answered(gateway)
     assert len(dify.requests) == 1
@@ -220,14 +228,21 @@ async def test_an_ignored_message_does_not_swallow_the_mention_behind_it(
     assert len(dify.requests) == 1
 
 
-@pytest.mark.parametrize("event", [
-    {**direct("from another bot"), "bot_id": "B999", "subtype": "bot_message"},
-    {**direct("our own echo"), "user": "UBOT"},
-    {**direct("an edit"), "subtype": "message_changed"},
-    {**direct("a deletion"), "subtype": "message_deleted"},
-    {**mention("in a channel, not for us"), "type": "message", "text": "just chatting",
-     "channel_type": "channel"},
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**direct("from another bot"), "bot_id": "B999", "subtype": "bot_message"},
+        {**direct("our own echo"), "user": "UBOT"},
+        {**direct("an edit"), "subtype": "message_changed"},
+        {**direct("a deletion"), "subtype": "message_deleted"},
+        {
+            **mention("in a channel, not for us"),
+            "type": "message",
+            "text": "just chatting",
+            "channel_type": "channel",
+        },
+    ],
+)
 async def test_echoes_edits_and_unmentioned_channel_messages_are_not_answered(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, event: dict[str, Any]
 ) -> None:
@@ -245,7 +260,7 @@ async def test_echoes_edits_and_unmentioned_channel_messages_are_not_answered(
 async def test_forged_and_stale_requests_get_401_and_nothing_is_processed(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
-    client, gateway = await start(gateway_factory, dify, slack)
+    client, _gateway = await start(gateway_factory, dify, slack)
     body = body_of(envelope(direct("forged")))
     good = signed_headers(body)
     cases = [
@@ -266,13 +281,15 @@ async def test_forged_and_stale_requests_get_401_and_nothing_is_processed(
 async def test_bad_requests_get_clear_status_codes(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
-    client, gateway = await start(gateway_factory, dify, slack, server={"max_body_bytes": 2048})
+    client, _gateway = await start(gateway_factory, dify, slack, server={"max_body_bytes": 2048})
     junk = b"{not json"
-    assert (await client.post("/webhooks/slack-main", data=junk,
-                              headers=signed_headers(junk))).status == 400
+    assert (
+        await client.post("/webhooks/slack-main", data=junk, headers=signed_headers(junk))
+    ).status == 400
     big = b"{" + b" " * 4096 + b"}"
-    assert (await client.post("/webhooks/slack-main", data=big,
-                              headers=signed_headers(big))).status == 413
+    assert (
+        await client.post("/webhooks/slack-main", data=big, headers=signed_headers(big))
+    ).status == 413
     assert (await client.post("/webhooks/nobody", data=b"{}")).status == 404
     assert (await client.get("/webhooks/slack-main")).status == 400
     assert dify.requests == []
@@ -281,9 +298,12 @@ async def test_bad_requests_get_clear_status_codes(
 async def test_url_verification_is_answered_with_the_challenge(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
-    client, gateway = await start(gateway_factory, dify, slack)
-    payload = {"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
-               "type": "url_verification"}
+    client, _gateway = await start(gateway_factory, dify, slack)
+    payload = {
+        "token": "t",
+        "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+        "type": "url_verification",
+    }
     response = await post(client, payload)
     assert response.status == 200
     assert await response.json() == {"challenge": payload["challenge"]}
@@ -296,8 +316,13 @@ async def test_a_dify_error_mid_stream_keeps_the_partial_answer_and_says_why(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
     client, gateway = await start(gateway_factory, dify, slack)
-    dify.reply(ScriptedReply(chunks=["The first half ", "of an answer"], delay=0.05,
-                             error=("model_quota_exceeded", "quota")))
+    dify.reply(
+        ScriptedReply(
+            chunks=["The first half ", "of an answer"],
+            delay=0.05,
+            error=("model_quota_exceeded", "quota"),
+        )
+    )
     event = direct("break please")
     await post(client, envelope(event))
     await answered(gateway)
@@ -335,11 +360,12 @@ async def test_a_503_from_a_proxy_is_retried_before_anything_is_shown(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
     client, gateway = await start(gateway_factory, dify, slack)
-    dify.reply(ScriptedReply(status=503, code="", message="upstream"),
-               ScriptedReply(chunks=["recovered"]))
+    dify.reply(
+        ScriptedReply(status=503, code="", message="upstream"), ScriptedReply(chunks=["recovered"])
+    )
     event = direct("hello")
     await post(client, envelope(event))
-    await answered(gateway, timeout=8)
+    await answered(gateway, within=8)
     assert len(dify.requests) == 2
     assert slack.thread("D111", event["ts"])[0].text == "recovered"
 
@@ -389,8 +415,13 @@ async def test_route_inputs_get_the_speakers_name(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
     slack.user_names["U222"] = "Ada Lovelace"
-    routes = [{"match": {"bot": "slack-main", "chat_type": "direct"}, "scope": "user",
-               "inputs": {"asker": "{user_name}", "where": "{platform}/{chat_id}"}}]
+    routes = [
+        {
+            "match": {"bot": "slack-main", "chat_type": "direct"},
+            "scope": "user",
+            "inputs": {"asker": "{user_name}", "where": "{platform}/{chat_id}"},
+        }
+    ]
     client, gateway = await start(gateway_factory, dify, slack, routes=routes)
     event = direct("who am I?")
     await post(client, envelope(event))
@@ -411,7 +442,7 @@ async def test_a_429_slows_edits_down_and_the_final_text_still_arrives(
     dify.reply(answer(text, 30, delay=0.08))
     event = direct("hello")
     await post(client, envelope(event))
-    await answered(gateway, timeout=12)
+    await answered(gateway, within=12)
     assert slack.thread("D111", event["ts"])[0].text == text
     updates = slack.of("chat.update")
     limited_at = updates[0].at
@@ -426,7 +457,7 @@ async def test_ok_false_ratelimited_on_the_final_call_is_retried(
     dify.reply(ScriptedReply(chunks=["short answer"]))
     event = direct("hello")
     await post(client, envelope(event))
-    await answered(gateway, timeout=8)
+    await answered(gateway, within=8)
     assert slack.thread("D111", event["ts"])[0].text == "short answer"
     assert len(slack.of("chat.stopStream")) == 2
 
@@ -440,25 +471,45 @@ async def test_a_shared_image_is_downloaded_with_the_token_and_uploaded_to_dify(
     client, gateway = await start(gateway_factory, dify, slack)
     slack.files["chart.png"] = b"\x89PNG fake image bytes"
     url = slack.base_url.replace("/api", "/files/chart.png")
-    event = {**direct("what does this chart say?"), "subtype": "file_share",
-             "files": [{"id": "F1", "name": "chart.png", "mimetype": "image/png",
-                        "url_private_download": url, "size": 21}]}
+    event = {
+        **direct("what does this chart say?"),
+        "subtype": "file_share",
+        "files": [
+            {
+                "id": "F1",
+                "name": "chart.png",
+                "mimetype": "image/png",
+                "url_private_download": url,
+                "size": 21,
+            }
+        ],
+    }
     await post(client, envelope(event))
     await answered(gateway)
     (upload,) = dify.uploads
     assert upload["data"] == b"\x89PNG fake image bytes"
     assert upload["name"] == "chart.png"
-    assert dify.requests[0]["files"] == [{"type": "image", "transfer_method": "local_file",
-                                          "upload_file_id": upload["id"]}]
+    assert dify.requests[0]["files"] == [
+        {"type": "image", "transfer_method": "local_file", "upload_file_id": upload["id"]}
+    ]
 
 
 async def test_the_bot_token_never_goes_to_a_foreign_host(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
     client, gateway = await start(gateway_factory, dify, slack)
-    event = {**direct(""), "subtype": "file_share",
-             "files": [{"id": "F1", "name": "x.png", "mimetype": "image/png",
-                        "url_private": "https://attacker.example/x.png"}]}
+    event = {
+        **direct(""),
+        "subtype": "file_share",
+        "files": [
+            {
+                "id": "F1",
+                "name": "x.png",
+                "mimetype": "image/png",
+                "url_private": "https://attacker.example/x.png",
+            }
+        ],
+    }
     await post(client, envelope(event))
     await answered(gateway)
     assert dify.uploads == [] and dify.requests == []

@@ -24,15 +24,27 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 def socket_envelope(event: dict[str, Any], n: int) -> dict[str, Any]:
-    return {"envelope_id": f"env-{n}", "type": "events_api", "payload": envelope(event),
-            "accepts_response_payload": False, "retry_attempt": 0, "retry_reason": ""}
+    return {
+        "envelope_id": f"env-{n}",
+        "type": "events_api",
+        "payload": envelope(event),
+        "accepts_response_payload": False,
+        "retry_attempt": 0,
+        "retry_reason": "",
+    }
 
 
 async def test_socket_mode_acks_answers_and_survives_reconnects(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
-    bot = {"platform": "slack", "app": "main", "mode": "socket", "api_base": slack.base_url,
-           "bot_token": BOT_TOKEN, "app_token": APP_TOKEN}
+    bot = {
+        "platform": "slack",
+        "app": "main",
+        "mode": "socket",
+        "api_base": slack.base_url,
+        "bot_token": BOT_TOKEN,
+        "app_token": APP_TOKEN,
+    }
     client, gateway = await gateway_factory(make_config(dify, {"slack-sock": bot}))
     adapter = gateway.adapters["slack-sock"]
     await wait_for(lambda: adapter.ready, what="socket connected")
@@ -46,9 +58,13 @@ async def test_socket_mode_acks_answers_and_survives_reconnects(
         sent[n] = socket_envelope(event, n)
         await slack.socket_send(sent[n])
         await wait_for(lambda: f"env-{n}" in slack.acks, what=f"ack of env-{n}")
-        await wait_for(lambda: any(m.text.startswith("You asked") and not m.open
-                                   for m in slack.thread("D111", event["ts"])),
-                       what=f"answer {n}")
+        await wait_for(
+            lambda: any(
+                m.text.startswith("You asked") and not m.open
+                for m in slack.thread("D111", event["ts"])
+            ),
+            what=f"answer {n}",
+        )
 
     await ask(1)
     # The same envelope redelivered (Slack retries unacked ones) is acked, not answered again.
@@ -61,8 +77,11 @@ async def test_socket_mode_acks_answers_and_survives_reconnects(
     await ask(3)
 
     await slack.socket_drop()
-    await wait_for(lambda: slack.socket_connections == 3 and adapter.ready, timeout=8,
-                   what="reconnect after a drop")
+    await wait_for(
+        lambda: slack.socket_connections == 3 and adapter.ready,
+        within=8,
+        what="reconnect after a drop",
+    )
     await ask(4)
     assert [r["query"] for r in dify.requests] == [f"question {n}" for n in (1, 2, 3, 4)]
     assert len(slack.of("apps.connections.open")) == 3
