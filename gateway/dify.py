@@ -281,7 +281,8 @@ class DifyClient:
         parser = SSEParser()
         started = False
         malformed = 0
-        async for chunk in response.aiter_raw():
+        # aiter_bytes, not aiter_raw: a proxy in front of Dify may gzip the event stream.
+        async for chunk in response.aiter_bytes():
             for sse in parser.feed(chunk):
                 if sse.event == "ping" or sse.data == "[DONE]":
                     continue

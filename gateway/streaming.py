@@ -89,8 +89,13 @@ class AnswerStream:
     async def finish(self) -> None:
         await self._stop_pacer()
         current = self._current()
-        if not current.strip():
-            current = self._reopen + EMPTY_ANSWER
+        if not self._full.strip():
+            current = EMPTY_ANSWER
+        elif not current.strip():
+            # Every part already went out (only possible after a moderation rewrite
+            # shortened the text): there is nothing left to send.
+            log.info("answer fully delivered before the end; no final part")
+            return
         await self._deliver_all(current, failed=False)
 
     async def fail(self, notice: str) -> None:
@@ -131,7 +136,9 @@ class AnswerStream:
                 self._shown = current
                 self.updates += 1
             return
-        cut = paragraph_break(current, len(self._reopen), MIN_PARAGRAPH_PART)
+        # Search the text without its trailing blank lines: the last paragraph stays back
+        # until more text follows it, so the final part `finish()` sends is never empty.
+        cut = paragraph_break(current.rstrip(), len(self._reopen), MIN_PARAGRAPH_PART)
         if cut is None:
             return
         if await self._best_effort(self._sink.finish, current[:cut], last=False):

@@ -114,16 +114,24 @@ def split_text(text: str, limit: int, unit: Unit = "chars") -> list[Part]:
         if rest_cost <= limit:
             parts.append(Part(text[pos:], reopen))
             break
-        # Room for the reopened fence and a closing one; without it, cut plainly.
-        budget = limit - measure(reopen, unit) - (1 + _MAX_FENCE)
-        end = _fit(text, pos, budget, unit) if budget > 0 else pos
-        repair = end > pos
+        budget = limit - measure(reopen, unit)
+        repair = budget > 0 and _fit(text, pos, budget, unit) > pos
         if not repair:
-            reopen = ""
-            end = _fit(text, pos, limit, unit)
-        cut = _boundary(text, pos, end, fences)
-        body = text[pos:cut]
+            # No room to repeat the fence: cut plainly. This part starts inside the block
+            # without its opener, so closing it would unbalance the part.
+            reopen, budget = "", limit
+        cut = _boundary(text, pos, _fit(text, pos, budget, unit), fences)
         opener = fences.open_at(cut) if repair else None
+        if opener is not None:
+            # The part ends inside a code block: cut again leaving room to close it.
+            room = budget - (1 + _MAX_FENCE)
+            end = _fit(text, pos, room, unit) if room > 0 else pos
+            if end > pos:
+                cut = _boundary(text, pos, end, fences)
+                opener = fences.open_at(cut)
+            else:
+                opener = None  # too tight to repair: cut plainly
+        body = text[pos:cut]
         fence = opener[: len(opener) - len(opener.lstrip(opener[0]))] if opener else ""
         if len(fence) > _MAX_FENCE:
             opener, fence = None, ""

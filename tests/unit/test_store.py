@@ -1,0 +1,169 @@
+"""One suite, every backend: memory, SQLite and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.store.base import Store, StoreUnavailable, open_store
+from gateway.store.redis import RedisStore
+from gateway.store.sqlite import SQLiteStore
+
+BACKENDS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """A factory: calling it twice gives two handles on the same storage (two instances
+    of the gateway, or one restarted), except for memory, which shares nothing."""
+    kind = request.param
+    if kind == "memory":
+        shared = open_store("memory://")
+        return lambda: shared
+    if kind == "sqlite":
+        path = tmp_path / "store.db"
+        return lambda: open_store(f"sqlite:///{path}")
+    url = request.getfixturevalue("redis_url")
+    return lambda: open_store(url)
+
+
+@pytest.fixture
+async def store(
+    make_store: Callable[[], Store], request: pytest.FixtureRequest
+) -> AsyncIterator[Store]:
+    if request.node.callspec.params["make_store"] == "redis":
+        flush = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+        await flush.flushdb()
+        await flush.aclose()
+    s = make_store()
+    yield s
+    await s.aclose()
+
+
+each_backend = pytest.mark.parametrize("make_store", BACKENDS, indirect=True)
+
+
+@each_backend
+async def test_claim_is_all_or_nothing(store: Store) -> None:
+    assert await store.claim(["a", "b"], 60)
+    assert not await store.claim(["b", "c"], 60)
+    assert await store.claim(["c"], 60)  # "c" was not claimed by the failed attempt
+    assert not await store.claim(["a"], 60)
+
+
+@each_backend
+async def test_claims_expire(store: Store) -> None:
+    assert await store.claim(["short"], 0.2)
+    assert not await store.claim(["short"], 0.2)
+    await asyncio.sleep(0.3)
+    assert await store.claim(["short"], 0.2)
+
+
+@each_backend
+async def test_concurrent_claims_of_one_key_let_exactly_one_through(store: Store) -> None:
+    results = await asyncio.gather(*(store.claim(["race", f"other-{i}"], 60) for i in range(50)))
+    assert sum(results) == 1
+
+
+@each_backend
+async def test_conversations(store: Store) -> None:
+    assert await store.get_conversation("app/user:bot:U1") is None
+    await store.set_conversation("app/user:bot:U1", "conv-1")
+    await store.set_conversation("app/user:bot:U1", "conv-2")
+    assert await store.get_conversation("app/user:bot:U1") == "conv-2"
+    assert await store.delete_conversation("app/user:bot:U1")
+    assert not await store.delete_conversation("app/user:bot:U1")
+    assert await store.get_conversation("app/user:bot:U1") is None
+
+
+@each_backend
+async def test_key_values_with_ttl(store: Store) -> None:
+    await store.set("k", "v")
+    await store.set("brief", "x", ttl=0.2)
+    assert await store.get("k") == "v"
+    assert await store.get("brief") == "x"
+    await asyncio.sleep(0.3)
+    assert await store.get("brief") is None
+    await store.delete("k")
+    assert await store.get("k") is None
+
+
+@each_backend
+async def test_incr(store: Store) -> None:
+    assert await store.incr("n") == 1
+    assert await store.incr("n", 2) == 3
+    assert await store.incr("n", -1) == 2
+    assert await store.incr("gone", ttl=0.2) == 1
+    await asyncio.sleep(0.3)
+    assert await store.incr("gone", ttl=0.2) == 1
+
+
+@each_backend
+async def test_lock_is_exclusive_and_ordered(store: Store) -> None:
+    order: list[str] = []
+
+    async def hold(name: str, pause: float) -> None:
+        async with store.lock("conv"):
+            order.append(f"{name}+")
+            await asyncio.sleep(pause)
+            order.append(f"{name}-")
+
+    first = asyncio.create_task(hold("a", 0.1))
+    await asyncio.sleep(0.02)
+    await asyncio.gather(first, hold("b", 0.0))
+    assert order == ["a+", "a-", "b+", "b-"]
+
+
+@pytest.mark.parametrize("make_store", ["sqlite", "redis"], indirect=True)
+async def test_a_second_instance_sees_the_same_state(
+    store: Store, make_store: Callable[[], Store]
+) -> None:
+    """Restart (SQLite) or another instance (Redis): conversations and claims survive.
+    (memory:// keeps nothing across instances, by design.)"""
+    await store.set_conversation("c", "conv-9")
+    assert await store.claim(["event:1"], 60)
+    other = make_store()
+    try:
+        assert await other.get_conversation("c") == "conv-9"
+        assert not await other.claim(["event:1"], 60)
+    finally:
+        await other.aclose()
+
+
+@each_backend
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+# --- backend specifics (not parametrised) ----------------------------------------------------
+
+
+async def test_sqlite_batches_a_burst_of_claims(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "burst.db"))
+    results = await asyncio.gather(*(store.claim([f"burst-{i}"], 60) for i in range(2000)))
+    assert all(results)
+    again = await asyncio.gather(*(store.claim([f"burst-{i}"], 60) for i in range(0, 2000, 7)))
+    assert not any(again)
+    await store.aclose()
+
+
+async def test_an_unreachable_redis_raises_store_unavailable() -> None:
+    store = RedisStore("redis://127.0.0.1:1/0")
+    with pytest.raises(StoreUnavailable):
+        await store.claim(["x"], 1)
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    await store.aclose()
+
+
+async def test_an_unopenable_sqlite_file_raises_store_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = SQLiteStore(str(blocker / "store.db"))
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    await store.aclose()

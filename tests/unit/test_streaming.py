@@ -1,0 +1,213 @@
+"""The streaming engine against a recording sink: pacing, shared budgets, rollover,
+paragraph parts for sinks that cannot edit, rate limits, exact final text."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.base import Capabilities, Pacing, PlatformError, RateLimited
+from gateway.pacing import BotBudget
+from gateway.streaming import EMPTY_ANSWER, AnswerStream
+
+
+@dataclass
+class FakeSink:
+    pacing: Pacing = field(default_factory=lambda: Pacing(0.2, "test", 100.0))
+    calls: list[tuple[float, str, str]] = field(default_factory=list)  # (when, kind, text)
+    fail_updates: list[Exception] = field(default_factory=list)
+    fail_finishes: list[Exception] = field(default_factory=list)
+
+    async def begin(self) -> None:
+        self.calls.append((time.monotonic(), "begin", ""))
+
+    async def update(self, text: str) -> None:
+        if self.fail_updates:
+            raise self.fail_updates.pop(0)
+        self.calls.append((time.monotonic(), "update", text))
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        if self.fail_finishes:
+            raise self.fail_finishes.pop(0)
+        self.calls.append((time.monotonic(), "last" if last else "part", text))
+
+    async def fail(self, text: str) -> None:
+        self.calls.append((time.monotonic(), "fail", text))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"parts": sum(1 for c in self.calls if c[1] == "part")}
+
+    def kinds(self) -> list[str]:
+        return [kind for _, kind, _ in self.calls]
+
+    def texts(self, *kinds: str) -> list[str]:
+        return [text for _, kind, text in self.calls if kind in kinds]
+
+
+def caps(can_edit: bool = True, limit: int = 1000, unit: str = "chars") -> Capabilities:
+    return Capabilities(
+        can_edit=can_edit,
+        max_message=limit,
+        unit=unit,  # type: ignore[arg-type]
+        pacing=Pacing(0.2, "test", 100.0),
+    )
+
+
+async def feed(stream: AnswerStream, chunks: list[str], delay: float) -> None:
+    for chunk in chunks:
+        stream.append(chunk)
+        await asyncio.sleep(delay)
+
+
+async def test_begin_then_paced_growing_updates_then_the_exact_final_text() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    chunks = [f"w{i} " for i in range(40)]
+    await feed(stream, chunks, 0.03)
+    await stream.finish()
+    assert sink.kinds()[0] == "begin"
+    updates = [c for c in sink.calls if c[1] == "update"]
+    assert len(updates) >= 3
+    assert all(b[0] - a[0] >= 0.19 for a, b in itertools.pairwise(updates))
+    assert all(b[2].startswith(a[2]) for a, b in itertools.pairwise(updates))
+    assert sink.texts("last") == ["".join(chunks)]
+
+
+async def test_the_final_text_does_not_wait_for_the_interval() -> None:
+    sink = FakeSink(pacing=Pacing(5.0, "test", 100.0))
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.append("quick")
+    started = time.monotonic()
+    await stream.finish()
+    assert time.monotonic() - started < 0.5
+    assert sink.texts("last") == ["quick"]
+
+
+async def test_answers_sharing_a_budget_each_update_less_often() -> None:
+    budget = BotBudget()
+    shared = Pacing(0.1, "shared", 4.0)  # 4 updates a second for the whole bot
+    sinks = [FakeSink(pacing=shared) for _ in range(4)]
+    streams = [AnswerStream(s, caps(), budget) for s in sinks]
+    for stream in streams:
+        await stream.begin()
+    await asyncio.gather(*(feed(s, [f"{i} " for i in range(30)], 0.05) for s in streams))
+    for stream in streams:
+        await stream.finish()
+    total = sum(len(s.texts("update")) for s in sinks)
+    # 1.5 s of streaming at 4 updates/s for the bot, shared by four answers.
+    assert total <= 4 * 1.5 + 4
+    for sink in sinks:
+        stamps = [when for when, kind, _ in sink.calls if kind == "update"]
+        assert all(b - a >= 0.95 for a, b in itertools.pairwise(stamps))
+
+
+async def test_a_long_answer_rolls_over_before_the_limit() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(limit=100), BotBudget())
+    await stream.begin()
+    text = "".join(f"sentence number {i}. " for i in range(40))
+    await feed(stream, [text[i : i + 37] for i in range(0, len(text), 37)], 0.01)
+    await stream.finish()
+    parts = sink.texts("part", "last")
+    assert len(parts) >= 8
+    assert "".join(parts) == text
+    assert all(len(p) <= 100 for p in parts + sink.texts("update"))
+    assert sink.kinds()[-1] == "last"
+
+
+async def test_a_sink_that_cannot_edit_gets_finished_paragraphs() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(can_edit=False, limit=2048, unit="bytes"), BotBudget())
+    await stream.begin()
+    paragraphs = [f"Paragraph {i}: " + "words " * 70 + "\n\n" for i in range(4)]
+    await feed(stream, paragraphs, 0.3)
+    await stream.finish()
+    assert "update" not in sink.kinds()
+    parts = sink.texts("part")
+    assert parts and all(p.endswith("\n\n") for p in parts)
+    assert "".join(sink.texts("part", "last")) == "".join(paragraphs)
+
+
+async def test_a_short_answer_on_a_sink_that_cannot_edit_is_one_message() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(can_edit=False), BotBudget())
+    await stream.begin()
+    await feed(stream, ["Short ", "answer.\n\n", "Done."], 0.1)
+    await stream.finish()
+    assert sink.kinds() == ["begin", "last"]
+
+
+async def test_a_rate_limit_pauses_updates_and_the_final_text_still_arrives() -> None:
+    budget = BotBudget()
+    sink = FakeSink(
+        fail_updates=[RateLimited("test", 0.6)], fail_finishes=[RateLimited("test", 0.3)]
+    )
+    stream = AnswerStream(sink, caps(), budget)
+    await stream.begin()
+    limited_at = time.monotonic()
+    await feed(stream, [f"{i} " for i in range(20)], 0.05)
+    await stream.finish()
+    later = [when for when, kind, _ in sink.calls if kind in ("update", "last")]
+    assert all(when - limited_at >= 0.55 for when in later)
+    assert sink.texts("last") == ["".join(f"{i} " for i in range(20))]
+
+
+async def test_a_failing_update_does_not_lose_the_answer() -> None:
+    sink = FakeSink(
+        fail_updates=[PlatformError("test", "boom")] * 3,
+        fail_finishes=[PlatformError("test", "transient")],
+    )
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    await feed(stream, ["a", "b", "c"], 0.25)
+    await stream.finish()
+    assert sink.texts("last") == ["abc"]
+
+
+async def test_fail_keeps_the_partial_text_and_adds_the_notice() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.append("Half an answer")
+    await stream.fail("Sorry, it broke.")
+    assert sink.texts("fail") == ["Half an answer\n\nSorry, it broke."]
+    empty = FakeSink()
+    stream = AnswerStream(empty, caps(), BotBudget())
+    await stream.begin()
+    await stream.fail("Sorry, it broke.")
+    assert empty.texts("fail") == ["Sorry, it broke."]
+
+
+async def test_an_empty_answer_says_so_and_replace_rewrites() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    await stream.finish()
+    assert sink.texts("last") == [EMPTY_ANSWER]
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.append("something unsafe")
+    stream.replace("Moderated answer.")
+    await stream.finish()
+    assert sink.texts("last") == ["Moderated answer."]
+
+
+async def test_checkpoints_follow_each_new_message() -> None:
+    saved: list[dict[str, Any]] = []
+
+    async def checkpoint(snapshot: dict[str, Any]) -> None:
+        saved.append(snapshot)
+
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(limit=50), BotBudget(), checkpoint=checkpoint)
+    await stream.begin()
+    stream.append("x " * 80)
+    await stream.finish()
+    assert saved[0] == {"parts": 0}
+    assert saved[-1]["parts"] >= 2
