@@ -8,30 +8,43 @@ closes and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway import gc_tuning
 from gateway.config import Config
-from gateway.http import GATEWAY, add_routes, never_500
+from gateway.http import GATEWAY, add_routes
 from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
 
 
-def create_app(gateway: Gateway) -> web.Application:
+def create_app(gateway: Gateway, *, manage_gc: bool = False) -> web.Application:
+    """The aiohttp app. `manage_gc` (for the serving process, not for tests that build many
+    gateways in one process) moves full garbage collections out of webhook bursts."""
     # aiohttp enforces the body limit on chunked bodies too (413); the edge also checks
     # Content-Length before reading.
-    app = web.Application(
-        client_max_size=gateway.config.server.max_body_bytes, middlewares=[never_500]
-    )
+    app = web.Application(client_max_size=gateway.config.server.max_body_bytes)
     app[GATEWAY] = gateway
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await gateway.start()
+        collector: asyncio.Task[None] | None = None
+        if manage_gc:
+            gc_tuning.configure()
+            collector = asyncio.create_task(
+                gc_tuning.collect_when_quiet(lambda: gateway.inbox.last_accept)
+            )
         yield
+        if collector is not None:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
         await gateway.aclose()
 
     app.cleanup_ctx.append(lifetime)
@@ -39,10 +52,21 @@ def create_app(gateway: Gateway) -> web.Application:
     return app
 
 
+def raise_file_limit(wanted: int) -> None:
+    """Each streaming answer holds a socket to Dify and the platform; a soft limit of 1,024
+    open files (a common default) would cap the gateway far below max_concurrent_answers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        log.info("raised the open-file limit from %d to %d", soft, target)
+
+
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    raise_file_limit(3 * config.server.max_concurrent_answers + 1024)
     gateway = Gateway(config)
-    app = create_app(gateway)
+    app = create_app(gateway, manage_gc=True)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)

@@ -8,13 +8,15 @@ edge, the job format and the workers do not change.
 
 Ordering: jobs of one conversation run one at a time, in arrival order (a later message must
 see the conversation the earlier one created). Different conversations run concurrently, up
-to `max_concurrent`; beyond that they wait here, and acks never wait for them.
+to `max_concurrent`; beyond that they wait here, and acks never wait for them (see QUIET_S).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +28,16 @@ log = logging.getLogger(__name__)
 
 Worker = Callable[[Job], Awaitable[None]]
 
+# Acks first. An answer costs several times the CPU of an ack (a Dify stream and platform
+# calls), so while messages keep arriving, new answers wait, and the ack path keeps the event
+# loop to itself. A burst is over once no message was accepted for QUIET_S. No answer waits
+# longer than MAX_HOLD_S to start, so "thinking…" still shows well inside a second; during a
+# long burst, overdue answers start at most FORCED_PER_TICK per TICK_S.
+QUIET_S = 0.005
+MAX_HOLD_S = 0.3
+FORCED_PER_TICK = 32
+TICK_S = 0.01
+
 
 class Inbox:
     def __init__(
@@ -34,14 +46,20 @@ class Inbox:
         self._store = store
         self._worker = worker
         self._max = max_concurrent
-        self._metrics = metrics
-        self._ready: deque[Job] = deque()
-        # conversation key -> jobs waiting behind the one that is queued or running
-        self._waiting: dict[str, deque[Job]] = {}
+        self._ready: deque[tuple[float, Job]] = deque()  # (ready since, job), oldest first
+        # conversation key -> jobs waiting behind the one that is queued or running (None
+        # until a second job arrives: most conversations never need the queue)
+        self._waiting: dict[str, deque[Job] | None] = {}
+        self._queued = 0  # accepted, not started
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._closed = False
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._last_accept = 0.0
+        metrics.watch_queue(lambda: self._queued, lambda: len(self._tasks))
+        self._draining = False  # no new accepts: start whatever waits, at once
+        self._closed = False  # stop starting anything
 
     @property
     def in_flight(self) -> int:
@@ -49,7 +67,12 @@ class Inbox:
 
     @property
     def queued(self) -> int:
-        return len(self._ready) + sum(len(q) for q in self._waiting.values())
+        return self._queued
+
+    @property
+    def last_accept(self) -> float:
+        """time.monotonic() of the last accepted message (0.0 before the first)."""
+        return self._last_accept
 
     async def wait_idle(self) -> None:
         """Return once nothing is queued or running (for the demo, tests and benchmarks)."""
@@ -59,29 +82,55 @@ class Inbox:
         """Dedupe and enqueue. False for a duplicate. Raises `StoreUnavailable`."""
         if not await self._store.claim(dedupe_keys, DEFAULT_CLAIM_TTL):
             return False
-        if self._closed:
+        if self._draining:
             # Claimed while shutting down: nobody here will answer it. The durable inbox
             # closes this gap; until then the edge answers 503 before reaching this point.
             log.warning("job %s accepted during shutdown and dropped", job.job_id)
             return True
+        self._last_accept = now = time.monotonic()
         self._idle.clear()
-        waiting = self._waiting.get(job.conversation_key)
-        if waiting is not None:
+        self._queued += 1
+        key = job.conversation_key
+        if key in self._waiting:
+            waiting = self._waiting[key]
+            if waiting is None:
+                waiting = self._waiting[key] = deque()
             waiting.append(job)
         else:
-            self._waiting[job.conversation_key] = deque()
-            self._ready.append(job)
-            self._start()
-        self._metrics.queued.set(self.queued)
+            self._waiting[key] = None
+            self._ready.append((now, job))
+            self._wake.set()
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="inbox dispatcher")
         return True
 
-    def _start(self) -> None:
-        while self._ready and len(self._tasks) < self._max:
-            job = self._ready.popleft()
+    async def _dispatch(self) -> None:
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._ready and len(self._tasks) < self._max and not self._closed:
+                now = time.monotonic()
+                quiet_for = now - self._last_accept
+                if quiet_for >= QUIET_S or self._draining:
+                    self._start(len(self._ready))
+                    continue
+                # A burst is on: start only answers that have waited too long, a few a tick.
+                overdue = 0
+                for since, _ in self._ready:
+                    if now - since < MAX_HOLD_S or overdue == FORCED_PER_TICK:
+                        break
+                    overdue += 1
+                self._start(overdue)
+                await asyncio.sleep(min(TICK_S, QUIET_S - quiet_for))
+
+    def _start(self, count: int) -> None:
+        while count > 0 and self._ready and len(self._tasks) < self._max:
+            count -= 1
+            _, job = self._ready.popleft()
+            self._queued -= 1
             task = asyncio.create_task(self._run(job), name=f"answer {job.job_id}")
             self._tasks.add(task)
             task.add_done_callback(self._done)
-        self._metrics.running.set(len(self._tasks))
 
     async def _run(self, job: Job) -> None:
         try:
@@ -96,30 +145,39 @@ class Inbox:
     def _next_of(self, conversation_key: str) -> None:
         waiting = self._waiting.get(conversation_key)
         if waiting:
-            self._ready.append(waiting.popleft())
+            self._ready.append((time.monotonic(), waiting.popleft()))
         else:
             self._waiting.pop(conversation_key, None)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not self._closed:
-            self._start()
-        if not self._tasks and not self._ready:
+        self._wake.set()
+        if not self._tasks and not self._queued:
             self._idle.set()
-        self._metrics.running.set(len(self._tasks))
-        self._metrics.queued.set(self.queued)
 
     async def drain(self, grace: float) -> None:
-        """Stop starting jobs; let running ones finish for up to `grace` seconds."""
+        """Answer what was accepted (queued jobs too: they were acked) within `grace`
+        seconds; then cancel whatever still runs. The edge stops accepting first."""
+        self._draining = True
+        self._wake.set()
+        if not self._idle.is_set():
+            log.info(
+                "waiting up to %.0fs for %d answers (%d not started yet)",
+                grace,
+                len(self._tasks) + self._queued,
+                self._queued,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
         self._closed = True
-        dropped = self.queued
-        if dropped:
-            log.warning("shutting down with %d queued answers not started", dropped)
-        if self._tasks:
-            log.info("waiting up to %.0fs for %d answers in flight", grace, len(self._tasks))
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("cancelled %d answers still running after %.0fs", len(pending), grace)
-                await asyncio.wait(pending, timeout=5)
+        self._wake.set()
+        if self._dispatcher is not None:
+            await self._dispatcher
+        if self._queued:
+            log.warning("shut down with %d accepted answers never started", self._queued)
+        pending = set(self._tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("cancelled %d answers still running after %.0fs", len(pending), grace)
+            await asyncio.wait(pending, timeout=5)

@@ -33,26 +33,24 @@ class Intake:
         """Accept messages for answering. Raises `StoreUnavailable` (answer 503)."""
         now = time.time()
         for message in messages:
-            fate = await self._accept_one(self._adapters[message.bot], message, now)
-            self._metrics.events.labels(message.bot, fate).inc()
-
-    async def _accept_one(self, adapter: Adapter, message: InboundMessage, now: float) -> str:
-        if message.from_bot:
-            return "skipped"
-        if not message.text.strip() and not message.attachments and message.notice is None:
-            return "skipped"
-        decision = self._router.decide(
-            message, threaded_groups=adapter.capabilities.threaded_groups
-        )
-        if (
-            message.chat_type is ChatType.GROUP
-            and decision.require_mention
-            and not message.mentioned
-        ):
-            return "skipped"
-        job = self._router.job(message, decision, now)
-        keys = [f"{message.bot}:{k}" for k in message.dedupe_keys or (message.message_id,)]
-        return "accepted" if await self._inbox.accept(job, keys) else "duplicate"
+            bot = message.bot
+            fate = "skipped"
+            if not message.from_bot and (
+                message.text.strip() or message.attachments or message.notice is not None
+            ):
+                decision = self._router.decide(
+                    message, threaded_groups=self._adapters[bot].capabilities.threaded_groups
+                )
+                if (
+                    message.chat_type != ChatType.GROUP
+                    or message.mentioned
+                    or not decision.require_mention
+                ):
+                    job = self._router.job(message, decision, now)
+                    keys = [f"{bot}:{k}" for k in message.dedupe_keys or (message.message_id,)]
+                    accepted = await self._inbox.accept(job, keys)
+                    fate = "accepted" if accepted else "duplicate"
+            self._metrics.count_event(bot, fate)
 
     def ingest(self) -> Ingest:
         """The `Ingest` callable long-connection transports use."""

@@ -1,29 +1,50 @@
-"""Prometheus metrics, one registry per gateway (so tests can build many gateways)."""
+"""Prometheus metrics, one registry per gateway (so tests can build many gateways).
+
+Counters bumped on every webhook are plain integers exported at scrape time, and queue
+gauges are read at scrape time: the ack path pays for neither prometheus_client's locks nor
+its label lookups.
+"""
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+
+class _HotCounters(Collector):
+    """A labelled counter kept as a plain tally (single-threaded event loop: no lock)."""
+
+    def __init__(self, name: str, doc: str, labels: tuple[str, str]) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.counts: Tally[tuple[str, str]] = Tally()
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.doc, labels=list(self.labels))
+        for values, count in sorted(self.counts.items()):
+            family.add_metric(list(values), count)
+        yield family
 
 
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.webhooks = Counter(
-            "dify_gateway_webhooks_total",
-            "Webhook requests by bot and result",
-            ["bot", "result"],
-            registry=r,
+        self.registry = r = CollectorRegistry()
+        self._webhooks = _HotCounters(
+            "dify_gateway_webhooks", "Webhook requests by bot and result", ("bot", "result")
         )
-        self.events = Counter(
-            "dify_gateway_events_total",
+        self._events = _HotCounters(
+            "dify_gateway_events",
             "Inbound messages by bot and fate (accepted, duplicate, skipped)",
-            ["bot", "fate"],
-            registry=r,
+            ("bot", "fate"),
         )
+        r.register(self._webhooks)
+        r.register(self._events)
         self.answers = Counter(
             "dify_gateway_answers_total",
             "Finished answers by bot and result",
@@ -66,6 +87,16 @@ class Metrics:
             ["bot"],
             registry=r,
         )
+
+    def count_webhook(self, bot: str, result: str) -> None:
+        self._webhooks.counts[(bot, result)] += 1
+
+    def count_event(self, bot: str, fate: str) -> None:
+        self._events.counts[(bot, fate)] += 1
+
+    def watch_queue(self, queued: Callable[[], float], running: Callable[[], float]) -> None:
+        self.queued.set_function(queued)
+        self.running.set_function(running)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,16 +8,20 @@ the seam where the durable inbox goes.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import TypeAdapter
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like InboundMessage and Job: frozen dataclasses set every field through
+# object.__setattr__, which costs more than the rest of the ack path's object building.
+# Treat all three as immutable (use dataclasses.replace).
+@dataclass(slots=True)
 class WebhookRequest:
     """One inbound HTTP request, free of any web framework.
 
@@ -63,20 +67,23 @@ class ChatType(StrEnum):
     GROUP = "group"
 
 
-class Attachment(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
     """A file the user sent. `source` holds what the adapter needs to download it later,
     in the worker: never on the ack path."""
-
-    model_config = ConfigDict(frozen=True)
 
     kind: Literal["image", "document", "audio", "video"]
     name: str
     mime_type: str | None = None
     size: int | None = None
-    source: dict[str, Any] = {}
+    source: dict[str, Any] = field(default_factory=dict)
 
 
-class InboundMessage(BaseModel):
+# Plain slotted dataclasses, not pydantic models: one is built per webhook on the ack path,
+# and validation would cost more than everything else the adapter does (bench/README.md).
+# mypy --strict checks the adapters that build them; JSON goes through pydantic (Job.to_json).
+@dataclass(slots=True, kw_only=True)
+class InboundMessage:
     """One human message, normalised. Platform quirks stay in `adapters/<p>/convert.py`.
 
     - `user_id` is the platform's id for the speaker (Slack user id, Feishu open_id, WeCom
@@ -86,8 +93,6 @@ class InboundMessage(BaseModel):
     - `reply_to` is what the adapter needs to answer (a Slack `thread_ts`, a DingTalk
       `sessionWebhook`, …). It must be JSON, so another process can answer the message.
     """
-
-    model_config = ConfigDict(frozen=True)
 
     bot: str
     platform: str
@@ -107,9 +112,9 @@ class InboundMessage(BaseModel):
     # example "voice messages are not supported yet"), through the same dedupe, ordering and
     # reply path as any answer.
     notice: str | None = None
-    reply_to: dict[str, Any] = {}
+    reply_to: dict[str, Any] = field(default_factory=dict)
     received_at: float
-    raw: dict[str, Any] = {}
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +145,9 @@ class Ignored:
 Outcome = Answered | Messages | Ignored
 
 
-class Job(BaseModel):
+@dataclass(slots=True, kw_only=True)
+class Job:
     """A routed, accepted message: everything a worker needs to answer it, as JSON."""
-
-    model_config = ConfigDict(frozen=True)
 
     job_id: str
     message: InboundMessage
@@ -153,5 +157,17 @@ class Job(BaseModel):
     dify_user: str
     # The route's `inputs` templates; rendered in the worker, where a display name that the
     # event did not carry can be looked up without slowing the ack.
-    input_templates: dict[str, str] = {}
+    input_templates: dict[str, str] = field(default_factory=dict)
     accepted_at: float
+
+    def to_json(self) -> bytes:
+        return _job_adapter().dump_json(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Job:
+        return _job_adapter().validate_json(data)
+
+
+@functools.cache
+def _job_adapter() -> TypeAdapter[Job]:
+    return TypeAdapter(Job)

@@ -26,13 +26,29 @@ class Router:
     def __init__(self, config: Config) -> None:
         self._routes = config.routes
         self._bots = config.bots
+        self._defaults: dict[tuple[str, ChatType, bool], Decision] = {}
 
     def decide(self, message: InboundMessage, *, threaded_groups: bool) -> Decision:
-        route = next((r for r in self._routes if _matches(r, message)), None)
+        route = None
+        for candidate in self._routes:
+            if _matches(candidate, message):
+                route = candidate
+                break
+        if route is None:
+            key = (message.bot, message.chat_type, threaded_groups)
+            cached = self._defaults.get(key)
+            if cached is None:
+                cached = self._defaults[key] = self._decision(message, None, threaded_groups)
+            return cached
+        return self._decision(message, route, threaded_groups)
+
+    def _decision(
+        self, message: InboundMessage, route: Route | None, threaded_groups: bool
+    ) -> Decision:
         app = (route.app if route else None) or self._bots[message.bot].app
         scope = route.scope if route and route.scope else None
         if scope is None:
-            if message.chat_type is ChatType.DIRECT:
+            if message.chat_type == ChatType.DIRECT:
                 scope = "user"
             else:
                 scope = "thread" if threaded_groups else "chat_user"

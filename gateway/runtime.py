@@ -22,6 +22,7 @@ from gateway.pacing import BotBudget
 from gateway.relay import Relay
 from gateway.router import Router
 from gateway.store.base import Store, StoreUnavailable, open_store
+from gateway.transport import AiohttpTransport, ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ USER_AGENT = "dify-gateway/0.1"
 
 def platform_client() -> httpx.AsyncClient:
     """Platform APIs: short calls; the pool is shared by every bot."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(15.0, connect=5.0),
-        limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+    return ApiClient(
+        transport=AiohttpTransport(max_connections=256),
+        timeout=httpx.Timeout(15.0, connect=5.0, pool=30.0),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
     )
@@ -41,9 +42,9 @@ def platform_client() -> httpx.AsyncClient:
 def dify_client(max_concurrent: int) -> httpx.AsyncClient:
     """Dify: one long-lived connection per streaming answer, so the pool is sized for
     `max_concurrent_answers` plus room for uploads and small calls."""
-    return httpx.AsyncClient(
+    return ApiClient(
+        transport=AiohttpTransport(max_connections=max_concurrent + 64),
         timeout=httpx.Timeout(60.0, connect=5.0, pool=30.0),
-        limits=httpx.Limits(max_connections=max_concurrent + 64, max_keepalive_connections=512),
         headers={"User-Agent": USER_AGENT},
     )
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -52,9 +51,14 @@ class AnswerStream:
         self._offset = 0  # where the current platform message starts in _full
         self._reopen = ""  # a code fence reopened at the top of the current message
         self._shown = ""  # what the current message shows now
-        self._wake = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._pacer: asyncio.Task[None] | None = None
+        # Pacing is timer-driven: between updates an answer holds one timer handle at most,
+        # and a task only while an update is in flight (2,000 answers at once must stay
+        # small: bench/README.md).
+        self._dirty = False  # new text, or a failed update to retry
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: asyncio.Task[None] | None = None
+        self._started = False
+        self._closing = False
         self._joined: Pacing | None = None
         self._next_at = 0.0
         self._last_snapshot: dict[str, Any] | None = None
@@ -70,12 +74,12 @@ class AnswerStream:
     def append(self, delta: str) -> None:
         if delta:
             self._full += delta
-            self._wake.set()
+            self._poke()
 
     def replace(self, text: str) -> None:
         self._full = text
         self._offset = min(self._offset, len(text))
-        self._wake.set()
+        self._poke()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -84,7 +88,9 @@ class AnswerStream:
         await self._save_checkpoint()
         self._rejoin()
         self._next_at = self._clock() + self._budget.interval(self._sink.pacing)
-        self._pacer = asyncio.create_task(self._pace())
+        self._started = True
+        if self._dirty:
+            self._schedule()
 
     async def finish(self) -> None:
         await self._stop_pacer()
@@ -106,23 +112,36 @@ class AnswerStream:
 
     # --- the pacer -----------------------------------------------------------------------
 
-    async def _pace(self) -> None:
-        while not self._closing.is_set():
-            await self._wake.wait()
-            delay = max(self._next_at - self._clock(), self._budget.paused_for())
-            if delay > 0 and await self._closed_within(delay):
-                return
-            if self._closing.is_set():
-                return
-            self._wake.clear()
+    def _poke(self) -> None:
+        self._dirty = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Run a step now, or set a timer for when pacing allows one. At most one step is
+        in flight; one that finishes with more text waiting schedules the next."""
+        if not self._started or self._closing or self._running or self._timer:
+            return
+        delay = max(self._next_at - self._clock(), self._budget.paused_for())
+        loop = asyncio.get_running_loop()
+        if delay > 0:
+            self._timer = loop.call_later(delay, self._on_timer)
+        else:
+            self._running = loop.create_task(self._run_step())
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._schedule()  # pacing may have changed meanwhile (a 429 pauses the bot)
+
+    async def _run_step(self) -> None:
+        try:
+            self._dirty = False
             await self._step()
             self._rejoin()
             self._next_at = self._clock() + self._budget.interval(self._sink.pacing)
-
-    async def _closed_within(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        return self._closing.is_set()
+        finally:
+            self._running = None
+            if self._dirty:
+                self._schedule()
 
     async def _step(self) -> None:
         await self._roll_over()
@@ -174,10 +193,12 @@ class AnswerStream:
             self._joined = pacing
 
     async def _stop_pacer(self) -> None:
-        self._closing.set()
-        self._wake.set()  # the pacer may be parked waiting for text
-        if self._pacer is not None:
-            await self._pacer
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._running is not None:
+            await asyncio.shield(self._running)  # let a call in flight land, in order
         if self._joined is not None:
             self._budget.leave(self._joined)
             self._joined = None
@@ -193,10 +214,10 @@ class AnswerStream:
             return True
         except RateLimited as exc:
             self._budget.slow_down(exc.retry_after)
-            self._wake.set()
+            self._poke()
         except PlatformError as exc:
             log.warning("reply update failed: %s", exc)
-            self._wake.set()
+            self._poke()
         except Exception:
             log.exception("reply update failed unexpectedly")
         return False

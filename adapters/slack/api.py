@@ -8,11 +8,11 @@ header (https://docs.slack.dev/apis/web-api/). Failures map to:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from adapters.base import PlatformError, RateLimited
 
@@ -35,23 +35,32 @@ class SlackAPI:
         self._token = token
         base = urlsplit(self._base)
         self._base_origin = (base.scheme, base.netloc)
+        # Built once: streaming sends several calls a second per answer.
+        self._urls: dict[str, httpx.URL] = {}
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self._json_headers = {**self._auth, "Content-Type": "application/json; charset=utf-8"}
+
+    def _url(self, method: str) -> httpx.URL:
+        url = self._urls.get(method)
+        if url is None:
+            url = self._urls[method] = httpx.URL(f"{self._base}/{method}")
+        return url
 
     async def call(
         self, method: str, payload: dict[str, Any] | None = None, *, form: bool = False
     ) -> dict[str, Any]:
         """Call a Web API method. Write methods take JSON; read methods (`users.info`,
         `auth.test`, …) only take form fields, so pass `form=True` for those."""
-        headers = {"Authorization": f"Bearer {self._token}"}
         try:
             if form:
                 response = await self._http.post(
-                    f"{self._base}/{method}", data=payload or {}, headers=headers
+                    self._url(method), data=payload or {}, headers=self._auth
                 )
             else:
                 response = await self._http.post(
-                    f"{self._base}/{method}",
-                    content=json.dumps(payload or {}, ensure_ascii=False).encode(),
-                    headers={**headers, "Content-Type": "application/json; charset=utf-8"},
+                    self._url(method),
+                    content=orjson.dumps(payload or {}),
+                    headers=self._json_headers,
                 )
         except httpx.HTTPError as exc:
             raise PlatformError(PLATFORM, "network", f"{method}: {type(exc).__name__}") from exc
@@ -60,8 +69,8 @@ class SlackAPI:
         if response.status_code >= 400:
             raise PlatformError(PLATFORM, f"http_{response.status_code}", method)
         try:
-            body = response.json()
-        except ValueError as exc:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
             raise PlatformError(PLATFORM, "invalid_json", method) from exc
         if not isinstance(body, dict):
             raise PlatformError(PLATFORM, "invalid_json", method)

@@ -7,10 +7,11 @@ deletions, joins, bot messages) is not something to answer.
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
+
+import orjson
 
 from adapters.base import MalformedRequest
 from gateway.models import (
@@ -25,16 +26,20 @@ from gateway.models import (
 )
 
 _USER_SUBTYPES = (None, "file_share")
+_KINDS: dict[str, Literal["image", "audio", "video", "document"]] = {
+    "image": "image",
+    "audio": "audio",
+    "video": "video",
+}
 _MARKUP = re.compile(r"<([^<>]*)>")
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
     """JSON (Events API) or a form (ssl_check, slash commands, interactivity)."""
-    stripped = body.lstrip()
-    if stripped.startswith(b"{"):
+    if body[:1] == b"{" or body.lstrip()[:1] == b"{":
         try:
-            payload = json.loads(stripped)
-        except (ValueError, UnicodeDecodeError) as exc:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise MalformedRequest("body is not valid JSON") from exc
         if not isinstance(payload, dict):
             raise MalformedRequest("body is not a JSON object")
@@ -133,8 +138,7 @@ def _attachments(files: Any) -> tuple[Attachment, ...]:
         if not isinstance(url, str):
             continue
         mime = str(f.get("mimetype") or "application/octet-stream")
-        major = mime.split("/", 1)[0]
-        kind = major if major in ("image", "audio", "video") else "document"
+        kind = _KINDS.get(mime.split("/", 1)[0], "document")
         out.append(
             Attachment(
                 kind=kind,
@@ -150,6 +154,9 @@ def _attachments(files: Any) -> tuple[Attachment, ...]:
 def to_plain_text(text: str, bot_user_id: str | None) -> str:
     """Slack markup -> what a person typed: the bot's own mention removed, other mentions,
     channels and links made readable, `&amp;`-escapes undone."""
+
+    if "<" not in text and "&" not in text and "  " not in text and "\t" not in text:
+        return text.strip()  # the common case: nothing to undo
 
     def replace(m: re.Match[str]) -> str:
         inner = m.group(1)

@@ -21,8 +21,8 @@ MAX_SKEW_S = 300
 
 
 def sign(signing_secret: str, timestamp: str, body: bytes) -> str:
-    base = b"v0:" + timestamp.encode("ascii") + b":" + body
-    return "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+    base = b"".join((b"v0:", timestamp.encode("ascii"), b":", body))
+    return "v0=" + hmac.digest(signing_secret.encode(), base, hashlib.sha256).hex()
 
 
 def verify_signature(

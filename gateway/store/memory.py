@@ -29,8 +29,10 @@ class MemoryStore:
         now = time.time()
         self._purge(now)
         claims = self._claims
-        if any(claims.get(k, 0.0) > now for k in keys):
-            return False
+        for key in keys:
+            expires = claims.get(key)
+            if expires is not None and expires > now:
+                return False
         for k in keys:
             claims[k] = now + ttl
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from gateway.inbox import Inbox
 from gateway.metrics import Metrics
@@ -81,6 +82,7 @@ async def test_concurrency_is_bounded_and_the_rest_queue() -> None:
     inbox = Inbox(MemoryStore(), work, max_concurrent=3, metrics=Metrics())
     for n in range(20):
         assert await inbox.accept(job(n, f"c{n}"), [f"k{n}"])
+    await asyncio.sleep(0.015)  # answers start once the burst of accepts is over
     assert inbox.in_flight == 3 and inbox.queued == 17
     await inbox.wait_idle()
     assert peak == 3
@@ -111,10 +113,33 @@ async def test_drain_waits_then_cancels() -> None:
     inbox = Inbox(MemoryStore(), work, max_concurrent=4, metrics=Metrics())
     quick, slow = job(1, "a"), job(2, "b")
     await inbox.accept(
-        quick.model_copy(update={"message": quick.message.model_copy(update={"text": "quick"})}),
+        replace(quick, message=replace(quick.message, text="quick")),
         ["k1"],
     )
     await inbox.accept(slow, ["k2"])
     await inbox.drain(0.3)
     assert finished == ["quick"]
     assert inbox.in_flight == 0
+
+
+async def test_answers_wait_while_acks_keep_arriving_but_not_too_long() -> None:
+    started: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+
+    async def work(j: Job) -> None:
+        started[j.message.text] = loop.time()
+
+    inbox = Inbox(MemoryStore(), work, max_concurrent=100, metrics=Metrics())
+    begin = loop.time()
+    n = 0
+    while loop.time() - begin < 0.6:  # a burst: a message every millisecond for 0.6 s
+        await inbox.accept(job(n, f"c{n}"), [f"k{n}"])
+        n += 1
+        await asyncio.sleep(0.001)
+    burst_end = loop.time()
+    await inbox.wait_idle()
+    first = started["0"] - begin
+    # The first answer was held back (acks first), but for no more than about MAX_HOLD_S.
+    assert 0.25 <= first <= 0.45
+    # Nothing waited much longer than MAX_HOLD_S plus a tick, burst or not.
+    assert all(started[str(i)] <= burst_end + 0.1 for i in range(n))

@@ -1,0 +1,112 @@
+"""What a Dify stream yields (typed events) and raises (typed errors).
+
+`DifyError.user_message` is safe to show in the chat; `str(error)` is for logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class DifyError(Exception):
+    """Base class. `user_message` is safe to show in the chat; `str()` is for logs."""
+
+    user_message = "Sorry, the assistant is unavailable right now. Please try again shortly."
+
+
+class DifyHTTPError(DifyError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"Dify HTTP {status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+        if status in (401, 403):
+            self.user_message = "Sorry, this assistant is misconfigured (Dify refused the API key)."
+        elif status == 400:
+            self.user_message = f"Sorry, Dify could not process that message ({code})."
+
+
+class ConversationGone(DifyError):
+    """Dify no longer knows the conversation: drop the mapping and start a new one."""
+
+
+class DifyRateLimited(DifyError):
+    user_message = "Sorry, the assistant is busy right now. Please try again in a minute."
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"Dify rate limited; retry after {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+class DifyUnavailable(DifyError):
+    """Could not reach Dify, or it answered 5xx, after the allowed tries."""
+
+
+class StreamStalled(DifyError):
+    user_message = "Sorry, the assistant stopped responding. Please try again."
+
+
+class DifyStreamError(DifyError):
+    """An SSE `error` event, or a failed workflow run."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"Dify stream error {code}: {message}")
+        self.code, self.message = code, message
+        self.user_message = f"Sorry, the assistant ran into an error ({code or 'error'})."
+
+
+class DeadlineExceeded(DifyError):
+    user_message = "Sorry, the answer took too long and was stopped."
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextReplace:
+    """`message_replace`: Dify's moderation swapped the whole answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutput:
+    url: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The first event that names the conversation and message (remember it early, so a
+    stream that fails later still continues the conversation)."""
+
+    conversation_id: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    conversation_id: str
+    message_id: str
+    citations: tuple[str, ...] = ()
+    # Workflow apps may stream no text and put the answer in outputs.
+    output_text: str | None = None
+
+
+DifyEvent = TextDelta | TextReplace | FileOutput | Started | Finished
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    query: str
+    user: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    conversation_id: str | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    trace_id: str | None = None

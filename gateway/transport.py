@@ -1,0 +1,128 @@
+"""An httpx transport that sends requests through aiohttp's connection pool.
+
+Why: httpcore 1.0's pool re-scans every connection on each request start and finish, and its
+keep-alive check is quadratic (encode/httpcore#1035, still open; the pydantic/httpx2 fork has
+the fix). With thousands of Dify streams open at once, that bookkeeping ate most of a core
+in our benchmark. aiohttp's connector hands out connections in O(1). Everything above the
+transport stays httpx: the same client API in every adapter, `MockTransport` in tests,
+httpx's own redirects, timeouts and content decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import aiohttp
+import httpx
+
+
+@contextmanager
+def _as_httpx_errors(request: httpx.Request, *, connecting: bool) -> Iterator[None]:
+    """aiohttp's exceptions as the httpx exceptions callers already handle."""
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        raise httpx.ConnectError(str(exc), request=request) from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        kind = httpx.ConnectTimeout if connecting else httpx.ReadTimeout
+        raise kind(str(exc) or "timed out", request=request) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise httpx.ReadError(str(exc), request=request) from exc
+    except aiohttp.InvalidURL as exc:
+        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise httpx.NetworkError(str(exc), request=request) from exc
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors(self._request, connecting=False):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        # A fully read response goes back to the pool; a half-read one is closed.
+        self._response.release()
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    def __init__(self, *, max_connections: int, keepalive_s: float = 30.0) -> None:
+        self._max_connections = max_connections
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Created lazily: an aiohttp session belongs to the running event loop.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=self._keepalive_s,
+                ttl_dns_cache=300,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {})
+        body = await request.aread()
+        with _as_httpx_errors(request, connecting=True):
+            response = await self._get_session().request(
+                request.method,
+                str(request.url),
+                headers=[
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                ],
+                data=body or None,
+                allow_redirects=False,  # httpx follows redirects itself, when asked to
+                auto_decompress=False,  # httpx decodes Content-Encoding itself
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=timeout.get("pool"),
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                ),
+            )
+        return httpx.Response(
+            status_code=response.status,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            stream=_Body(response, request),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class ApiClient(httpx.AsyncClient):
+    """httpx without cookies. Platform APIs and Dify authenticate with headers, and httpx
+    parses every response for cookies: about a third of the client-side CPU of a streaming
+    update in our benchmark."""
+
+    _none = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._none
+
+    @cookies.setter
+    def cookies(self, value: object) -> None:
+        return None
