@@ -30,12 +30,16 @@ Worker = Callable[[Job], Awaitable[None]]
 
 # Acks first. An answer costs several times the CPU of an ack (a Dify stream and platform
 # calls), so while messages keep arriving, new answers wait, and the ack path keeps the event
-# loop to itself. A burst is over once no message was accepted for QUIET_S. No answer waits
-# longer than MAX_HOLD_S to start, so "thinking…" still shows well inside a second; during a
-# long burst, overdue answers start at most FORCED_PER_TICK per TICK_S.
-QUIET_S = 0.005
+# loop to itself. A burst is over once no message was accepted for QUIET_S. During a long
+# burst, answers that waited MAX_HOLD_S start anyway, but only while fewer than
+# BURST_RUNNING answers are running: a start *rate* was tried first, and it started answers
+# faster than the process could finish them, which slowed acks, which lengthened the burst.
+# Even once quiet, answers start in slices of START_SLICE with a yield between, so a pause
+# that only looked like the end of a burst costs little when acks resume.
+QUIET_S = 0.02
 MAX_HOLD_S = 0.3
-FORCED_PER_TICK = 32
+BURST_RUNNING = 32
+START_SLICE = 64
 TICK_S = 0.01
 
 
@@ -112,12 +116,15 @@ class Inbox:
                 now = time.monotonic()
                 quiet_for = now - self._last_accept
                 if quiet_for >= QUIET_S or self._draining:
-                    self._start(len(self._ready))
+                    self._start(START_SLICE)
+                    await asyncio.sleep(0)
                     continue
-                # A burst is on: start only answers that have waited too long, a few a tick.
+                # A burst is on: start only answers that have waited too long, and only while
+                # few are running.
                 overdue = 0
+                room = BURST_RUNNING - len(self._tasks)
                 for since, _ in self._ready:
-                    if now - since < MAX_HOLD_S or overdue == FORCED_PER_TICK:
+                    if now - since < MAX_HOLD_S or overdue >= room:
                         break
                     overdue += 1
                 self._start(overdue)

@@ -27,7 +27,10 @@ from gateway.store.base import DEFAULT_CLAIM_TTL, KeyedLocks, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_CHECKPOINT_EVERY_S = 30.0
+# Often, so the WAL stays small: a WAL grown to tens of MB between checkpoints made the
+# kernel throttle the loop's own writes (dirty-page limits) and stalled acks for 100s of ms.
+_CHECKPOINT_EVERY_S = 1.0
+_WAL_LIMIT_BYTES = 16 << 20
 _PURGE_EVERY_S = 300.0
 _PURGE_BATCH = 5000  # rows per purge, so a purge never holds the loop for long
 
@@ -66,6 +69,7 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             # Checkpoints happen on our own thread instead (see _checkpoint_forever).
             conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
             conn.executescript(_SCHEMA)
         return conn
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from gateway.inbox import Inbox
+from gateway.inbox import QUIET_S, Inbox
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
 from gateway.store.memory import MemoryStore
@@ -82,7 +82,7 @@ async def test_concurrency_is_bounded_and_the_rest_queue() -> None:
     inbox = Inbox(MemoryStore(), work, max_concurrent=3, metrics=Metrics())
     for n in range(20):
         assert await inbox.accept(job(n, f"c{n}"), [f"k{n}"])
-    await asyncio.sleep(0.015)  # answers start once the burst of accepts is over
+    await asyncio.sleep(QUIET_S + 0.02)  # answers start once the burst of accepts is over
     assert inbox.in_flight == 3 and inbox.queued == 17
     await inbox.wait_idle()
     assert peak == 3

@@ -1,0 +1,174 @@
+"""Shared bench machinery: CPU pinning, a lean HTTP/1.1 load client, signed Slack events,
+RSS readings, percentiles.
+
+The load client speaks raw HTTP/1.1 over asyncio streams with keep-alive: a full HTTP
+client library would cost more CPU per request than the bare server it measures, and the
+benchmark would measure the load generator instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.slack.verify import sign
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-signing-secret"
+BOT_TOKEN = "xoxb-bench"
+SERVER_CPU = 1  # the server under test gets one core ...
+LOAD_CPU = 0  # ... and the load generator and fakes the other
+
+
+def pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
+        os.sched_setaffinity(0, {cpu})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def slack_events(n: int, *, prefix: str, text: str = "bench question") -> list[bytes]:
+    """`n` signed HTTP requests, each a distinct DM event (so each one is answered)."""
+    requests = []
+    ts_now = str(int(time.time()))
+    for i in range(n):
+        body = json.dumps(
+            {
+                "token": "t",
+                "team_id": "T1",
+                "type": "event_callback",
+                "event_id": f"Ev{prefix}{i:06d}",
+                "event_time": int(time.time()),
+                "event": {
+                    "type": "message",
+                    "channel_type": "im",
+                    "channel": f"D{prefix}{i}",
+                    "user": f"U{i}",
+                    "text": f"{text} {i}",
+                    "ts": f"1700000000.{i:06d}",
+                    "team": "T1",
+                },
+            }
+        ).encode()
+        head = (
+            f"POST /webhooks/bench HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"X-Slack-Request-Timestamp: {ts_now}\r\n"
+            f"X-Slack-Signature: {sign(SECRET, ts_now, body)}\r\n\r\n"
+        ).encode()
+        requests.append(head + body)
+    return requests
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    statuses: dict[int, int]
+    started_at: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "requests": self.requests,
+            "per_second": round(self.per_second, 1),
+            "p50_ms": round(percentile(self.latencies_ms, 50), 2),
+            "p99_ms": round(percentile(self.latencies_ms, 99), 2),
+            "max_ms": round(max(self.latencies_ms), 2),
+        }
+
+
+async def _connection(port: int, queue: asyncio.Queue[bytes], result: LoadResult) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            try:
+                request = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            sent = time.perf_counter()
+            writer.write(request)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+            status = int(status_line.split()[1])
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def run_load(port: int, requests: Sequence[bytes], concurrency: int) -> LoadResult:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for r in requests:
+        queue.put_nowait(r)
+    result = LoadResult(len(requests), 0.0, [], {}, time.monotonic())
+    started = time.perf_counter()
+    await asyncio.gather(*(_connection(port, queue, result) for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def start_server(*args: str) -> subprocess.Popen[bytes]:
+    """Run `python -m bench.servers ...` pinned to the server core."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.servers", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def wait_port(port: int, path: str = "/healthz", within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            line = await reader.readline()
+            writer.close()
+            if b" 200 " in line:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"server on {port} never answered {path}")
+
+
+def mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
