@@ -1,0 +1,227 @@
+"""The Feishu / Lark adapter: encrypted event webhooks or the long connection in, CardKit
+streaming cards out. `platform: lark` is the same protocol on open.larksuite.com.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.base import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    IntakeUnavailable,
+    MalformedRequest,
+    Markdown,
+    NotReady,
+    PlatformError,
+    WebhookRejected,
+)
+from adapters.feishu import audio
+from adapters.feishu.api import PLATFORM, FeishuAPI
+from adapters.feishu.convert import ACK, Context, to_message
+from adapters.feishu.sink import CARDKIT_PACING, CardKitSupport, FeishuReplySink
+from adapters.feishu.verify import open_body, verify_webhook
+from adapters.feishu.ws import LongConnection
+from gateway.config import FeishuBot
+from gateway.longconn import keep_connected
+from gateway.models import (
+    Answered,
+    Attachment,
+    HttpResponse,
+    Ignored,
+    InboundMessage,
+    Messages,
+    Outcome,
+    WebhookRequest,
+)
+
+log = logging.getLogger(__name__)
+
+# Card requests must stay under 30 KB. The fallback PATCH carries the card JSON as a string
+# inside JSON, so the text is escaped twice: a `"` or `\` costs 4 bytes, a newline 3, and a
+# Chinese character its 3 UTF-8 bytes. 7,000 bytes of text is at most 28,000 bytes of
+# request in the very worst case, plus under 1 KB of card around it; the CardKit element
+# PUT (escaped once) stays under 15 KB.
+MAX_MESSAGE_BYTES = 7_000
+NAME_CACHE_S = 3600.0
+NAME_CACHE_SIZE = 10_000
+_IMAGE_TYPES = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/bmp": "bmp",
+}
+_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))
+
+
+def _image_name(data: bytes, content_type: str) -> tuple[str, str]:
+    """A file name with the right extension (Dify checks it), and the mime type."""
+    ext = _IMAGE_TYPES.get(content_type)
+    if ext is None:
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            ext = "webp"
+        else:
+            ext = next((e for magic, e in _MAGIC if data.startswith(magic)), "png")
+    mime = content_type if content_type in _IMAGE_TYPES else f"image/{ext.replace('jpg', 'jpeg')}"
+    return f"image.{ext}", mime
+
+
+class FeishuAdapter:
+    def __init__(self, bot: str, config: FeishuBot, context: AdapterContext) -> None:
+        self.bot = bot
+        self.platform = config.platform
+        self._config = config
+        self._context = context
+        self._api = FeishuAPI(context.http, context.store, config)
+        self.capabilities = Capabilities(
+            can_edit=True,
+            max_message=MAX_MESSAGE_BYTES,
+            unit="bytes",
+            pacing=CARDKIT_PACING,
+            markdown=Markdown.COMMONMARK,
+        )
+        self._cardkit = CardKitSupport()
+        self._bot_open_id: str | None = None
+        self._voice = False
+        self._connected = False
+        self._connection_task: asyncio.Task[None] | None = None
+        self._names: dict[str, tuple[str, float]] = {}
+
+    @property
+    def serves_webhook(self) -> bool:
+        return self._config.serves_webhook
+
+    @property
+    def ready(self) -> bool:
+        return self._bot_open_id is not None and (self.serves_webhook or self._connected)
+
+    async def start(self) -> None:
+        # Importing PyAV loads FFmpeg: do it once, here, in a thread, never on the ack path.
+        self._voice = await asyncio.to_thread(audio.available)
+        self._bot_open_id = await self._api.bot_open_id()
+        if self._config.mode == "websocket" and self._connection_task is None:
+            connection = LongConnection(
+                f"{self.platform} {self.bot}", self._api, self._on_event, self._set_connected
+            )
+            self._connection_task = asyncio.create_task(
+                keep_connected(
+                    f"{self.platform} {self.bot}",
+                    connection.run,
+                    on_state=self._set_connected,
+                    sleep=connection.pause,
+                ),
+                name=f"{self.platform} long connection {self.bot}",
+            )
+
+    async def aclose(self) -> None:
+        if self._connection_task is not None:
+            self._connection_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connection_task
+            self._connection_task = None
+
+    def _set_connected(self, up: bool) -> None:
+        self._connected = up
+
+    # --- inbound -------------------------------------------------------------------------
+
+    async def handle(self, request: WebhookRequest) -> Outcome:
+        if request.method != "POST":
+            raise MalformedRequest("Feishu sends events with POST")
+        token, key = self._config.verification_token, self._config.encrypt_key
+        verified = verify_webhook(
+            request.body,
+            request.headers,
+            verification_token=token.get_secret_value() if token else None,
+            encrypt_key=key.get_secret_value() if key else None,
+            now=time.time(),
+        )
+        if verified.challenge is not None:
+            # Plain JSON even when the request was encrypted, as the SDK answers.
+            return Answered(HttpResponse.json({"challenge": verified.challenge}), "challenge")
+        return self.parse(verified.payload, request.received_at)
+
+    def parse(self, payload: dict[str, Any], received_at: float) -> Outcome:
+        context = Context(self.bot, self.platform, self._bot_open_id, self._voice, received_at)
+        result = to_message(payload, context)
+        if isinstance(result, str):
+            return Ignored(result, ack=ACK)
+        return Messages((result,), ack=ACK)
+
+    async def _on_event(self, data: bytes) -> int:
+        """One long-connection event: 200 once the core took it, 500 to have it re-pushed.
+
+        Events come in plaintext on the long connection; one that is encrypted anyway is
+        decrypted with the configured Encrypt Key."""
+        key = self._config.encrypt_key
+        try:
+            payload = open_body(data, key.get_secret_value() if key else None)
+        except WebhookRejected as exc:
+            log.warning("%s %s: dropping an unreadable event: %s", self.platform, self.bot, exc)
+            return 200
+        try:
+            outcome = self.parse(payload, time.time())
+            await self._context.ingest(outcome)
+        except NotReady:
+            return 500
+        except IntakeUnavailable as exc:
+            log.error(
+                "%s %s: not acking an event, store unavailable: %s", self.platform, self.bot, exc
+            )
+            return 500
+        return 200
+
+    # --- outbound ------------------------------------------------------------------------
+
+    def open_reply(
+        self, message: InboundMessage, resume: Mapping[str, Any] | None = None
+    ) -> FeishuReplySink:
+        return FeishuReplySink(
+            self._api,
+            self._cardkit,
+            message.reply_to,
+            f"{message.bot}:{message.message_id}",
+            resume,
+        )
+
+    async def download(self, attachment: Attachment) -> Download:
+        source = attachment.source
+        data, content_type = await self._api.download(
+            str(source["message_id"]), str(source["key"]), str(source["type"])
+        )
+        if source.get("voice"):
+            try:
+                data, name, mime = await asyncio.to_thread(audio.convert, data)
+            except audio.ConversionError as exc:
+                raise PlatformError(PLATFORM, "voice_conversion", str(exc)) from exc
+            return Download(data, name, mime)
+        if attachment.kind == "image" and source["type"] == "image":
+            name, mime = _image_name(data, content_type)
+            return Download(data, name, mime)
+        return Download(data, attachment.name, attachment.mime_type or content_type)
+
+    async def display_name(self, message: InboundMessage) -> str:
+        if message.user_name:
+            return message.user_name
+        cached = self._names.get(message.user_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            name = await self._api.user_name(message.user_id)
+        except PlatformError as exc:
+            log.info(
+                "%s %s: no user name (%s); using the open_id", self.platform, self.bot, exc.code
+            )
+            return message.user_id
+        name = name or message.user_id
+        if len(self._names) >= NAME_CACHE_SIZE:
+            self._names.clear()  # crude, but bounded: names are cheap to look up again
+        self._names[message.user_id] = (name, time.monotonic() + NAME_CACHE_S)
+        return name

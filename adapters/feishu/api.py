@@ -1,0 +1,279 @@
+"""The Feishu/Lark OpenAPI: one outbound path, with typed errors.
+
+Every URL is `{api_base}/open-apis/…` (`https://open.feishu.cn` or
+`https://open.larksuite.com`, or a proxy). Calls carry the tenant access token
+(https://open.feishu.cn/document/server-docs/authentication-management/access-token/tenant_access_token_internal),
+shared across instances through the store. Failures map to:
+
+- HTTP 429, code 99991400 (either with `x-ogw-ratelimit-reset`, seconds;
+  https://open.feishu.cn/document/server-docs/api-call-guide/frequency-control) and 230020
+  (message rate limit) -> `RateLimited`;
+- 99991663 / 99991661 (token invalid or missing): drop the token, fetch one, retry once;
+- any other non-zero `code`, HTTP or network error -> `PlatformError(code)`.
+
+Request bodies are serialised compactly with `ensure_ascii=False`, so Chinese text costs its
+UTF-8 bytes and no more against the 30 KB card limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from adapters.base import PlatformError, RateLimited
+from adapters.tokens import SharedToken
+from gateway.config import FeishuBot
+from gateway.store.base import Store
+
+T = TypeVar("T")
+PLATFORM = "feishu"
+TOKEN_REJECTED = {"99991663", "99991661"}
+RATE_LIMITED = {99991400, 230020}
+MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024  # Feishu's own cap on message resources
+
+
+def dumps(payload: object) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def _retry_after(headers: httpx.Headers, default: float = 1.0) -> float:
+    try:
+        return max(0.0, float(headers.get("x-ogw-ratelimit-reset", default)))
+    except ValueError:
+        return default
+
+
+def _check_body(status: int, headers: httpx.Headers, body: object, what: str) -> dict[str, Any]:
+    """The JSON body of a call that succeeded, or the typed error."""
+    code = body.get("code") if isinstance(body, dict) else None
+    if status == 429 or code in RATE_LIMITED:
+        raise RateLimited(PLATFORM, _retry_after(headers), str(code or "http_429"))
+    if not isinstance(body, dict) or not isinstance(code, int):
+        raise PlatformError(PLATFORM, f"http_{status}", what)
+    if code != 0:
+        raise PlatformError(PLATFORM, str(code), f"{what}: {body.get('msg', '')}")
+    if status >= 400:
+        raise PlatformError(PLATFORM, f"http_{status}", what)
+    return body
+
+
+def _check(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return _check_body(response.status_code, response.headers, body, what)
+
+
+class FeishuAPI:
+    def __init__(self, http: httpx.AsyncClient, store: Store, config: FeishuBot) -> None:
+        self._http = http
+        self._base = config.resolved_api_base.rstrip("/")
+        self._app_id = config.app_id
+        self._secret = config.app_secret
+        # Keyed by app: two bots of one app share one token, as Feishu issues one per app.
+        self._token = SharedToken(store, f"feishu:{self._base}:{config.app_id}", self._fetch)
+
+    async def _fetch(self) -> tuple[str, float]:
+        body = await self._send(
+            "POST",
+            "/open-apis/auth/v3/tenant_access_token/internal",
+            {"app_id": self._app_id, "app_secret": self._secret.get_secret_value()},
+            token=None,
+        )
+        token = body.get("tenant_access_token")
+        if not isinstance(token, str) or not token:
+            raise PlatformError(PLATFORM, "no_token", "tenant_access_token/internal")
+        return token, float(body.get("expire") or 7200)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        payload: object | None,
+        *,
+        token: str | None,
+        params: dict[str, str] | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json; charset=utf-8", **(extra_headers or {})}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        content = dumps(payload).encode() if payload is not None else None
+        try:
+            response = await self._http.request(
+                method, self._base + path, content=content, headers=headers, params=params
+            )
+        except httpx.HTTPError as exc:
+            raise PlatformError(PLATFORM, "network", f"{path}: {type(exc).__name__}") from exc
+        return _check(response, path)
+
+    async def _authorized(self, attempt: Callable[[str], Awaitable[T]]) -> T:
+        """Run `attempt(token)`; if Feishu rejects the token, fetch a new one and retry once."""
+        token = await self._token.get()
+        try:
+            return await attempt(token)
+        except PlatformError as exc:
+            if isinstance(exc, RateLimited) or exc.code not in TOKEN_REJECTED:
+                raise
+        await self._token.invalidate(token)
+        return await attempt(await self._token.get())
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        payload: object | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """An authenticated call; returns the whole body (`code`, `msg`, `data`, …)."""
+        return await self._authorized(
+            lambda token: self._send(method, path, payload, token=token, params=params)
+        )
+
+    async def data(
+        self, method: str, path: str, payload: object | None = None, **params: str
+    ) -> dict[str, Any]:
+        """The `data` object of a call."""
+        body = await self.call(method, path, payload, params or None)
+        data = body.get("data")
+        return data if isinstance(data, dict) else {}
+
+    # --- the calls the adapter makes -----------------------------------------------------
+
+    async def bot_open_id(self) -> str:
+        """The bot's own open_id (`GET /open-apis/bot/v3/info`; the object is under `bot`)."""
+        body = await self.call("GET", "/open-apis/bot/v3/info")
+        bot = body.get("bot")
+        open_id = bot.get("open_id") if isinstance(bot, dict) else None
+        if not isinstance(open_id, str) or not open_id:
+            raise PlatformError(PLATFORM, "no_open_id", "bot/v3/info")
+        return open_id
+
+    async def reply(
+        self, message_id: str, msg_type: str, content: object, *, in_thread: bool, uuid: str
+    ) -> str:
+        """Reply to a message; returns the new message's id."""
+        data = await self.data(
+            "POST",
+            f"/open-apis/im/v1/messages/{message_id}/reply",
+            {
+                "msg_type": msg_type,
+                "content": dumps(content),
+                "reply_in_thread": in_thread,
+                "uuid": uuid,
+            },
+        )
+        new_id = data.get("message_id")
+        if not isinstance(new_id, str) or not new_id:
+            raise PlatformError(PLATFORM, "no_message_id", "im/v1/messages/reply")
+        return new_id
+
+    async def patch_message(self, message_id: str, card: object) -> None:
+        """Replace an interactive card (`PATCH /open-apis/im/v1/messages/:id`; 5 QPS per
+        message, 14 days, `update_multi` cards only)."""
+        await self.call(
+            "PATCH", f"/open-apis/im/v1/messages/{message_id}", {"content": dumps(card)}
+        )
+
+    async def delete_message(self, message_id: str) -> None:
+        """Recall one of the bot's own messages (`DELETE /open-apis/im/v1/messages/:id`)."""
+        await self.call("DELETE", f"/open-apis/im/v1/messages/{message_id}")
+
+    async def user_name(self, open_id: str) -> str | None:
+        """A user's name (`GET /open-apis/contact/v3/users/:id`; needs a contact scope)."""
+        data = await self.data(
+            "GET", f"/open-apis/contact/v3/users/{open_id}", user_id_type="open_id"
+        )
+        user = data.get("user")
+        name = user.get("name") if isinstance(user, dict) else None
+        return name if isinstance(name, str) and name else None
+
+    # --- CardKit (https://open.feishu.cn/document/cardkit-v1/feishu-card-resource-overview)
+
+    async def create_card(self, card: object) -> str:
+        """Create a card entity (`POST /open-apis/cardkit/v1/cards`); returns `card_id`."""
+        data = await self.data(
+            "POST", "/open-apis/cardkit/v1/cards", {"type": "card_json", "data": dumps(card)}
+        )
+        card_id = data.get("card_id")
+        if not isinstance(card_id, str) or not card_id:
+            raise PlatformError(PLATFORM, "no_card_id", "cardkit/v1/cards")
+        return card_id
+
+    async def stream_text(self, card_id: str, element_id: str, text: str, sequence: int) -> None:
+        """Set an element's full text; a prefix-extension renders typewriter-style
+        (`PUT /open-apis/cardkit/v1/cards/:card_id/elements/:element_id/content`)."""
+        await self.call(
+            "PUT",
+            f"/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content",
+            {"content": text, "sequence": sequence},
+        )
+
+    async def card_settings(self, card_id: str, settings: object, sequence: int) -> None:
+        """Change a card's `config` (`PATCH /open-apis/cardkit/v1/cards/:card_id/settings`)."""
+        await self.call(
+            "PATCH",
+            f"/open-apis/cardkit/v1/cards/{card_id}/settings",
+            {"settings": dumps(settings), "sequence": sequence},
+        )
+
+    async def replace_card(self, card_id: str, card: object, sequence: int) -> None:
+        """Replace a card entity whole (`PUT /open-apis/cardkit/v1/cards/:card_id`)."""
+        await self.call(
+            "PUT",
+            f"/open-apis/cardkit/v1/cards/{card_id}",
+            {"card": {"type": "card_json", "data": dumps(card)}, "sequence": sequence},
+        )
+
+    async def download(self, message_id: str, key: str, kind: str) -> tuple[bytes, str]:
+        """A file or image the user sent: (bytes, content type)
+        (`GET /open-apis/im/v1/messages/:message_id/resources/:key?type=image|file`)."""
+        path = f"/open-apis/im/v1/messages/{message_id}/resources/{key}"
+        return await self._authorized(lambda token: self._fetch_resource(path, kind, token))
+
+    async def _fetch_resource(self, path: str, kind: str, token: str) -> tuple[bytes, str]:
+        try:
+            async with self._http.stream(
+                "GET",
+                self._base + path,
+                params={"type": kind},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                content_type = response.headers.get("content-type", "application/octet-stream")
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_DOWNLOAD_BYTES:
+                        raise PlatformError(PLATFORM, "file_too_large", path)
+        except httpx.HTTPError as exc:
+            raise PlatformError(PLATFORM, "network", f"{path}: {type(exc).__name__}") from exc
+        status, headers = response.status_code, response.headers
+        if status >= 400 or content_type.startswith("application/json"):
+            # Errors come back as JSON with a non-zero code; a user's .json file does not.
+            try:
+                body = json.loads(bytes(data))
+            except ValueError:
+                body = None
+            if status >= 400 or (isinstance(body, dict) and body.get("code") not in (0, None)):
+                _check_body(status, headers, body, path)
+                raise PlatformError(PLATFORM, f"http_{status}", path)
+        return bytes(data), content_type.split(";")[0].strip()
+
+    async def ws_endpoint(self) -> dict[str, Any]:
+        """The long-connection URL and `ClientConfig` (`POST {api_base}/callback/ws/endpoint`
+        with the app credentials, no token; lark-oapi `ws/client.py`)."""
+        body = await self._send(
+            "POST",
+            "/callback/ws/endpoint",
+            {"AppID": self._app_id, "AppSecret": self._secret.get_secret_value()},
+            token=None,
+            extra_headers={"locale": "zh"},
+        )
+        data = body.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("URL"), str):
+            raise PlatformError(PLATFORM, "no_ws_url", "callback/ws/endpoint")
+        return data

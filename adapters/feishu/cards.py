@@ -1,0 +1,79 @@
+"""The cards the Feishu sink sends.
+
+- The streaming card is a CardKit entity in card JSON 2.0
+  (https://open.feishu.cn/document/feishu-cards/card-json-v2-structure): `streaming_mode`
+  on, one `markdown` element with an `element_id` that the text is PUT into, and a chat-list
+  `summary`. CardKit needs JSON 2.0 and the `cardkit:card:write` scope.
+- The fallback card, for when CardKit fails, is a plain interactive card in JSON 1.0 (every
+  client renders it; no CardKit scope) with `update_multi: true`, which
+  `PATCH /im/v1/messages/:id` requires before and after each update.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+ELEMENT_ID = "answer"  # letters, digits and _, starting with a letter, at most 20 chars
+THINKING = "_Thinking…_"
+THINKING_SUMMARY = "Thinking…"
+SUMMARY_CHARS = 60
+# JSON escapes a control character as six bytes (\u0001), seven in the PATCH's doubly
+# escaped body, and none of them render: they are dropped (tab and newline stay).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_MARKUP = re.compile(r"\]\([^)]*\)|!\[|<[^>]+>|[*_`~#>|\[\]]")
+
+
+def clean(text: str) -> str:
+    return _CONTROL.sub("", text)
+
+
+def summary(text: str) -> str:
+    """A one-line plain preview for the chat list."""
+    plain = " ".join(_MARKUP.sub("", text).split())
+    return plain if len(plain) <= SUMMARY_CHARS else plain[: SUMMARY_CHARS - 1] + "…"
+
+
+def streaming_card(text: str, preview: str) -> dict[str, Any]:
+    return {
+        "schema": "2.0",
+        "config": {
+            "streaming_mode": True,
+            "update_multi": True,
+            "summary": {"content": preview},
+        },
+        "body": {"elements": [{"tag": "markdown", "element_id": ELEMENT_ID, "content": text}]},
+    }
+
+
+def closing_settings(text: str) -> dict[str, Any]:
+    """The settings PATCH that ends streaming (doc form: `config` and `card_link` keys)."""
+    return {"config": {"streaming_mode": False, "summary": {"content": summary(text)}}}
+
+
+def final_card(text: str) -> dict[str, Any]:
+    """A finished JSON 2.0 card: the full replacement when the element PUT cannot be used."""
+    card = streaming_card(text, summary(text))
+    card["config"]["streaming_mode"] = False
+    return card
+
+
+def card_reference(card_id: str) -> dict[str, Any]:
+    """The `interactive` message content that sends a CardKit entity."""
+    return {"type": "card", "data": {"card_id": card_id}}
+
+
+def plain_card(text: str) -> dict[str, Any]:
+    """The fallback: a JSON 1.0 interactive card, updatable with the message PATCH."""
+    return {
+        "config": {"wide_screen_mode": True, "update_multi": True},
+        "elements": [{"tag": "markdown", "content": text}],
+    }
+
+
+def failure_text(text: str) -> str:
+    """The answer so far, then the error set apart as a grey note. The core passes the error
+    as the last paragraph of `text`."""
+    answer, _, notice = text.rstrip().rpartition("\n\n")
+    note = f"<font color='grey'>⚠️ {notice.strip()}</font>"
+    return f"{answer.rstrip()}\n\n---\n{note}" if answer.strip() else note

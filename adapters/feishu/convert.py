@@ -1,0 +1,204 @@
+"""Feishu/Lark event payloads to `InboundMessage`s (or a reason to ignore them).
+
+Schema 2.0 `im.message.receive_v1`
+(https://open.feishu.cn/document/server-docs/im-v1/message/events/receive): `event.sender`
+(`sender_id.open_id`, `sender_type`) and `event.message` (`message_id`, `chat_id`,
+`chat_type` p2p | group | topic_group, `message_type`, `content` as a JSON *string*,
+`mentions[]`, `root_id`, `thread_id`). The legacy v1 `message` event (`uuid` at the top,
+`event.open_message_id`, `text_without_at_bot`, `is_mention`) carries text only.
+
+Dedupe keys: the delivery id (`event:<event_id>`, v1 `uuid:<uuid>`) and `msg:<message_id>`,
+because Feishu re-pushes for ~7.1 h and a re-push may come with a new event id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from adapters.base import NotReady
+from adapters.feishu.richtext import Mentions, post_to_markdown
+from gateway.models import Attachment, ChatType, HttpResponse, InboundMessage
+
+Kind = Literal["image", "document", "audio", "video"]
+ACK = HttpResponse.json({"msg": "success"})
+MESSAGE_EVENT = "im.message.receive_v1"
+VOICE_NOT_SUPPORTED = (
+    "Sorry, voice messages are not supported yet. Please type your question instead."
+)
+_KIND_NAMES = {
+    "media": "video",
+    "sticker": "sticker",
+    "interactive": "card",
+    "share_chat": "shared group",
+    "share_user": "contact card",
+    "merge_forward": "forwarded chat history",
+    "location": "location",
+    "todo": "task",
+    "system": "system",
+}
+_IMAGE_EXT = {"png", "jpg", "jpeg", "gif", "webp", "bmp", "svg"}
+_AUDIO_EXT = {"mp3", "m4a", "wav", "webm", "amr", "mpga", "mpeg"}
+_VIDEO_EXT = {"mp4", "mov", "mpeg4", "avi", "mkv"}
+_V1_AT_TAG = re.compile(r"<at[^>]*>\s*(.*?)\s*</\s*at\s*>", re.DOTALL)
+
+
+def not_supported(message_type: str) -> str:
+    kind = _KIND_NAMES.get(message_type, message_type or "this kind of")
+    return (
+        f"Sorry, I can't read {kind} messages yet. "
+        "Please send your question as text, an image or a file."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    bot: str
+    platform: str
+    bot_open_id: str | None  # None until `bot/v3/info` answered
+    voice: bool  # opus can be converted for Dify's audio-to-text
+    received_at: float
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _file_kind(name: str) -> Kind:
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if ext in _IMAGE_EXT:
+        return "image"
+    if ext in _AUDIO_EXT:
+        return "audio"
+    return "video" if ext in _VIDEO_EXT else "document"
+
+
+def _resource(
+    kind: Kind, name: str, message_id: str, key: str, resource_type: str, voice: bool = False
+) -> Attachment:
+    source = {"message_id": message_id, "key": key, "type": resource_type, "voice": voice}
+    return Attachment(kind=kind, name=name, source=source)
+
+
+def _content(
+    message_type: str, raw: object, message_id: str, mentions: Mentions, voice: bool
+) -> tuple[str, tuple[Attachment, ...], str | None]:
+    """(text, attachments, notice) for one message's `content` string."""
+    try:
+        content = _dict(json.loads(raw)) if isinstance(raw, str) else {}
+    except ValueError:
+        content = {}
+    if message_type == "text":
+        return mentions.resolve(str(content.get("text") or "")), (), None
+    if message_type == "post":
+        text, images = post_to_markdown(content, mentions)
+        files = tuple(_resource("image", "image", message_id, k, "image") for k in images)
+        return text, files, None
+    if message_type == "image" and content.get("image_key"):
+        key = str(content["image_key"])
+        return "", (_resource("image", "image", message_id, key, "image"),), None
+    if message_type == "file" and content.get("file_key"):
+        name = str(content.get("file_name") or "file")
+        key = str(content["file_key"])
+        return "", (_resource(_file_kind(name), name, message_id, key, "file"),), None
+    if message_type == "audio" and content.get("file_key"):
+        if not voice:
+            return "", (), VOICE_NOT_SUPPORTED
+        key = str(content["file_key"])
+        return "", (_resource("audio", "voice.opus", message_id, key, "file", True),), None
+    return "", (), not_supported(message_type)
+
+
+def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
+    header = _dict(payload.get("header"))
+    if header.get("event_type") != MESSAGE_EVENT:
+        return f"event {header.get('event_type')!r} is not handled"
+    event = _dict(payload.get("event"))
+    sender, message = _dict(event.get("sender")), _dict(event.get("message"))
+    open_id = str(_dict(sender.get("sender_id")).get("open_id") or "")
+    message_id, chat_id = str(message.get("message_id") or ""), str(message.get("chat_id") or "")
+    event_id = str(header.get("event_id") or "")
+    if not (open_id and message_id and chat_id and event_id):
+        return "message event without sender, message, chat or event id"
+    chat_type = ChatType.DIRECT if message.get("chat_type") == "p2p" else ChatType.GROUP
+    if chat_type is ChatType.GROUP and ctx.bot_open_id is None:
+        # Whether the bot is mentioned needs its open_id: let Feishu retry shortly.
+        raise NotReady("bot open_id (bot/v3/info) not known yet")
+    mentions = Mentions.parse(message.get("mentions"), ctx.bot_open_id)
+    message_type = str(message.get("message_type") or "")
+    text, attachments, notice = _content(
+        message_type, message.get("content"), message_id, mentions, ctx.voice
+    )
+    thread = str(message.get("thread_id") or message.get("root_id") or "") or None
+    return InboundMessage(
+        bot=ctx.bot,
+        platform=ctx.platform,
+        event_id=event_id,
+        message_id=message_id,
+        chat_id=chat_id,
+        chat_type=chat_type,
+        user_id=open_id,
+        text=text,
+        mentioned=mentions.bot_mentioned,
+        # Apps (other bots, and our own echoes) send as "app".
+        from_bot=str(sender.get("sender_type") or "user") in ("app", "bot"),
+        thread_id=thread,
+        attachments=attachments,
+        dedupe_keys=(f"event:{event_id}", f"msg:{message_id}"),
+        notice=notice,
+        reply_to={
+            "message_id": message_id,
+            "chat_id": chat_id,
+            "in_thread": bool(message.get("thread_id")),
+        },
+        received_at=ctx.received_at,
+        raw=payload,
+    )
+
+
+def _v1_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
+    event = _dict(payload.get("event"))
+    if event.get("type") != "message":
+        return f"v1 event {event.get('type')!r} is not handled"
+    uuid, message_id = str(payload.get("uuid") or ""), str(event.get("open_message_id") or "")
+    chat_id, open_id = str(event.get("open_chat_id") or ""), str(event.get("open_id") or "")
+    if not (uuid and message_id and chat_id and open_id):
+        return "v1 message event without uuid, message, chat or sender id"
+    message_type = str(event.get("msg_type") or "")
+    text, notice = "", None
+    if message_type == "text":
+        raw = str(event.get("text_without_at_bot") or event.get("text") or "")
+        text = _V1_AT_TAG.sub(r"\1", raw).strip()
+    else:
+        notice = not_supported(message_type)
+    chat_type = ChatType.DIRECT if event.get("chat_type") == "private" else ChatType.GROUP
+    root = str(event.get("root_id") or "") or None
+    return InboundMessage(
+        bot=ctx.bot,
+        platform=ctx.platform,
+        event_id=uuid,
+        message_id=message_id,
+        chat_id=chat_id,
+        chat_type=chat_type,
+        user_id=open_id,
+        text=text,
+        mentioned=bool(event.get("is_mention")),
+        thread_id=root,
+        dedupe_keys=(f"uuid:{uuid}", f"msg:{message_id}"),
+        notice=notice,
+        reply_to={"message_id": message_id, "chat_id": chat_id, "in_thread": False},
+        received_at=ctx.received_at,
+        raw=payload,
+    )
+
+
+def to_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
+    """The message an event carries, or why it is ignored. Raises `NotReady` for a group
+    message while the bot's own open_id is unknown."""
+    if "schema" in payload:
+        return _v2_message(payload, ctx)
+    if "uuid" in payload:
+        return _v1_message(payload, ctx)
+    return f"callback type {payload.get('type')!r} is not handled"

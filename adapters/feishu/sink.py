@@ -1,0 +1,240 @@
+"""Feishu reply sink: a CardKit streaming card, or a PATCHed interactive card.
+
+CardKit (https://open.feishu.cn/document/feishu-cards/streaming-updates-openapi-overview):
+1. `begin()` creates a card entity (JSON 2.0, `streaming_mode: true`) showing "Thinking…"
+   and sends it as a reply to the user's message (in the topic thread if there is one);
+2. `update(text)` PUTs the full text into the markdown element; the placeholder is not a
+   prefix of the answer, so the first PUT replaces it, later ones type on;
+3. `finish()` PUTs the final text and switches `streaming_mode` off (settings PATCH), which
+   also sets the chat-list summary. If either fails, the card is replaced whole.
+
+Every operation on a card carries a `sequence` that must grow strictly across all of that
+card's operations (a repeat gets 300317). We use milliseconds since the card was created,
+or the last value + 1 if larger: strictly increasing here, and still increasing when another
+process resumes the card from a snapshot that is a few operations old.
+
+Fallback, when CardKit fails on create or on the first PUT (no `cardkit:card:write` scope,
+old tenant): a JSON 1.0 interactive card updated with `PATCH /im/v1/messages/:id`, about
+once a second. A CardKit card that already shows "Thinking…" is recalled first, so the
+placeholder never stays. Limits: CardKit 10 ops/s per card and 50/s per app; message PATCH
+5 QPS per message; both 1000/min per app: hence the pacings below, which the core enforces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from adapters.base import Pacing, PlatformError, RateLimited
+from adapters.feishu import cards
+from adapters.feishu.api import FeishuAPI
+
+log = logging.getLogger(__name__)
+
+CARDKIT_PACING = Pacing(min_interval=0.25, budget="cardkit", budget_per_second=15)
+PATCH_PACING = Pacing(min_interval=1.0, budget="im.message.patch", budget_per_second=15)
+NO_SCOPE = "99991672"  # "Access denied. One of the following scopes is required"
+
+
+@dataclass(slots=True)
+class CardKitSupport:
+    """Shared by one bot's sinks: whether the app may use CardKit at all."""
+
+    enabled: bool = True
+
+
+@dataclass(slots=True)
+class _Card:
+    """The platform message being written now."""
+
+    message_id: str | None = None
+    card_id: str | None = None  # a CardKit entity; None for a PATCHed interactive card
+    created_at: float = 0.0  # wall clock: the base of the sequence numbers
+    sequence: int = 0
+    streamed: bool = False  # a content PUT has succeeded on this card
+    shown: str | None = None  # what it shows; None when unknown (after a resume)
+
+
+class FeishuReplySink:
+    def __init__(
+        self,
+        api: FeishuAPI,
+        support: CardKitSupport,
+        reply_to: Mapping[str, Any],
+        answer_key: str,
+        resume: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._api = api
+        self._support = support
+        self._reply_to = str(reply_to["message_id"])
+        self._in_thread = bool(reply_to.get("in_thread"))
+        self._answer_key = answer_key
+        self._cardkit = support.enabled
+        self._card: _Card | None = None
+        self._done: list[str] = []  # finished message ids
+        self._sent = 0  # replies made, for their idempotency uuids
+        if resume:
+            self._cardkit = bool(resume.get("cardkit", self._cardkit))
+            self._done = [str(m) for m in resume.get("done", [])]
+            self._sent = int(resume.get("sent", len(self._done)))
+            if isinstance(resume.get("card"), dict):
+                self._card = _Card(**{**resume["card"], "shown": None})
+
+    @property
+    def pacing(self) -> Pacing:
+        return CARDKIT_PACING if self._cardkit else PATCH_PACING
+
+    def snapshot(self) -> dict[str, Any]:
+        card = None
+        if self._card is not None:
+            card = {k: v for k, v in asdict(self._card).items() if k != "shown"}
+        return {
+            "cardkit": self._cardkit,
+            "card": card,
+            "done": list(self._done),
+            "sent": self._sent,
+        }
+
+    # --- ReplySink -----------------------------------------------------------------------
+
+    async def begin(self) -> None:
+        if self._card is None:
+            await self._open(cards.THINKING, cards.THINKING_SUMMARY)
+
+    async def update(self, text: str) -> None:
+        text = cards.clean(text)
+        if self._card is None:
+            await self._open(text, cards.summary(text))
+            return
+        card = await self._sent_card()
+        if text == card.shown:
+            return
+        if card.card_id is None:
+            await self._api.patch_message(self._message_id(card), cards.plain_card(text))
+            card.shown = text
+            return
+        try:
+            await self._stream(card, text)
+        except RateLimited:
+            raise
+        except PlatformError as exc:
+            if card.streamed:
+                raise
+            log.warning("CardKit update failed (%s); falling back to a PATCHed card", exc.code)
+            await self._fall_back(card, text)
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        text = cards.clean(text)
+        if self._card is None:
+            # Nothing shown yet for this part: one finished card, one call.
+            self._done.append(await self._reply(cards.plain_card(text)))
+            return
+        card = await self._sent_card()
+        if card.card_id is None:
+            if text != card.shown:
+                await self._api.patch_message(self._message_id(card), cards.plain_card(text))
+        else:
+            await self._close(card, text)
+        self._done.append(self._message_id(card))
+        self._card = None
+
+    async def fail(self, text: str) -> None:
+        await self.finish(cards.failure_text(text), last=True)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _uuid(self, card_id: str | None) -> str:
+        """Idempotency key of a reply (Feishu keeps it an hour): a retried reply never posts
+        the same part twice. A CardKit entity is part of it, since each can be sent once."""
+        key = f"{self._answer_key}:{self._sent}:{card_id or ''}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    async def _reply(self, content: object, card_id: str | None = None) -> str:
+        uuid = self._uuid(card_id)
+        message_id = await self._api.reply(
+            self._reply_to, "interactive", content, in_thread=self._in_thread, uuid=uuid
+        )
+        self._sent += 1
+        return message_id
+
+    async def _open(self, text: str, preview: str) -> None:
+        """Start the current message showing `text`."""
+        if self._cardkit:
+            try:
+                card_id = await self._api.create_card(cards.streaming_card(text, preview))
+            except RateLimited:
+                raise
+            except PlatformError as exc:
+                if exc.code == NO_SCOPE:
+                    log.warning("CardKit is not allowed (add the cardkit:card:write scope)")
+                    self._support.enabled = False
+                log.warning("CardKit card creation failed (%s); using a PATCHed card", exc.code)
+                self._cardkit = False
+            else:
+                self._card = _Card(card_id=card_id, created_at=time.time(), shown=text)
+                await self._sent_card()
+                return
+        self._card = _Card(message_id=await self._reply(cards.plain_card(text)), shown=text)
+
+    async def _sent_card(self) -> _Card:
+        """The current card, sent: a card whose reply failed is sent now."""
+        card = self._card
+        assert card is not None
+        if card.message_id is None:
+            if card.card_id is not None:
+                content = cards.card_reference(card.card_id)
+            else:
+                content = cards.plain_card(card.shown or cards.THINKING)
+            card.message_id = await self._reply(content, card.card_id)
+        return card
+
+    @staticmethod
+    def _message_id(card: _Card) -> str:
+        assert card.message_id is not None
+        return card.message_id
+
+    @staticmethod
+    def _next_sequence(card: _Card) -> int:
+        card.sequence = max(card.sequence + 1, int((time.time() - card.created_at) * 1000))
+        return card.sequence
+
+    async def _stream(self, card: _Card, text: str) -> None:
+        assert card.card_id is not None
+        await self._api.stream_text(card.card_id, cards.ELEMENT_ID, text, self._next_sequence(card))
+        card.streamed, card.shown = True, text
+
+    async def _close(self, card: _Card, text: str) -> None:
+        """Final text, then streaming off; if either is refused, replace the card whole
+        (streaming also ends by itself after ~10 minutes, and then the PUT is refused)."""
+        assert card.card_id is not None
+        try:
+            if text != card.shown:
+                await self._stream(card, text)
+            settings = cards.closing_settings(text)
+            await self._api.card_settings(card.card_id, settings, self._next_sequence(card))
+        except RateLimited:
+            raise
+        except PlatformError as exc:
+            if not card.streamed and text != card.shown:
+                await self._fall_back(card, text)
+                return
+            log.info("closing CardKit card failed (%s); replacing it whole", exc.code)
+            final = cards.final_card(text)
+            await self._api.replace_card(card.card_id, final, self._next_sequence(card))
+            card.shown = text
+
+    async def _fall_back(self, card: _Card, text: str) -> None:
+        """CardKit failed on a fresh card: recall it, continue in a PATCHed card."""
+        self._cardkit = False
+        placeholder = card.message_id
+        card.card_id, card.message_id, card.shown = None, None, text
+        if placeholder is not None:
+            try:
+                await self._api.delete_message(placeholder)
+            except PlatformError as exc:
+                log.warning("could not recall the CardKit placeholder (%s)", exc.code)
+        await self._sent_card()
