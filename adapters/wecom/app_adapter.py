@@ -1,0 +1,173 @@
+"""The WeCom self-built app adapter (`platform: wecom`): encrypted XML callbacks in,
+`message/send` out, one member at a time.
+
+Inbound (doc "接收消息与事件"; crypto doc path/91144):
+- `GET ?msg_signature&timestamp&nonce&echostr`: URL verification. Verify, decrypt echostr
+  and answer its plaintext, bare, within 1 s.
+- `POST` with the same query and an XML envelope: parse (DTDs refused: 400), verify the
+  signature over `Encrypt` and decrypt with our corp id as receiveid (401), then ack with
+  an empty 200 at once; the answer goes out later through `message/send`.
+
+WeCom signs no timestamp, so there is no freshness window to check; a replay is caught by
+the dedupe on MsgId.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.base import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    MalformedRequest,
+    Markdown,
+    PlatformError,
+    VerificationFailed,
+)
+from adapters.wecom.app_api import WecomAPI
+from adapters.wecom.app_convert import parse_envelope, parse_xml, to_message
+from adapters.wecom.app_quota import MemberQuota
+from adapters.wecom.app_sink import MAX_MESSAGE_BYTES, PACING, WecomAppSink
+from adapters.wecom.crypto import WecomCrypto
+from gateway.config import WecomBot
+from gateway.models import (
+    Answered,
+    Attachment,
+    HttpResponse,
+    Ignored,
+    InboundMessage,
+    Messages,
+    Outcome,
+    WebhookRequest,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_CACHE_S = 3600.0
+_MAX_PARAM = 1024  # an echostr of a 19-digit number is 88 characters
+_IMAGE_EXT = {"image/png": "png", "image/gif": "gif", "image/webp": "webp", "image/bmp": "bmp"}
+
+
+def _param(query: Mapping[str, str], name: str) -> str:
+    value = query.get(name, "")
+    if not value or len(value) > _MAX_PARAM:
+        raise VerificationFailed(f"wecom: missing or oversized {name}")
+    # The edge decodes the query as a form, where a raw `+` means a space; base64 has no
+    # spaces, so any space was a `+` that WeCom did not percent-encode.
+    return value.replace(" ", "+")
+
+
+class WecomAppAdapter:
+    platform = "wecom"
+
+    def __init__(self, bot: str, config: WecomBot, context: AdapterContext) -> None:
+        self.bot = bot
+        self._config = config
+        self._context = context
+        self._crypto = WecomCrypto(
+            config.token.get_secret_value(),
+            config.encoding_aes_key.get_secret_value(),
+            config.corp_id,
+        )
+        self._api = WecomAPI(
+            context.http,
+            context.store,
+            api_base=config.resolved_api_base,
+            corp_id=config.corp_id,
+            secret=config.secret.get_secret_value(),
+            agent_id=config.agent_id,
+        )
+        self._quota = MemberQuota(context.store, f"wecom:quota:{config.corp_id}:{config.agent_id}")
+        self.capabilities = Capabilities(
+            can_edit=False,
+            max_message=MAX_MESSAGE_BYTES,
+            unit="bytes",
+            pacing=PACING,
+            markdown=Markdown.SUBSET,
+        )
+        self._token_ok = False
+        self._names: dict[str, tuple[str, float]] = {}
+
+    @property
+    def serves_webhook(self) -> bool:
+        return True
+
+    @property
+    def ready(self) -> bool:
+        return self._token_ok
+
+    async def start(self) -> None:
+        """Fetch the access token once: it proves corp_id and secret are right."""
+        await self._api.token.get()
+        self._token_ok = True
+
+    async def aclose(self) -> None:
+        """Nothing to close: the HTTP client belongs to the core."""
+
+    # --- inbound -------------------------------------------------------------------------
+
+    async def handle(self, request: WebhookRequest) -> Outcome:
+        if request.method == "GET":
+            return self._verify_url(request.query)
+        if request.method != "POST":
+            raise MalformedRequest("WeCom calls with GET (URL check) or POST (callbacks)")
+        # Parse first, so a hostile body is a fast 400 whatever its query says.
+        envelope = parse_envelope(request.body)
+        plaintext = self._crypto.verify_and_decrypt(
+            _param(request.query, "msg_signature"),
+            _param(request.query, "timestamp"),
+            _param(request.query, "nonce"),
+            envelope.encrypt,
+        )
+        fields = parse_xml(plaintext)
+        result = to_message(
+            fields, bot=self.bot, agent_id=self._config.agent_id, received_at=request.received_at
+        )
+        if isinstance(result, str):
+            return Ignored(result)
+        return Messages((result,))
+
+    def _verify_url(self, query: Mapping[str, str]) -> Answered:
+        echostr = _param(query, "echostr")
+        plaintext = self._crypto.verify_and_decrypt(
+            _param(query, "msg_signature"),
+            _param(query, "timestamp"),
+            _param(query, "nonce"),
+            echostr,
+        )
+        # The exact bytes WeCom encrypted: no quotes, BOM or newline may be added.
+        return Answered(HttpResponse(body=plaintext, content_type="text/plain"), "url check")
+
+    # --- outbound ------------------------------------------------------------------------
+
+    def open_reply(
+        self, message: InboundMessage, resume: Mapping[str, Any] | None = None
+    ) -> WecomAppSink:
+        return WecomAppSink(self._api, self._quota, message.reply_to, resume)
+
+    async def download(self, attachment: Attachment) -> Download:
+        data, content_type, _ = await self._api.download_media(str(attachment.source["media_id"]))
+        if attachment.kind == "audio":
+            # media/get may label AMR as octet-stream; Dify needs `audio/amr` to accept it.
+            return Download(data, attachment.name, attachment.mime_type or content_type)
+        mime = content_type if content_type.startswith("image/") else "image/jpeg"
+        stem = attachment.name.rsplit(".", 1)[0]
+        return Download(data, f"{stem}.{_IMAGE_EXT.get(mime, 'jpg')}", mime)
+
+    async def display_name(self, message: InboundMessage) -> str:
+        if message.user_name:
+            return message.user_name
+        cached = self._names.get(message.user_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            name = await self._api.user_name(message.user_id) or message.user_id
+        except PlatformError as exc:
+            log.info("wecom %s: user/get failed (%s); using the user id", self.bot, exc.code)
+            return message.user_id
+        self._names[message.user_id] = (name, time.monotonic() + NAME_CACHE_S)
+        return name
