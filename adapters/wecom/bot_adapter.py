@@ -1,0 +1,340 @@
+"""The WeCom AI bot (智能机器人, `platform: wecom_bot`).
+
+Two modes, one set of rules:
+
+- **webhook** (default): WeCom POSTs encrypted JSON callbacks to `/webhooks/<bot>` and
+  *pulls* the answer: the ack to a user message is a stream reply (`finish:false`), and
+  WeCom then sends stream refresh callbacks, each answered from the store with the current
+  content, until one answer says `finish:true` (doc path/101031, path/100719).
+- **websocket**: one long connection to `resolved_api_base`; callbacks arrive as frames and
+  the answer is *pushed* as successive stream frames with the callback's `req_id`
+  (aibot-node-sdk `src/ws.ts`). No webhook is served.
+
+Both: a retried msgid gets the same stream back (the stream id is derived from it), at most
+3 answers in flight per user (the 4th is told so at once), `enter_chat` gets a welcome,
+`feedback_event` goes to Dify's message feedback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.base import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    IntakeUnavailable,
+    MalformedRequest,
+    Markdown,
+    NotReady,
+    PlatformError,
+    ReplySink,
+)
+from adapters.wecom import bot_convert as convert
+from adapters.wecom.bot_api import download_media, media_key
+from adapters.wecom.bot_channels import FrameChannel, StoreChannel, close_time
+from adapters.wecom.bot_protocol import (
+    MAX_CONTENT_BYTES,
+    seal,
+    stream_body,
+    text_body,
+    unseal,
+    verify_url,
+)
+from adapters.wecom.bot_sink import NOTE_MARGIN, StreamSink
+from adapters.wecom.bot_state import REFUSED, THINKING, BotState, StreamState
+from adapters.wecom.bot_ws import WsLink
+from adapters.wecom.crypto import WecomCrypto, aes_key
+from gateway.config import WecomAIBot
+from gateway.longconn import keep_connected
+from gateway.models import (
+    Answered,
+    Attachment,
+    HttpResponse,
+    Ignored,
+    InboundMessage,
+    Messages,
+    Outcome,
+    WebhookRequest,
+)
+from gateway.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# Close a stream 30 s before WeCom's 6-minute refresh window ends, so the close is seen.
+CLOSE_AFTER = 330.0
+DEFAULT_WELCOME = "Hello! I'm an AI assistant. Ask me anything."
+UNAVAILABLE = "Sorry, I can't answer right now. Please try again in a moment."
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    first: bool  # the first time this msgid was seen
+    admitted: bool  # answer it (False: the user's 4th answer in flight)
+    state: StreamState | None  # what its stream shows so far, if anything
+
+
+class WecomBotAdapter:
+    platform = "wecom_bot"
+
+    def __init__(self, bot: str, config: WecomAIBot, context: AdapterContext) -> None:
+        self.bot = bot
+        self._config = config
+        self._context = context
+        self._state = BotState(context.store, bot)
+        self.capabilities = Capabilities(
+            can_edit=True,
+            max_message=MAX_CONTENT_BYTES - NOTE_MARGIN,  # room for the continuation note
+            unit="bytes",
+            pacing=FrameChannel.pacing if config.mode == "websocket" else StoreChannel.pacing,
+            markdown=Markdown.COMMONMARK,
+        )
+        # Tunables that tests shorten; production uses the platform's numbers.
+        self.close_after = CLOSE_AFTER
+        self.welcome_timeout = 3.0  # WeCom waits 5 s for a welcome reply
+        self._crypto: WecomCrypto | None = None
+        self._media_key: bytes | None = None
+        if config.token is not None and config.encoding_aes_key is not None:
+            secret = config.encoding_aes_key.get_secret_value()
+            self._crypto = WecomCrypto(config.token.get_secret_value(), secret, "")
+            self._media_key = aes_key(secret)
+        self._link: WsLink | None = None
+        if config.mode == "websocket" and config.bot_id and config.secret is not None:
+            self._link = WsLink(
+                config.resolved_api_base,
+                config.bot_id,
+                config.secret.get_secret_value(),
+                self._on_frame,
+            )
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- lifetime ------------------------------------------------------------------------
+
+    @property
+    def serves_webhook(self) -> bool:
+        return self._config.serves_webhook
+
+    @property
+    def ready(self) -> bool:
+        return self._link.ready if self._link is not None else self._crypto is not None
+
+    async def start(self) -> None:
+        if self._link is not None and self._runner is None:
+            self._runner = asyncio.create_task(
+                keep_connected(f"wecom_bot {self.bot}", self._link.session),
+                name=f"wecom_bot link {self.bot}",
+            )
+
+    async def aclose(self) -> None:
+        tasks = [t for t in (self._runner, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._link is not None:
+            await self._link.aclose()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `work` in the background, tracked so `aclose()` can end it."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("wecom_bot %s: background work failed: %r", self.bot, task.exception())
+
+    # --- webhook mode --------------------------------------------------------------------
+
+    async def handle(self, request: WebhookRequest) -> Outcome:
+        if self._crypto is None:
+            raise NotReady("wecom_bot: no token/encoding_aes_key for webhook mode")
+        if request.method == "GET":
+            plaintext = verify_url(self._crypto, request)
+            return Answered(HttpResponse(body=plaintext), "url verification")
+        payload = unseal(self._crypto, request)
+        callback = convert.interpret(self.bot, payload, request.received_at, {})
+        try:
+            return await self._answer_callback(callback, self._crypto)
+        except StoreUnavailable as exc:
+            raise NotReady(f"wecom_bot: store unavailable: {exc}") from None
+
+    async def _answer_callback(self, callback: convert.Callback, crypto: WecomCrypto) -> Outcome:
+        if isinstance(callback, convert.StreamRefresh):
+            state = await self._state.read(callback.stream_id)
+            shown = state.as_seen(time.time()) if state else StreamState(THINKING, False, 0.0)
+            body = stream_body(callback.stream_id, shown.content, finish=shown.finish)
+            return Answered(seal(crypto, body), "stream refresh")
+        if isinstance(callback, convert.EnterChat):
+            welcome = await self._welcome(callback.message)
+            return Answered(seal(crypto, text_body(welcome)), "enter_chat welcome")
+        if isinstance(callback, convert.Feedback):
+            self._spawn(self._feedback(callback))
+            return Ignored("feedback recorded")
+        if isinstance(callback, convert.Skip):
+            return Ignored(callback.reason)
+        message = callback.message
+        sid = message.reply_to["stream_id"]
+        admission = await self._admit(message)
+        state = admission.state or StreamState(THINKING, False, 0.0)
+        reply = seal(
+            crypto,
+            stream_body(sid, state.content, finish=state.finish, feedback_id=message.message_id),
+        )
+        if not admission.admitted:
+            return Ignored("too many answers in flight for this user", ack=reply)
+        # A retry goes to the core too: its dedupe keys make it a duplicate there.
+        return Messages((message,), ack=reply)
+
+    async def _admit(self, message: InboundMessage) -> Admission:
+        """A first sight counts the answer in flight, or refuses it as the 4th; a retry
+        gets whatever its first sight got."""
+        sid = message.reply_to["stream_id"]
+        if await self._state.first_sight(message.message_id):
+            if await self._state.enter(message.user_id):
+                return Admission(True, True, None)
+            close_at = close_time(message.received_at, self.close_after)
+            refused = StreamState(REFUSED, True, close_at, refused=True)
+            await self._state.write(sid, refused)
+            return Admission(True, False, refused)
+        state = await self._state.read(sid)
+        return Admission(False, state is None or not state.refused, state)
+
+    # --- events --------------------------------------------------------------------------
+
+    async def _welcome(self, message: InboundMessage) -> str:
+        """The routed Dify app's opening statement. enter_chat must be answered in the
+        callback (webhook) or within 5 s (WebSocket), so Dify gets a short deadline."""
+        try:
+            statement = await asyncio.wait_for(
+                self._context.assistant.opening_statement(message), self.welcome_timeout
+            )
+        except Exception as exc:  # a slow or failing Dify must not cost the welcome
+            log.warning("wecom_bot %s: no opening statement (%s)", self.bot, type(exc).__name__)
+            statement = None
+        return statement or DEFAULT_WELCOME
+
+    async def _feedback(self, feedback: convert.Feedback) -> None:
+        # feedback.id is the msgid of the question (set on the first stream reply).
+        await self._context.assistant.feedback(
+            f"{self.bot}:{feedback.feedback_id}", feedback.rating
+        )
+
+    # --- websocket mode ------------------------------------------------------------------
+
+    async def _on_frame(self, cmd: str, body: dict[str, Any], req_id: str) -> None:
+        link = self._link
+        assert link is not None
+        try:
+            callback = convert.interpret(self.bot, body, time.time(), {"req_id": req_id})
+        except MalformedRequest as exc:
+            log.warning("wecom_bot %s: ignoring a %s frame: %s", self.bot, cmd, exc)
+            return
+        if isinstance(callback, convert.EnterChat):
+            self._spawn(self._send_welcome(link, req_id, callback.message))
+        elif isinstance(callback, convert.Feedback):
+            self._spawn(self._feedback(callback))
+        elif isinstance(callback, convert.UserMessage):
+            await self._on_message(link, callback.message, req_id)
+        else:
+            log.debug("wecom_bot %s: ignoring a %s frame", self.bot, cmd)
+
+    async def _send_welcome(self, link: WsLink, req_id: str, message: InboundMessage) -> None:
+        welcome = await self._welcome(message)
+        await link.request("aibot_respond_welcome_msg", req_id, text_body(welcome))
+
+    async def _on_message(self, link: WsLink, message: InboundMessage, req_id: str) -> None:
+        sid = message.reply_to["stream_id"]
+        try:
+            admission = await self._admit(message)
+        except StoreUnavailable as exc:
+            log.error("wecom_bot %s: store unavailable: %s", self.bot, exc)
+            self._push(link, req_id, stream_body(sid, UNAVAILABLE, finish=True))
+            return
+        if not admission.admitted:
+            self._push(link, req_id, stream_body(sid, REFUSED, finish=True))
+            return
+        if not admission.first:
+            # A redelivered frame: the answer goes out on the first delivery's req_id.
+            log.info("wecom_bot %s: message %s delivered again", self.bot, message.message_id)
+            return
+        # The thinking frame goes first, at once: it carries feedback.id, which WeCom reads
+        # only on the first reply, and the answer's frames queue behind it.
+        first = stream_body(sid, THINKING, finish=False, feedback_id=message.message_id)
+        self._push(link, req_id, first)
+        try:
+            await self._context.ingest(Messages((message,)))
+        except IntakeUnavailable as exc:
+            log.error("wecom_bot %s: could not accept a message: %s", self.bot, exc)
+            self._push(link, req_id, stream_body(sid, UNAVAILABLE, finish=True))
+            self._spawn(self._state.leave(message.user_id))
+
+    def _push(self, link: WsLink, req_id: str, body: dict[str, Any]) -> None:
+        """Queue a reply frame without waiting for its ack (the reader must stay free)."""
+        future = link.submit("aibot_respond_msg", req_id, body)
+        future.add_done_callback(self._log_failure)
+
+    def _log_failure(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("wecom_bot %s: a reply frame failed: %s", self.bot, future.exception())
+
+    # --- replies -------------------------------------------------------------------------
+
+    def open_reply(
+        self, message: InboundMessage, resume: Mapping[str, Any] | None = None
+    ) -> ReplySink:
+        sid = str(message.reply_to["stream_id"])
+        close_at = close_time(float(message.reply_to.get("received_at", 0.0)), self.close_after)
+        channel: StoreChannel | FrameChannel
+        if self._link is not None:
+            channel = FrameChannel(
+                self._link,
+                stream_id=sid,
+                req_id=str(message.reply_to["req_id"]),
+                chat_id=str(message.reply_to["chatid"]),
+            )
+        else:
+            channel = StoreChannel(
+                self._state,
+                self._context.http,
+                stream_id=sid,
+                close_at=close_at,
+                response_url=str(message.reply_to.get("response_url", "")),
+            )
+
+        async def release() -> None:
+            await self._state.leave(message.user_id)
+
+        return StreamSink(
+            channel,
+            limit=MAX_CONTENT_BYTES,
+            close_at=close_at,
+            release=release,
+            spawn=self._spawn,
+            # In WebSocket mode the thinking frame went out when the message arrived.
+            thinking=None if self._link is not None else THINKING,
+            resume=resume,
+        )
+
+    async def download(self, attachment: Attachment) -> Download:
+        url = str(attachment.source.get("url", ""))
+        per_url = attachment.source.get("aeskey")
+        key = media_key(str(per_url)) if per_url else self._media_key
+        if not url or key is None:
+            raise PlatformError(self.platform, "no_media", "the attachment cannot be fetched")
+        media = await download_media(self._context.http, url, key)
+        name = media.filename or attachment.name
+        if attachment.kind == "image" and media.extension and not name.endswith(media.extension):
+            name = name.rsplit(".", 1)[0] + media.extension
+        return Download(media.data, name, media.mime_type)
+
+    async def display_name(self, message: InboundMessage) -> str:
+        # The AI bot's callbacks carry only the userid, and it has no user API to ask.
+        return message.user_name or message.user_id

@@ -1,0 +1,76 @@
+"""Where a WeCom AI-bot stream goes, per mode (see `bot_sink.StreamSink` for what goes).
+
+- **Webhook mode is pulled**: WeCom polls with stream refresh callbacks, so showing the
+  stream is a store write that any instance's `handle()` can read back. The overflow is the
+  callback's `response_url` (one message).
+- **WebSocket mode is pushed**: each show is an `aibot_respond_msg` frame with the
+  callback's `req_id`; the overflow is `aibot_send_msg` to the chat (any number).
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from adapters.base import Pacing
+from adapters.wecom.bot_api import post_response_url
+from adapters.wecom.bot_protocol import markdown_body, stream_body
+from adapters.wecom.bot_state import BotState, StreamState
+from adapters.wecom.bot_ws import WsLink, new_req_id
+
+# A store write is cheap and nobody is rate-limited by it: WeCom's refresh rate is the
+# real pace. 0.5 s keeps the content fresh for each refresh without a write per token.
+STORE_PACING = Pacing(min_interval=0.5, budget="store", budget_per_second=50.0)
+# Frames cost WeCom something; the SDK sets no rate, so stay near 2 per second per answer.
+FRAME_PACING = Pacing(min_interval=0.5, budget="frames", budget_per_second=20.0)
+
+
+class StoreChannel:
+    overflow_once = True
+    pacing = STORE_PACING
+
+    def __init__(
+        self,
+        state: BotState,
+        http: httpx.AsyncClient,
+        *,
+        stream_id: str,
+        close_at: float,
+        response_url: str,
+    ) -> None:
+        self._state = state
+        self._http = http
+        self._sid = stream_id
+        self._close_at = close_at
+        self._response_url = response_url
+
+    async def show(self, content: str, *, finish: bool) -> None:
+        await self._state.write(self._sid, StreamState(content, finish, self._close_at))
+
+    async def overflow(self, content: str) -> None:
+        await post_response_url(self._http, self._response_url, content)
+
+
+class FrameChannel:
+    overflow_once = False
+    pacing = FRAME_PACING
+
+    def __init__(self, link: WsLink, *, stream_id: str, req_id: str, chat_id: str) -> None:
+        self._link = link
+        self._sid = stream_id
+        self._req_id = req_id
+        self._chat_id = chat_id
+
+    async def show(self, content: str, *, finish: bool) -> None:
+        body = stream_body(self._sid, content, finish=finish)
+        await self._link.request("aibot_respond_msg", self._req_id, body)
+
+    async def overflow(self, content: str) -> None:
+        body = {"chatid": self._chat_id, **markdown_body(content)}
+        await self._link.request("aibot_send_msg", new_req_id("aibot_send_msg"), body)
+
+
+def close_time(received_at: float, window: float) -> float:
+    """When a stream begun for a message received at `received_at` must be closed."""
+    return (received_at or time.time()) + window

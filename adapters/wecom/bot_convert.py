@@ -1,0 +1,201 @@
+"""WeCom AI-bot callback payloads (decrypted JSON, or a WebSocket frame body) → what the
+adapter does with them.
+
+Payload shapes: doc path/100719 (接收消息) and the official SDK's `src/types/message.ts` and
+`src/types/event.ts` (WecomTeam/aibot-node-sdk):
+
+- `msgid` is the unique id of the callback, for dedupe; `chattype` is `single` or `group`
+  (`chatid` only in groups); `from.userid` is the speaker.
+- Group messages arrive only when the bot is @mentioned, and the text keeps the `@BotName`.
+- `text`, `mixed` (text + image items), `image`, `file`, `voice` (`voice.content` is WeCom's
+  own speech-to-text), an optional `quote`; image/file URLs are encrypted and valid 5 min.
+- `msgtype:"stream"` is a stream refresh: `stream.id` names our stream.
+- `msgtype:"event"`: `event.eventtype` is `enter_chat`, `template_card_event`,
+  `feedback_event` (`feedback_event.type`: 1 like, 2 dislike, 3 withdrawn; third-party
+  implementations agree, the stored official pages do not show it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from adapters.base import MalformedRequest
+from adapters.wecom.bot_protocol import stream_id
+from gateway.models import Attachment, ChatType, InboundMessage
+
+PLATFORM = "wecom_bot"
+EMPTY_NOTICE = "Please write your question after mentioning me."
+# Leading "@BotName" (then spaces) in a group message; WeCom includes it in the text.
+_MENTION = re.compile(r"^\s*@\S+\s*")
+_UNSUPPORTED = {"video": "video", "location": "location", "link": "link", "emotion": "sticker"}
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    message: InboundMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRefresh:
+    stream_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnterChat:
+    message: InboundMessage  # an empty message, so the core can route the welcome
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    feedback_id: str
+    rating: Literal["like", "dislike"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    reason: str
+
+
+Callback = UserMessage | StreamRefresh | EnterChat | Feedback | Skip
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def interpret(
+    bot: str, payload: dict[str, Any], received_at: float, reply_to: dict[str, Any]
+) -> Callback:
+    """Classify one callback. `reply_to` is merged into a message's `reply_to` (the
+    transport's reply handle: a WebSocket `req_id`)."""
+    kind = _str(payload.get("msgtype"))
+    if kind == "stream":
+        sid = _str(_dict(payload.get("stream")).get("id"))
+        return StreamRefresh(sid) if sid else Skip("stream refresh without an id")
+    if kind == "event":
+        return _event(bot, payload, received_at)
+    return UserMessage(_message(bot, payload, received_at, reply_to))
+
+
+def _event(bot: str, payload: dict[str, Any], received_at: float) -> Callback:
+    event = _dict(payload.get("event"))
+    name = _str(event.get("eventtype")) or _str(event.get("event_type"))
+    if name == "enter_chat":
+        return EnterChat(_message(bot, {**payload, "msgtype": "text"}, received_at, {}))
+    if name == "feedback_event":
+        detail = _dict(event.get("feedback_event"))
+        feedback_id = _str(detail.get("id"))
+        if not feedback_id:
+            return Skip("feedback without an id")
+        ratings: dict[Any, Literal["like", "dislike"] | None] = {1: "like", 2: "dislike", 3: None}
+        if detail.get("type") not in ratings:
+            return Skip(f"feedback of unknown type {detail.get('type')!r}")
+        return Feedback(feedback_id, ratings[detail.get("type")])
+    return Skip(f"event {name or 'without a type'}")
+
+
+def _message(
+    bot: str, payload: dict[str, Any], received_at: float, reply_to: dict[str, Any]
+) -> InboundMessage:
+    msgid = _str(payload.get("msgid"))
+    user = _str(_dict(payload.get("from")).get("userid"))
+    if not msgid or not user:
+        raise MalformedRequest("wecom_bot: callback without msgid or from.userid")
+    group = payload.get("chattype") == "group"
+    kind = _str(payload.get("msgtype"))
+    text, attachments, notice = _content(kind, payload)
+    if group:
+        text = _MENTION.sub("", text, count=1)
+    quoted = _quoted(_dict(payload.get("quote")))
+    if quoted and (text.strip() or attachments):
+        text = "\n".join(f"> {line}" for line in quoted.splitlines()) + "\n\n" + text
+    if notice is None and not text.strip() and not attachments:
+        notice = EMPTY_NOTICE
+    chat_id = _str(payload.get("chatid")) if group else user
+    return InboundMessage(
+        bot=bot,
+        platform=PLATFORM,
+        event_id=msgid,
+        message_id=msgid,
+        chat_id=chat_id or user,
+        chat_type=ChatType.GROUP if group else ChatType.DIRECT,
+        user_id=user,
+        text=text.strip(),
+        mentioned=group,  # WeCom delivers group messages only when the bot is @mentioned
+        attachments=tuple(attachments),
+        dedupe_keys=(f"msg:{msgid}",),
+        notice=notice,
+        reply_to={
+            "stream_id": stream_id(bot, msgid),
+            "response_url": _str(payload.get("response_url")),
+            "chatid": chat_id or user,
+            "received_at": received_at,
+            **reply_to,
+        },
+        received_at=received_at,
+        # Not the whole payload: response_url and per-URL aeskeys are capabilities.
+        raw={
+            "msgtype": kind,
+            "chattype": _str(payload.get("chattype")),
+            "aibotid": _str(payload.get("aibotid")),
+        },
+    )
+
+
+def _content(kind: str, payload: dict[str, Any]) -> tuple[str, list[Attachment], str | None]:
+    body = _dict(payload.get(kind))
+    if kind == "text":
+        return _str(body.get("content")), [], None
+    if kind == "voice":
+        # WeCom has already transcribed the voice message; an empty transcript is a notice.
+        heard = _str(body.get("content"))
+        return (
+            heard,
+            [],
+            None if heard.strip() else "Sorry, I could not make out that voice message.",
+        )
+    if kind == "image":
+        return "", _media("image", body, 1), None
+    if kind == "file":
+        return "", _media("document", body, 1), None
+    if kind == "mixed":
+        texts: list[str] = []
+        images: list[Attachment] = []
+        for item in body.get("msg_item") or []:
+            item = _dict(item)
+            if item.get("msgtype") == "text":
+                texts.append(_str(_dict(item.get("text")).get("content")))
+            elif item.get("msgtype") == "image":
+                images += _media("image", _dict(item.get("image")), len(images) + 1)
+        return "\n".join(t for t in texts if t), images, None
+    what = _UNSUPPORTED.get(kind, kind or "this kind of")
+    return "", [], f"Sorry, I can't read {what} messages yet. Please send text."
+
+
+def _media(kind: Literal["image", "document"], body: dict[str, Any], n: int) -> list[Attachment]:
+    url = _str(body.get("url"))
+    if not url:
+        return []
+    default = f"image-{n}.jpg" if kind == "image" else "file"
+    source = {"url": url}
+    if _str(body.get("aeskey")):  # WebSocket mode: one key per URL
+        source["aeskey"] = _str(body.get("aeskey"))
+    return [Attachment(kind=kind, name=_str(body.get("filename")) or default, source=source)]
+
+
+def _quoted(quote: dict[str, Any]) -> str:
+    kind = _str(quote.get("msgtype"))
+    body = _dict(quote.get(kind))
+    if kind in ("text", "voice"):
+        return _str(body.get("content")).strip()
+    if kind == "mixed":
+        items = [_dict(i) for i in body.get("msg_item") or []]
+        texts = [_str(_dict(i.get("text")).get("content")) for i in items]
+        return "\n".join(t for t in texts if t).strip()
+    return ""

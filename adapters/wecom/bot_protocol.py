@@ -1,0 +1,114 @@
+"""WeCom AI bot (智能机器人) callback envelope: unsealing callbacks, sealing replies, and the
+JSON reply bodies.
+
+Facts, from the official pages:
+
+- Callbacks are JSON `{"encrypt": …}` with `msg_signature`, `timestamp` and `nonce` in the
+  query; the plaintext is JSON, encrypted with receiveid `""` (doc path/101033, 加解密方案).
+- URL verification is a GET with `echostr`, answered with the bare plaintext (path/101033).
+- A reply is `{"encrypt","msgsignature","timestamp","nonce"}`, signed over its own
+  timestamp and nonce; the official Python sample (WXBizJsonMsgCrypt) sends the timestamp as
+  a string.
+- Stream replies: `{"msgtype":"stream","stream":{"id","finish","content","feedback"}}`,
+  `content` ≤ 20,480 UTF-8 bytes of Markdown, `feedback.id` ≤ 256 bytes and only on the
+  first reply (path/101031; aibot-node-sdk `src/types/api.ts`).
+- The `enter_chat` welcome is `{"msgtype":"text","text":{"content":…}}` (path/101031).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.base import MalformedRequest, VerificationFailed
+from adapters.wecom.crypto import WecomCrypto
+from gateway.models import HttpResponse, WebhookRequest
+
+MAX_CONTENT_BYTES = 20480
+MAX_FEEDBACK_ID_BYTES = 256
+
+
+def stream_id(bot: str, msgid: str) -> str:
+    """The stream id of the answer to `msgid`: derived, not random, so a retried callback
+    (same msgid, maybe on another instance) gets the same stream back."""
+    return hashlib.sha256(f"{bot}\n{msgid}".encode()).hexdigest()[:32]
+
+
+def _query(request: WebhookRequest, name: str) -> str:
+    value = request.query.get(name)
+    if not value:
+        raise VerificationFailed(f"wecom_bot: query parameter {name} is missing")
+    return value
+
+
+def _base64_query(request: WebhookRequest, name: str) -> str:
+    # The edge hands us decoded query values; an unencoded "+" in base64 arrives as a space.
+    return _query(request, name).replace(" ", "+")
+
+
+def verify_url(crypto: WecomCrypto, request: WebhookRequest) -> bytes:
+    """The echostr plaintext of a GET URL verification. Raises `VerificationFailed`."""
+    echostr = _base64_query(request, "echostr")
+    signature = _query(request, "msg_signature")
+    crypto.verify(signature, _query(request, "timestamp"), _query(request, "nonce"), echostr)
+    return crypto.decrypt(echostr)
+
+
+def unseal(crypto: WecomCrypto, request: WebhookRequest) -> dict[str, Any]:
+    """Verify and decrypt a POST callback into its JSON payload.
+
+    The signature is checked before anything is decrypted; a body that is not JSON at all
+    is a 400, everything that fails authentication a 401."""
+    signature = _query(request, "msg_signature")
+    timestamp, nonce = _query(request, "timestamp"), _query(request, "nonce")
+    try:
+        envelope = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedRequest("wecom_bot: body is not JSON") from None
+    encrypt = envelope.get("encrypt") if isinstance(envelope, dict) else None
+    if not isinstance(encrypt, str) or not encrypt:
+        raise MalformedRequest("wecom_bot: body has no encrypt field")
+    crypto.verify(signature, timestamp, nonce, encrypt)
+    plaintext = crypto.decrypt(encrypt)
+    try:
+        payload = json.loads(plaintext)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedRequest("wecom_bot: decrypted callback is not JSON") from None
+    if not isinstance(payload, dict):
+        raise MalformedRequest("wecom_bot: decrypted callback is not a JSON object")
+    return payload
+
+
+def dumps(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def seal(crypto: WecomCrypto, payload: Mapping[str, Any]) -> HttpResponse:
+    """An encrypted, signed JSON reply to a callback."""
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+    encrypt, signature = crypto.encrypt_reply(dumps(payload).encode(), timestamp, nonce)
+    return HttpResponse.json(
+        {"encrypt": encrypt, "msgsignature": signature, "timestamp": timestamp, "nonce": nonce}
+    )
+
+
+def stream_body(
+    sid: str, content: str, *, finish: bool, feedback_id: str | None = None
+) -> dict[str, Any]:
+    stream: dict[str, Any] = {"id": sid, "finish": finish, "content": content}
+    if feedback_id and len(feedback_id.encode()) <= MAX_FEEDBACK_ID_BYTES:
+        stream["feedback"] = {"id": feedback_id}
+    return {"msgtype": "stream", "stream": stream}
+
+
+def text_body(content: str) -> dict[str, Any]:
+    return {"msgtype": "text", "text": {"content": content}}
+
+
+def markdown_body(content: str) -> dict[str, Any]:
+    """A proactive reply (response_url, or `aibot_send_msg` in WebSocket mode)."""
+    return {"msgtype": "markdown", "markdown": {"content": content}}

@@ -1,0 +1,178 @@
+"""The reply sink of the WeCom AI bot: one stream per answer, plus one overflow path.
+
+A WeCom stream holds at most 20,480 bytes and must finish within 6 minutes of the user's
+message (doc path/100719, path/101031). So an answer has two places to go:
+
+1. **The stream.** `update` shows the growing text; `finish` closes it. When the core rolls
+   over (`finish(text, last=False)`), or when the stream window is about to end, the stream
+   is closed with what it shows plus a note that the answer continues.
+2. **The overflow**: the rest, as Markdown. In webhook mode that is the callback's
+   `response_url`, which takes **one** message within 1 h (path/101138): every further
+   part is collected and sent at the end in that one message, cut (with a note saying so)
+   only if it exceeds one message. In WebSocket mode it is `aibot_send_msg`, one message
+   per part.
+
+Where the stream goes (the store for refresh callbacks, or WebSocket frames) is the
+`StreamChannel`'s business; this class only decides what to show where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Protocol
+
+from adapters.base import Pacing
+from gateway.text import measure, split_text
+
+log = logging.getLogger(__name__)
+
+NOTE_MARGIN = 256  # bytes kept free in the stream for the notes below
+CONTINUED = "\n\n*(continued in the next message)*"
+TAKING_LONG = "\n\n*(This is taking a while: the rest of the answer follows in a new message.)*"
+CUT = "\n\n*(The answer was cut here: it is longer than WeCom allows for one answer.)*"
+
+
+class StreamChannel(Protocol):
+    @property
+    def pacing(self) -> Pacing: ...
+
+    @property
+    def overflow_once(self) -> bool:
+        """True when the overflow path takes a single message (response_url)."""
+
+    async def show(self, content: str, *, finish: bool) -> None: ...
+
+    async def overflow(self, content: str) -> None: ...
+
+
+Release = Callable[[], Awaitable[None]]
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+
+class StreamSink:
+    def __init__(
+        self,
+        channel: StreamChannel,
+        *,
+        limit: int,
+        close_at: float,
+        release: Release,
+        spawn: Spawn,
+        thinking: str | None,
+        resume: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._channel = channel
+        self._limit = limit  # bytes, for the stream and for one overflow message
+        self._close_at = close_at
+        self._release = release
+        self._spawn = spawn
+        self._thinking = thinking
+        self._lock = asyncio.Lock()  # the deadline timer runs beside the core's calls
+        self._timer: asyncio.Task[None] | None = None
+        self._resumed = resume is not None
+        state = dict(resume or {})
+        self._index = int(state.get("index", 0))  # which of the core's messages is current
+        self._closed = bool(state.get("closed", False))  # the stream got finish:true
+        self._shown = str(state.get("shown", ""))  # what the stream showed when it closed
+        self._pending = str(state.get("pending", ""))  # overflow collected for response_url
+        self._released = bool(state.get("released", False))
+
+    @property
+    def pacing(self) -> Pacing:
+        return self._channel.pacing
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "index": self._index,
+            "closed": self._closed,
+            "shown": self._shown,
+            "pending": self._pending,
+            "released": self._released,
+        }
+
+    async def begin(self) -> None:
+        # A resumed answer keeps what its stream already shows.
+        if not (self._closed or self._resumed or self._index) and self._thinking is not None:
+            await self._channel.show(self._thinking, finish=False)
+        if not self._closed:
+            self._timer = self._spawn(self._close_when_due())
+
+    async def update(self, text: str) -> None:
+        async with self._lock:
+            if self._index == 0 and not self._closed:
+                await self._channel.show(text, finish=False)
+                self._shown = text
+            # Later messages go out whole, in finish(): the overflow path cannot edit.
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        async with self._lock:
+            if self._index == 0 and not self._closed:
+                await self._channel.show(text if last else text + CONTINUED, finish=True)
+                self._closed, self._shown = True, text
+                await self._let_go()
+            else:
+                await self._overflow(self._remainder(text), last=last)
+            self._index += 1
+            if last:
+                await self._let_go()
+                self._stop_timer()
+
+    async def fail(self, text: str) -> None:
+        await self.finish(text, last=True)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _remainder(self, text: str) -> str:
+        """The part of the current message that the stream did not show (it was closed at
+        the deadline while this message was still growing)."""
+        if self._index != 0:
+            return text
+        return text[len(self._shown) :] if text.startswith(self._shown) else text
+
+    async def _overflow(self, text: str, *, last: bool) -> None:
+        if not self._channel.overflow_once:
+            if text.strip():
+                await self._channel.overflow(text)
+            return
+        if text.strip():
+            joint = "" if not self._pending or self._pending.endswith("\n") else "\n"
+            self._pending += joint + text
+        if last and self._pending.strip():
+            await self._channel.overflow(self._fit(self._pending))
+
+    def _fit(self, text: str) -> str:
+        if measure(text, "bytes") <= self._limit:
+            return text
+        log.warning("answer longer than the stream and one response_url message; cutting it")
+        return split_text(text, self._limit - NOTE_MARGIN, "bytes")[0].render().rstrip() + CUT
+
+    async def _close_when_due(self) -> None:
+        """Close the stream before WeCom stops refreshing it; the rest then goes to the
+        overflow path when the answer ends."""
+        await asyncio.sleep(max(0.0, self._close_at - time.time()))
+        async with self._lock:
+            if self._index != 0 or self._closed:
+                return
+            try:
+                await self._channel.show((self._shown + TAKING_LONG).lstrip(), finish=True)
+            except Exception as exc:
+                log.warning("could not close a stream at its deadline: %s", exc)
+                return
+            self._closed = True
+            await self._let_go()
+
+    async def _let_go(self) -> None:
+        if not self._released:
+            self._released = True
+            try:
+                await self._release()
+            except Exception as exc:  # the count also expires by itself
+                log.warning("could not release the in-flight count: %s", exc)
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()

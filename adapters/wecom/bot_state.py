@@ -1,0 +1,96 @@
+"""WeCom AI-bot state shared through the store, so any instance can answer a callback.
+
+- **Stream state**: the current `content` and `finish` of one stream. The reply sink writes
+  it; a stream refresh callback (which may land on any instance) reads it.
+- **In-flight count** per user: WeCom lets one user have at most 3 answers in flight with
+  one bot (doc path/100719). The count has a TTL, so a crashed worker cannot lock a user
+  out for longer than one stream window.
+- **First sight** of a msgid: a retried callback must neither count again nor start a
+  second answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from gateway.store.base import Store
+
+MAX_IN_FLIGHT = 3
+WECOM_STREAM_WINDOW = 360.0  # WeCom stops refreshing 6 min after the user's message
+STATE_TTL = 3600.0  # as long as the response_url lives; a retry after that is long gone
+COUNT_TTL = WECOM_STREAM_WINDOW + 60.0
+STALE_GRACE = 15.0  # past close_at + this, an unfinished stream's worker is gone
+
+THINKING = "Thinking…"
+INTERRUPTED = "\n\n*(The answer was interrupted. Please ask again.)*"
+REFUSED = (
+    "You already have 3 questions in progress with me. Please wait for one of the answers "
+    "to finish, then ask again."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    content: str
+    finish: bool
+    close_at: float  # when our sink closes the stream at the latest (epoch seconds)
+    refused: bool = False
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, raw: str) -> StreamState | None:
+        try:
+            data = json.loads(raw)
+            return cls(
+                content=str(data["content"]),
+                finish=bool(data["finish"]),
+                close_at=float(data["close_at"]),
+                refused=bool(data.get("refused", False)),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def as_seen(self, now: float) -> StreamState:
+        """What a refresh should show: a stream whose worker vanished (a crash, a deploy)
+        long after it should have closed is closed here, so WeCom stops spinning."""
+        if self.finish or now < self.close_at + STALE_GRACE:
+            return self
+        return StreamState(self.content + INTERRUPTED, True, self.close_at, self.refused)
+
+
+class BotState:
+    def __init__(self, store: Store, bot: str) -> None:
+        self._store = store
+        self._bot = bot
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"wecom_bot:{kind}:{self._bot}:{name}"
+
+    async def read(self, sid: str) -> StreamState | None:
+        raw = await self._store.get(self._key("stream", sid))
+        return StreamState.loads(raw) if raw is not None else None
+
+    async def write(self, sid: str, state: StreamState) -> None:
+        await self._store.set(self._key("stream", sid), state.dumps(), STATE_TTL)
+
+    async def first_sight(self, msgid: str) -> bool:
+        """True the first time this msgid is seen (atomically, across instances)."""
+        return await self._store.claim([self._key("seen", msgid)], STATE_TTL)
+
+    async def enter(self, user: str) -> bool:
+        """Count one more answer in flight for `user`; False (and nothing counted) when
+        they already have the maximum."""
+        key = self._key("inflight", user)
+        if await self._store.incr(key, 1, COUNT_TTL) <= MAX_IN_FLIGHT:
+            return True
+        await self._store.incr(key, -1, COUNT_TTL)
+        return False
+
+    async def leave(self, user: str) -> None:
+        key = self._key("inflight", user)
+        if await self._store.incr(key, -1, COUNT_TTL) < 0:
+            # The count expired while this answer ran: don't leave it negative.
+            await self._store.set(key, "0", COUNT_TTL)

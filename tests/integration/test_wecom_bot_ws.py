@@ -1,0 +1,184 @@
+"""WeCom AI bot, WebSocket (long-connection) mode, against the fake WeCom WebSocket server:
+subscribe, callbacks, answers pushed as stream frames with the callback's req_id ending in
+`finish: true`, welcome and feedback events, the in-flight limit, and reconnects."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from adapters.wecom.bot_protocol import MAX_CONTENT_BYTES
+from adapters.wecom.bot_sink import CONTINUED
+from adapters.wecom.bot_state import REFUSED, THINKING
+from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.runtime import Gateway
+from tests.conftest import GatewayFactory, make_config
+from tests.fakes.wecom_bot import Call, FakeWecomBotServer, event_payload, text_payload
+from tests.helpers import wait_for
+
+
+@pytest.fixture
+async def wecom() -> AsyncIterator[FakeWecomBotServer]:
+    fake = FakeWecomBotServer()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+async def start(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> tuple[Any, Gateway]:
+    bot = {
+        "platform": "wecom_bot",
+        "app": "main",
+        "mode": "websocket",
+        "bot_id": wecom.bot_id,
+        "secret": wecom.secret,
+        "api_base": wecom.ws_url,
+    }
+    client, gateway = await gateway_factory(make_config(dify, {"wecom-ws": bot}))
+    await wait_for(lambda: gateway.adapters["wecom-ws"].ready, what="subscribed")
+    return client, gateway
+
+
+def streams(wecom: FakeWecomBotServer, req_id: str) -> list[dict[str, Any]]:
+    return [c.body["stream"] for c in wecom.replies(req_id) if c.kind == "aibot_respond_msg"]
+
+
+async def finished(wecom: FakeWecomBotServer, req_id: str, within: float = 8.0) -> list[Call]:
+    await wait_for(
+        lambda: any(s["finish"] for s in streams(wecom, req_id)), within, f"{req_id} finished"
+    )
+    return [c for c in wecom.replies(req_id) if c.kind == "aibot_respond_msg"]
+
+
+async def test_an_answer_is_pushed_as_stream_frames_on_the_callbacks_req_id(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    client, _gateway = await start(gateway_factory, dify, wecom)
+    assert (await client.post("/webhooks/wecom-ws", data=b"{}")).status == 404
+    assert (await client.get("/readyz")).status == 200
+    subscribe = wecom.of("aibot_subscribe")[0]
+    assert subscribe.body == {"bot_id": "BOTID", "secret": "BOTSECRET"}
+
+    words = [f"word{i} " for i in range(40)]
+    dify.reply(ScriptedReply(chunks=words, delay=0.05))
+    req_id = await wecom.push("aibot_msg_callback", text_payload("ws-1", "hello over ws"))
+    calls = await finished(wecom, req_id)
+    frames = [c.body["stream"] for c in calls]
+    assert frames[0] == {
+        "id": frames[0]["id"],
+        "finish": False,
+        "content": THINKING,
+        "feedback": {"id": "ws-1"},
+    }
+    assert {f["id"] for f in frames} == {frames[0]["id"]}
+    assert [f["finish"] for f in frames].count(True) == 1 and frames[-1]["finish"]
+    assert frames[-1]["content"] == "".join(words)
+    growing = [f["content"] for f in frames[1:-1]]
+    assert len(growing) >= 2 and all(b.startswith(a) for a, b in itertools.pairwise(growing))
+    # Pacing: about two frames a second per answer, never a burst.
+    stamps = [c.at for c in calls]
+    for i, t in enumerate(stamps):
+        assert sum(1 for u in stamps[i:] if u - t < 1.0) <= 3
+    assert len(dify.requests) == 1 and dify.requests[0]["user"] == "wecom-ws:u1"
+
+
+async def test_welcome_feedback_and_the_in_flight_limit(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    _client, _gateway = await start(gateway_factory, dify, wecom)
+    dify.opening_statement = "Welcome to the IT helpdesk."
+    welcome_req = await wecom.push("aibot_event_callback", event_payload("enter_chat"))
+    await wait_for(lambda: bool(wecom.replies(welcome_req)), what="welcome")
+    (welcome,) = wecom.replies(welcome_req)
+    assert welcome.kind == "aibot_respond_welcome_msg"
+    assert welcome.body == {"msgtype": "text", "text": {"content": "Welcome to the IT helpdesk."}}
+
+    dify.responder = lambda request, turn: ScriptedReply(chunks=["fine ", "thanks"], delay=0.2)
+    reqs = [
+        await wecom.push("aibot_msg_callback", text_payload(f"w{n}", f"q{n}")) for n in range(4)
+    ]
+    await wait_for(lambda: bool(streams(wecom, reqs[3])), what="the refusal")
+    assert streams(wecom, reqs[3]) == [
+        {"id": streams(wecom, reqs[3])[0]["id"], "finish": True, "content": REFUSED}
+    ]
+    for req in reqs[:3]:
+        assert (await finished(wecom, req))[-1].body["stream"]["content"] == "fine thanks"
+    assert len(dify.requests) == 3
+
+    detail = {"feedback_event": {"id": "w0", "type": 1}}
+    await wecom.push("aibot_event_callback", event_payload("feedback_event", detail))
+    await wait_for(lambda: bool(dify.feedbacks), what="feedback in Dify")
+    assert dify.feedbacks[0]["rating"] == "like"
+
+
+async def test_a_long_answer_continues_with_aibot_send_msg(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    _client, gateway = await start(gateway_factory, dify, wecom)
+    text = "".join(f"Paragraph {i}: 长长的回答 continues here.\n\n" for i in range(900))
+    assert len(text.encode()) > 2 * MAX_CONTENT_BYTES
+    size = len(text) // 30 + 1
+    dify.reply(ScriptedReply(chunks=[text[i : i + size] for i in range(0, len(text), size)]))
+    payload = text_payload("ws-long", "long", chatid="CHAT1")
+    req_id = await wecom.push("aibot_msg_callback", payload)
+    stream = (await finished(wecom, req_id))[-1].body["stream"]
+    assert stream["content"].endswith(CONTINUED)
+    assert len(stream["content"].encode()) <= MAX_CONTENT_BYTES
+    await wait_for(lambda: gateway.inbox.in_flight == 0, what="answer done")
+    rest = wecom.of("aibot_send_msg")
+    assert len(rest) >= 2 and all(c.body["chatid"] == "CHAT1" for c in rest)
+    assert all(len(c.body["markdown"]["content"].encode()) <= MAX_CONTENT_BYTES for c in rest)
+    parts = [c.body["markdown"]["content"] for c in rest]
+    assert stream["content"].removesuffix(CONTINUED) + "".join(parts) == text
+
+
+async def test_the_bot_reconnects_after_the_server_closes_and_keeps_answering(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    _client, gateway = await start(gateway_factory, dify, wecom)
+    adapter = gateway.adapters["wecom-ws"]
+    dify.responder = lambda request, turn: ScriptedReply(chunks=[f"answer to {request['query']}"])
+    first = await wecom.push("aibot_msg_callback", text_payload("r1", "before"))
+    assert (await finished(wecom, first))[-1].body["stream"]["content"] == "answer to before"
+
+    await wecom.drop()
+    await wait_for(lambda: not adapter.ready, what="down")
+    await wait_for(lambda: wecom.connections == 2 and adapter.ready, 5, "reconnected")
+    assert len(wecom.of("aibot_subscribe")) == 2
+    second = await wecom.push("aibot_msg_callback", text_payload("r2", "after"))
+    assert (await finished(wecom, second))[-1].body["stream"]["content"] == "answer to after"
+    assert [r["query"] for r in dify.requests] == ["before", "after"]
+
+
+async def test_a_refused_subscription_keeps_the_bot_unready(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    wecom.secret = "rotated"  # the configured secret no longer matches
+    bot = {
+        "platform": "wecom_bot",
+        "app": "main",
+        "mode": "websocket",
+        "bot_id": "BOTID",
+        "secret": "BOTSECRET",
+        "api_base": wecom.ws_url,
+    }
+    client, gateway = await gateway_factory(make_config(dify, {"wecom-ws": bot}))
+    await wait_for(lambda: bool(wecom.of("aibot_subscribe")), what="a subscribe attempt")
+    assert not gateway.adapters["wecom-ws"].ready
+    assert (await client.get("/readyz")).status == 503
+
+
+async def test_a_redelivered_message_is_answered_once(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    _client, _gateway = await start(gateway_factory, dify, wecom)
+    dify.reply(ScriptedReply(chunks=["just ", "once"], delay=0.05))
+    first = await wecom.push("aibot_msg_callback", text_payload("dup-1", "hi"))
+    again = await wecom.push("aibot_msg_callback", text_payload("dup-1", "hi"))
+    assert (await finished(wecom, first))[-1].body["stream"]["content"] == "just once"
+    assert wecom.replies(again) == [] and len(dify.requests) == 1

@@ -1,0 +1,198 @@
+"""The AI-bot reply sink: what goes on the stream, what goes to the overflow path, the
+stream window, and the in-flight count release. The channel is recorded here; the store
+and WebSocket channels have their own tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from adapters.base import Pacing, PlatformError
+from adapters.wecom.bot_sink import CONTINUED, CUT, TAKING_LONG, StreamSink
+from gateway.text import measure
+
+
+class Channel:
+    pacing = Pacing(0.5, "test", 10.0)
+
+    def __init__(self, *, once: bool = True) -> None:
+        self.overflow_once = once
+        self.shown: list[tuple[str, bool]] = []
+        self.overflows: list[str] = []
+
+    async def show(self, content: str, *, finish: bool) -> None:
+        self.shown.append((content, finish))
+
+    async def overflow(self, content: str) -> None:
+        self.overflows.append(content)
+
+
+class Harness:
+    def __init__(self, *, once: bool = True, close_in: float = 60.0, limit: int = 1000) -> None:
+        self.channel = Channel(once=once)
+        self.releases = 0
+        self.tasks: list[asyncio.Task[None]] = []
+        self.close_at = time.time() + close_in
+        self.limit = limit
+
+    def sink(self, resume: dict[str, Any] | None = None) -> StreamSink:
+        async def release() -> None:
+            self.releases += 1
+
+        def spawn(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+            task = asyncio.create_task(work)
+            self.tasks.append(task)
+            return task
+
+        return StreamSink(
+            self.channel,
+            limit=self.limit,
+            close_at=self.close_at,
+            release=release,
+            spawn=spawn,
+            thinking="Thinking…",
+            resume=resume,
+        )
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def test_stream_shows_thinking_then_grows_then_finishes() -> None:
+    h = Harness()
+    sink = h.sink()
+    await sink.begin()
+    await sink.update("Hel")
+    await sink.update("Hello")
+    await sink.finish("Hello world", last=True)
+    assert h.channel.shown == [
+        ("Thinking…", False),
+        ("Hel", False),
+        ("Hello", False),
+        ("Hello world", True),
+    ]
+    assert h.channel.overflows == [] and h.releases == 1
+    await asyncio.sleep(0)
+    assert all(t.done() for t in h.tasks)  # the window timer is gone
+    await h.close()
+
+
+async def test_a_notice_without_begin_is_one_finished_stream() -> None:
+    h = Harness()
+    await h.sink().finish("Please write your question.", last=True)
+    assert h.channel.shown == [("Please write your question.", True)] and h.releases == 1
+
+
+async def test_rollover_closes_the_stream_and_sends_the_rest_once() -> None:
+    h = Harness()
+    sink = h.sink()
+    await sink.begin()
+    await sink.finish("part one", last=False)
+    await sink.update("part tw")  # the overflow path cannot edit: nothing is sent
+    await sink.finish("part two", last=False)
+    await sink.finish("part three", last=True)
+    assert h.channel.shown[-1] == ("part one" + CONTINUED, True)
+    assert h.channel.overflows == ["part two\npart three"]  # one response_url message
+    assert h.releases == 1  # released when the stream closed, not again
+    await h.close()
+
+
+async def test_overflow_past_one_message_is_cut_with_a_note() -> None:
+    h = Harness(limit=600)
+    sink = h.sink()
+    await sink.finish("a" * 300, last=False)
+    for _ in range(3):
+        await sink.finish("word " * 60, last=False)
+    await sink.finish("end", last=True)
+    (sent,) = h.channel.overflows
+    assert sent.endswith(CUT) and measure(sent, "bytes") <= 600
+
+
+async def test_websocket_overflow_sends_every_part() -> None:
+    h = Harness(once=False)
+    sink = h.sink()
+    await sink.finish("one", last=False)
+    await sink.finish("two", last=False)
+    await sink.finish("three", last=True)
+    assert h.channel.overflows == ["two", "three"]
+
+
+async def test_the_window_closes_the_stream_and_the_rest_follows() -> None:
+    h = Harness(close_in=0.05)
+    sink = h.sink()
+    await sink.begin()
+    await sink.update("The first half")
+    await asyncio.sleep(0.1)
+    assert h.channel.shown[-1] == ("The first half" + TAKING_LONG, True)
+    assert h.releases == 1
+    await sink.update("The first half and more")  # stream closed: not shown
+    await sink.finish("The first half and the rest.", last=True)
+    assert h.channel.shown[-1][0].endswith(TAKING_LONG)
+    assert h.channel.overflows == [" and the rest."]
+    assert h.releases == 1
+    await h.close()
+
+
+async def test_the_window_closing_before_any_text_sends_everything_later() -> None:
+    h = Harness(close_in=0.0)
+    sink = h.sink()
+    await sink.begin()
+    await asyncio.sleep(0.02)
+    assert h.channel.shown[-1] == (TAKING_LONG.lstrip(), True)
+    await sink.fail("Sorry, it failed.")
+    assert h.channel.overflows == ["Sorry, it failed."]
+    await h.close()
+
+
+async def test_a_channel_error_while_closing_at_the_window_is_survived() -> None:
+    h = Harness(close_in=0.0)
+
+    async def broken(content: str, *, finish: bool) -> None:
+        raise PlatformError("wecom_bot", "down")
+
+    sink = h.sink()
+    h.channel.show = broken  # type: ignore[method-assign]
+    sink_task = asyncio.ensure_future(sink._close_when_due())
+    await sink_task  # logs, does not raise
+    assert h.releases == 0
+
+
+async def test_fail_finishes_the_stream_with_the_error() -> None:
+    h = Harness()
+    sink = h.sink()
+    await sink.begin()
+    await sink.update("partial")
+    await sink.fail("partial\n\nSorry, something went wrong.")
+    assert h.channel.shown[-1] == ("partial\n\nSorry, something went wrong.", True)
+    assert h.releases == 1
+    await h.close()
+
+
+async def test_snapshot_resumes_after_the_stream_closed() -> None:
+    h = Harness()
+    first = h.sink()
+    await first.finish("part one", last=False)
+    snapshot = first.snapshot()
+    assert snapshot["index"] == 1 and snapshot["closed"] and snapshot["released"]
+    second = h.sink(resume=snapshot)
+    await second.begin()  # no thinking state over a closed stream
+    await second.finish("part two", last=True)
+    assert h.channel.shown == [("part one" + CONTINUED, True)]
+    assert h.channel.overflows == ["part two"] and h.releases == 1
+    await h.close()
+
+
+async def test_a_failing_release_does_not_fail_the_answer() -> None:
+    h = Harness()
+    sink = h.sink()
+
+    async def release() -> None:
+        raise RuntimeError("store down")
+
+    sink._release = release
+    await sink.finish("done", last=True)
+    assert h.channel.shown == [("done", True)]
