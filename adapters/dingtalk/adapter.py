@@ -1,0 +1,171 @@
+"""The DingTalk robot adapter: Stream mode (default) or HTTP callbacks, one parser, and
+markdown or AI-card replies.
+
+- Stream mode serves no webhook: messages arrive on the bot's WebSocket (stream.py) and go
+  to the core through `context.ingest`, exactly as webhooks do.
+- HTTP mode: `POST /webhooks/<bot>` signed with `timestamp` + `sign` (verify.py), acked at
+  once with `{}`.
+- With `card_template_id`, answers stream into an AI card; without, they arrive as finished
+  markdown messages of at most 18,000 bytes (DingTalk rejects a message over 20,000 bytes:
+  "message too long, exceed 20000 bytes").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.base import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    IntakeUnavailable,
+    MalformedRequest,
+    Markdown,
+    PlatformError,
+    ReplySink,
+)
+from adapters.dingtalk.api import DingtalkApi
+from adapters.dingtalk.convert import PLATFORM, Skip, parse_robot_message
+from adapters.dingtalk.frames import FrameError, StreamFrame
+from adapters.dingtalk.reply import Destination, MarkdownSender
+from adapters.dingtalk.sink import CARD_PACING, MARKDOWN_PACING, CardSink, MarkdownSink
+from adapters.dingtalk.stream import StreamClient
+from adapters.dingtalk.verify import verify_signature
+from gateway.config import DingtalkBot
+from gateway.models import (
+    Attachment,
+    HttpResponse,
+    Ignored,
+    InboundMessage,
+    Messages,
+    Outcome,
+    WebhookRequest,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 18_000
+HTTP_ACK = HttpResponse.json({})
+
+
+class DingtalkAdapter:
+    platform = PLATFORM
+
+    def __init__(self, bot: str, config: DingtalkBot, context: AdapterContext) -> None:
+        self.bot = bot
+        self._config = config
+        self._context = context
+        self._secret = config.client_secret.get_secret_value()
+        self.api = DingtalkApi(
+            context.http,
+            context.store,
+            api_base=config.resolved_api_base,
+            client_id=config.client_id,
+            client_secret=self._secret,
+            robot_code=config.resolved_robot_code,
+        )
+        self._stream = StreamClient(bot, self.api, self._on_stream_message)
+        self._started = False
+        if config.card_template_id:
+            self.capabilities = Capabilities(
+                can_edit=True, max_message=MAX_MESSAGE_BYTES, unit="bytes", pacing=CARD_PACING
+            )
+        else:
+            self.capabilities = Capabilities(
+                can_edit=False,
+                max_message=MAX_MESSAGE_BYTES,
+                unit="bytes",
+                pacing=MARKDOWN_PACING,
+                markdown=Markdown.SUBSET,
+            )
+
+    # --- lifetime ----------------------------------------------------------------------
+
+    @property
+    def serves_webhook(self) -> bool:
+        return self._config.serves_webhook
+
+    @property
+    def ready(self) -> bool:
+        return self._stream.connected if self._config.mode == "stream" else self._started
+
+    async def start(self) -> None:
+        if self._config.mode == "stream":
+            self._stream.start()
+        else:
+            await self.api.token.get()  # fails fast on a wrong client id or secret
+        self._started = True
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    # --- inbound -----------------------------------------------------------------------
+
+    async def handle(self, request: WebhookRequest) -> Outcome:
+        """HTTP mode: verify the sign (401), parse the body (400), ack with `{}`."""
+        if request.method != "POST":
+            raise MalformedRequest("DingTalk sends callbacks with POST")
+        verify_signature(request.headers, self._secret)
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedRequest("body is not JSON") from None
+        result = parse_robot_message(self.bot, payload, received_at=request.received_at)
+        if isinstance(result, Skip):
+            return Ignored(result.reason, ack=HTTP_ACK)
+        return Messages((result,), ack=HTTP_ACK)
+
+    async def _on_stream_message(self, frame: StreamFrame) -> bool:
+        """Stream mode: a robot-message frame. True = ack it; False = leave it unacked so
+        DingTalk delivers it again (the store could not take it)."""
+        try:
+            result = parse_robot_message(
+                self.bot,
+                frame.payload(),
+                received_at=time.time(),
+                frame_id=frame.message_id or None,
+            )
+        except (FrameError, MalformedRequest) as exc:
+            log.warning("bot %s: dropping a malformed robot message: %s", self.bot, exc)
+            return True  # a redelivery would be just as malformed
+        if isinstance(result, Skip):
+            log.info("bot %s: ignoring a robot message: %s", self.bot, result.reason)
+            return True
+        try:
+            await self._context.ingest(Messages((result,)))
+        except IntakeUnavailable as exc:
+            log.error(
+                "bot %s: store unavailable, leaving the message for redelivery: %s", self.bot, exc
+            )
+            return False
+        return True
+
+    # --- outbound ----------------------------------------------------------------------
+
+    def open_reply(
+        self, message: InboundMessage, resume: Mapping[str, Any] | None = None
+    ) -> ReplySink:
+        destination = Destination.of(message)
+        template = self._config.card_template_id
+        # A card goes to IM_ROBOT.<staffId> in a one-to-one chat: external users have none.
+        if template and (destination.group or destination.staff_id):
+            return CardSink(self.api, destination, template, resume)
+        return MarkdownSink(MarkdownSender(self.api, destination, self.bot), resume)
+
+    async def download(self, attachment: Attachment) -> Download:
+        code = str(attachment.source.get("download_code") or "")
+        if not code:
+            raise PlatformError(PLATFORM, "no_download_code", attachment.name)
+        data, mime = await self.api.download(code)
+        name = attachment.name
+        if "." not in name:
+            name += mimetypes.guess_extension(mime) or ""
+        return Download(data=data, name=name, mime_type=mime)
+
+    async def display_name(self, message: InboundMessage) -> str:
+        return message.user_name or message.user_id

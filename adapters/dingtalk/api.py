@@ -1,0 +1,276 @@
+"""The one outbound path to DingTalk: the new OpenAPI at `{api_base}/v1.0/…` and the
+per-conversation `sessionWebhook`.
+
+Errors (open.dingtalk.com "服务端错误码" and "API 调用频率限制"):
+
+- the OpenAPI answers non-2xx with `{"code", "message", "requestid"}`. Throttling is a 403
+  with `Forbidden.AccessDenied.QpsLimitForAppkeyAndApi` (20 calls/s per app and API) or
+  `Forbidden.AccessDenied.QpsLimitForApi` (all apps together); both last about a second;
+- a 401 (`InvalidAuthentication`) means the access token went bad: drop it, fetch a new one,
+  retry once;
+- the sessionWebhook answers 200 with `{"errcode", "errmsg"}`; `130101` is "send too fast,
+  exceed 20 times per minute", and the old-API throttling codes are 90018 / 90002.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+
+from adapters.base import PlatformError, RateLimited
+from adapters.tokens import SharedToken
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "dingtalk"
+TOKEN_HEADER = "x-acs-dingtalk-access-token"
+THROTTLE_CODES = frozenset(
+    {
+        "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
+        "Forbidden.AccessDenied.QpsLimitForApi",
+        "QpsLimit",
+    }
+)
+WEBHOOK_THROTTLE_ERRCODES = frozenset({130101, 90018, 90002})
+THROTTLE_PAUSE = 1.0  # DingTalk's QPS windows are one second
+WEBHOOK_THROTTLE_PAUSE = 60.0  # the per-minute robot quota
+MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
+MAX_REDIRECTS = 3
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return default
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_openapi(response: httpx.Response) -> dict[str, Any]:
+    """Map an OpenAPI response to its JSON body or a typed error."""
+    data = _json(response)
+    code = str(data.get("code") or "")
+    if response.status_code == 429 or code in THROTTLE_CODES:
+        raise RateLimited(PLATFORM, _retry_after(response, THROTTLE_PAUSE), code or "429")
+    if not response.is_success:
+        message = str(data.get("message") or "")[:200]
+        raise PlatformError(PLATFORM, code or f"http_{response.status_code}", message)
+    if data.get("success") is False:
+        raise PlatformError(PLATFORM, code or "success_false", str(data.get("message") or ""))
+    return data
+
+
+def check_webhook(response: httpx.Response) -> None:
+    """Map a sessionWebhook response (`errcode` 0 is success) to nothing or an error."""
+    if response.status_code == 429:
+        raise RateLimited(PLATFORM, _retry_after(response, WEBHOOK_THROTTLE_PAUSE), "429")
+    if not response.is_success:
+        raise PlatformError(PLATFORM, f"http_{response.status_code}", "sessionWebhook")
+    data = _json(response)
+    errcode = data.get("errcode", 0)
+    if errcode in WEBHOOK_THROTTLE_ERRCODES:
+        raise RateLimited(PLATFORM, WEBHOOK_THROTTLE_PAUSE, str(errcode))
+    if errcode != 0:
+        raise PlatformError(PLATFORM, str(errcode), str(data.get("errmsg") or "")[:200])
+
+
+class DingtalkApi:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        store: Store,
+        *,
+        api_base: str,
+        client_id: str,
+        client_secret: str,
+        robot_code: str,
+    ) -> None:
+        self._http = http
+        self._base = api_base.rstrip("/")
+        self._client_id = client_id
+        self._secret = client_secret
+        self.robot_code = robot_code
+        self.token = SharedToken(store, f"dingtalk:{client_id}", self._fetch_token)
+
+    @property
+    def base(self) -> str:
+        return self._base
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One HTTP exchange; network failures become `PlatformError("network")`, named by
+        `what` (never by the URL: a sessionWebhook URL is a credential)."""
+        try:
+            return await self._http.request(method, url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise PlatformError(PLATFORM, "network", f"{what}: {type(exc).__name__}") from exc
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        """`POST /v1.0/oauth2/accessToken` -> (accessToken, expireIn seconds)."""
+        path = "/v1.0/oauth2/accessToken"
+        body = {"appKey": self._client_id, "appSecret": self._secret}
+        data = check_openapi(await self._request("POST", f"{self._base}{path}", path, body))
+        token, lifetime = data.get("accessToken"), data.get("expireIn")
+        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+            raise PlatformError(PLATFORM, "bad_token_response", "no accessToken/expireIn")
+        return token, float(lifetime)
+
+    async def call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An authenticated OpenAPI call; one retry with a fresh token after a 401."""
+        for attempt in (1, 2):
+            token = await self.token.get()
+            response = await self._request(
+                method, f"{self._base}{path}", path, body, {TOKEN_HEADER: token}
+            )
+            if response.status_code == 401 and attempt == 1:
+                log.info("dingtalk access token rejected; fetching a new one")
+                await self.token.invalidate(token)
+                continue
+            return check_openapi(response)
+        raise AssertionError("unreachable")
+
+    # --- Stream mode -------------------------------------------------------------------
+
+    async def open_connection(self, subscriptions: list[dict[str, str]]) -> tuple[str, str]:
+        """`POST /v1.0/gateway/connections/open` -> (endpoint, ticket). Authenticated by
+        the client id and secret in the body, not by a token."""
+        body = {
+            "clientId": self._client_id,
+            "clientSecret": self._secret,
+            "subscriptions": subscriptions,
+            "ua": "dify-gateway/0.1",
+            "localIp": "",
+        }
+        path = "/v1.0/gateway/connections/open"
+        data = check_openapi(await self._request("POST", f"{self._base}{path}", path, body))
+        endpoint, ticket = data.get("endpoint"), data.get("ticket")
+        if not isinstance(endpoint, str) or not isinstance(ticket, str) or not ticket:
+            raise PlatformError(PLATFORM, "bad_connection", "no endpoint/ticket")
+        return endpoint, ticket
+
+    # --- files -------------------------------------------------------------------------
+
+    async def download(self, download_code: str) -> tuple[bytes, str]:
+        """The bytes and content type behind a message's `downloadCode`."""
+        data = await self.call(
+            "POST",
+            "/v1.0/robot/messageFiles/download",
+            {"downloadCode": download_code, "robotCode": self.robot_code},
+        )
+        url = data.get("downloadUrl")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise PlatformError(PLATFORM, "bad_download_url", "no downloadUrl")
+        # A short-lived signed link to DingTalk's file store: no token goes with it.
+        for _ in range(MAX_REDIRECTS + 1):
+            fetched = await self._fetch(url)
+            if isinstance(fetched, str):
+                url = fetched
+                continue
+            return fetched
+        raise PlatformError(PLATFORM, "too_many_redirects", "file download")
+
+    async def _fetch(self, url: str) -> tuple[bytes, str] | str:
+        """The file and its content type, or the URL a redirect points at."""
+        try:
+            async with self._http.stream("GET", url) as response:
+                if response.is_redirect and "location" in response.headers:
+                    return str(response.url.join(response.headers["location"]))
+                if not response.is_success:
+                    raise PlatformError(PLATFORM, f"http_{response.status_code}", "file download")
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_DOWNLOAD_BYTES:
+                        raise PlatformError(PLATFORM, "file_too_large", "file download")
+                content_type = response.headers.get("content-type", "application/octet-stream")
+        except httpx.HTTPError as exc:
+            raise PlatformError(PLATFORM, "network", f"download: {type(exc).__name__}") from exc
+        return bytes(data), content_type.split(";")[0].strip()
+
+    # --- messages ----------------------------------------------------------------------
+
+    async def send_by_session(self, url: str, message: dict[str, Any]) -> None:
+        """Post `message` to a conversation's sessionWebhook (no token: the URL is one)."""
+        check_webhook(await self._request("POST", url, "sessionWebhook", message))
+
+    async def send_to_user(self, user_id: str, msg_key: str, msg_param: dict[str, Any]) -> None:
+        """`POST /v1.0/robot/oToMessages/batchSend`: a one-to-one robot message."""
+        data = await self.call(
+            "POST",
+            "/v1.0/robot/oToMessages/batchSend",
+            {
+                "robotCode": self.robot_code,
+                "userIds": [user_id],
+                "msgKey": msg_key,
+                "msgParam": json.dumps(msg_param, ensure_ascii=False),
+            },
+        )
+        if user_id in (data.get("flowControlledStaffIdList") or []):
+            raise RateLimited(PLATFORM, WEBHOOK_THROTTLE_PAUSE, "flowControlled")
+        if user_id in (data.get("invalidStaffIdList") or []):
+            raise PlatformError(PLATFORM, "invalidStaffId", "the user cannot be reached")
+
+    async def send_to_group(
+        self, conversation_id: str, msg_key: str, msg_param: dict[str, Any]
+    ) -> None:
+        """`POST /v1.0/robot/groupMessages/send`: a robot message in a group."""
+        await self.call(
+            "POST",
+            "/v1.0/robot/groupMessages/send",
+            {
+                "robotCode": self.robot_code,
+                "openConversationId": conversation_id,
+                "msgKey": msg_key,
+                "msgParam": json.dumps(msg_param, ensure_ascii=False),
+            },
+        )
+
+    # --- AI cards ----------------------------------------------------------------------
+
+    async def create_and_deliver_card(self, body: dict[str, Any]) -> None:
+        await self.call("POST", "/v1.0/card/instances/createAndDeliver", body)
+
+    async def stream_card(self, out_track_id: str, guid: str, key: str, content: str) -> None:
+        """`PUT /v1.0/card/streaming`: replace the card field `key` with `content`."""
+        await self.call(
+            "PUT",
+            "/v1.0/card/streaming",
+            {
+                "outTrackId": out_track_id,
+                "guid": guid,
+                "key": key,
+                "content": content,
+                "isFull": True,
+                "isFinalize": False,
+                "isError": False,
+            },
+        )
+
+    async def update_card(self, out_track_id: str, params: dict[str, str]) -> None:
+        """`PUT /v1.0/card/instances`: set card variables (all values are strings)."""
+        await self.call(
+            "PUT",
+            "/v1.0/card/instances",
+            {
+                "outTrackId": out_track_id,
+                "cardData": {"cardParamMap": params},
+                "cardUpdateOptions": {"updateCardDataByKey": True},
+            },
+        )

@@ -1,0 +1,95 @@
+"""DingTalk Stream mode frames (open-dingtalk/dingtalk-stream-sdk-python `frames.py`,
+`handlers.py`, `stream.py`).
+
+Down frames are JSON: `{"specVersion", "type": "SYSTEM"|"EVENT"|"CALLBACK", "headers":
+{"messageId", "topic", "contentType", "time", …}, "data": "<a JSON string>"}`. `data` is JSON
+*inside* a string, so it is decoded twice.
+
+Every frame is acked on the socket with the same `messageId`: `{"code", "headers":
+{"messageId", "contentType"}, "message", "data": "<JSON string>"}`. A SYSTEM `ping` ack
+echoes its `data`; a robot CALLBACK ack carries `{"response": …}`. An unacked callback is
+delivered again (seen after ~15-60 s), which is how a message survives our store being down.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_plus
+
+ROBOT_TOPIC = "/v1.0/im/bot/messages/get"
+SUBSCRIPTIONS = [
+    {"type": "EVENT", "topic": "*"},
+    {"type": "CALLBACK", "topic": ROBOT_TOPIC},
+]
+SYSTEM, EVENT, CALLBACK = "SYSTEM", "EVENT", "CALLBACK"
+PING, DISCONNECT = "ping", "disconnect"
+
+
+class FrameError(ValueError):
+    """A frame that is not valid Stream JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFrame:
+    type: str
+    topic: str
+    message_id: str
+    data: str
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> Any:
+        """The decoded `data` (the second JSON decode). Raises `FrameError`."""
+        try:
+            return json.loads(self.data) if self.data else None
+        except ValueError as exc:
+            raise FrameError(f"frame data is not JSON: {exc}") from None
+
+
+def parse_frame(text: str) -> StreamFrame:
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise FrameError(f"frame is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise FrameError("frame is not a JSON object")
+    headers = raw.get("headers")
+    headers = headers if isinstance(headers, dict) else {}
+    data = raw.get("data")
+    if data is not None and not isinstance(data, str):
+        # The SDK always sends a string; tolerate an object by re-encoding it.
+        data = json.dumps(data, ensure_ascii=False)
+    return StreamFrame(
+        type=str(raw.get("type") or ""),
+        topic=str(headers.get("topic") or ""),
+        message_id=str(headers.get("messageId") or ""),
+        data=data or "",
+        headers=headers,
+    )
+
+
+def ack(message_id: str, data: str, *, code: int = 200, message: str = "OK") -> str:
+    return json.dumps(
+        {
+            "code": code,
+            "headers": {"messageId": message_id, "contentType": "application/json"},
+            "message": message,
+            "data": data,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def ack_for(frame: StreamFrame) -> str:
+    """The success ack for a frame: pings echo their data, callbacks answer no response,
+    events echo their data (as the SDK's EventHandler does)."""
+    if frame.type == CALLBACK:
+        return ack(frame.message_id, json.dumps({"response": None}))
+    return ack(frame.message_id, frame.data)
+
+
+def ticket_url(endpoint: str, ticket: str) -> str:
+    separator = "&" if "?" in endpoint else "?"
+    return f"{endpoint}{separator}ticket={quote_plus(ticket)}"

@@ -1,0 +1,162 @@
+"""The two reply sinks: finished markdown messages, or an AI card streamed in place.
+
+AI card lifecycle (open-dingtalk/dingtalk-stream-sdk-python `card_replier.py`,
+`card_instance.py`; open.dingtalk.com "AI 卡片"): `POST /v1.0/card/instances/createAndDeliver`
+puts a card into `dtv1.card//IM_ROBOT.<staffId>` (a one-to-one chat) or
+`dtv1.card//IM_GROUP.<conversationId>`; `PUT /v1.0/card/instances` sets variables (all
+strings), among them `flowStatus` 1 PROCESSING, 2 INPUTING, 3 FINISHED, 5 FAILED; `PUT
+/v1.0/card/streaming` replaces one variable (`isFull: true`, a new `guid` per call). A card
+left in 1 or 2 spins forever in the user's chat, so the closing call is retried here and by
+the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.base import Pacing, PlatformError, RateLimited
+from adapters.dingtalk.api import DingtalkApi
+from adapters.dingtalk.reply import Destination, MarkdownSender
+
+log = logging.getLogger(__name__)
+
+THINKING = "_Thinking…_"
+CONTENT_KEY = "msgContent"  # the built-in AI markdown card's text variable
+PROCESSING, INPUTING, FINISHED, FAILED = "1", "2", "3", "5"
+CLOSE_TRIES = 3
+
+# 20 robot messages a minute is DingTalk's documented custom-robot limit; a safe pace here.
+MARKDOWN_PACING = Pacing(min_interval=3.0, budget="robot.send", budget_per_second=20 / 60)
+# The OpenAPI allows 20 calls/s per app and API: keep half for card creation and closing.
+CARD_PACING = Pacing(min_interval=0.5, budget="card.streaming", budget_per_second=10.0)
+
+
+class MarkdownSink:
+    """Replies as finished markdown messages; nothing shows until a part is complete."""
+
+    def __init__(self, sender: MarkdownSender, resume: Mapping[str, Any] | None = None) -> None:
+        self._sender = sender
+        self._parts = int(resume.get("parts", 0)) if resume else 0
+
+    @property
+    def pacing(self) -> Pacing:
+        return MARKDOWN_PACING
+
+    async def begin(self) -> None:
+        """Markdown messages can't be edited, so there is no thinking message to replace."""
+
+    async def update(self, text: str) -> None:
+        """Nothing to show: a markdown message is only sent once its part is finished."""
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        await self._sender.send(text, mention=self._parts == 0)
+        self._parts += 1
+
+    async def fail(self, text: str) -> None:
+        await self.finish(text, last=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"parts": self._parts}
+
+
+class CardSink:
+    """Streams the answer into AI cards: one card per part, each closed FINISHED or FAILED."""
+
+    def __init__(
+        self,
+        api: DingtalkApi,
+        destination: Destination,
+        template_id: str,
+        resume: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._api = api
+        self._to = destination
+        self._template = template_id
+        self._cards: list[str] = list(resume.get("cards", [])) if resume else []
+        # A resumed answer takes its open card over instead of posting a second one.
+        open_card = resume.get("open") if resume else None
+        self._open: str | None = open_card if isinstance(open_card, str) else None
+        self._inputing = self._open is not None
+
+    @property
+    def pacing(self) -> Pacing:
+        return CARD_PACING
+
+    async def begin(self) -> None:
+        if self._open is None:
+            await self._create(THINKING, PROCESSING)
+
+    async def update(self, text: str) -> None:
+        if self._open is None:
+            await self._create(text, INPUTING)
+            self._inputing = True
+            return
+        if not self._inputing:
+            # The SDK's AI card switches to INPUTING once, before the first streamed text.
+            await self._api.update_card(self._open, {"flowStatus": INPUTING})
+            self._inputing = True
+        await self._api.stream_card(self._open, uuid.uuid4().hex, CONTENT_KEY, text)
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        await self._close(text, FINISHED)
+
+    async def fail(self, text: str) -> None:
+        await self._close(text, FAILED)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"cards": list(self._cards), "open": self._open}
+
+    @property
+    def cards(self) -> list[str]:
+        return list(self._cards)
+
+    async def _create(self, text: str, status: str) -> str:
+        track = f"dgw{uuid.uuid4().hex}"
+        body: dict[str, Any] = {
+            "cardTemplateId": self._template,
+            "outTrackId": track,
+            "cardData": {"cardParamMap": {CONTENT_KEY: text, "flowStatus": status}},
+            # As the official SDK sends it; the AI card has no buttons, so no callbacks come.
+            "callbackType": "STREAM",
+            "imGroupOpenSpaceModel": {"supportForward": True},
+            "imRobotOpenSpaceModel": {"supportForward": True},
+            "userIdType": 1,
+        }
+        if self._to.group:
+            body["openSpaceId"] = f"dtv1.card//IM_GROUP.{self._to.conversation_id}"
+            deliver: dict[str, Any] = {"robotCode": self._api.robot_code}
+            if self._to.staff_id:
+                deliver["atUserIds"] = {self._to.staff_id: self._to.nick}
+            body["imGroupOpenDeliverModel"] = deliver
+        else:
+            body["openSpaceId"] = f"dtv1.card//IM_ROBOT.{self._to.staff_id}"
+            body["imRobotOpenDeliverModel"] = {"spaceType": "IM_ROBOT"}
+        await self._api.create_and_deliver_card(body)
+        self._cards.append(track)
+        self._open = track
+        self._inputing = status == INPUTING
+        return track
+
+    async def _close(self, text: str, status: str) -> None:
+        """Give the open card its final text and status (or post a finished card)."""
+        if self._open is None:
+            await self._create(text, status)
+        else:
+            params = {CONTENT_KEY: text, "flowStatus": status}
+            for attempt in range(1, CLOSE_TRIES + 1):
+                try:
+                    await self._api.update_card(self._open, params)
+                    break
+                except RateLimited:
+                    raise  # the core waits as long as DingTalk asks, then calls again
+                except PlatformError as exc:
+                    if attempt == CLOSE_TRIES:
+                        raise
+                    log.warning("closing AI card failed (try %d): %s", attempt, exc)
+                    await asyncio.sleep(0.2 * attempt)
+        self._open = None
+        self._inputing = False

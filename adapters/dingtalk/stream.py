@@ -1,0 +1,101 @@
+"""DingTalk Stream mode: one long-lived WebSocket per bot, kept up forever.
+
+Protocol (open-dingtalk/dingtalk-stream-sdk-python `stream.py`): `POST
+/v1.0/gateway/connections/open` returns an endpoint and a one-time ticket; the socket is
+`<endpoint>?ticket=<quote_plus(ticket)>`. Frames are acked on the socket (frames.py).
+
+Why bots "go silent after ~12 h" elsewhere: DingTalk sends SYSTEM `disconnect` ("persistent
+connection is timeout") and then stops using the socket, and a socket can also stay open
+while delivering nothing. So: on `disconnect` we ack and end the session, and
+`keep_connected` opens a new one at once; WebSocket pings (`heartbeat`) catch a half-open
+socket; and a watchdog reconnects when not even a ping has arrived for `IDLE_TIMEOUT`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from adapters.dingtalk.api import DingtalkApi
+from adapters.dingtalk.frames import (
+    CALLBACK,
+    DISCONNECT,
+    ROBOT_TOPIC,
+    SUBSCRIPTIONS,
+    SYSTEM,
+    FrameError,
+    StreamFrame,
+    ack_for,
+    parse_frame,
+    ticket_url,
+)
+from gateway import longconn
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = 30.0  # WebSocket ping interval; a missing pong fails the socket
+IDLE_TIMEOUT = 300.0  # no frame at all for this long: assume the socket is dead
+
+# Handles one robot-message frame. Returns True when the frame may be acked, False when it
+# must not be (the message could not be accepted, so DingTalk should deliver it again).
+OnMessage = Callable[[StreamFrame], Awaitable[bool]]
+
+
+class StreamClient:
+    def __init__(self, bot: str, api: DingtalkApi, on_message: OnMessage) -> None:
+        self._bot = bot
+        self._api = api
+        self._on_message = on_message
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.sessions = 0
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(
+                longconn.keep_connected(
+                    f"dingtalk stream ({self._bot})", self._session, on_state=self._on_state
+                ),
+                name=f"dingtalk stream {self._bot}",
+            )
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.connected = False
+
+    def _on_state(self, up: bool) -> None:
+        self.connected = up
+
+    async def _session(self) -> None:
+        """One connection. Returns when DingTalk asks us to reconnect (or goes quiet);
+        raises when the connection fails."""
+        endpoint, ticket = await self._api.open_connection(SUBSCRIPTIONS)
+        async with longconn.connect(ticket_url(endpoint, ticket), heartbeat=HEARTBEAT) as ws:
+            self.sessions += 1
+            self.connected = True
+            log.info("bot %s: DingTalk Stream connected", self._bot)
+            while True:
+                try:
+                    async with asyncio.timeout(IDLE_TIMEOUT):
+                        received = await ws.receive()
+                except TimeoutError:
+                    log.warning(
+                        "bot %s: no Stream frame for %.0fs; reconnecting", self._bot, IDLE_TIMEOUT
+                    )
+                    return
+                try:
+                    frame = parse_frame(received.text)
+                except (FrameError, UnicodeDecodeError) as exc:
+                    log.warning("bot %s: ignoring a bad Stream frame: %s", self._bot, exc)
+                    continue
+                robot_message = frame.type == CALLBACK and frame.topic == ROBOT_TOPIC
+                if robot_message and not await self._on_message(frame):
+                    continue  # unacked: DingTalk delivers it again
+                await ws.send_text(ack_for(frame))
+                if frame.type == SYSTEM and frame.topic == DISCONNECT:
+                    log.info("bot %s: DingTalk asked for a reconnect", self._bot)
+                    return

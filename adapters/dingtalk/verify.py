@@ -1,0 +1,58 @@
+"""HTTP-mode request signing.
+
+DingTalk signs robot callbacks with two headers (open.dingtalk.com, "接收消息" /
+help.dingtalk.io/open/development/receive-message):
+
+- `timestamp`: milliseconds since the epoch, as a string;
+- `sign`: base64(HMAC-SHA256(key=appSecret, msg=timestamp + "\\n" + appSecret)).
+
+A request whose timestamp is more than one hour away from now, or whose sign does not match,
+is invalid. The sign covers only the timestamp, not the body: a captured request replays
+within the hour, so the msgId dedupe and the sessionWebhook host check are the real guards.
+Stream mode has no request signing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+
+from adapters.base import VerificationFailed
+
+WINDOW_MS = 3600 * 1000
+_MAX_TIMESTAMP_DIGITS = 16  # ms until the year 318857; anything longer is garbage
+_SIGN_BYTES = 32  # an HMAC-SHA256 digest
+
+
+def compute_sign(secret: str, timestamp: str) -> str:
+    """The `sign` header DingTalk sends for `timestamp` (standard base64, not URL-encoded)."""
+    message = f"{timestamp}\n{secret}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def verify_signature(headers: Mapping[str, str], secret: str, *, now_ms: int | None = None) -> None:
+    """Raise `VerificationFailed` unless `headers` (lower-cased keys) carry a fresh, valid
+    sign. Side-effect free; every failure is a 401, never an exception of another kind."""
+    timestamp = headers.get("timestamp")
+    sign = headers.get("sign")
+    if not timestamp or not sign:
+        raise VerificationFailed("missing timestamp or sign header")
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
+        raise VerificationFailed("malformed timestamp header")
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if abs(now - int(timestamp)) > WINDOW_MS:
+        raise VerificationFailed("stale timestamp (more than 1 hour away)")
+    try:
+        given = base64.b64decode(sign.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise VerificationFailed("malformed sign header") from None
+    if len(given) != _SIGN_BYTES:
+        raise VerificationFailed("malformed sign header")
+    expected = base64.b64decode(compute_sign(secret, timestamp))
+    if not hmac.compare_digest(given, expected):
+        raise VerificationFailed("sign mismatch")
