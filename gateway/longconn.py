@@ -10,6 +10,7 @@ after a reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -132,3 +133,38 @@ async def keep_connected(
         if on_state:
             on_state(False)
         await sleep(wait)
+
+
+class LongConnection:
+    """One long connection kept up in the background by `keep_connected`, and whether it is
+    up right now (adapters report it through `ready`, and `/readyz` reads that). Sessions
+    call `set_up(True)` once the platform greeted them; `keep_connected` calls
+    `set_up(False)` whenever a session ends."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.up = False
+        self._task: asyncio.Task[None] | None = None
+
+    def set_up(self, up: bool) -> None:
+        self.up = up
+
+    def start(
+        self,
+        session: Callable[[], Awaitable[None]],
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(
+                keep_connected(self.name, session, on_state=self.set_up, sleep=sleep),
+                name=self.name,
+            )
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.up = False

@@ -47,28 +47,18 @@ class StreamClient:
         self._bot = bot
         self._api = api
         self._on_message = on_message
-        self._task: asyncio.Task[None] | None = None
-        self.connected = False
+        self._connection = longconn.LongConnection(f"dingtalk stream {bot}")
         self.sessions = 0
 
+    @property
+    def connected(self) -> bool:
+        return self._connection.up
+
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(
-                longconn.keep_connected(
-                    f"dingtalk stream ({self._bot})", self._session, on_state=self._on_state
-                ),
-                name=f"dingtalk stream {self._bot}",
-            )
+        self._connection.start(self._session)
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        self.connected = False
-
-    def _on_state(self, up: bool) -> None:
-        self.connected = up
+        await self._connection.stop()
 
     async def _session(self) -> None:
         """One connection. Returns when DingTalk asks us to reconnect (or goes quiet);
@@ -76,7 +66,7 @@ class StreamClient:
         endpoint, ticket = await self._api.open_connection(SUBSCRIPTIONS)
         async with longconn.connect(ticket_url(endpoint, ticket), heartbeat=HEARTBEAT) as ws:
             self.sessions += 1
-            self.connected = True
+            self._connection.set_up(True)
             log.info("bot %s: DingTalk Stream connected", self._bot)
             while True:
                 try:

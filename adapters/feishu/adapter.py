@@ -5,7 +5,6 @@ streaming cards out. `platform: lark` is the same protocol on open.larksuite.com
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -27,9 +26,9 @@ from adapters.feishu.api import PLATFORM, FeishuAPI
 from adapters.feishu.convert import ACK, Context, to_message
 from adapters.feishu.sink import CARDKIT_PACING, CardKitSupport, FeishuReplySink
 from adapters.feishu.verify import open_body, verify_webhook
-from adapters.feishu.ws import LongConnection
+from adapters.feishu.ws import FeishuSocket
 from gateway.config import FeishuBot
-from gateway.longconn import keep_connected
+from gateway.longconn import LongConnection
 from gateway.models import (
     Answered,
     Attachment,
@@ -90,8 +89,7 @@ class FeishuAdapter:
         self._cardkit = CardKitSupport()
         self._bot_open_id: str | None = None
         self._voice = False
-        self._connected = False
-        self._connection_task: asyncio.Task[None] | None = None
+        self._connection = LongConnection(f"{self.platform} long connection {bot}")
         self._names: dict[str, tuple[str, float]] = {}
 
     @property
@@ -100,35 +98,21 @@ class FeishuAdapter:
 
     @property
     def ready(self) -> bool:
-        return self._bot_open_id is not None and (self.serves_webhook or self._connected)
+        return self._bot_open_id is not None and (self.serves_webhook or self._connection.up)
 
     async def start(self) -> None:
         # Importing PyAV loads FFmpeg: do it once, here, in a thread, never on the ack path.
         self._voice = await asyncio.to_thread(audio.available)
         self._bot_open_id = await self._api.bot_open_id()
-        if self._config.mode == "websocket" and self._connection_task is None:
-            connection = LongConnection(
-                f"{self.platform} {self.bot}", self._api, self._on_event, self._set_connected
+        if self._config.mode == "websocket":
+            socket = FeishuSocket(
+                f"{self.platform} {self.bot}", self._api, self._on_event, self._connection.set_up
             )
-            self._connection_task = asyncio.create_task(
-                keep_connected(
-                    f"{self.platform} {self.bot}",
-                    connection.run,
-                    on_state=self._set_connected,
-                    sleep=connection.pause,
-                ),
-                name=f"{self.platform} long connection {self.bot}",
-            )
+            # The server paces reconnects (ClientConfig), so its `pause` replaces our sleep.
+            self._connection.start(socket.run, sleep=socket.pause)
 
     async def aclose(self) -> None:
-        if self._connection_task is not None:
-            self._connection_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connection_task
-            self._connection_task = None
-
-    def _set_connected(self, up: bool) -> None:
-        self._connected = up
+        await self._connection.stop()
 
     # --- inbound -------------------------------------------------------------------------
 

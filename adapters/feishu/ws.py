@@ -52,7 +52,7 @@ class _Partial:
     expires: float
 
 
-class LongConnection:
+class FeishuSocket:
     def __init__(
         self,
         name: str,

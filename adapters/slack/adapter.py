@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -24,7 +22,7 @@ from adapters.slack.sink import UPDATE_PACING, SlackReplySink, StreamingSupport
 from adapters.slack.socket import SocketModeSession
 from adapters.slack.verify import verify_signature
 from gateway.config import SlackBot
-from gateway.longconn import keep_connected
+from gateway.longconn import LongConnection
 from gateway.models import Attachment, InboundMessage, Messages, Outcome, WebhookRequest
 
 log = logging.getLogger(__name__)
@@ -55,8 +53,7 @@ class SlackAdapter:
         )
         self._streaming = StreamingSupport()
         self._bot_user_id: str | None = None
-        self._socket_up = False
-        self._socket_task: asyncio.Task[None] | None = None
+        self._socket = LongConnection(f"slack socket {bot}")
         self._names: dict[str, tuple[str, float]] = {}
 
     @property
@@ -65,12 +62,12 @@ class SlackAdapter:
 
     @property
     def ready(self) -> bool:
-        return self._bot_user_id is not None and (self.serves_webhook or self._socket_up)
+        return self._bot_user_id is not None and (self.serves_webhook or self._socket.up)
 
     async def start(self) -> None:
         identity = await self._api.call("auth.test", form=True)
         self._bot_user_id = str(identity["user_id"])
-        if self._config.mode == "socket" and self._socket_task is None:
+        if self._config.mode == "socket":
             assert self._config.app_token is not None  # the config check requires it
             app_api = SlackAPI(
                 self._context.http,
@@ -78,22 +75,12 @@ class SlackAdapter:
                 self._config.app_token.get_secret_value(),
             )
             session = SocketModeSession(
-                self.bot, app_api, self._on_socket_payload, self._set_socket_state
+                self.bot, app_api, self._on_socket_payload, self._socket.set_up
             )
-            self._socket_task = asyncio.create_task(
-                keep_connected(f"slack {self.bot}", session.run, on_state=self._set_socket_state),
-                name=f"slack socket {self.bot}",
-            )
+            self._socket.start(session.run)
 
     async def aclose(self) -> None:
-        if self._socket_task is not None:
-            self._socket_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._socket_task
-            self._socket_task = None
-
-    def _set_socket_state(self, up: bool) -> None:
-        self._socket_up = up
+        await self._socket.stop()
 
     # --- inbound -------------------------------------------------------------------------
 

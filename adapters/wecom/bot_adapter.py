@@ -51,7 +51,7 @@ from adapters.wecom.bot_state import REFUSED, THINKING, BotState, StreamState
 from adapters.wecom.bot_ws import WsLink
 from adapters.wecom.crypto import WecomCrypto, aes_key
 from gateway.config import WecomAIBot
-from gateway.longconn import keep_connected
+from gateway.longconn import LongConnection
 from gateway.models import (
     Answered,
     Attachment,
@@ -111,7 +111,7 @@ class WecomBotAdapter:
                 config.secret.get_secret_value(),
                 self._on_frame,
             )
-        self._runner: asyncio.Task[None] | None = None
+        self._runner = LongConnection(f"wecom_bot link {bot}")
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifetime ------------------------------------------------------------------------
@@ -125,14 +125,13 @@ class WecomBotAdapter:
         return self._link.ready if self._link is not None else self._crypto is not None
 
     async def start(self) -> None:
-        if self._link is not None and self._runner is None:
-            self._runner = asyncio.create_task(
-                keep_connected(f"wecom_bot {self.bot}", self._link.session),
-                name=f"wecom_bot link {self.bot}",
-            )
+        if self._link is not None:
+            # The link reports its own readiness (subscription acknowledged): `ready` reads it.
+            self._runner.start(self._link.session)
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._runner, *self._tasks) if t is not None]
+        await self._runner.stop()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

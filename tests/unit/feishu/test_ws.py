@@ -15,7 +15,7 @@ from adapters.feishu import ws as ws_module
 from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.api import FeishuAPI
 from adapters.feishu.frames import DATA, Frame, encode
-from adapters.feishu.ws import LongConnection
+from adapters.feishu.ws import FeishuSocket
 from gateway.models import Messages, Outcome
 from gateway.pacing import BotBudget
 from gateway.store.memory import MemoryStore
@@ -25,13 +25,13 @@ from tests.unit.feishu.conftest import bot_config
 
 
 class Session:
-    """A LongConnection running one session against the fake, with a scripted handler."""
+    """A FeishuSocket running one session against the fake, with a scripted handler."""
 
     def __init__(self, api: FeishuAPI, code: int = 200) -> None:
         self.code = code
         self.payloads: list[bytes] = []
         self.states: list[bool] = []
-        self.connection = LongConnection("test", api, self._handle, self.states.append)
+        self.connection = FeishuSocket("test", api, self._handle, self.states.append)
         self.task: asyncio.Task[None] | None = None
 
     async def _handle(self, payload: bytes) -> int:
@@ -119,7 +119,7 @@ async def test_parts_of_an_event_that_never_completes_expire(
 
 
 def test_client_config_is_applied_and_bad_values_ignored(api: FeishuAPI) -> None:
-    connection = LongConnection("t", api, Session(api)._handle, lambda up: None)
+    connection = FeishuSocket("t", api, Session(api)._handle, lambda up: None)
     connection.configure({"PingInterval": 30, "ReconnectInterval": 5, "ReconnectNonce": 2})
     connection.configure({"PingInterval": -1, "ReconnectInterval": "soon", "ReconnectNonce": True})
     connection.configure("not a dict")
@@ -128,7 +128,7 @@ def test_client_config_is_applied_and_bad_values_ignored(api: FeishuAPI) -> None
 
 
 def test_reconnect_delays_follow_the_server(api: FeishuAPI) -> None:
-    connection = LongConnection("t", api, Session(api)._handle, lambda up: None)
+    connection = FeishuSocket("t", api, Session(api)._handle, lambda up: None)
     connection.configure({"ReconnectInterval": 10, "ReconnectNonce": 3})
     assert connection.next_delay(30.0) == 10.0  # backoff capped by the server's interval
     assert connection.next_delay(2.0) == 2.0
@@ -140,7 +140,7 @@ def test_reconnect_delays_follow_the_server(api: FeishuAPI) -> None:
 async def test_endpoint_errors_fail_the_session(api: FeishuAPI, fake: FakeFeishu) -> None:
     fake.inject("POST", "ws/endpoint", code=1)  # "system busy"
     with pytest.raises(Exception, match="feishu API error 1"):
-        await LongConnection("t", api, Session(api)._handle, lambda up: None).run()
+        await FeishuSocket("t", api, Session(api)._handle, lambda up: None).run()
 
 
 # --- the adapter's side: when to answer 500 ------------------------------------------------
