@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from adapters.base import PlatformError, RateLimited
+from adapters.download import follow
 from adapters.tokens import SharedToken
 from gateway.store.base import Store
 
@@ -39,7 +40,6 @@ WEBHOOK_THROTTLE_ERRCODES = frozenset({130101, 90018, 90002})
 THROTTLE_PAUSE = 1.0  # DingTalk's QPS windows are one second
 WEBHOOK_THROTTLE_PAUSE = 60.0  # the per-minute robot quota
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
-MAX_REDIRECTS = 3
 
 
 def _retry_after(response: httpx.Response, default: float) -> float:
@@ -178,31 +178,12 @@ class DingtalkApi:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise PlatformError(PLATFORM, "bad_download_url", "no downloadUrl")
         # A short-lived signed link to DingTalk's file store: no token goes with it.
-        for _ in range(MAX_REDIRECTS + 1):
-            fetched = await self._fetch(url)
-            if isinstance(fetched, str):
-                url = fetched
-                continue
-            return fetched
-        raise PlatformError(PLATFORM, "too_many_redirects", "file download")
-
-    async def _fetch(self, url: str) -> tuple[bytes, str] | str:
-        """The file and its content type, or the URL a redirect points at."""
-        try:
-            async with self._http.stream("GET", url) as response:
-                if response.is_redirect and "location" in response.headers:
-                    return str(response.url.join(response.headers["location"]))
-                if not response.is_success:
-                    raise PlatformError(PLATFORM, f"http_{response.status_code}", "file download")
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_DOWNLOAD_BYTES:
-                        raise PlatformError(PLATFORM, "file_too_large", "file download")
-                content_type = response.headers.get("content-type", "application/octet-stream")
-        except httpx.HTTPError as exc:
-            raise PlatformError(PLATFORM, "network", f"download: {type(exc).__name__}") from exc
-        return bytes(data), content_type.split(";")[0].strip()
+        fetched = await follow(
+            self._http, url, platform=PLATFORM, what="file download", max_bytes=MAX_DOWNLOAD_BYTES
+        )
+        if not 200 <= fetched.status < 300:
+            raise PlatformError(PLATFORM, f"http_{fetched.status}", "file download")
+        return fetched.data, fetched.content_type
 
     # --- messages ----------------------------------------------------------------------
 

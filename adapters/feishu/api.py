@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import httpx
 
 from adapters.base import PlatformError, RateLimited
+from adapters.download import fetch
 from adapters.tokens import SharedToken
 from gateway.config import FeishuBot
 from gateway.store.base import Store
@@ -236,32 +237,26 @@ class FeishuAPI:
         return await self._authorized(lambda token: self._fetch_resource(path, kind, token))
 
     async def _fetch_resource(self, path: str, kind: str, token: str) -> tuple[bytes, str]:
-        try:
-            async with self._http.stream(
-                "GET",
-                self._base + path,
-                params={"type": kind},
-                headers={"Authorization": f"Bearer {token}"},
-            ) as response:
-                content_type = response.headers.get("content-type", "application/octet-stream")
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_DOWNLOAD_BYTES:
-                        raise PlatformError(PLATFORM, "file_too_large", path)
-        except httpx.HTTPError as exc:
-            raise PlatformError(PLATFORM, "network", f"{path}: {type(exc).__name__}") from exc
-        status, headers = response.status_code, response.headers
-        if status >= 400 or content_type.startswith("application/json"):
+        fetched = await fetch(
+            self._http,
+            self._base + path,
+            platform=PLATFORM,
+            what=path,
+            max_bytes=MAX_DOWNLOAD_BYTES,
+            params={"type": kind},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        status, content_type = fetched.status, fetched.content_type
+        if status >= 400 or content_type == "application/json":
             # Errors come back as JSON with a non-zero code; a user's .json file does not.
             try:
-                body = json.loads(bytes(data))
+                body = json.loads(fetched.data)
             except ValueError:
                 body = None
             if status >= 400 or (isinstance(body, dict) and body.get("code") not in (0, None)):
-                _check_body(status, headers, body, path)
+                _check_body(status, fetched.headers, body, path)
                 raise PlatformError(PLATFORM, f"http_{status}", path)
-        return bytes(data), content_type.split(";")[0].strip()
+        return fetched.data, content_type
 
     async def ws_endpoint(self) -> dict[str, Any]:
         """The long-connection URL and `ClientConfig` (`POST {api_base}/callback/ws/endpoint`

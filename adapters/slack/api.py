@@ -15,10 +15,10 @@ import httpx
 import orjson
 
 from adapters.base import PlatformError, RateLimited
+from adapters.download import follow
 
 PLATFORM = "slack"
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
-MAX_REDIRECTS = 3
 
 
 def _retry_after(response: httpx.Response, default: float = 1.0) -> float:
@@ -91,38 +91,20 @@ class SlackAPI:
         return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
 
     async def download(self, url: str) -> tuple[bytes, str]:
-        """Fetch a `url_private` file with the bot token: (bytes, content type).
-
-        Redirects are followed by hand, so every hop is checked before the token goes."""
-        for _ in range(MAX_REDIRECTS + 1):
-            if not self.token_may_go_to(url):
-                raise PlatformError(PLATFORM, "foreign_file_host", urlsplit(url).hostname or "")
-            result = await self._fetch(url)
-            if isinstance(result, str):
-                url = result
-                continue
-            return result
-        raise PlatformError(PLATFORM, "too_many_redirects", "file download")
-
-    async def _fetch(self, url: str) -> tuple[bytes, str] | str:
-        """The file, or the URL a redirect points at."""
-        try:
-            async with self._http.stream(
-                "GET", url, headers={"Authorization": f"Bearer {self._token}"}
-            ) as response:
-                if response.is_redirect and "location" in response.headers:
-                    return str(response.url.join(response.headers["location"]))
-                if response.status_code >= 400:
-                    raise PlatformError(PLATFORM, f"http_{response.status_code}", "file download")
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_DOWNLOAD_BYTES:
-                        raise PlatformError(PLATFORM, "file_too_large", "file download")
-                content_type = response.headers.get("content-type", "application/octet-stream")
-        except httpx.HTTPError as exc:
-            raise PlatformError(PLATFORM, "network", f"download: {type(exc).__name__}") from exc
+        """Fetch a `url_private` file with the bot token: (bytes, content type). Every
+        redirect hop is checked before the token goes to it."""
+        fetched = await follow(
+            self._http,
+            url,
+            platform=PLATFORM,
+            what="file download",
+            max_bytes=MAX_DOWNLOAD_BYTES,
+            allowed=self.token_may_go_to,
+            headers=self._auth,
+        )
+        if fetched.status >= 400:
+            raise PlatformError(PLATFORM, f"http_{fetched.status}", "file download")
         # Slack answers a login page (200, text/html) when the token lacks files:read.
-        if content_type.startswith("text/html"):
+        if fetched.content_type == "text/html":
             raise PlatformError(PLATFORM, "file_not_accessible", "missing files:read scope?")
-        return bytes(data), content_type.split(";")[0]
+        return fetched.data, fetched.content_type

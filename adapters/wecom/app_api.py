@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from adapters.base import PlatformError, RateLimited
+from adapters.download import fetch
 from adapters.tokens import SharedToken
 from gateway.store.base import Store
 
@@ -185,21 +186,17 @@ class WecomAPI:
         raise AssertionError("unreachable")
 
     async def _fetch_media(self, media_id: str, token: str) -> tuple[bytes, httpx.Headers]:
-        params = {"access_token": token, "media_id": media_id}
-        try:
-            async with self._http.stream(
-                "GET", f"{self._base}/cgi-bin/media/get", params=params
-            ) as response:
-                if response.status_code >= 400:
-                    raise PlatformError(PLATFORM, f"http_{response.status_code}", "media/get")
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_MEDIA_BYTES:
-                        raise PlatformError(PLATFORM, "file_too_large", "media/get")
-                return bytes(data), response.headers
-        except httpx.HTTPError as exc:
-            raise PlatformError(PLATFORM, "network", f"media/get: {type(exc).__name__}") from None
+        fetched = await fetch(
+            self._http,
+            f"{self._base}/cgi-bin/media/get",
+            platform=PLATFORM,
+            what="media/get",
+            max_bytes=MAX_MEDIA_BYTES,
+            params={"access_token": token, "media_id": media_id},
+        )
+        if fetched.status >= 400:
+            raise PlatformError(PLATFORM, f"http_{fetched.status}", "media/get")
+        return fetched.data, fetched.headers
 
     async def user_name(self, userid: str) -> str | None:
         """The member's name from `user/get` (doc "读取成员"). Newer apps may get no name
