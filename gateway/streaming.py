@@ -1,10 +1,11 @@
 """Turn a growing answer into reply-sink calls, the same way for every platform.
 
 - `begin()` shows the thinking state at once (the sink decides what that looks like).
-- Text arrives through `append`/`replace`. A single pacer task pushes the current text to
-  the sink no faster than `BotBudget.interval(sink.pacing)`: the per-message minimum, or the
-  message's fair share of the bot's budget, whichever is slower. At most one sink call per
-  message is in flight, so updates never overtake each other.
+- Text arrives through `append`/`replace`. The pacer pushes the current text to the sink no
+  faster than `BotBudget.interval(sink.pacing)`: the per-message minimum, or the message's
+  fair share of the bot's budget, whichever is slower. It is timer-driven (a task exists only
+  while an update is in flight), and at most one sink call per message is in flight, so
+  updates never overtake each other.
 - Before a message would exceed the platform limit, it is finished and a new one started.
 - Sinks that cannot edit get finished paragraphs instead of updates, paced the same way.
 - `finish()`/`fail()` always deliver the exact final text, retrying through rate limits.
