@@ -44,8 +44,9 @@ async def test_two_instances_share_dedupe_and_conversations(
 
     async def post(client: Any, payload: dict[str, Any], **headers: str) -> int:
         body = body_of(payload)
-        response = await client.post("/webhooks/slack-main", data=body,
-                                     headers={**signed_headers(body), **headers})
+        response = await client.post(
+            "/webhooks/slack-main", data=body, headers={**signed_headers(body), **headers}
+        )
         return int(response.status)
 
     async def settle() -> None:
