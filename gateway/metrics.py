@@ -81,12 +81,6 @@ class Metrics:
         self.running = Gauge(
             "dify_gateway_answers_running", "Answers being produced now", registry=r
         )
-        self.connections = Gauge(
-            "dify_gateway_long_connection_up",
-            "1 while a bot's long connection is up",
-            ["bot"],
-            registry=r,
-        )
 
     def count_webhook(self, bot: str, result: str) -> None:
         self._webhooks.counts[(bot, result)] += 1

@@ -25,8 +25,9 @@ from pydantic import TypeAdapter
 class WebhookRequest:
     """One inbound HTTP request, free of any web framework.
 
-    `headers` keys are lower-cased; `body` is the exact bytes received, because Slack and
-    Feishu sign the raw body and a re-serialised one would not verify.
+    `headers` is a case-insensitive mapping (look names up in lower case); `body` is the exact
+    bytes received, because Slack and Feishu sign the raw body and a re-serialised one would
+    not verify.
     """
 
     method: str
@@ -35,9 +36,6 @@ class WebhookRequest:
     headers: Mapping[str, str]
     body: bytes
     received_at: float
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,9 +45,6 @@ class BotBudget:
         else:
             self._active.pop(pacing.budget, None)
 
-    def active(self, budget: str) -> int:
-        return self._active.get(budget, 0)
-
     def interval(self, pacing: Pacing) -> float:
         """Seconds between two updates of one message, given how many share the budget."""
         sharing = max(1, self._active.get(pacing.budget, 0))

@@ -36,8 +36,9 @@ def compute_sign(secret: str, timestamp: str) -> str:
 
 
 def verify_signature(headers: Mapping[str, str], secret: str, *, now_ms: int | None = None) -> None:
-    """Raise `VerificationFailed` unless `headers` (lower-cased keys) carry a fresh, valid
-    sign. Side-effect free; every failure is a 401, never an exception of another kind."""
+    """Raise `VerificationFailed` unless `headers` (looked up by lower-case name) carry a
+    fresh, valid sign. Side-effect free; every failure is a 401, never an exception of
+    another kind."""
     timestamp = headers.get("timestamp")
     sign = headers.get("sign")
     if not timestamp or not sign:

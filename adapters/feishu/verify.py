@@ -118,7 +118,7 @@ def verify_webhook(
     encrypt_key: str | None,
     now: float,
 ) -> Verified:
-    """Run every check on one webhook request (`headers` keys lower-case)."""
+    """Run every check on one webhook request (`headers` looked up by lower-case name)."""
     payload = open_body(body, encrypt_key)
     # No configured token means nothing can be checked: refuse everything.
     if not verification_token or not _same(_token(payload), verification_token):

@@ -92,7 +92,7 @@ class SlackAdapter:
             self._config.signing_secret.get_secret_value(),
             request.headers,
             request.body,
-            time.time(),
+            request.received_at,
         )
         return self._parse(parse_body(request.body), request.received_at)
 

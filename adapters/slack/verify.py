@@ -30,7 +30,7 @@ def verify_signature(
 ) -> None:
     """Raise `VerificationFailed` unless the request is signed with `signing_secret`.
 
-    `headers` keys are lower-case (the edge normalises them)."""
+    `headers` is looked up by lower-case name (the edge passes a case-insensitive mapping)."""
     timestamp = headers.get("x-slack-request-timestamp")
     signature = headers.get("x-slack-signature")
     if not timestamp or not signature:
