@@ -30,17 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+from aiohttp.test_utils import TestClient  # noqa: E402
 
 from adapters.base import AdapterContext, WebhookRejected  # noqa: E402
 from adapters.wecom.app_adapter import WecomAppAdapter  # noqa: E402
 from adapters.wecom.crypto import WecomCrypto  # noqa: E402
-from gateway.app import create_app  # noqa: E402
 from gateway.config import WecomBot, parse_config  # noqa: E402
 from gateway.models import InboundMessage, Outcome, WebhookRequest  # noqa: E402
 from gateway.pacing import BotBudget  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.store.memory import MemoryStore  # noqa: E402
+from gateway.testing import GatewayTestServer  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "wecom"
 CORP_ID = "ww1234567890abcdef"
@@ -150,7 +150,7 @@ async def main(rounds: int) -> None:
             env={},
         )
         gateway = Gateway(config)
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(gateway)))
+        client: TestClient[Any, Any] = TestClient(GatewayTestServer(gateway))
         await client.start_server()
         try:
             for name, (query, body) in payloads().items():

@@ -18,15 +18,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bench.common import BOT_TOKEN, SECRET, SERVER_CPU, pin
+
+if TYPE_CHECKING:
+    # Not imported at run time before --unthrottled has patched the Slack sink's pacing.
+    from gateway.config import Config
+
+Hook = Callable[[], None]  # run once the server is up (analysis hooks)
+
+
+async def _on_startup(hook: Hook, app: web.Application) -> None:
+    hook()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -65,7 +77,7 @@ def bolt_app() -> web.Application:
     return app
 
 
-def gateway_app(store: str, dify: str, slack: str, unthrottled: bool) -> web.Application:
+def gateway_config(store: str, dify: str, slack: str, unthrottled: bool, port: int) -> Config:
     if unthrottled:
         import adapters.slack.sink as sink
         from adapters.base import Pacing
@@ -74,15 +86,14 @@ def gateway_app(store: str, dify: str, slack: str, unthrottled: bool) -> web.App
         sink.UPDATE_PACING = Pacing(1.0, "slack.update", 1e9)
         sink.START_STREAM_PER_SECOND = 1e9
         sink.START_STREAM_BURST = 1e9
-    from gateway.app import create_app
     from gateway.config import parse_config
-    from gateway.runtime import Gateway
 
     url = "memory://"
     if store == "sqlite":
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='bench-')) / 'gw.db'}"
-    config = parse_config(
+    return parse_config(
         {
+            "server": {"host": "127.0.0.1", "port": port},
             "store": url,
             "dify": {"apps": {"main": {"base_url": dify, "api_key": "bench-dify-key"}}},
             "bots": {
@@ -97,7 +108,18 @@ def gateway_app(store: str, dify: str, slack: str, unthrottled: bool) -> web.App
         },
         env={},
     )
-    return create_app(Gateway(config), manage_gc=True)
+
+
+async def serve_gateway(config: Config, startup: list[Hook]) -> None:
+    """The gateway exactly as `dify-gateway serve` runs it, plus the analysis hooks."""
+    from gateway.app import serve
+
+    ready = asyncio.Event()
+    serving = asyncio.create_task(serve(config, ready=ready))
+    await ready.wait()
+    for hook in startup:
+        hook()
+    await serving
 
 
 def main() -> None:
@@ -111,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     pin(SERVER_CPU)
     logging.basicConfig(level=logging.WARNING)
-    startup: list[Any] = []
+    startup: list[Hook] = []
     if os.environ.get("BENCH_TRACEMALLOC"):
         # BENCH_TRACEMALLOC=path,first_s,second_s: what was allocated between two moments.
         import tracemalloc
@@ -120,7 +142,7 @@ def main() -> None:
         tpath, first, second = os.environ["BENCH_TRACEMALLOC"].split(",")
         snaps: list[Any] = []
 
-        async def snapshot(app: web.Application) -> None:
+        def snapshot() -> None:
             def take() -> None:
                 snaps.append(tracemalloc.take_snapshot())
                 if len(snaps) == 2:
@@ -139,7 +161,7 @@ def main() -> None:
         path, after, span = os.environ["BENCH_PROFILE"].split(",")
         profiler = cProfile.Profile()
 
-        async def window(app: web.Application) -> None:
+        def window() -> None:
             loop = asyncio.get_running_loop()
             loop.call_later(float(after), profiler.enable)
             loop.call_later(
@@ -147,13 +169,12 @@ def main() -> None:
             )
 
         startup.append(window)
-    if args.variant == "bare":
-        app = bare_app()
-    elif args.variant == "bolt":
-        app = bolt_app()
-    else:
-        app = gateway_app(args.store, args.dify, args.slack, args.unthrottled)
-    app.on_startup.extend(startup)
+    if args.variant == "gateway":
+        config = gateway_config(args.store, args.dify, args.slack, args.unthrottled, args.port)
+        asyncio.run(serve_gateway(config, startup))
+        return
+    app = bare_app() if args.variant == "bare" else bolt_app()
+    app.on_startup.extend(functools.partial(_on_startup, hook) for hook in startup)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096)
 
 

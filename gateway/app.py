@@ -15,41 +15,60 @@ import signal
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from gateway import gc_tuning
 from gateway.config import Config
-from gateway.http import GATEWAY, add_routes
+from gateway.http import Edge
 from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
 
 
-def create_app(gateway: Gateway, *, manage_gc: bool = False) -> web.Application:
-    """The aiohttp app. `manage_gc` (for the serving process, not for tests that build many
-    gateways in one process) moves full garbage collections out of webhook bursts."""
-    # aiohttp enforces the body limit on chunked bodies too (413); the edge also checks
-    # Content-Length before reading.
-    app = web.Application(client_max_size=gateway.config.server.max_body_bytes)
-    app[GATEWAY] = gateway
+def create_server(gateway: Gateway) -> web.Server:
+    """aiohttp's low-level server around the edge (call it with the event loop running).
 
-    async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        await gateway.start()
-        collector: asyncio.Task[None] | None = None
-        if manage_gc:
-            gc_tuning.configure()
-            collector = asyncio.create_task(
-                gc_tuning.collect_when_quiet(lambda: gateway.inbox.last_accept)
-            )
+    Every request is made with the configured body limit, which aiohttp then enforces on
+    chunked bodies too (413); the edge also checks Content-Length before reading."""
+    limit = gateway.config.server.max_body_bytes
+
+    def make_request(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, task.get_loop(), client_max_size=limit
+        )
+
+    return web.Server(Edge(gateway), request_factory=make_request, access_log=None)
+
+
+@contextlib.asynccontextmanager
+async def running(gateway: Gateway, *, manage_gc: bool = False) -> AsyncIterator[None]:
+    """The gateway's lifetime around serving. `manage_gc` (for the serving process, not for
+    tests that build many gateways in one process) moves full garbage collections out of
+    webhook bursts."""
+    await gateway.start()
+    collector: asyncio.Task[None] | None = None
+    if manage_gc:
+        gc_tuning.configure()
+        collector = asyncio.create_task(
+            gc_tuning.collect_when_quiet(lambda: gateway.inbox.last_accept)
+        )
+    try:
         yield
+    finally:
         if collector is not None:
             collector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await collector
         await gateway.aclose()
-
-    app.cleanup_ctx.append(lifetime)
-    add_routes(app)
-    return app
 
 
 def raise_file_limit(wanted: int) -> None:
@@ -66,11 +85,19 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     raise_file_limit(3 * config.server.max_concurrent_answers + 1024)
     gateway = Gateway(config)
-    app = create_app(gateway, manage_gc=True)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
-    await site.start()
+    async with running(gateway, manage_gc=True):
+        runner = web.ServerRunner(create_server(gateway))
+        await runner.setup()
+        site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
+        await site.start()
+        try:
+            await _until_stopped(config, gateway, ready)
+        finally:
+            await runner.cleanup()
+    log.info("stopped")
+
+
+async def _until_stopped(config: Config, gateway: Gateway, ready: asyncio.Event | None) -> None:
     log.info(
         "dify-gateway listening on %s:%d with %d bots (store: %s)",
         config.server.host,
@@ -87,5 +114,3 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     await stop.wait()
     log.info("shutting down: no new webhooks; finishing answers in flight")
     await gateway.drain()
-    await runner.cleanup()
-    log.info("stopped")

@@ -25,7 +25,7 @@ import yaml
 from aiohttp import web
 
 from adapters.slack.verify import sign
-from gateway.app import create_app
+from gateway.app import create_server, running
 from gateway.config import parse_config
 from gateway.emulator import DifyEmulator
 from gateway.runtime import Gateway
@@ -165,9 +165,6 @@ async def run_demo(question: str | None = None, out: Any = None) -> int:
     tree = yaml.safe_load(resources.files("gateway").joinpath("demo.yaml").read_text())
     config = parse_config(tree, env=env)
     gateway = Gateway(config)
-    runner = web.AppRunner(create_app(gateway), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
     out.write("dify-gateway demo: the whole path on this machine, no accounts\n")
     where = "your Dify app" if real_key else "built-in emulator; set DIFY_API_KEY to use yours"
@@ -176,13 +173,19 @@ async def run_demo(question: str | None = None, out: Any = None) -> int:
     out.write(f"  Store    sqlite:///{workdir / 'demo.db'}\n")
     out.write(f"  Gateway  {base}  (webhook: POST /webhooks/{BOT})\n\n")
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            await _wait_ready(http)
-            for n, text in enumerate(questions, 1):
-                await _ask(http, gateway, slack, signing_secret, text, n, out)
-            await _forged(http, out)
+        async with running(gateway):
+            runner = web.ServerRunner(create_server(gateway))
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+                async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                    await _wait_ready(http)
+                    for n, text in enumerate(questions, 1):
+                        await _ask(http, gateway, slack, signing_secret, text, n, out)
+                    await _forged(http, out)
+            finally:
+                await runner.cleanup()
     finally:
-        await runner.cleanup()
         await slack.stop()
         if emulator is not None:
             await emulator.stop()

@@ -35,8 +35,9 @@ class Intake:
         for message in messages:
             bot = message.bot
             fate = "skipped"
+            text = message.text
             if not message.from_bot and (
-                message.text.strip() or message.attachments or message.notice is not None
+                (text and not text.isspace()) or message.attachments or message.notice is not None
             ):
                 decision = self._router.decide(
                     message, threaded_groups=self._adapters[bot].capabilities.threaded_groups
@@ -47,8 +48,9 @@ class Intake:
                     or not decision.require_mention
                 ):
                     job = self._router.job(message, decision, now)
-                    keys = [f"{bot}:{k}" for k in message.dedupe_keys or (message.message_id,)]
-                    accepted = await self._inbox.accept(job, keys)
+                    # Namespaced by bot: two bots may see the same platform ids.
+                    keys = list(map((bot + ":").__add__, message.dedupe_keys))
+                    accepted = await self._inbox.accept(job, keys or [job.job_id])
                     fate = "accepted" if accepted else "duplicate"
             self._metrics.count_event(bot, fate)
 

@@ -112,7 +112,6 @@ class InboundMessage:
     notice: str | None = None
     reply_to: dict[str, Any] = field(default_factory=dict)
     received_at: float
-    raw: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

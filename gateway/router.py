@@ -57,14 +57,15 @@ class Router:
 
     def job(self, message: InboundMessage, decision: Decision, accepted_at: float) -> Job:
         key, user = conversation_key(message, decision.scope)
+        route = decision.route
         return Job(
-            job_id=f"{message.bot}:{message.message_id}",
+            job_id=message.bot + ":" + message.message_id,
             message=message,
             app=decision.app,
             scope=decision.scope,
-            conversation_key=f"{decision.app}/{key}",
+            conversation_key=decision.app + "/" + key,
             dify_user=user,
-            input_templates=dict(decision.route.inputs) if decision.route else {},
+            input_templates=dict(route.inputs) if route is not None and route.inputs else {},
             accepted_at=accepted_at,
         )
 

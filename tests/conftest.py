@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.emulator import DifyEmulator
 from gateway.runtime import Gateway
+from gateway.testing import GatewayTestServer
 
 GatewayFactory = Callable[..., Awaitable[tuple[TestClient[Any, Any], Gateway]]]
 
@@ -64,7 +64,7 @@ def gateway_factory(aiohttp_client: Any) -> GatewayFactory:
 
     async def make(config: dict[str, Any], **kwargs: Any) -> tuple[TestClient[Any, Any], Gateway]:
         gateway = Gateway(parse_config(config, env={}), **kwargs)
-        client = await aiohttp_client(create_app(gateway))
+        client = await aiohttp_client(GatewayTestServer(gateway))
         return client, gateway
 
     return make

@@ -147,5 +147,4 @@ def parse_robot_message(
             "robot_code": _text(payload.get("robotCode")),
         },
         received_at=received_at,
-        raw={k: v for k, v in payload.items() if k != "sessionWebhook"},
     )

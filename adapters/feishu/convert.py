@@ -154,7 +154,6 @@ def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
             "in_thread": bool(message.get("thread_id")),
         },
         received_at=ctx.received_at,
-        raw=payload,
     )
 
 
@@ -190,7 +189,6 @@ def _v1_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
         notice=notice,
         reply_to={"message_id": message_id, "chat_id": chat_id, "in_thread": False},
         received_at=ctx.received_at,
-        raw=payload,
     )
 
 

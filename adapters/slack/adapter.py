@@ -55,6 +55,8 @@ class SlackAdapter:
         self._bot_user_id: str | None = None
         self._socket = LongConnection(f"slack socket {bot}")
         self._names: dict[str, tuple[str, float]] = {}
+        secret = config.signing_secret
+        self._signing_secret = None if secret is None else secret.get_secret_value().encode()
 
     @property
     def serves_webhook(self) -> bool:
@@ -87,13 +89,8 @@ class SlackAdapter:
     async def handle(self, request: WebhookRequest) -> Outcome:
         if request.method != "POST":
             raise MalformedRequest("Slack sends events with POST")
-        assert self._config.signing_secret is not None  # required in events mode
-        verify_signature(
-            self._config.signing_secret.get_secret_value(),
-            request.headers,
-            request.body,
-            request.received_at,
-        )
+        assert self._signing_secret is not None  # required in events mode
+        verify_signature(self._signing_secret, request.headers, request.body, request.received_at)
         return self._parse(parse_body(request.body), request.received_at)
 
     def _parse(self, payload: dict[str, Any], received_at: float) -> Outcome:

@@ -101,12 +101,14 @@ def to_message(
     # Every Slack reply goes in a thread: the message's thread, or one under the message.
     thread_ts = str(event.get("thread_ts") or ts)
     team = str(event.get("team") or envelope.get("team_id") or "")
-    event_id = str(envelope.get("event_id") or f"{channel}:{ts}")
+    message_id = f"{channel}:{ts}"
+    event_id = str(envelope.get("event_id") or message_id)
+    files = event.get("files")
     return InboundMessage(
         bot=bot,
         platform="slack",
         event_id=event_id,
-        message_id=f"{channel}:{ts}",
+        message_id=message_id,
         chat_id=channel,
         chat_type=ChatType.DIRECT if direct else ChatType.GROUP,
         user_id=str(user or event.get("bot_id") or ""),
@@ -114,10 +116,10 @@ def to_message(
         mentioned=mentioned,
         from_bot=from_bot,
         thread_id=thread_ts,
-        attachments=_attachments(event.get("files")),
+        attachments=_attachments(files) if files else (),
         # The same human message can arrive as `message` and `app_mention` with two
         # event ids: (channel, ts) catches the second one.
-        dedupe_keys=(f"event:{event_id}", f"msg:{channel}:{ts}"),
+        dedupe_keys=("event:" + event_id, "msg:" + message_id),
         reply_to={
             "channel": channel,
             "thread_ts": thread_ts,
@@ -125,7 +127,6 @@ def to_message(
             "user_id": str(user or ""),
         },
         received_at=received_at,
-        raw=event,
     )
 
 

@@ -164,7 +164,6 @@ def to_message(
         )
     else:
         notice = UNSUPPORTED_NOTICE
-    raw = {k: v for k, v in fields.items() if k != "Encrypt"}
     return InboundMessage(
         bot=bot,
         platform=PLATFORM,
@@ -179,5 +178,4 @@ def to_message(
         notice=notice,
         reply_to={"touser": user},
         received_at=received_at,
-        raw=raw,
     )

@@ -139,12 +139,6 @@ def _message(
             **reply_to,
         },
         received_at=received_at,
-        # Not the whole payload: response_url and per-URL aeskeys are capabilities.
-        raw={
-            "msgtype": kind,
-            "chattype": _str(payload.get("chattype")),
-            "aibotid": _str(payload.get("aibotid")),
-        },
     )
 
 

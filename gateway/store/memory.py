@@ -18,16 +18,14 @@ class MemoryStore:
         self._next_purge = 0.0
 
     def _purge(self, now: float) -> None:
-        # Amortised: sweeping on every claim would make a burst quadratic.
-        if now < self._next_purge:
-            return
         self._next_purge = now + 60.0
         self._claims = {k: exp for k, exp in self._claims.items() if exp > now}
         self._values = {k: v for k, v in self._values.items() if v[1] is None or v[1] > now}
 
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
         now = time.time()
-        self._purge(now)
+        if now >= self._next_purge:  # amortised: a sweep per claim would make bursts quadratic
+            self._purge(now)
         claims = self._claims
         for key in keys:
             expires = claims.get(key)

@@ -33,6 +33,7 @@ _CHECKPOINT_EVERY_S = 1.0
 _WAL_LIMIT_BYTES = 16 << 20
 _PURGE_EVERY_S = 300.0
 _PURGE_BATCH = 5000  # rows per purge, so a purge never holds the loop for long
+_LOOKUP_CHUNK = 500  # keys per claim lookup, well under SQLite's bound-parameter limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
@@ -49,6 +50,8 @@ class SQLiteStore:
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        # Claims batch separately: one lookup and one insert for all of a tick's claims.
+        self._pending_claims: list[tuple[list[str], float, asyncio.Future[bool]]] = []
         self._flush_scheduled = False
         self._locks = KeyedLocks()
         self._next_purge = time.monotonic() + _PURGE_EVERY_S
@@ -85,30 +88,38 @@ class SQLiteStore:
                 )
         return self._conn
 
-    async def _call(self, op: Op) -> Any:
+    def _future(self) -> asyncio.Future[Any]:
+        """A future the next flush resolves (scheduling that flush if need be)."""
         if self._closed:
             raise StoreUnavailable("store is closed")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((op, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
+        return loop.create_future()
+
+    async def _call(self, op: Op) -> Any:
+        future = self._future()
+        self._pending.append((op, future))
         return await future
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
+        claims, self._pending_claims = self._pending_claims, []
+        futures = [f for _, f in batch] + [f for _, _, f in claims]
         try:
             conn = self._connection()
         except StoreUnavailable as exc:
-            for _, future in batch:
+            for future in futures:
                 if not future.done():
                     future.set_exception(StoreUnavailable(str(exc)))
             return
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if claims:
+                results += [(f, True, won) for f, won in self._claim_all(conn, claims)]
             for op, future in batch:
                 try:
                     results.append((future, True, op(conn)))
@@ -122,7 +133,7 @@ class SQLiteStore:
             log.error("SQLite batch failed: %s", exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            results = [(future, False, StoreUnavailable(str(exc))) for _, future in batch]
+            results = [(future, False, StoreUnavailable(str(exc))) for future in futures]
         for future, ok, value in results:
             if future.done():
                 continue
@@ -161,25 +172,39 @@ class SQLiteStore:
     # --- Store ---------------------------------------------------------------------------
 
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
-        keys = list(keys)
+        future: asyncio.Future[bool] = self._future()
+        self._pending_claims.append((list(keys), ttl, future))
+        return await future
 
-        def run(conn: sqlite3.Connection) -> bool:
-            now = time.time()
-            marks = ",".join("?" * len(keys))
-            taken = conn.execute(
-                f"SELECT 1 FROM claims WHERE key IN ({marks}) AND expires_at > ? LIMIT 1",
-                (*keys, now),
-            ).fetchone()
-            if taken:
-                return False
-            conn.executemany(
-                "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?, ?)",
-                [(k, now + ttl) for k in keys],
+    @staticmethod
+    def _claim_all(
+        conn: sqlite3.Connection, claims: list[tuple[list[str], float, asyncio.Future[bool]]]
+    ) -> list[tuple[asyncio.Future[bool], bool]]:
+        """Every claim of one flush: one lookup and one insert for all of them, instead of
+        two statements each. Claims are decided in arrival order, so of two in one batch
+        that share a key (Slack's `message` and `app_mention`), the first wins."""
+        now = time.time()
+        wanted = list({k for keys, _, _ in claims for k in keys})
+        taken: set[str] = set()
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT key FROM claims WHERE key IN ({marks}) AND expires_at > ?", (*chunk, now)
             )
-            return True
-
-        result: bool = await self._call(run)
-        return result
+            taken.update(key for (key,) in rows)
+        decided: list[tuple[asyncio.Future[bool], bool]] = []
+        rows_to_write: list[tuple[str, float]] = []
+        for keys, ttl, future in claims:
+            won = taken.isdisjoint(keys)
+            if won:
+                taken.update(keys)
+                rows_to_write += [(k, now + ttl) for k in keys]
+            decided.append((future, won))
+        conn.executemany(
+            "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?, ?)", rows_to_write
+        )
+        return decided
 
     async def get_conversation(self, key: str) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:

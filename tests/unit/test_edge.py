@@ -98,3 +98,53 @@ def test_secrets_are_masked_in_messages_and_tracebacks(caplog: pytest.LogCapture
         logger.removeHandler(handler)
     assert records[0] == f"calling with token {MASK}"
     assert "dify-secret-key" not in records[1] and MASK in records[1]
+
+
+async def test_the_route_table_answers_unknown_paths_and_methods_plainly(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, _ = await gateway_factory(
+        make_config(
+            dify,
+            {"s": slack_bot(slack), "sock": slack_bot(slack, mode="socket", app_token="xapp-1")},
+        )
+    )
+    assert (await client.post("/webhooks/nobody", data=b"{}")).status == 404
+    # A bot on a long connection takes no webhooks: its path is unknown too.
+    assert (await client.post("/webhooks/sock", data=b"{}")).status == 404
+    assert (await client.get("/nothing-here")).status == 404
+    wrong = await client.delete("/webhooks/s")
+    assert wrong.status == 405
+    assert wrong.headers["Allow"] == "GET, POST"
+    assert (await client.post("/healthz")).status == 405
+    assert (await client.head("/healthz")).status == 200
+    assert (await client.get("/metrics")).status == 200
+
+
+async def test_a_client_that_expects_100_continue_gets_it_and_is_answered(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await gateway_factory(make_config(dify, {"s": slack_bot(slack)}))
+    await wait_for(lambda: gateway.adapters["s"].ready)
+    body = body_of(envelope(direct("hello")))
+    response = await client.post(
+        "/webhooks/s", data=body, headers=signed_headers(body), expect100=True
+    )
+    assert response.status == 200
+    await wait_for(lambda: len(dify.requests) == 1)
+
+
+async def test_a_chunked_body_over_the_limit_is_413_not_read_to_the_end(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, _ = await gateway_factory(
+        make_config(dify, {"s": slack_bot(slack)}, server={"max_body_bytes": 2048})
+    )
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield b" " * 1024  # no Content-Length: sent chunked
+
+    response = await client.post("/webhooks/s", data=chunks())
+    assert response.status == 413
+    assert dify.requests == []

@@ -70,6 +70,21 @@ async def test_concurrent_claims_of_one_key_let_exactly_one_through(store: Store
 
 
 @each_backend
+async def test_claims_at_once_are_decided_in_order_and_all_or_nothing(store: Store) -> None:
+    # SQLite decides a whole tick's claims in one batch (in arrival order; Redis in whichever
+    # order the commands land): exactly one of two overlapping claims wins, and the loser
+    # keeps none of its keys.
+    first, second, apart = await asyncio.gather(
+        store.claim(["a", "b"], 60), store.claim(["b", "c"], 60), store.claim(["d"], 60)
+    )
+    assert first != second and apart
+    loser_only_key = "c" if first else "a"
+    assert await store.claim([loser_only_key], 60)
+    assert not await store.claim(["b"], 60)
+    assert not await store.claim(["d"], 60)
+
+
+@each_backend
 async def test_conversations(store: Store) -> None:
     assert await store.get_conversation("app/user:bot:U1") is None
     await store.set_conversation("app/user:bot:U1", "conv-1")

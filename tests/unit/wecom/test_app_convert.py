@@ -103,7 +103,6 @@ def test_text_message() -> None:
     assert message.dedupe_keys == ("msg:4561255354251345929",)
     assert message.reply_to == {"touser": "zhangsan"}
     assert message.notice is None and not message.attachments and not message.from_bot
-    assert "Encrypt" not in message.raw and message.raw["MsgType"] == "text"
 
 
 def test_image_message_carries_the_media_id() -> None:
