@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CARDKIT_PACING = Pacing(min_interval=0.25, budget="cardkit", budget_per_second=15)
 PATCH_PACING = Pacing(min_interval=1.0, budget="im.message.patch", budget_per_second=15)
+RESUME_SEQUENCE_GAP = 1000  # sequence numbers skipped when a card is taken over
 NO_SCOPE = "99991672"  # "Access denied. One of the following scopes is required"
 
 
@@ -82,7 +83,12 @@ class FeishuReplySink:
             self._done = [str(m) for m in resume.get("done", [])]
             self._sent = int(resume.get("sent", len(self._done)))
             if isinstance(resume.get("card"), dict):
-                self._card = _Card(**{**resume["card"], "shown": None})
+                card = _Card(**{**resume["card"], "shown": None})
+                # The process that crashed may have sent operations after its snapshot, up
+                # to the very millisecond of the takeover. Paced, it ran no more than a few
+                # steps ahead of the clock: skip well past them.
+                card.sequence = self._next_sequence(card) + RESUME_SEQUENCE_GAP
+                self._card = card
 
     @property
     def pacing(self) -> Pacing:
