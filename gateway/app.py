@@ -71,6 +71,21 @@ async def running(gateway: Gateway, *, manage_gc: bool = False) -> AsyncIterator
         await gateway.aclose()
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    gateway: Gateway, host: str, port: int, *, manage_gc: bool = False
+) -> AsyncIterator[None]:
+    """The gateway running and listening on host:port, until the block ends."""
+    async with running(gateway, manage_gc=manage_gc):
+        runner = web.ServerRunner(create_server(gateway))
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, backlog=1024).start()
+            yield
+        finally:
+            await runner.cleanup()
+
+
 def raise_file_limit(wanted: int) -> None:
     """Each streaming answer holds a socket to Dify and the platform; a soft limit of 1,024
     open files (a common default) would cap the gateway far below max_concurrent_answers."""
@@ -85,15 +100,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     raise_file_limit(3 * config.server.max_concurrent_answers + 1024)
     gateway = Gateway(config)
-    async with running(gateway, manage_gc=True):
-        runner = web.ServerRunner(create_server(gateway))
-        await runner.setup()
-        site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
-        await site.start()
-        try:
-            await _until_stopped(config, gateway, ready)
-        finally:
-            await runner.cleanup()
+    async with serving(gateway, config.server.host, config.server.port, manage_gc=True):
+        await _until_stopped(config, gateway, ready)
     log.info("stopped")
 
 

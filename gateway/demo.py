@@ -25,7 +25,7 @@ import yaml
 from aiohttp import web
 
 from adapters.slack.verify import sign
-from gateway.app import create_server, running
+from gateway.app import serving
 from gateway.config import parse_config
 from gateway.emulator import DifyEmulator
 from gateway.runtime import Gateway
@@ -173,18 +173,14 @@ async def run_demo(question: str | None = None, out: Any = None) -> int:
     out.write(f"  Store    sqlite:///{workdir / 'demo.db'}\n")
     out.write(f"  Gateway  {base}  (webhook: POST /webhooks/{BOT})\n\n")
     try:
-        async with running(gateway):
-            runner = web.ServerRunner(create_server(gateway))
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, "127.0.0.1", port).start()
-                async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-                    await _wait_ready(http)
-                    for n, text in enumerate(questions, 1):
-                        await _ask(http, gateway, slack, signing_secret, text, n, out)
-                    await _forged(http, out)
-            finally:
-                await runner.cleanup()
+        async with (
+            serving(gateway, "127.0.0.1", port),
+            httpx.AsyncClient(base_url=base, timeout=10) as http,
+        ):
+            await _wait_ready(http)
+            for n, text in enumerate(questions, 1):
+                await _ask(http, gateway, slack, signing_secret, text, n, out)
+            await _forged(http, out)
     finally:
         await slack.stop()
         if emulator is not None:

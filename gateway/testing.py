@@ -8,18 +8,20 @@ started before the first request, closed after the last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer
 
-from gateway.app import create_server
+from gateway.app import create_server, running
 from gateway.runtime import Gateway
 
 
 class GatewayTestServer(BaseTestServer):
     def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
         self.gateway = gateway
+        self._lifetime = contextlib.AsyncExitStack()
         super().__init__(**kwargs)
 
     async def _make_runner(self, **kwargs: Any) -> web.ServerRunner:
@@ -29,11 +31,9 @@ class GatewayTestServer(BaseTestServer):
         self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any
     ) -> None:
         if self.runner is None:
-            await self.gateway.start()
+            await self._lifetime.enter_async_context(running(self.gateway))
         await super().start_server(loop, **kwargs)
 
     async def close(self) -> None:
-        started = self.runner is not None
         await super().close()
-        if started:
-            await self.gateway.aclose()
+        await self._lifetime.aclose()

@@ -107,11 +107,10 @@ class SQLiteStore:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
         claims, self._pending_claims = self._pending_claims, []
-        futures = [f for _, f in batch] + [f for _, _, f in claims]
         try:
             conn = self._connection()
         except StoreUnavailable as exc:
-            for future in futures:
+            for future in _futures(batch, claims):
                 if not future.done():
                     future.set_exception(StoreUnavailable(str(exc)))
             return
@@ -133,7 +132,8 @@ class SQLiteStore:
             log.error("SQLite batch failed: %s", exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            results = [(future, False, StoreUnavailable(str(exc))) for future in futures]
+            failed = StoreUnavailable(str(exc))
+            results = [(future, False, failed) for future in _futures(batch, claims)]
         for future, ok, value in results:
             if future.done():
                 continue
@@ -291,3 +291,11 @@ class SQLiteStore:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
             self._conn = None
+
+
+def _futures(
+    batch: list[tuple[Op, asyncio.Future[Any]]],
+    claims: list[tuple[list[str], float, asyncio.Future[bool]]],
+) -> list[asyncio.Future[Any]]:
+    """Every caller waiting on one flush (to fail them all when the flush fails)."""
+    return [f for _, f in batch] + [f for _, _, f in claims]
