@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import resource
 import signal
@@ -26,14 +27,18 @@ from gateway.http import Edge
 from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
+_AIOHTTP_BODY_LIMIT = inspect.signature(web.BaseRequest).parameters["client_max_size"].default
 
 
 def create_server(gateway: Gateway) -> web.Server:
     """aiohttp's low-level server around the edge (call it with the event loop running).
 
     Every request is made with the configured body limit, which aiohttp then enforces on
-    chunked bodies too (413); the edge also checks Content-Length before reading."""
+    chunked bodies too (413); the edge also checks Content-Length before reading. With the
+    default limit (1 MiB, as aiohttp's), aiohttp's own request factory already does that."""
     limit = gateway.config.server.max_body_bytes
+    if limit == _AIOHTTP_BODY_LIMIT:
+        return web.Server(Edge(gateway), access_log=None)
 
     def make_request(
         message: RawRequestMessage,

@@ -50,6 +50,12 @@ async def _read_body(request: web.BaseRequest, limit: int) -> bytes | None:
     length = request.content_length
     if length is not None and length > limit:
         return None  # refused before reading a byte of it
+    payload = request.content
+    if payload.is_eof():
+        # The usual webhook: the whole body came in with the headers. Take it from the
+        # buffer; `request.read()` would copy it through a bytearray in a read loop.
+        body = payload.read_nowait()
+        return None if len(body) > limit else body
     if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
         # curl and some proxies wait for this before sending a body over 1 KB or 1 MB.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -82,13 +88,13 @@ class BotWebhook:
         if body is None:
             count(name, "too_large")
             return _error(413, "body too large")
-        req = WebhookRequest(
-            method=request.method,
-            path=request.path,
-            query=request.query,  # already percent-decoded; read-only
-            headers=request.headers,  # case-insensitive; adapters look up lower-case names
-            body=body,
-            received_at=time.time(),
+        req = WebhookRequest(  # positional: the ack path builds one per request
+            request.method,
+            request.path,
+            request.query,  # already percent-decoded; read-only
+            request.headers,  # case-insensitive; adapters look up lower-case names
+            body,
+            time.time(),  # received_at
         )
         try:
             outcome = await self._adapter.handle(req)

@@ -18,9 +18,9 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 
-# Not frozen, like InboundMessage and Job: frozen dataclasses set every field through
-# object.__setattr__, which costs more than the rest of the ack path's object building.
-# Treat all three as immutable (use dataclasses.replace).
+# Not frozen, like Messages, InboundMessage and Job: frozen dataclasses set every field
+# through object.__setattr__, which costs more than the rest of the ack path's object
+# building. Treat all four as immutable (use dataclasses.replace).
 @dataclass(slots=True)
 class WebhookRequest:
     """One inbound HTTP request, free of any web framework.
@@ -123,7 +123,7 @@ class Answered:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Messages:
     """Messages to answer. The edge accepts them into the inbox, then sends `ack`."""
 

@@ -20,7 +20,7 @@ from adapters.slack.api import SlackAPI
 from adapters.slack.convert import parse_body, to_outcome
 from adapters.slack.sink import UPDATE_PACING, SlackReplySink, StreamingSupport
 from adapters.slack.socket import SocketModeSession
-from adapters.slack.verify import verify_signature
+from adapters.slack.verify import SigningKey, verify_signature
 from gateway.config import SlackBot
 from gateway.longconn import LongConnection
 from gateway.models import Attachment, InboundMessage, Messages, Outcome, WebhookRequest
@@ -56,7 +56,7 @@ class SlackAdapter:
         self._socket = LongConnection(f"slack socket {bot}")
         self._names: dict[str, tuple[str, float]] = {}
         secret = config.signing_secret
-        self._signing_secret = None if secret is None else secret.get_secret_value().encode()
+        self._signing_key = None if secret is None else SigningKey(secret.get_secret_value())
 
     @property
     def serves_webhook(self) -> bool:
@@ -89,8 +89,8 @@ class SlackAdapter:
     async def handle(self, request: WebhookRequest) -> Outcome:
         if request.method != "POST":
             raise MalformedRequest("Slack sends events with POST")
-        assert self._signing_secret is not None  # required in events mode
-        verify_signature(self._signing_secret, request.headers, request.body, request.received_at)
+        assert self._signing_key is not None  # required in events mode
+        verify_signature(self._signing_key, request.headers, request.body, request.received_at)
         return self._parse(parse_body(request.body), request.received_at)
 
     def _parse(self, payload: dict[str, Any], received_at: float) -> Outcome:
@@ -115,9 +115,7 @@ class SlackAdapter:
     def open_reply(
         self, message: InboundMessage, resume: Mapping[str, Any] | None = None
     ) -> SlackReplySink:
-        return SlackReplySink(
-            self._api, self._context.budget, self._streaming, message.reply_to, resume
-        )
+        return SlackReplySink(self._api, self._context.budget, self._streaming, message, resume)
 
     async def download(self, attachment: Attachment) -> Download:
         data, content_type = await self._api.download(str(attachment.source["url"]))

@@ -120,12 +120,8 @@ def to_message(
         # The same human message can arrive as `message` and `app_mention` with two
         # event ids: (channel, ts) catches the second one.
         dedupe_keys=("event:" + event_id, "msg:" + message_id),
-        reply_to={
-            "channel": channel,
-            "thread_ts": thread_ts,
-            "team_id": team,
-            "user_id": str(user or ""),
-        },
+        # The sink replies in (chat_id, thread_id); streams also name the workspace.
+        reply_to={"team_id": team},
         received_at=received_at,
     )
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from adapters.base import Pacing, PlatformError, RateLimited
 from adapters.slack.api import SlackAPI
 from adapters.slack.mrkdwn import to_mrkdwn
+from gateway.models import InboundMessage
 from gateway.pacing import BotBudget
 
 log = logging.getLogger(__name__)
@@ -57,16 +58,18 @@ class SlackReplySink:
         api: SlackAPI,
         budget: BotBudget,
         support: StreamingSupport,
-        reply_to: Mapping[str, Any],
+        message: InboundMessage,
         resume: Mapping[str, Any] | None = None,
     ) -> None:
         self._api = api
         self._budget = budget
         self._support = support
-        self._channel = str(reply_to["channel"])
-        self._thread_ts = str(reply_to["thread_ts"])
-        self._team = str(reply_to.get("team_id") or "")
-        self._user = str(reply_to.get("user_id") or "")
+        # Every reply goes in the message's thread (convert.py sets thread_id to the
+        # message's own ts when it started none).
+        self._channel = message.chat_id
+        self._thread_ts = message.thread_id or message.message_id.rpartition(":")[2]
+        self._team = str(message.reply_to.get("team_id") or "")
+        self._user = message.user_id
         self._mode: Literal["stream", "update"] | None = None
         self._ts: str | None = None  # the current platform message
         self._streamed = ""  # what the current stream shows

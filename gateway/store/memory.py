@@ -7,33 +7,19 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
 from gateway.store.base import DEFAULT_CLAIM_TTL, KeyedLocks
+from gateway.store.claims import ClaimIndex
 
 
 class MemoryStore:
     def __init__(self) -> None:
-        self._claims: dict[str, float] = {}
+        self._claims = ClaimIndex()
         self._conversations: dict[str, str] = {}
         self._values: dict[str, tuple[str, float | None]] = {}
         self._locks = KeyedLocks()
         self._next_purge = 0.0
 
-    def _purge(self, now: float) -> None:
-        self._next_purge = now + 60.0
-        self._claims = {k: exp for k, exp in self._claims.items() if exp > now}
-        self._values = {k: v for k, v in self._values.items() if v[1] is None or v[1] > now}
-
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
-        now = time.time()
-        if now >= self._next_purge:  # amortised: a sweep per claim would make bursts quadratic
-            self._purge(now)
-        claims = self._claims
-        for key in keys:
-            expires = claims.get(key)
-            if expires is not None and expires > now:
-                return False
-        for k in keys:
-            claims[k] = now + ttl
-        return True
+        return self._claims.claim(keys, time.time(), ttl)
 
     async def get_conversation(self, key: str) -> str | None:
         return self._conversations.get(key)
@@ -58,7 +44,11 @@ class MemoryStore:
         return value
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        self._values[key] = (value, None if ttl is None else time.time() + ttl)
+        now = time.time()
+        if now >= self._next_purge:  # values that expire unread would otherwise pile up
+            self._next_purge = now + 60.0
+            self._values = {k: v for k, v in self._values.items() if v[1] is None or v[1] > now}
+        self._values[key] = (value, None if ttl is None else now + ttl)
 
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)

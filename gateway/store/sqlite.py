@@ -8,7 +8,13 @@ With WAL and synchronous=NORMAL a commit is a write to the log, not an fsync. Ch
 the only slow part, run on a background thread with their own connection, so they never
 stall the loop.
 
-One process only: the lock is in-process. Use Redis for several instances.
+Dedupe claims are an append-only log on disk and an index in memory (gateway/store/claims.py
+says why), rebuilt from the log when the store opens. A claim is decided at once against the
+index and answered once its row is committed; if the commit fails, the claim is released, so
+the platform's retry of the 503 is not taken for a duplicate.
+
+One process only: the lock and the claim index are in-process. Use Redis for several
+instances.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.store.base import DEFAULT_CLAIM_TTL, KeyedLocks, StoreUnavailable
+from gateway.store.claims import ClaimIndex
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,10 +40,9 @@ _CHECKPOINT_EVERY_S = 1.0
 _WAL_LIMIT_BYTES = 16 << 20
 _PURGE_EVERY_S = 300.0
 _PURGE_BATCH = 5000  # rows per purge, so a purge never holds the loop for long
-_LOOKUP_CHUNK = 500  # keys per claim lookup, well under SQLite's bound-parameter limit
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS claim_log (key TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS conversations (
     key TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
@@ -50,8 +56,9 @@ class SQLiteStore:
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
-        # Claims batch separately: one lookup and one insert for all of a tick's claims.
-        self._pending_claims: list[tuple[list[str], float, asyncio.Future[bool]]] = []
+        self._claims = ClaimIndex()  # filled from the log when the connection opens
+        # Claims decided since the last flush: (keys, ends, future), written in one insert.
+        self._pending_claims: list[tuple[Sequence[str], float, asyncio.Future[bool]]] = []
         self._flush_scheduled = False
         self._locks = KeyedLocks()
         self._next_purge = time.monotonic() + _PURGE_EVERY_S
@@ -74,14 +81,20 @@ class SQLiteStore:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
             conn.executescript(_SCHEMA)
+            _migrate_claims_table(conn)
         return conn
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
+            conn: sqlite3.Connection | None = None
             try:
-                self._conn = self._connect()
+                conn = self._connect()
+                self._claims = _load_claims(conn)
             except (sqlite3.Error, OSError) as exc:
+                if conn is not None:
+                    conn.close()
                 raise StoreUnavailable(f"cannot open SQLite store {self._path}: {exc}") from exc
+            self._conn = conn
             if self._path != ":memory:":
                 self._checkpointer = asyncio.get_running_loop().create_task(
                     self._checkpoint_forever(), name="sqlite checkpoints"
@@ -110,15 +123,17 @@ class SQLiteStore:
         try:
             conn = self._connection()
         except StoreUnavailable as exc:
-            for future in _futures(batch, claims):
-                if not future.done():
-                    future.set_exception(StoreUnavailable(str(exc)))
+            self._fail(batch, claims, exc)
             return
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             if claims:
-                results += [(f, True, won) for f, won in self._claim_all(conn, claims)]
+                conn.executemany(
+                    "INSERT INTO claim_log (key, expires_at) VALUES (?, ?)",
+                    [(key, ends) for keys, ends, _ in claims for key in keys],
+                )
+                results += [(future, True, True) for _, _, future in claims]
             for op, future in batch:
                 try:
                     results.append((future, True, op(conn)))
@@ -132,8 +147,8 @@ class SQLiteStore:
             log.error("SQLite batch failed: %s", exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failed = StoreUnavailable(str(exc))
-            results = [(future, False, failed) for future in _futures(batch, claims)]
+            self._fail(batch, claims, StoreUnavailable(str(exc)))
+            return
         for future, ok, value in results:
             if future.done():
                 continue
@@ -142,12 +157,25 @@ class SQLiteStore:
             else:
                 future.set_exception(value)
 
+    def _fail(
+        self,
+        batch: list[tuple[Op, asyncio.Future[Any]]],
+        claims: list[tuple[Sequence[str], float, asyncio.Future[bool]]],
+        exc: StoreUnavailable,
+    ) -> None:
+        """Fail every caller of a flush that could not commit, releasing its claims."""
+        for keys, ends, _ in claims:
+            self._claims.release(keys, ends)
+        for future in [f for _, f in batch] + [f for _, _, f in claims]:
+            if not future.done():
+                future.set_exception(StoreUnavailable(str(exc)))
+
     @staticmethod
     def _purge(conn: sqlite3.Connection) -> None:
         now = time.time()
         conn.execute(
-            "DELETE FROM claims WHERE rowid IN "
-            "(SELECT rowid FROM claims WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM claim_log WHERE rowid IN "
+            "(SELECT rowid FROM claim_log WHERE expires_at <= ? LIMIT ?)",
             (now, _PURGE_BATCH),
         )
         conn.execute(
@@ -172,39 +200,15 @@ class SQLiteStore:
     # --- Store ---------------------------------------------------------------------------
 
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
-        future: asyncio.Future[bool] = self._future()
-        self._pending_claims.append((list(keys), ttl, future))
-        return await future
-
-    @staticmethod
-    def _claim_all(
-        conn: sqlite3.Connection, claims: list[tuple[list[str], float, asyncio.Future[bool]]]
-    ) -> list[tuple[asyncio.Future[bool], bool]]:
-        """Every claim of one flush: one lookup and one insert for all of them, instead of
-        two statements each. Claims are decided in arrival order, so of two in one batch
-        that share a key (Slack's `message` and `app_mention`), the first wins."""
+        if self._closed:
+            raise StoreUnavailable("store is closed")
+        self._connection()  # the index is complete once the log is loaded
         now = time.time()
-        wanted = list({k for keys, _, _ in claims for k in keys})
-        taken: set[str] = set()
-        for start in range(0, len(wanted), _LOOKUP_CHUNK):
-            chunk = wanted[start : start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT key FROM claims WHERE key IN ({marks}) AND expires_at > ?", (*chunk, now)
-            )
-            taken.update(key for (key,) in rows)
-        decided: list[tuple[asyncio.Future[bool], bool]] = []
-        rows_to_write: list[tuple[str, float]] = []
-        for keys, ttl, future in claims:
-            won = taken.isdisjoint(keys)
-            if won:
-                taken.update(keys)
-                rows_to_write += [(k, now + ttl) for k in keys]
-            decided.append((future, won))
-        conn.executemany(
-            "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?, ?)", rows_to_write
-        )
-        return decided
+        if not self._claims.claim(keys, now, ttl):
+            return False
+        future: asyncio.Future[bool] = self._future()
+        self._pending_claims.append((keys, now + ttl, future))
+        return await future
 
     async def get_conversation(self, key: str) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
@@ -293,9 +297,32 @@ class SQLiteStore:
             self._conn = None
 
 
-def _futures(
-    batch: list[tuple[Op, asyncio.Future[Any]]],
-    claims: list[tuple[list[str], float, asyncio.Future[bool]]],
-) -> list[asyncio.Future[Any]]:
-    """Every caller waiting on one flush (to fail them all when the flush fails)."""
-    return [f for _, f in batch] + [f for _, _, f in claims]
+def _load_claims(conn: sqlite3.Connection) -> ClaimIndex:
+    claims = ClaimIndex()
+    rows = conn.execute(
+        "SELECT key, expires_at FROM claim_log WHERE expires_at > ? ORDER BY expires_at",
+        (time.time(),),
+    )
+    for key, ends in rows:
+        claims.add((key,), ends, None)
+    return claims
+
+
+def _migrate_claims_table(conn: sqlite3.Connection) -> None:
+    """Stores made before the claim log kept claims in an indexed `claims` table: carry
+    the live ones over, so retries of recent events stay duplicates across the upgrade."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'claims'")
+    if found.fetchone() is None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT INTO claim_log (key, expires_at)"
+            " SELECT key, expires_at FROM claims WHERE expires_at > ?",
+            (time.time(),),
+        )
+        conn.execute("DROP TABLE claims")
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+        raise

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -182,3 +184,57 @@ async def test_an_unopenable_sqlite_file_raises_store_unavailable(tmp_path: Path
     with pytest.raises(StoreUnavailable):
         await store.ping()
     await store.aclose()
+
+
+async def test_sqlite_claims_survive_a_restart_and_expire(tmp_path: Path) -> None:
+    path = str(tmp_path / "restart.db")
+    first = SQLiteStore(path)
+    assert await first.claim(["event:long"], 60)
+    assert await first.claim(["event:brief"], 0.2)
+    await first.aclose()
+    await asyncio.sleep(0.3)
+    second = SQLiteStore(path)
+    assert not await second.claim(["event:long"], 60)
+    assert await second.claim(["event:brief"], 60)
+    await second.aclose()
+
+
+async def test_a_failed_sqlite_commit_releases_its_claims(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edge answers 503 and the platform retries: the retry must not be a duplicate."""
+    store = SQLiteStore(str(tmp_path / "fail.db"))
+    assert await store.claim(["warm"], 60)
+
+    class BrokenConnection:
+        in_transaction = False
+
+        def execute(self, sql: str, *args: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    real = store._conn
+    monkeypatch.setattr(store, "_conn", BrokenConnection())
+    with pytest.raises(StoreUnavailable):
+        await store.claim(["event:1", "msg:1"], 60)
+    monkeypatch.setattr(store, "_conn", real)
+    assert await store.claim(["event:1", "msg:1"], 60)
+    assert not await store.claim(["msg:1"], 60)
+    await store.aclose()
+
+
+async def test_sqlite_carries_live_claims_over_from_the_old_claims_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+    now = time.time()
+    old.executemany(
+        "INSERT INTO claims VALUES (?, ?)", [("event:live", now + 600), ("event:old", now - 1)]
+    )
+    old.commit()
+    old.close()
+    store = SQLiteStore(str(path))
+    assert not await store.claim(["event:live"], 60)
+    assert await store.claim(["event:old"], 60)
+    await store.aclose()
+    tables = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert "claims" not in tables and "claim_log" in tables

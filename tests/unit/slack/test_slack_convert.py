@@ -36,12 +36,7 @@ def test_app_mention() -> None:
     assert msg.chat_type is ChatType.GROUP
     assert (msg.chat_id, msg.user_id, msg.thread_id) == ("C111", "U222", "1610241741.000200")
     assert msg.dedupe_keys == ("event:Ev111", "msg:C111:1610241741.000200")
-    assert msg.reply_to == {
-        "channel": "C111",
-        "thread_ts": "1610241741.000200",
-        "team_id": "T111",
-        "user_id": "U222",
-    }
+    assert msg.reply_to == {"team_id": "T111"}
 
 
 def test_direct_message_and_thread_reply() -> None:

@@ -3,10 +3,13 @@ get it wrong. Spec: https://api.slack.com/authentication/verifying-requests-from
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from adapters.base import VerificationFailed
-from adapters.slack.verify import sign, verify_signature
+from adapters.slack.verify import SigningKey, sign, verify_signature
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TIMESTAMP = "1531420618"
@@ -58,3 +61,14 @@ def test_every_bad_request_fails_closed(
 def test_the_window_is_inclusive_at_300_seconds() -> None:
     verify_signature(SECRET, HEADERS, BODY, float(TIMESTAMP) + 300)
     verify_signature(SECRET, HEADERS, BODY, float(TIMESTAMP) - 300)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [SECRET, "", "k", "x" * 64, "x" * 65, "ключ-é" * 20, b"\x00\xff" * 40],
+)
+def test_the_prepared_key_is_hmac_sha256(secret: str | bytes) -> None:
+    """Short, block-sized, long (hashed first) and non-ASCII secrets, against `hmac`."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    expected = hmac.new(key, b"v0:" + TIMESTAMP.encode() + b":" + BODY, hashlib.sha256)
+    assert SigningKey(secret).sign(TIMESTAMP, BODY) == "v0=" + expected.hexdigest()
