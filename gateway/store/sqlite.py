@@ -13,15 +13,19 @@ says why), rebuilt from the log when the store opens. A claim is decided at once
 index and answered once its row is committed; if the commit fails, the claim is released, so
 the platform's retry of the 503 is not taken for a duplicate.
 
-One process only: the lock and the claim index are in-process. Use Redis for several
-instances.
+One process only: the lock and the claim index are in-process, so a second gateway on the
+same file would answer retries twice. The store therefore holds an exclusive lock on
+`<path>.lock` while it is open, and a second process gets a clear StoreUnavailable (and
+never becomes ready). Use Redis for several instances.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +67,7 @@ class SQLiteStore:
         self._locks = KeyedLocks()
         self._next_purge = time.monotonic() + _PURGE_EVERY_S
         self._checkpointer: asyncio.Task[None] | None = None
+        self._lock_fd: int | None = None  # holds <path>.lock while the store is open
         self._closed = False
 
     # --- connection and group commit ----------------------------------------------------
@@ -86,6 +91,7 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
+            self._lock_file()
             conn: sqlite3.Connection | None = None
             try:
                 conn = self._connect()
@@ -100,6 +106,25 @@ class SQLiteStore:
                     self._checkpoint_forever(), name="sqlite checkpoints"
                 )
         return self._conn
+
+    def _lock_file(self) -> None:
+        if self._lock_fd is not None or self._path == ":memory:":
+            return
+        lock_path = self._path + ".lock"
+        try:
+            Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self._path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreUnavailable(
+                f"SQLite store {self._path} is in use by another gateway process; "
+                "several instances need store: redis://"
+            ) from exc
+        self._lock_fd = fd
 
     def _future(self) -> asyncio.Future[Any]:
         """A future the next flush resolves (scheduling that flush if need be)."""
@@ -295,6 +320,9 @@ class SQLiteStore:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
             self._conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
 
 def _load_claims(conn: sqlite3.Connection) -> ClaimIndex:

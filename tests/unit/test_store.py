@@ -135,11 +135,11 @@ async def test_lock_is_exclusive_and_ordered(store: Store) -> None:
     assert order == ["a+", "a-", "b+", "b-"]
 
 
-@pytest.mark.parametrize("make_store", ["sqlite", "redis"], indirect=True)
+@pytest.mark.parametrize("make_store", ["redis"], indirect=True)
 async def test_a_second_instance_sees_the_same_state(
     store: Store, make_store: Callable[[], Store]
 ) -> None:
-    """Restart (SQLite) or another instance (Redis): conversations and claims survive.
+    """Another instance on the same Redis sees conversations and claims at once.
     (memory:// keeps nothing across instances, by design.)"""
     await store.set_conversation("c", "conv-9")
     assert await store.claim(["event:1"], 60)
@@ -149,6 +149,36 @@ async def test_a_second_instance_sees_the_same_state(
         assert not await other.claim(["event:1"], 60)
     finally:
         await other.aclose()
+
+
+async def test_sqlite_state_survives_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "restart.db")
+    first = SQLiteStore(path)
+    await first.set_conversation("c", "conv-9")
+    assert await first.claim(["event:long"], 60)
+    assert await first.claim(["event:brief"], 0.2)
+    await first.aclose()
+    await asyncio.sleep(0.3)
+    second = SQLiteStore(path)
+    assert await second.get_conversation("c") == "conv-9"
+    assert not await second.claim(["event:long"], 60)
+    assert await second.claim(["event:brief"], 60)
+    await second.aclose()
+
+
+async def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """Two gateways on one SQLite file would each dedupe alone and answer retries twice."""
+    path = str(tmp_path / "shared.db")
+    first = SQLiteStore(path)
+    await first.ping()
+    second = SQLiteStore(path)
+    with pytest.raises(StoreUnavailable, match="redis"):
+        await second.claim(["event:1"], 60)
+    await second.aclose()
+    await first.aclose()
+    third = SQLiteStore(path)  # the lock went with the first store
+    await third.ping()
+    await third.aclose()
 
 
 @each_backend
@@ -184,19 +214,6 @@ async def test_an_unopenable_sqlite_file_raises_store_unavailable(tmp_path: Path
     with pytest.raises(StoreUnavailable):
         await store.ping()
     await store.aclose()
-
-
-async def test_sqlite_claims_survive_a_restart_and_expire(tmp_path: Path) -> None:
-    path = str(tmp_path / "restart.db")
-    first = SQLiteStore(path)
-    assert await first.claim(["event:long"], 60)
-    assert await first.claim(["event:brief"], 0.2)
-    await first.aclose()
-    await asyncio.sleep(0.3)
-    second = SQLiteStore(path)
-    assert not await second.claim(["event:long"], 60)
-    assert await second.claim(["event:brief"], 60)
-    await second.aclose()
 
 
 async def test_a_failed_sqlite_commit_releases_its_claims(
