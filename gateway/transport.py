@@ -10,42 +10,69 @@ httpx's own redirects, timeouts and content decoding.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import aiohttp
 import httpx
 
 
+def _httpx_error(
+    exc: BaseException, request: httpx.Request, *, connecting: bool
+) -> httpx.HTTPError | None:
+    """aiohttp's exception as the httpx exception callers already handle (None: not ours)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(str(exc), request=request)
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        kind = httpx.ConnectTimeout if connecting else httpx.ReadTimeout
+        return kind(str(exc) or "timed out", request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx.ReadError(str(exc), request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return httpx.NetworkError(str(exc), request=request)
+    return None
+
+
 @contextmanager
-def _as_httpx_errors(request: httpx.Request, *, connecting: bool) -> Iterator[None]:
-    """aiohttp's exceptions as the httpx exceptions callers already handle."""
+def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc), request=request) from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        kind = httpx.ConnectTimeout if connecting else httpx.ReadTimeout
-        raise kind(str(exc) or "timed out", request=request) from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise httpx.ReadError(str(exc), request=request) from exc
-    except aiohttp.InvalidURL as exc:
-        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise httpx.NetworkError(str(exc), request=request) from exc
+    except Exception as exc:
+        error = _httpx_error(exc, request, connecting=True)
+        if error is None:
+            raise
+        raise error from exc
 
 
 class _Body(httpx.AsyncByteStream):
+    """The response body, chunk by chunk as it arrives.
+
+    An iterator object rather than an async generator: a streaming Dify answer holds one of
+    these for minutes, and a suspended generator (with its frame and an exception-mapping
+    context manager) cost about a kilobyte more per stream."""
+
     def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
         self._response = response
         self._request = request
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors(self._request, connecting=False):
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._response.content.readany()
+        except Exception as exc:
+            error = _httpx_error(exc, self._request, connecting=False)
+            if error is None:
+                raise
+            raise error from exc
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
     async def aclose(self) -> None:
         # A fully read response goes back to the pool; a half-read one is closed.
@@ -75,7 +102,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
-        with _as_httpx_errors(request, connecting=True):
+        with _as_httpx_errors(request):
             response = await self._get_session().request(
                 request.method,
                 str(request.url),

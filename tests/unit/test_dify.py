@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -28,11 +29,18 @@ from gateway.dify import (
     TextReplace,
 )
 from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.transport import AiohttpTransport, ApiClient
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+@pytest.fixture(params=["httpx", "aiohttp-pool"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain httpx, and httpx over aiohttp's pool as the gateway runs it (its own body
+    iterator and error mapping: a stall must still be a ReadTimeout, and so on)."""
+    if request.param == "httpx":
+        async with httpx.AsyncClient() as client:
+            yield client
+        return
+    async with ApiClient(transport=AiohttpTransport(max_connections=16)) as client:
         yield client
 
 
@@ -268,3 +276,32 @@ async def test_a_gzipped_event_stream_is_decoded() -> None:
     async with httpx.AsyncClient(transport=transport) as h:
         events = await collect(DifyClient(h), APP, ChatRequest("q", "u"))
     assert TextDelta("zipped") in events
+
+
+async def test_a_connection_dropped_mid_stream_is_unavailable_after_the_text(
+    http: httpx.AsyncClient,
+) -> None:
+    """Dify (or a proxy) dies halfway through a chunked event stream."""
+    event = b'data: {"event": "message", "conversation_id": "c", "answer": "half"}\n\n'
+
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        writer.write(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()  # no final chunk: the body is incomplete
+
+    server = await asyncio.start_server(cut_short, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    app = DifyApp(base_url=f"http://127.0.0.1:{port}", api_key="k")  # type: ignore[arg-type]
+    seen: list[DifyEvent] = []
+    try:
+        with pytest.raises(DifyUnavailable, match="stream broke"):
+            async for item in DifyClient(http).stream(app, ChatRequest("q", "u")):
+                seen.append(item)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert TextDelta("half") in seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.store.base import Store, StoreUnavailable, open_store
+from gateway.store.base import KeyedLocks, Store, StoreUnavailable, open_store
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SQLiteStore
 
@@ -255,3 +256,17 @@ async def test_sqlite_carries_live_claims_over_from_the_old_claims_table(tmp_pat
     await store.aclose()
     tables = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     assert "claims" not in tables and "claim_log" in tables
+
+
+async def test_keyed_locks_forget_keys_nobody_holds_or_waits_for() -> None:
+    locks = KeyedLocks()
+    async with locks.hold("conv"):
+        waiter = asyncio.create_task(locks.hold("conv").__aenter__())
+        await asyncio.sleep(0)
+        waiter.cancel()  # gave up waiting: must not leave a user behind
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+    assert locks._locks == {}
+    async with locks.hold("conv"):  # and the key is free again
+        pass
+    assert locks._locks == {}
