@@ -27,6 +27,7 @@ from adapters.feishu.convert import ACK, Context, to_message
 from adapters.feishu.sink import CARDKIT_PACING, CardKitSupport, FeishuReplySink
 from adapters.feishu.verify import open_body, verify_webhook
 from adapters.feishu.ws import FeishuSocket
+from adapters.names import DisplayNames
 from gateway.config import FeishuBot
 from gateway.longconn import LongConnection
 from gateway.models import (
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 # request in the very worst case, plus under 1 KB of card around it; the CardKit element
 # PUT (escaped once) stays under 15 KB.
 MAX_MESSAGE_BYTES = 7_000
-NAME_CACHE_S = 3600.0
-NAME_CACHE_SIZE = 10_000
 _IMAGE_TYPES = {
     "image/png": "png",
     "image/jpeg": "jpg",
@@ -90,7 +89,7 @@ class FeishuAdapter:
         self._bot_open_id: str | None = None
         self._voice = False
         self._connection = LongConnection(f"{self.platform} long connection {bot}")
-        self._names: dict[str, tuple[str, float]] = {}
+        self._names = DisplayNames(self.platform, bot, self._api.user_name)
 
     @property
     def serves_webhook(self) -> bool:
@@ -192,20 +191,4 @@ class FeishuAdapter:
         return Download(data, attachment.name, attachment.mime_type or content_type)
 
     async def display_name(self, message: InboundMessage) -> str:
-        if message.user_name:
-            return message.user_name
-        cached = self._names.get(message.user_id)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        try:
-            name = await self._api.user_name(message.user_id)
-        except PlatformError as exc:
-            log.info(
-                "%s %s: no user name (%s); using the open_id", self.platform, self.bot, exc.code
-            )
-            return message.user_id
-        name = name or message.user_id
-        if len(self._names) >= NAME_CACHE_SIZE:
-            self._names.clear()  # crude, but bounded: names are cheap to look up again
-        self._names[message.user_id] = (name, time.monotonic() + NAME_CACHE_S)
-        return name
+        return await self._names.of(message)

@@ -14,8 +14,8 @@ from adapters.base import (
     MalformedRequest,
     Markdown,
     NotReady,
-    PlatformError,
 )
+from adapters.names import DisplayNames
 from adapters.slack.api import SlackAPI
 from adapters.slack.convert import parse_body, to_outcome
 from adapters.slack.sink import UPDATE_PACING, SlackReplySink, StreamingSupport
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 # markdown_text takes 12,000 chars per call and Slack rejects markdown blocks past ~13k
 # (bolt-js#2509); the chat.update path has 40,000 for `text`. One limit for both modes.
 MAX_MESSAGE_CHARS = 12_000
-NAME_CACHE_S = 3600.0
 
 
 class SlackAdapter:
@@ -54,7 +53,7 @@ class SlackAdapter:
         self._streaming = StreamingSupport()
         self._bot_user_id: str | None = None
         self._socket = LongConnection(f"slack socket {bot}")
-        self._names: dict[str, tuple[str, float]] = {}
+        self._names = DisplayNames(self.platform, bot, self._user_name)
         secret = config.signing_secret
         self._signing_key = None if secret is None else SigningKey(secret.get_secret_value())
 
@@ -122,23 +121,11 @@ class SlackAdapter:
         return Download(data, attachment.name, attachment.mime_type or content_type)
 
     async def display_name(self, message: InboundMessage) -> str:
-        if message.user_name:
-            return message.user_name
-        cached = self._names.get(message.user_id)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        try:
-            body = await self._api.call("users.info", {"user": message.user_id}, form=True)
-        except PlatformError as exc:
-            log.info("slack %s: users.info failed (%s); using the user id", self.bot, exc.code)
-            return message.user_id
+        return await self._names.of(message)
+
+    async def _user_name(self, user_id: str) -> str | None:
+        body = await self._api.call("users.info", {"user": user_id}, form=True)
         user = body.get("user") or {}
         profile = user.get("profile") or {}
-        name = str(
-            profile.get("display_name")
-            or profile.get("real_name")
-            or user.get("name")
-            or message.user_id
-        )
-        self._names[message.user_id] = (name, time.monotonic() + NAME_CACHE_S)
-        return name
+        name = profile.get("display_name") or profile.get("real_name") or user.get("name")
+        return str(name) if name else None

@@ -15,7 +15,6 @@ the dedupe on MsgId.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,9 +24,9 @@ from adapters.base import (
     Download,
     MalformedRequest,
     Markdown,
-    PlatformError,
     VerificationFailed,
 )
+from adapters.names import DisplayNames
 from adapters.wecom.app_api import WecomAPI
 from adapters.wecom.app_convert import parse_envelope, parse_xml, to_message
 from adapters.wecom.app_quota import MemberQuota
@@ -47,7 +46,6 @@ from gateway.models import (
 
 log = logging.getLogger(__name__)
 
-NAME_CACHE_S = 3600.0
 _MAX_PARAM = 1024  # an echostr of a 19-digit number is 88 characters
 _IMAGE_EXT = {"image/png": "png", "image/gif": "gif", "image/webp": "webp", "image/bmp": "bmp"}
 
@@ -90,7 +88,7 @@ class WecomAppAdapter:
             markdown=Markdown.SUBSET,
         )
         self._token_ok = False
-        self._names: dict[str, tuple[str, float]] = {}
+        self._names = DisplayNames(self.platform, bot, self._api.user_name)
 
     @property
     def serves_webhook(self) -> bool:
@@ -159,15 +157,4 @@ class WecomAppAdapter:
         return Download(data, f"{stem}.{_IMAGE_EXT.get(mime, 'jpg')}", mime)
 
     async def display_name(self, message: InboundMessage) -> str:
-        if message.user_name:
-            return message.user_name
-        cached = self._names.get(message.user_id)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        try:
-            name = await self._api.user_name(message.user_id) or message.user_id
-        except PlatformError as exc:
-            log.info("wecom %s: user/get failed (%s); using the user id", self.bot, exc.code)
-            return message.user_id
-        self._names[message.user_id] = (name, time.monotonic() + NAME_CACHE_S)
-        return name
+        return await self._names.of(message)
