@@ -3,6 +3,7 @@ bare aiohttp handler, slack_bolt's AsyncApp and dify-gateway (memory and SQLite 
 one run, as ratios. The gateway also answers every event end to end (Dify fake -> Slack fake).
 
     .venv/bin/python -m bench.bench_ack [--rounds 3] [--events 2000] [--concurrency 32]
+        [--redis redis://127.0.0.1:6379/15]   # adds gateway-redis (the database is flushed)
 
 Each variant runs `rounds` times, interleaved, and the median round is reported.
 """
@@ -33,15 +34,27 @@ VARIANTS = ["bare", "bolt", "gateway-memory", "gateway-sqlite"]
 
 
 async def one_round(
-    variant: str, n: int, concurrency: int, dify: BenchDify, slack: BenchSlack, round_no: int
+    variant: str,
+    n: int,
+    concurrency: int,
+    dify: BenchDify,
+    slack: BenchSlack,
+    round_no: int,
+    redis_url: str = "",
 ) -> dict[str, Any]:
     port = free_port()
     args = [variant.split("-")[0], "--port", str(port)]
     answering = variant.startswith("gateway")
     if answering:
+        store = variant.split("-")[1]
+        if store == "redis":
+            await asyncio.to_thread(
+                subprocess.run, ["redis-cli", "-u", redis_url, "flushdb"], check=True
+            )
+            store = redis_url
         args += [
             "--store",
-            variant.split("-")[1],
+            store,
             "--dify",
             dify.base_url,
             "--slack",
@@ -80,16 +93,20 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--redis", default="", help="also measure a Redis store at this URL")
     args = parser.parse_args()
+    variants = [*VARIANTS, "gateway-redis"] if args.redis else VARIANTS
     pin(LOAD_CPU)
     dify, slack = BenchDify(chunks=3), BenchSlack()
     await dify.start()
     await slack.start()
-    rounds: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    rounds: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     try:
         for r in range(args.rounds):
-            for variant in VARIANTS:
-                outcome = await one_round(variant, args.events, args.concurrency, dify, slack, r)
+            for variant in variants:
+                outcome = await one_round(
+                    variant, args.events, args.concurrency, dify, slack, r, args.redis
+                )
                 rounds[variant].append(outcome)
                 print(
                     f"round {r + 1} {variant:15s} {outcome['per_second']:8.0f} acks/s  "
@@ -112,7 +129,7 @@ async def main() -> None:
         f"\n{'variant':16s}{'acks/s':>9s}{'x bare':>8s}{'x bolt':>8s}{'p50 ms':>8s}"
         f"{'p99 ms':>8s}{'answered/s':>12s}"
     )
-    for v in VARIANTS:
+    for v in variants:
         m = median[v]
         print(
             f"{v:16s}{m['per_second']:9.0f}{m['per_second'] / bare:8.2f}"

@@ -2,7 +2,7 @@
 
     python -m bench.servers bare    --port P
     python -m bench.servers bolt    --port P
-    python -m bench.servers gateway --port P --store memory|sqlite --dify URL --slack URL
+    python -m bench.servers gateway --port P --store memory|sqlite|redis://… --dify URL --slack URL
                                     [--unthrottled]
 
 - bare: an aiohttp handler that reads the body and answers 200: the ceiling.
@@ -89,7 +89,9 @@ def gateway_config(store: str, dify: str, slack: str, unthrottled: bool, port: i
     from gateway.config import parse_config
 
     url = "memory://"
-    if store == "sqlite":
+    if store.startswith(("redis://", "rediss://")):
+        url = store
+    elif store == "sqlite":
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='bench-')) / 'gw.db'}"
     return parse_config(
         {

@@ -43,6 +43,8 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(1_048_576, gt=0)
     shutdown_grace_s: float = Field(30.0, ge=0)
     max_concurrent_answers: int = Field(4096, ge=1)
+    # Connections to a Redis store per instance; when all are busy, a command waits for one.
+    store_max_connections: int = Field(64, ge=2)
 
 
 class DifyApp(_Strict):

@@ -60,7 +60,11 @@ class Gateway:
     ) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.store = store if store is not None else open_store(config.store)
+        self.store = (
+            store
+            if store is not None
+            else open_store(config.store, max_connections=config.server.store_max_connections)
+        )
         self.http = http if http is not None else platform_client()
         self.dify_http = (
             dify_http

@@ -3,6 +3,10 @@
 Claims are `SET NX` under a Lua script (all keys or none); the conversation lock is a token
 lock that its holder renews and only its holder can release. Single Redis or Sentinel; a
 Redis Cluster would need the claim keys in one hash slot.
+
+Connections come from a bounded pool whose callers *wait* for a free connection. redis-py's
+default async pool raises `MaxConnectionsError` for the 101st concurrent command instead, and
+a burst of answers (each issuing a few commands at once) failed wholesale that way.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
 
 T = TypeVar("T")
 PREFIX = "dify-gateway:"
+DEFAULT_MAX_CONNECTIONS = 64
+# How long a command waits for a free pooled connection before the store counts as down.
+POOL_WAIT_S = 10.0
 
 _CLAIM = """
 for _, key in ipairs(KEYS) do
@@ -49,14 +56,18 @@ return value
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+    def __init__(self, url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=POOL_WAIT_S,
             decode_responses=True,
             socket_connect_timeout=5,
             socket_timeout=10,
             health_check_interval=30,
         )
+        # from_pool: the client owns the pool and closes it in aclose().
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._claim = self._redis.register_script(_CLAIM)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
