@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.base import PlatformError
+from gateway.platform import PlatformError
 
 MAX_REDIRECTS = 3
 

@@ -11,8 +11,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from adapters.base import PlatformError
 from gateway.models import InboundMessage
+from gateway.platform import PlatformError
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from aiohttp.test_utils import TestClient  # noqa: E402
 
-from adapters.base import AdapterContext, WebhookRejected  # noqa: E402
-from adapters.wecom.app_adapter import WecomAppAdapter  # noqa: E402
+from adapters.wecom.adapter import WecomAppAdapter  # noqa: E402
 from adapters.wecom.crypto import WecomCrypto  # noqa: E402
 from gateway.config import WecomBot, parse_config  # noqa: E402
 from gateway.models import InboundMessage, Outcome, WebhookRequest  # noqa: E402
 from gateway.pacing import BotBudget  # noqa: E402
+from gateway.platform import AdapterContext, WebhookRejected  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.store.memory import MemoryStore  # noqa: E402
 from gateway.testing import GatewayTestServer  # noqa: E402

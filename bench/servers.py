@@ -80,7 +80,7 @@ def bolt_app() -> web.Application:
 def gateway_config(store: str, dify: str, slack: str, unthrottled: bool, port: int) -> Config:
     if unthrottled:
         import adapters.slack.sink as sink
-        from adapters.base import Pacing
+        from gateway.platform import Pacing
 
         sink.STREAM_PACING = Pacing(0.25, "slack.appendStream", 1e9)
         sink.UPDATE_PACING = Pacing(1.0, "slack.update", 1e9)

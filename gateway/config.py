@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from gateway.registry import PLATFORMS
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TEMPLATE_FIELDS = ("bot", "platform", "chat_id", "chat_type", "user_id", "user_name")
 Scope = Literal["user", "chat", "chat_user", "thread"]
@@ -76,16 +78,6 @@ def _url(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
-DEFAULT_API_BASES = {
-    "slack": "https://slack.com/api",
-    "feishu": "https://open.feishu.cn",
-    "lark": "https://open.larksuite.com",
-    "wecom": "https://qyapi.weixin.qq.com",
-    "wecom_bot": "wss://openws.work.weixin.qq.com",
-    "dingtalk": "https://api.dingtalk.com",
-}
-
-
 class _Bot(_Strict):
     platform: str
     app: str
@@ -110,7 +102,7 @@ class _Bot(_Strict):
 
     @property
     def resolved_api_base(self) -> str:
-        return self.api_base or DEFAULT_API_BASES[self.platform]
+        return self.api_base or PLATFORMS[self.platform].api_base
 
 
 def _need(bot: BaseModel, fields: tuple[str, ...], why: str) -> list[tuple[str, str]]:
@@ -215,7 +207,6 @@ class DingtalkBot(_Bot):
 BotConfig = Annotated[
     SlackBot | FeishuBot | WecomBot | WecomAIBot | DingtalkBot, Field(discriminator="platform")
 ]
-PLATFORMS = ("slack", "feishu", "lark", "wecom", "wecom_bot", "dingtalk")
 
 
 # --- routes ------------------------------------------------------------------------------

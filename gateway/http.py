@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from adapters.base import Adapter, WebhookRejected
 from gateway.models import Answered, HttpResponse, Ignored, Messages, WebhookRequest
+from gateway.platform import Adapter, WebhookRejected
 from gateway.runtime import Gateway
 from gateway.store.base import StoreUnavailable
 

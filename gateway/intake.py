@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from adapters.base import Adapter, Ingest, IntakeUnavailable
 from gateway.inbox import Inbox
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Messages, Outcome
+from gateway.platform import Adapter, Ingest, IntakeUnavailable
 from gateway.router import Router
 from gateway.store.base import StoreUnavailable
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from adapters.base import Pacing
+from gateway.platform import Pacing
 
 
 class _Bucket:

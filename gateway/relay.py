@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from adapters.base import Adapter, PlatformError
 from gateway.config import DifyApp
 from gateway.dify import (
     ChatRequest,
@@ -29,6 +28,7 @@ from gateway.dify import (
 from gateway.metrics import Metrics
 from gateway.models import InboundMessage, Job
 from gateway.pacing import BotBudget
+from gateway.platform import Adapter, PlatformError
 from gateway.router import Router, render_inputs
 from gateway.store.base import Store
 from gateway.streaming import AnswerStream

@@ -11,17 +11,18 @@ import logging
 
 import httpx
 
-from adapters.base import Adapter, AdapterContext
-from adapters.registry import create_adapter
 from gateway.config import Config
 from gateway.dify import DifyClient
 from gateway.inbox import Inbox
 from gateway.intake import Intake
 from gateway.metrics import Metrics
 from gateway.pacing import BotBudget
+from gateway.platform import Adapter, AdapterContext
+from gateway.registry import create_adapter
 from gateway.relay import Relay
 from gateway.router import Router
-from gateway.store.base import Store, StoreUnavailable, open_store
+from gateway.store.base import Store, StoreUnavailable
+from gateway.store.factory import open_store
 from gateway.transport import AiohttpTransport, ApiClient
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from adapters.base import Capabilities, Pacing, PlatformError, RateLimited, ReplySink
 from gateway.pacing import BotBudget
+from gateway.platform import Capabilities, Pacing, PlatformError, RateLimited, ReplySink
 from gateway.text import measure, paragraph_break, split_text
 
 log = logging.getLogger(__name__)

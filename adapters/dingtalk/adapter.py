@@ -1,7 +1,7 @@
 """The DingTalk robot adapter: Stream mode (default) or HTTP callbacks, one parser, and
 markdown or AI-card replies.
 
-- Stream mode serves no webhook: messages arrive on the bot's WebSocket (stream.py) and go
+- Stream mode serves no webhook: messages arrive on the bot's WebSocket (connection.py) and go
   to the core through `context.ingest`, exactly as webhooks do.
 - HTTP mode: `POST /webhooks/<bot>` signed with `timestamp` + `sign` (verify.py), acked at
   once with `{}`.
@@ -19,22 +19,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import (
-    AdapterContext,
-    Capabilities,
-    Download,
-    IntakeUnavailable,
-    MalformedRequest,
-    Markdown,
-    PlatformError,
-    ReplySink,
-)
 from adapters.dingtalk.api import DingtalkApi
+from adapters.dingtalk.connection import StreamClient
 from adapters.dingtalk.convert import PLATFORM, Skip, parse_robot_message
 from adapters.dingtalk.frames import FrameError, StreamFrame
 from adapters.dingtalk.reply import Destination, MarkdownSender
 from adapters.dingtalk.sink import CARD_PACING, MARKDOWN_PACING, CardSink, MarkdownSink
-from adapters.dingtalk.stream import StreamClient
 from adapters.dingtalk.verify import verify_signature
 from gateway.config import DingtalkBot
 from gateway.models import (
@@ -45,6 +35,15 @@ from gateway.models import (
     Messages,
     Outcome,
     WebhookRequest,
+)
+from gateway.platform import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    IntakeUnavailable,
+    MalformedRequest,
+    PlatformError,
+    ReplySink,
 )
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,6 @@ class DingtalkAdapter:
                 max_message=MAX_MESSAGE_BYTES,
                 unit="bytes",
                 pacing=MARKDOWN_PACING,
-                markdown=Markdown.SUBSET,
             )
 
     # --- lifetime ----------------------------------------------------------------------

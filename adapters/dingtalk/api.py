@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from adapters.base import PlatformError, RateLimited
 from adapters.download import follow
 from adapters.tokens import SharedToken
+from gateway.platform import PlatformError, RateLimited
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)

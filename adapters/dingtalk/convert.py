@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapters.base import MalformedRequest
 from gateway.models import Attachment, ChatType, InboundMessage
+from gateway.platform import MalformedRequest
 
 PLATFORM = "dingtalk"
 

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import PlatformError
 from adapters.dingtalk.api import PLATFORM, DingtalkApi
 from adapters.dingtalk.webhook import refusal
 from gateway.models import ChatType, InboundMessage
+from gateway.platform import PlatformError
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import Pacing, PlatformError, RateLimited
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.reply import Destination, MarkdownSender
+from gateway.platform import Pacing, PlatformError, RateLimited
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import hmac
 import time
 from collections.abc import Mapping
 
-from adapters.base import VerificationFailed
+from gateway.platform import VerificationFailed
 
 WINDOW_MS = 3600 * 1000
 _MAX_TIMESTAMP_DIGITS = 16  # ms until the year 318857; anything longer is garbage

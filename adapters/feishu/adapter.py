@@ -10,23 +10,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import (
-    AdapterContext,
-    Capabilities,
-    Download,
-    IntakeUnavailable,
-    MalformedRequest,
-    Markdown,
-    NotReady,
-    PlatformError,
-    WebhookRejected,
-)
 from adapters.feishu import audio
 from adapters.feishu.api import PLATFORM, FeishuAPI
+from adapters.feishu.connection import FeishuSocket
 from adapters.feishu.convert import ACK, Context, to_message
 from adapters.feishu.sink import CARDKIT_PACING, CardKitSupport, FeishuReplySink
 from adapters.feishu.verify import open_body, verify_webhook
-from adapters.feishu.ws import FeishuSocket
 from adapters.names import DisplayNames
 from gateway.config import FeishuBot
 from gateway.longconn import LongConnection
@@ -39,6 +28,16 @@ from gateway.models import (
     Messages,
     Outcome,
     WebhookRequest,
+)
+from gateway.platform import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    IntakeUnavailable,
+    MalformedRequest,
+    NotReady,
+    PlatformError,
+    WebhookRejected,
 )
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,6 @@ class FeishuAdapter:
             max_message=MAX_MESSAGE_BYTES,
             unit="bytes",
             pacing=CARDKIT_PACING,
-            markdown=Markdown.COMMONMARK,
         )
         self._cardkit = CardKitSupport()
         self._bot_open_id: str | None = None

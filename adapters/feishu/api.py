@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from adapters.base import PlatformError, RateLimited
 from adapters.download import fetch
 from adapters.tokens import SharedToken
 from gateway.config import FeishuBot
+from gateway.platform import PlatformError, RateLimited
 from gateway.store.base import Store
 
 T = TypeVar("T")

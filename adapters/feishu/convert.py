@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapters.base import NotReady
 from adapters.feishu.richtext import Mentions, post_to_markdown
 from gateway.models import Attachment, ChatType, HttpResponse, InboundMessage
+from gateway.platform import NotReady
 
 Kind = Literal["image", "document", "audio", "video"]
 ACK = HttpResponse.json({"msg": "success"})

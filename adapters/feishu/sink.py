@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from adapters.base import Pacing, PlatformError, RateLimited
 from adapters.feishu import cards
 from adapters.feishu.api import FeishuAPI
+from gateway.platform import Pacing, PlatformError, RateLimited
 
 log = logging.getLogger(__name__)
 

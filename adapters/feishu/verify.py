@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import MalformedRequest, VerificationFailed
 from adapters.feishu.crypto import DecryptError, decrypt, signature
+from gateway.platform import MalformedRequest, VerificationFailed
 
 MAX_SKEW_S = 300
 URL_VERIFICATION = "url_verification"

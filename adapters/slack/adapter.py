@@ -7,23 +7,22 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import (
-    AdapterContext,
-    Capabilities,
-    Download,
-    MalformedRequest,
-    Markdown,
-    NotReady,
-)
 from adapters.names import DisplayNames
 from adapters.slack.api import SlackAPI
+from adapters.slack.connection import SocketModeSession
 from adapters.slack.convert import parse_body, to_outcome
 from adapters.slack.sink import UPDATE_PACING, SlackReplySink, StreamingSupport
-from adapters.slack.socket import SocketModeSession
 from adapters.slack.verify import SigningKey, verify_signature
 from gateway.config import SlackBot
 from gateway.longconn import LongConnection
 from gateway.models import Attachment, InboundMessage, Messages, Outcome, WebhookRequest
+from gateway.platform import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    MalformedRequest,
+    NotReady,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ class SlackAdapter:
             max_message=MAX_MESSAGE_CHARS,
             unit="chars",
             pacing=UPDATE_PACING,
-            markdown=Markdown.SLACK,
             threaded_groups=True,
         )
         self._streaming = StreamingSupport()

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from adapters.base import PlatformError, RateLimited
 from adapters.download import follow
+from gateway.platform import PlatformError, RateLimited
 
 PLATFORM = "slack"
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024

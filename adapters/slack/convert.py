@@ -13,7 +13,6 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from adapters.base import MalformedRequest
 from gateway.models import (
     Answered,
     Attachment,
@@ -24,6 +23,7 @@ from gateway.models import (
     Messages,
     Outcome,
 )
+from gateway.platform import MalformedRequest
 
 _USER_SUBTYPES = (None, "file_share")
 _KINDS: dict[str, Literal["image", "audio", "video", "document"]] = {

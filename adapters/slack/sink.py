@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapters.base import Pacing, PlatformError, RateLimited
 from adapters.slack.api import SlackAPI
 from adapters.slack.mrkdwn import to_mrkdwn
 from gateway.models import InboundMessage
 from gateway.pacing import BotBudget
+from gateway.platform import Pacing, PlatformError, RateLimited
 
 log = logging.getLogger(__name__)
 

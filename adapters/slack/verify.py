@@ -15,7 +15,7 @@ import hashlib
 import hmac  # compare_digest
 from collections.abc import Mapping
 
-from adapters.base import VerificationFailed
+from gateway.platform import VerificationFailed
 
 MAX_SKEW_S = 300
 _SHA256_BLOCK = 64

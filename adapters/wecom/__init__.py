@@ -1,2 +1,2 @@
-"""WeCom (企业微信): the self-built app adapter (`platform: wecom`, `app_*.py`), the AI-bot
-adapter (`platform: wecom_bot`), and the callback crypto they share (`crypto.py`)."""
+"""WeCom (企业微信) self-built app (`platform: wecom`): XML callbacks and `message/send`.
+Its callback crypto (`crypto.py`) is shared with the AI bot (`adapters/wecom_bot/`)."""

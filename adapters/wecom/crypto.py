@@ -1,6 +1,6 @@
 """WeCom callback crypto (WXBizMsgCrypt), shared by both WeCom adapters.
 
-Used by the self-built app adapter (`adapters/wecom/app_adapter.py`, receiveid = the corp
+Used by the self-built app adapter (`adapters/wecom/adapter.py`, receiveid = the corp
 id, XML callbacks) AND by the AI-bot adapter (`wecom_bot`, receiveid = "", JSON callbacks).
 Change the API only by adding to it.
 
@@ -30,7 +30,7 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from adapters.base import VerificationFailed
+from gateway.platform import VerificationFailed
 
 BLOCK = 32  # WeCom's PKCS#7 block size, not AES's 16
 _RANDOM_LEN = 16

@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 from aiohttp import WSMsgType, web
 
-from adapters.base import AdapterContext, IntakeUnavailable
-from adapters.wecom.bot_adapter import WecomBotAdapter
 from adapters.wecom.crypto import WecomCrypto, aes_cbc_encrypt
+from adapters.wecom_bot.adapter import WecomBotAdapter
 from gateway.config import WecomAIBot
 from gateway.models import WebhookRequest
 from gateway.pacing import BotBudget
+from gateway.platform import AdapterContext, IntakeUnavailable
 from gateway.store.memory import MemoryStore
 
 USED_ERRCODE = 95000  # the fake's answer to a second use of one response_url

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from adapters.wecom import app_quota
-from adapters.wecom.app_convert import UNSUPPORTED_NOTICE
+from adapters.wecom import quota as app_quota
+from adapters.wecom.convert import UNSUPPORTED_NOTICE
 from adapters.wecom.crypto import WecomCrypto
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from adapters.wecom.bot_adapter import WecomBotAdapter
-from adapters.wecom.bot_protocol import MAX_CONTENT_BYTES
-from adapters.wecom.bot_sink import CONTINUED, CUT, TAKING_LONG
-from adapters.wecom.bot_state import REFUSED, THINKING
+from adapters.wecom_bot.adapter import WecomBotAdapter
+from adapters.wecom_bot.protocol import MAX_CONTENT_BYTES
+from adapters.wecom_bot.sink import CONTINUED, CUT, TAKING_LONG
+from adapters.wecom_bot.state import REFUSED, THINKING
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
 from tests.conftest import GatewayFactory, make_config

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapters.wecom.bot_protocol import MAX_CONTENT_BYTES
-from adapters.wecom.bot_sink import CONTINUED
-from adapters.wecom.bot_state import REFUSED, THINKING
+from adapters.wecom_bot.protocol import MAX_CONTENT_BYTES
+from adapters.wecom_bot.sink import CONTINUED
+from adapters.wecom_bot.state import REFUSED, THINKING
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
 from tests.conftest import GatewayFactory, make_config

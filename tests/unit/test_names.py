@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from adapters import names
-from adapters.base import PlatformError
 from adapters.names import DisplayNames
 from gateway.models import ChatType, InboundMessage
+from gateway.platform import PlatformError
 
 
 def message(user_id: str, user_name: str = "") -> InboundMessage:

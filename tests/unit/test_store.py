@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.store.base import KeyedLocks, Store, StoreUnavailable, open_store
+from gateway.store.base import KeyedLocks, Store, StoreUnavailable
+from gateway.store.factory import open_store
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SQLiteStore
 

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.base import Capabilities, Pacing, PlatformError, RateLimited
 from gateway.pacing import BotBudget
+from gateway.platform import Capabilities, Pacing, PlatformError, RateLimited
 from gateway.streaming import EMPTY_ANSWER, AnswerStream
 
 

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.base import AdapterContext, MalformedRequest, PlatformError, VerificationFailed
 from adapters.dingtalk.adapter import DingtalkAdapter
 from adapters.dingtalk.sink import CardSink, MarkdownSink
 from gateway.config import DingtalkBot
 from gateway.models import Attachment, Ignored, InboundMessage, Messages, WebhookRequest
 from gateway.pacing import BotBudget
+from gateway.platform import AdapterContext, MalformedRequest, PlatformError, VerificationFailed
 from gateway.store.memory import MemoryStore
 from tests.fakes.dingtalk import FakeDingtalk, dingtalk_bot, robot_message, signed_headers
 

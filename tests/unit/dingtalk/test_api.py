@@ -8,8 +8,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from adapters.base import PlatformError, RateLimited
 from adapters.dingtalk.api import DingtalkApi, check_webhook
+from gateway.platform import PlatformError, RateLimited
 from gateway.store.memory import MemoryStore
 
 Handler = Callable[[httpx.Request], httpx.Response]

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from adapters.base import MalformedRequest
 from adapters.dingtalk.convert import (
     UNSUPPORTED_NOTICE,
     VIDEO_NOTICE,
@@ -16,6 +15,7 @@ from adapters.dingtalk.convert import (
     parse_robot_message,
 )
 from gateway.models import ChatType, InboundMessage
+from gateway.platform import MalformedRequest
 
 DATA = Path(__file__).parents[2] / "data" / "dingtalk"
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from adapters.base import PlatformError, RateLimited
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.convert import parse_robot_message
 from adapters.dingtalk.reply import Destination, MarkdownSender, preview_title
@@ -23,6 +22,7 @@ from adapters.dingtalk.sink import (
     MarkdownSink,
 )
 from gateway.models import InboundMessage
+from gateway.platform import PlatformError, RateLimited
 from tests.fakes.dingtalk import CLIENT_ID, FakeDingtalk
 
 DATA = Path(__file__).parents[2] / "data" / "dingtalk"

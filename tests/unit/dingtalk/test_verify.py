@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import VerificationFailed
 from adapters.dingtalk.verify import WINDOW_MS, compute_sign, verify_signature
+from gateway.platform import VerificationFailed
 
 SECRET = "test_app_secret"
 TIMESTAMP = "1700000000000"

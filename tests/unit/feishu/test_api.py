@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from adapters.base import PlatformError, RateLimited
 from adapters.feishu.api import FeishuAPI
+from gateway.platform import PlatformError, RateLimited
 from gateway.store.memory import MemoryStore
 from tests.fakes.feishu import FakeFeishu
 from tests.unit.feishu.conftest import bot_config

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from adapters.base import NotReady
 from adapters.feishu.convert import VOICE_NOT_SUPPORTED, Context, to_message
 from gateway.models import ChatType, InboundMessage
+from gateway.platform import NotReady
 from tests.fakes.feishu import mention, message_event
 
 DATA = Path(__file__).parents[2] / "data" / "feishu"

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from adapters.base import PlatformError, RateLimited
 from adapters.feishu import cards
 from adapters.feishu.adapter import MAX_MESSAGE_BYTES
 from adapters.feishu.api import FeishuAPI, dumps
 from adapters.feishu.sink import CARDKIT_PACING, PATCH_PACING, CardKitSupport, FeishuReplySink
+from gateway.platform import PlatformError, RateLimited
 from tests.fakes.feishu import FakeFeishu
 
 REPLY_TO = {"message_id": "om_user", "chat_id": "oc_chat", "in_thread": False}

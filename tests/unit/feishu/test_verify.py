@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import MalformedRequest, VerificationFailed
 from adapters.feishu import crypto
 from adapters.feishu.verify import event_type, verify_webhook
+from gateway.platform import MalformedRequest, VerificationFailed
 from tests.fakes.feishu import ENCRYPT_KEY, VERIFICATION_TOKEN, message_event, webhook_request
 
 DATA = Path(__file__).parents[2] / "data" / "feishu"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapters.base import MalformedRequest
 from adapters.slack.convert import parse_body, to_outcome, to_plain_text
 from adapters.slack.mrkdwn import to_mrkdwn
 from gateway.models import Answered, ChatType, Ignored, Messages
+from gateway.platform import MalformedRequest
 
 DATA = Path(__file__).parents[2] / "data" / "slack"
 

@@ -8,8 +8,8 @@ import hmac
 
 import pytest
 
-from adapters.base import VerificationFailed
 from adapters.slack.verify import SigningKey, sign, verify_signature
+from gateway.platform import VerificationFailed
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TIMESTAMP = "1531420618"

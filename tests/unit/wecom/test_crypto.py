@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.base import VerificationFailed
 from adapters.wecom.crypto import WecomCrypto, aes_key, pkcs7_pad, pkcs7_unpad
+from gateway.platform import VerificationFailed
 
 # --- A. the official sample ---------------------------------------------------------------
 OFFICIAL_TOKEN = "QDG6eK"

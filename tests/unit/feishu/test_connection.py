@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from adapters.base import AdapterContext, IntakeUnavailable, NotReady
+from adapters.feishu import connection as ws_module
 from adapters.feishu import crypto
-from adapters.feishu import ws as ws_module
 from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.api import FeishuAPI
+from adapters.feishu.connection import FeishuSocket
 from adapters.feishu.frames import DATA, Frame, encode
-from adapters.feishu.ws import FeishuSocket
 from gateway.models import Messages, Outcome
 from gateway.pacing import BotBudget
+from gateway.platform import AdapterContext, IntakeUnavailable, NotReady
 from gateway.store.memory import MemoryStore
 from tests.fakes.feishu import ENCRYPT_KEY, FakeFeishu, message_event
 from tests.helpers import wait_for

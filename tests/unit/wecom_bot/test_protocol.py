@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import MalformedRequest, VerificationFailed
-from adapters.wecom.bot_protocol import stream_id
 from adapters.wecom.crypto import WecomCrypto
+from adapters.wecom_bot.protocol import stream_id
 from gateway.models import Answered, Messages
+from gateway.platform import MalformedRequest, VerificationFailed
 from tests.fakes.wecom_bot import (
     VECTOR_AES_KEY,
     VECTOR_TOKEN,

@@ -1,4 +1,4 @@
-"""Where a WeCom AI-bot stream goes, per mode (see `bot_sink.StreamSink` for what goes).
+"""Where a WeCom AI-bot stream goes, per mode (see `sink.StreamSink` for what goes).
 
 - **Webhook mode is pulled**: WeCom polls with stream refresh callbacks, so showing the
   stream is a store write that any instance's `handle()` can read back. The overflow is the
@@ -13,11 +13,11 @@ import time
 
 import httpx
 
-from adapters.base import Pacing
-from adapters.wecom.bot_api import post_response_url
-from adapters.wecom.bot_protocol import markdown_body, stream_body
-from adapters.wecom.bot_state import BotState, StreamState
-from adapters.wecom.bot_ws import WsLink, new_req_id
+from adapters.wecom_bot.api import post_response_url
+from adapters.wecom_bot.connection import WsLink, new_req_id
+from adapters.wecom_bot.protocol import markdown_body, stream_body
+from adapters.wecom_bot.state import BotState, StreamState
+from gateway.platform import Pacing
 
 # A store write is cheap and nobody is rate-limited by it: WeCom's refresh rate is the
 # real pace. 0.5 s keeps the content fresh for each refresh without a write per token.

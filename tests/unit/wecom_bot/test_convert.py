@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from adapters.base import MalformedRequest
-from adapters.wecom import bot_convert as convert
-from adapters.wecom.bot_protocol import stream_id
+from adapters.wecom_bot import convert
+from adapters.wecom_bot.protocol import stream_id
+from gateway.platform import MalformedRequest
 
 DATA = Path(__file__).parents[2] / "data" / "wecom_bot"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from adapters.base import PlatformError, RateLimited
 from adapters.download import fetch
 from adapters.tokens import SharedToken
+from gateway.platform import PlatformError, RateLimited
 from gateway.store.base import Store
 
 PLATFORM = "wecom"

@@ -18,20 +18,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import (
-    AdapterContext,
-    Capabilities,
-    Download,
-    MalformedRequest,
-    Markdown,
-    VerificationFailed,
-)
 from adapters.names import DisplayNames
-from adapters.wecom.app_api import WecomAPI
-from adapters.wecom.app_convert import parse_envelope, parse_xml, to_message
-from adapters.wecom.app_quota import MemberQuota
-from adapters.wecom.app_sink import MAX_MESSAGE_BYTES, PACING, WecomAppSink
+from adapters.wecom.api import WecomAPI
+from adapters.wecom.convert import parse_envelope, parse_xml, to_message
 from adapters.wecom.crypto import WecomCrypto
+from adapters.wecom.quota import MemberQuota
+from adapters.wecom.sink import MAX_MESSAGE_BYTES, PACING, WecomAppSink
 from gateway.config import WecomBot
 from gateway.models import (
     Answered,
@@ -42,6 +34,13 @@ from gateway.models import (
     Messages,
     Outcome,
     WebhookRequest,
+)
+from gateway.platform import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    MalformedRequest,
+    VerificationFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,6 @@ class WecomAppAdapter:
             max_message=MAX_MESSAGE_BYTES,
             unit="bytes",
             pacing=PACING,
-            markdown=Markdown.SUBSET,
         )
         self._token_ok = False
         self._names = DisplayNames(self.platform, bot, self._api.user_name)

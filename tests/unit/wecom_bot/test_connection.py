@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapters.base import PlatformError
-from adapters.wecom.bot_ws import SubscribeFailed, WsLink, new_req_id
+from adapters.wecom_bot.connection import SubscribeFailed, WsLink, new_req_id
 from gateway.longconn import ConnectionClosed
+from gateway.platform import PlatformError
 from tests.fakes.wecom_bot import FakeWecomBotServer
 from tests.helpers import wait_for
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.wecom.bot_state import INTERRUPTED, STALE_GRACE, BotState, StreamState
-from gateway.store.base import Store, open_store
+from adapters.wecom_bot.state import INTERRUPTED, STALE_GRACE, BotState, StreamState
+from gateway.store.base import Store
+from gateway.store.factory import open_store
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

@@ -24,21 +24,12 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import (
-    AdapterContext,
-    Capabilities,
-    Download,
-    IntakeUnavailable,
-    MalformedRequest,
-    Markdown,
-    NotReady,
-    PlatformError,
-    ReplySink,
-)
-from adapters.wecom import bot_convert as convert
-from adapters.wecom.bot_api import download_media, media_key
-from adapters.wecom.bot_channels import FrameChannel, StoreChannel, close_time
-from adapters.wecom.bot_protocol import (
+from adapters.wecom.crypto import WecomCrypto, aes_key
+from adapters.wecom_bot import convert
+from adapters.wecom_bot.api import download_media, media_key
+from adapters.wecom_bot.channels import FrameChannel, StoreChannel, close_time
+from adapters.wecom_bot.connection import WsLink
+from adapters.wecom_bot.protocol import (
     MAX_CONTENT_BYTES,
     seal,
     stream_body,
@@ -46,10 +37,8 @@ from adapters.wecom.bot_protocol import (
     unseal,
     verify_url,
 )
-from adapters.wecom.bot_sink import NOTE_MARGIN, StreamSink
-from adapters.wecom.bot_state import REFUSED, THINKING, BotState, StreamState
-from adapters.wecom.bot_ws import WsLink
-from adapters.wecom.crypto import WecomCrypto, aes_key
+from adapters.wecom_bot.sink import NOTE_MARGIN, StreamSink
+from adapters.wecom_bot.state import REFUSED, THINKING, BotState, StreamState
 from gateway.config import WecomAIBot
 from gateway.longconn import LongConnection
 from gateway.models import (
@@ -61,6 +50,16 @@ from gateway.models import (
     Messages,
     Outcome,
     WebhookRequest,
+)
+from gateway.platform import (
+    AdapterContext,
+    Capabilities,
+    Download,
+    IntakeUnavailable,
+    MalformedRequest,
+    NotReady,
+    PlatformError,
+    ReplySink,
 )
 from gateway.store.base import StoreUnavailable
 
@@ -92,7 +91,6 @@ class WecomBotAdapter:
             max_message=MAX_CONTENT_BYTES - NOTE_MARGIN,  # room for the continuation note
             unit="bytes",
             pacing=FrameChannel.pacing if config.mode == "websocket" else StoreChannel.pacing,
-            markdown=Markdown.COMMONMARK,
         )
         # Tunables that tests shorten; production uses the platform's numbers.
         self.close_after = CLOSE_AFTER

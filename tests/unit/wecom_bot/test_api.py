@@ -10,9 +10,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from adapters.base import PlatformError, RateLimited
-from adapters.wecom.bot_api import download_media, media_key, post_response_url
 from adapters.wecom.crypto import aes_cbc_encrypt, aes_key
+from adapters.wecom_bot.api import download_media, media_key, post_response_url
+from gateway.platform import PlatformError, RateLimited
 
 SECRET_URL = "https://qyapi.example/cgi-bin/aibot/response?response_code=SECRETCODE"
 KEY_B64 = base64.b64encode(bytes(range(32))).decode()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
-from adapters.base import Pacing
+from gateway.platform import Pacing
 from gateway.text import measure, split_text
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from adapters.base import IntakeUnavailable
 from adapters.slack.api import SlackAPI
 from gateway.longconn import connect
+from gateway.platform import IntakeUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import MalformedRequest
-from adapters.wecom.app_convert import (
+from adapters.wecom.convert import (
     UNSUPPORTED_NOTICE,
     dedupe_key,
     parse_envelope,
@@ -16,6 +15,7 @@ from adapters.wecom.app_convert import (
     to_message,
 )
 from gateway.models import ChatType, InboundMessage
+from gateway.platform import MalformedRequest
 from tests.fakes.wecom import AGENT_ID, envelope, message_xml
 
 DATA = Path(__file__).parents[2] / "data" / "wecom"

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from adapters.base import PlatformError, RateLimited
-from adapters.wecom.app_api import WecomAPI
-from adapters.wecom.app_quota import WINDOWS, MemberQuota, Window
-from adapters.wecom.app_sink import PACING, WecomAppSink, to_wecom_markdown
+from adapters.wecom.api import WecomAPI
+from adapters.wecom.quota import WINDOWS, MemberQuota, Window
+from adapters.wecom.sink import PACING, WecomAppSink, to_wecom_markdown
+from gateway.platform import PlatformError, RateLimited
 from gateway.store.base import StoreUnavailable
 from gateway.store.memory import MemoryStore
 from tests.fakes.wecom import AGENT_ID, CORP_ID, SECRET, FakeQyapi

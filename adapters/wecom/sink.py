@@ -21,9 +21,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import Pacing, PlatformError
-from adapters.wecom.app_api import WecomAPI
-from adapters.wecom.app_quota import MemberQuota
+from adapters.wecom.api import WecomAPI
+from adapters.wecom.quota import MemberQuota
+from gateway.platform import Pacing, PlatformError
 
 log = logging.getLogger(__name__)
 

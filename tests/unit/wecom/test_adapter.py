@@ -12,12 +12,12 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from adapters.base import AdapterContext, MalformedRequest, VerificationFailed
-from adapters.wecom.app_adapter import WecomAppAdapter
+from adapters.wecom.adapter import WecomAppAdapter
 from adapters.wecom.crypto import WecomCrypto
 from gateway.config import WecomBot
 from gateway.models import Answered, Ignored, InboundMessage, Messages, Outcome, WebhookRequest
 from gateway.pacing import BotBudget
+from gateway.platform import AdapterContext, MalformedRequest, VerificationFailed
 from gateway.store.memory import MemoryStore
 from tests.fakes.wecom import (
     AES_KEY,

@@ -17,8 +17,8 @@ from xml.etree.ElementTree import ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
-from adapters.base import MalformedRequest
 from gateway.models import Attachment, ChatType, InboundMessage
+from gateway.platform import MalformedRequest
 
 PLATFORM = "wecom"
 # A real envelope is a few KB (an encrypted 2 KB message is ~3 KB of base64). Refusing big

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from adapters.base import NotReady, PlatformError
-from adapters.wecom.bot_adapter import DEFAULT_WELCOME, UNAVAILABLE
-from adapters.wecom.bot_state import INTERRUPTED, REFUSED, THINKING, BotState, StreamState
+from adapters.wecom_bot.adapter import DEFAULT_WELCOME, UNAVAILABLE
+from adapters.wecom_bot.state import INTERRUPTED, REFUSED, THINKING, BotState, StreamState
 from gateway.models import Answered, Attachment, Ignored, Messages, Outcome
+from gateway.platform import NotReady, PlatformError
 from gateway.store.base import StoreUnavailable
 from gateway.store.memory import MemoryStore
 from tests.fakes.wecom_bot import (

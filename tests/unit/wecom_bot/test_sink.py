@@ -9,8 +9,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from adapters.base import Pacing, PlatformError
-from adapters.wecom.bot_sink import CONTINUED, CUT, TAKING_LONG, StreamSink
+from adapters.wecom_bot.sink import CONTINUED, CUT, TAKING_LONG, StreamSink
+from gateway.platform import Pacing, PlatformError
 from gateway.text import measure
 
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from adapters.base import PlatformError, RateLimited
-from adapters.wecom.app_api import WecomAPI
+from adapters.wecom.api import WecomAPI
+from gateway.platform import PlatformError, RateLimited
 from gateway.store.memory import MemoryStore
 from tests.fakes.wecom import AGENT_ID, CORP_ID, SECRET, FakeQyapi
 

@@ -20,9 +20,9 @@ from urllib.parse import unquote
 
 import httpx
 
-from adapters.base import PlatformError, RateLimited, VerificationFailed
-from adapters.wecom.bot_protocol import markdown_body
 from adapters.wecom.crypto import aes_cbc_decrypt
+from adapters.wecom_bot.protocol import markdown_body
+from gateway.platform import PlatformError, RateLimited, VerificationFailed
 
 PLATFORM = "wecom_bot"
 MAX_MEDIA_BYTES = 100 << 20  # WeCom's file limit (100 MB) plus nothing: reject beyond it

@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapters.base import MalformedRequest
-from adapters.wecom.bot_protocol import stream_id
+from adapters.wecom_bot.protocol import stream_id
 from gateway.models import Attachment, ChatType, InboundMessage
+from gateway.platform import MalformedRequest
 
 PLATFORM = "wecom_bot"
 EMPTY_NOTICE = "Please write your question after mentioning me."

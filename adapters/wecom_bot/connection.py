@@ -26,9 +26,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from adapters.base import PlatformError, RateLimited
-from adapters.wecom.bot_api import RATE_LIMITED
+from adapters.wecom_bot.api import RATE_LIMITED
 from gateway.longconn import ConnectionClosed, Frame, WebSocket, connect
+from gateway.platform import PlatformError, RateLimited
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.dingtalk import stream as stream_module
+from adapters.dingtalk import connection as stream_module
 from adapters.dingtalk.api import DingtalkApi
+from adapters.dingtalk.connection import StreamClient
 from adapters.dingtalk.frames import StreamFrame
-from adapters.dingtalk.stream import StreamClient
 from tests.fakes.dingtalk import FakeDingtalk
 from tests.helpers import wait_for
 

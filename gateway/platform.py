@@ -1,4 +1,6 @@
-"""What every platform adapter provides, and what the core gives it.
+"""The contracts between the core and the platform adapters: what every adapter provides,
+and what the core gives it. The core owns them, so adapters depend on the core and never
+the other way round (`gateway.registry` finds an adapter by platform name).
 
 An adapter is three things:
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.models import Attachment, InboundMessage, Outcome, WebhookRequest
@@ -79,15 +80,6 @@ class RateLimited(PlatformError):
 # --- capabilities and pacing -------------------------------------------------------------
 
 
-class Markdown(StrEnum):
-    """The markdown dialect a sink renders; the sink converts, the core only splits."""
-
-    COMMONMARK = "commonmark"
-    SLACK = "slack_mrkdwn"
-    SUBSET = "subset"  # WeCom/DingTalk robot markdown: headings, bold, links, quotes, lists
-    PLAIN = "plain"
-
-
 @dataclass(frozen=True, slots=True)
 class Pacing:
     """How often one message may be updated, and which bot-wide budget the updates draw on.
@@ -117,7 +109,6 @@ class Capabilities:
     max_message: int
     unit: Literal["chars", "bytes"]
     pacing: Pacing
-    markdown: Markdown = Markdown.COMMONMARK
     threaded_groups: bool = False
 
 

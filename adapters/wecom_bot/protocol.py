@@ -24,9 +24,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import MalformedRequest, VerificationFailed
 from adapters.wecom.crypto import WecomCrypto
 from gateway.models import HttpResponse, WebhookRequest
+from gateway.platform import MalformedRequest, VerificationFailed
 
 MAX_CONTENT_BYTES = 20480
 MAX_FEEDBACK_ID_BYTES = 256
