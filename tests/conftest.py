@@ -84,7 +84,10 @@ def redis_url() -> Iterator[str]:
     """A real Redis: $REDIS_URL if set (CI starts one), else a redis-server we start on a
     free loopback port. Skipped only outside CI when there is no redis-server at all."""
     if url := os.environ.get("REDIS_URL"):
-        yield url
+        # Test workers run in parallel and tests flush their database: one database each.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+        base = url.rsplit("/", 1)[0] if url.rsplit("/", 1)[-1].isdigit() else url.rstrip("/")
+        yield f"{base}/{int(worker) + 1}"
         return
     binary = shutil.which("redis-server")
     if binary is None:
