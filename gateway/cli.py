@@ -1,14 +1,22 @@
-"""`dify-gateway serve | check | demo`."""
+"""`dify-gateway serve | check | schema | demo`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from gateway.config import Config, ConfigError, default_config_path, load_config
+
+# A `${VAR}` or `${VAR:-default}` reference, as gateway/config.py fills it in.
+PLACEHOLDER = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
+# Keys that tell which model applies (`bots.<name>.platform`): a placeholder there would make
+# every bot model match, so it stays a fixed value.
+_DISCRIMINATORS = frozenset({"platform"})
 
 
 def _load(path: str | None) -> Config:
@@ -47,6 +55,74 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_schema() -> dict[str, Any]:
+    """The config's JSON Schema (draft 2020-12), from the pydantic models, for editors.
+
+    Two changes to what pydantic generates, both so an editor judges the file as the gateway
+    will: secrets are plain strings (pydantic marks them `format: password`, `writeOnly`,
+    which editors take as "never shown"), and a value that must be a number, a boolean or one
+    of a fixed set may also be a `${VAR}` reference, because the gateway substitutes it
+    before it validates (`port: ${PORT:-8080}`).
+    """
+    schema = Config.model_json_schema()
+    _plain_secrets(schema)
+    _allow_placeholders(schema)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "dify-gateway config (gateway.yaml)",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+
+
+def _plain_secrets(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("format") == "password":
+            del node["format"]
+            node.pop("writeOnly", None)
+        for value in node.values():
+            _plain_secrets(value)
+    elif isinstance(node, list):
+        for value in node:
+            _plain_secrets(value)
+
+
+def _typed(node: dict[str, Any]) -> bool:
+    """True for a schema that a `${VAR}` string would fail: numbers, booleans, enums."""
+    return node.get("type") in ("integer", "number", "boolean") or "enum" in node
+
+
+def _allow_placeholders(node: Any) -> None:
+    if isinstance(node, list):
+        for value in node:
+            _allow_placeholders(value)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        _allow_placeholders(value)
+        if key != "properties" or not isinstance(value, dict):
+            continue
+        for name, prop in value.items():
+            if name in _DISCRIMINATORS or not isinstance(prop, dict):
+                continue
+            variants = prop.get("anyOf", [prop])
+            if any(isinstance(v, dict) and _typed(v) for v in variants):
+                value[name] = _with_placeholder(prop)
+
+
+def _with_placeholder(prop: dict[str, Any]) -> dict[str, Any]:
+    """`prop`, or a string holding a `${VAR}` reference; keeps its title and default."""
+    outer: dict[str, Any] = {k: prop[k] for k in ("title", "default") if k in prop}
+    inner = {k: v for k, v in prop.items() if k not in outer}
+    variants = inner["anyOf"] if set(inner) == {"anyOf"} else [inner]
+    return {**outer, "anyOf": [*variants, {"type": "string", "pattern": PLACEHOLDER}]}
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import serve
     from gateway.logs import config_secrets, setup_logging
@@ -76,10 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd.add_argument(
             "--config", help="config file (default: $DIFY_GATEWAY_CONFIG or config/gateway.yaml)"
         )
+    sub.add_parser("schema", help="print the config's JSON Schema (for editors)")
     demo = sub.add_parser("demo", help="run the whole path locally, no accounts needed")
     demo.add_argument("--question", default=None, help="what the demo user asks")
     args = parser.parse_args(argv)
-    handlers = {"serve": _serve, "check": _check, "demo": _demo}
+    handlers = {"serve": _serve, "check": _check, "schema": _schema, "demo": _demo}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
