@@ -40,7 +40,7 @@ from bench.common import (
 )
 from bench.fakes import BenchDify, BenchSlack
 
-MIN_INTERVAL_S = 0.25  # Slack streaming pacing per message (CONTRACT.md: at most 4/s)
+MIN_INTERVAL_S = 0.25  # Slack streaming pacing per message (README, "How it works": at most 4/s)
 
 
 def delays_ms(slack: BenchSlack) -> tuple[list[float], list[float]]:

@@ -3,7 +3,8 @@
 Decided at ack time, so the job that goes into the inbox is self-contained.
 
 Dify binds a conversation to the `user` that started it, so in the shared scopes (`chat`,
-`thread`) the Dify user belongs to the scope, not to whoever speaks (CONTRACT.md, "Users").
+`thread`) the Dify user belongs to the scope, not to whoever speaks (docs/configuration.md,
+"Conversation scopes").
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 The HTTP-mode sign covers only the timestamp, not the body (verify.py), so a request replayed
 within the hour could carry any `sessionWebhook` and aim our answers (the user's question and
-the assistant's reply) at a host of the sender's choosing. CONTRACT.md: use the URL exactly
-as given once its host is DingTalk's (`oapi.dingtalk.com`, `api.dingtalk.com`) or the
-configured `api_base`'s; otherwise refuse it and answer through the OpenAPI instead.
+the assistant's reply) at a host of the sender's choosing. So (docs/configuration.md,
+"Default API bases"): use the URL exactly as given once its host is DingTalk's
+(`oapi.dingtalk.com`, `api.dingtalk.com`) or the configured `api_base`'s; otherwise refuse
+it and answer through the OpenAPI instead.
 """
 
 from __future__ import annotations

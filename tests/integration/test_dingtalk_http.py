@@ -318,7 +318,7 @@ async def test_card_streams_growing_text_and_ends_finished(
     assert all(b.startswith(a) and a != b for a, b in itertools.pairwise(growing))
     create = ding.sent("/v1.0/card/instances/createAndDeliver")[0]
     assert create.at - acked < 1.0  # the thinking card shows within a second of the ack
-    # At most 4 streaming calls a second to one card (CONTRACT.md).
+    # At most 4 streaming calls a second to one card (README, "How it works").
     stamps = [c.at for c in ding.sent(STREAMING)]
     for i, t in enumerate(stamps):
         assert sum(1 for u in stamps[i:] if u - t < 1.0) <= 4

@@ -9,7 +9,7 @@ from gateway.platform import VerificationFailed
 
 SECRET = "test_app_secret"
 TIMESTAMP = "1700000000000"
-SIGN = "xe0JT7wpvLtClhhu571vw8bYvd9RpJAPhs9kSmT+LM8="  # reference/platforms.md DingTalk-7
+SIGN = "xe0JT7wpvLtClhhu571vw8bYvd9RpJAPhs9kSmT+LM8="  # self-generated: DingTalk publishes none
 NOW = 1700000000000
 
 

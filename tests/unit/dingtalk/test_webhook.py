@@ -1,4 +1,5 @@
-"""The sessionWebhook host check (CONTRACT.md): DingTalk's hosts or api_base's, nothing else."""
+"""The sessionWebhook host check (docs/configuration.md, "Default API bases"): DingTalk's
+hosts or api_base's, nothing else."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Known-answer vectors (reference/platforms.md, Feishu-7) and negative cases."""
+"""Known-answer vectors and negative cases: the decrypt example of Feishu's event-encryption
+doc (`test key`, "hello world"), and self-generated vectors (an encrypted url_verification
+with a fixed IV, and its signature)."""
 
 from __future__ import annotations
 

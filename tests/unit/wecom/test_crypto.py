@@ -1,8 +1,8 @@
 """Known-answer and negative tests for the shared WeCom crypto (WXBizMsgCrypt).
 
 Vectors: the official sample (doc path/91144 and the official C#/PHP/Java samples), the
-wechatpy test vectors (`tests/test_crypto.py`), and the self-generated AI-bot vector from
-reference/platforms.md §WeCom-7.
+wechatpy test vectors (`tests/test_crypto.py`), and a self-generated AI-bot vector (receiveid
+"", section C below).
 """
 
 from __future__ import annotations

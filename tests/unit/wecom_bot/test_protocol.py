@@ -1,6 +1,7 @@
 """Verification and sealing of WeCom AI-bot callbacks, through the adapter's `handle()`.
 
-Known answers: vector C of reference/platforms.md §WeCom-7 (self-generated, receiveid "").
+Known answers: vector C, self-generated (the official sample's token and EncodingAESKey,
+receiveid "", random prefix `1234567890123456`; plaintext tests/data/wecom_bot/text_single.json).
 Negative cases: every check fails closed with 401, and only an unparseable body is a 400.
 """
 
