@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-from gateway.store.base import Store, StoreUnavailable
+from gateway.store.base import SharedState, StoreUnavailable
 
 # fetch() returns (token, lifetime in seconds) as the platform reported them.
 Fetch = Callable[[], Awaitable[tuple[str, float]]]
@@ -19,7 +19,7 @@ Fetch = Callable[[], Awaitable[tuple[str, float]]]
 
 class SharedToken:
     def __init__(
-        self, store: Store, key: str, fetch: Fetch, *, refresh_margin: float = 300.0
+        self, store: SharedState, key: str, fetch: Fetch, *, refresh_margin: float = 300.0
     ) -> None:
         self._store = store
         self._key = f"token:{key}"

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.metrics import Metrics
 from gateway.models import Job
-from gateway.store.base import DEFAULT_CLAIM_TTL, Store
+from gateway.store.base import DEFAULT_CLAIM_TTL, Claims
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ TICK_S = 0.01
 
 class Inbox:
     def __init__(
-        self, store: Store, worker: Worker, *, max_concurrent: int, metrics: Metrics
+        self, store: Claims, worker: Worker, *, max_concurrent: int, metrics: Metrics
     ) -> None:
         self._store = store
         self._worker = worker

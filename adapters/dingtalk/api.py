@@ -23,7 +23,7 @@ import httpx
 from adapters.download import follow
 from adapters.tokens import SharedToken
 from gateway.platform import PlatformError, RateLimited
-from gateway.store.base import Store
+from gateway.store.base import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class DingtalkApi:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        store: Store,
+        store: SharedState,
         *,
         api_base: str,
         client_id: str,

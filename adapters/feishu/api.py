@@ -27,7 +27,7 @@ from adapters.download import fetch
 from adapters.tokens import SharedToken
 from gateway.config import FeishuBot
 from gateway.platform import PlatformError, RateLimited
-from gateway.store.base import Store
+from gateway.store.base import SharedState
 
 T = TypeVar("T")
 PLATFORM = "feishu"
@@ -70,7 +70,7 @@ def _check(response: httpx.Response, what: str) -> dict[str, Any]:
 
 
 class FeishuAPI:
-    def __init__(self, http: httpx.AsyncClient, store: Store, config: FeishuBot) -> None:
+    def __init__(self, http: httpx.AsyncClient, store: SharedState, config: FeishuBot) -> None:
         self._http = http
         self._base = config.resolved_api_base.rstrip("/")
         self._app_id = config.app_id

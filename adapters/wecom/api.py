@@ -20,7 +20,7 @@ import httpx
 from adapters.download import fetch
 from adapters.tokens import SharedToken
 from gateway.platform import PlatformError, RateLimited
-from gateway.store.base import Store
+from gateway.store.base import SharedState
 
 PLATFORM = "wecom"
 # 40014 invalid and 42001 expired token. WeCom documents 40001 as "invalid secret" (what
@@ -59,7 +59,7 @@ class WecomAPI:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        store: Store,
+        store: SharedState,
         *,
         api_base: str,
         corp_id: str,

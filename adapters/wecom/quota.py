@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.store.base import Store, StoreUnavailable
+from gateway.store.base import SharedState, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ WINDOWS = (Window(60, 15), Window(600, 142))
 class MemberQuota:
     def __init__(
         self,
-        store: Store,
+        store: SharedState,
         prefix: str,
         *,
         windows: tuple[Window, ...] | None = None,

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
-from gateway.store.base import Store
+from gateway.store.base import Claims, SharedState
 
 MAX_IN_FLIGHT = 3
 WECOM_STREAM_WINDOW = 360.0  # WeCom stops refreshing 6 min after the user's message
@@ -61,8 +62,12 @@ class StreamState:
         return StreamState(self.content + INTERRUPTED, True, self.close_at, self.refused)
 
 
+class BotStore(Claims, SharedState, Protocol):
+    """The parts of the store `BotState` uses: a claim for first sight, values for the rest."""
+
+
 class BotState:
-    def __init__(self, store: Store, bot: str) -> None:
+    def __init__(self, store: BotStore, bot: str) -> None:
         self._store = store
         self._bot = bot
 

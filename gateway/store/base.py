@@ -1,9 +1,30 @@
-"""The storage Protocol. One parametrised test suite (tests/unit/test_store.py) runs
-against every backend, so they cannot drift apart."""
+"""The storage contracts, one Protocol per thing the gateway needs from a store.
+
+- `Claims`: dedupe. Claiming every id of a message at once makes a platform's retry (on any
+  instance) a no-op. The inbox depends on this part alone.
+- `Conversations`: which Dify conversation a user, chat or thread is in; kept for good.
+- `Locks`: one answer at a time per conversation (across instances, on Redis).
+- `SharedState`: small string values with a TTL that instances share: access tokens, reply
+  checkpoints, answer records, WeCom send quotas and AI-bot stream state.
+- `Store`: all four plus `ping` and `aclose`. Every backend implements it and the runtime
+  holds one; each consumer asks for the narrowest part it uses (`SharedToken` a
+  `SharedState`, the inbox `Claims`), so a test fake or a new backend stays small.
+
+Keys are strings the callers choose; `gateway/store/keys.py` names every one of them.
+
+Which backend (the `store:` URL, built by `factory.open_store`):
+- `sqlite:///path.db`, the default: one gateway process, state survives restarts. The file is
+  locked, so a second process on it is refused rather than answering retries twice.
+- `redis://` (or `rediss://`): several instances behind a load balancer share claims, locks
+  and state.
+- `memory://`: tests and throwaway runs; nothing survives a restart.
+
+One parametrised suite per part (tests/unit/store/) runs against every backend, so they
+cannot drift apart.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -16,85 +37,51 @@ class StoreUnavailable(Exception):
     """The backend did not answer. The edge answers 503 so the platform retries."""
 
 
-class Store(Protocol):
+class Claims(Protocol):
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
         """Claim every key for `ttl` seconds, atomically: all or nothing.
 
         Returns False, changing nothing, if any key is already claimed. This is the dedupe
         that makes a platform retry (on any instance) a no-op."""
 
-    async def get_conversation(self, key: str) -> str | None: ...
 
-    async def set_conversation(self, key: str, conversation_id: str) -> None: ...
+class Conversations(Protocol):
+    async def get_conversation(self, key: str) -> str | None:
+        """The Dify conversation id remembered for `key`, if any."""
+
+    async def set_conversation(self, key: str, conversation_id: str) -> None:
+        """Remember `conversation_id` for `key` (no expiry), replacing any earlier one."""
 
     async def delete_conversation(self, key: str) -> bool:
         """Forget the conversation; True if there was one."""
 
+
+class Locks(Protocol):
     def lock(self, key: str, ttl: float = 60.0) -> AbstractAsyncContextManager[None]:
         """Hold `key` exclusively (across instances for Redis). `ttl` bounds how long a
         crashed holder can block others; a live holder keeps it renewed."""
 
-    async def get(self, key: str) -> str | None: ...
 
-    async def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
+class SharedState(Protocol):
+    async def get(self, key: str) -> str | None:
+        """The value under `key`, or None if it was never set, was deleted or expired."""
 
-    async def delete(self, key: str) -> None: ...
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        """Store `value` under `key`, expiring after `ttl` seconds (None: never)."""
+
+    async def delete(self, key: str) -> None:
+        """Remove `key`; nothing happens if it is absent."""
 
     async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         """Add `delta` to an integer counter and return the new value; `ttl` (re)sets its
         expiry."""
 
+
+class Store(Claims, Conversations, Locks, SharedState, Protocol):
+    """Everything a backend provides: what the runtime opens and hands out in parts."""
+
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the backend answers."""
 
-    async def aclose(self) -> None: ...
-
-
-class KeyedLocks:
-    """In-process locks by key, dropped when nobody holds or waits for them.
-
-    The memory and SQLite stores serve one process, so an asyncio lock is the whole story."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
-        return _Held(self._locks, key)
-
-
-class _Held:
-    """One hold of a keyed lock. A class, not an @asynccontextmanager: every answer holds
-    its conversation's lock while it streams, and a suspended generator costs more memory
-    per answer than this object."""
-
-    __slots__ = ("_key", "_lock", "_locks")
-
-    def __init__(self, locks: dict[str, tuple[asyncio.Lock, int]], key: str) -> None:
-        self._locks = locks
-        self._key = key
-        self._lock: asyncio.Lock | None = None
-
-    async def __aenter__(self) -> None:
-        lock, users = self._locks.get(self._key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[self._key] = (lock, users + 1)
-        try:
-            await lock.acquire()
-        except BaseException:
-            self._release_user(lock)  # cancelled while waiting: never held
-            raise
-        self._lock = lock
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        lock = self._lock
-        assert lock is not None
-        lock.release()
-        self._release_user(lock)
-
-    def _release_user(self, lock: asyncio.Lock) -> None:
-        _, users = self._locks[self._key]
-        if users == 1:
-            del self._locks[self._key]
-        else:
-            self._locks[self._key] = (lock, users - 1)
+    async def aclose(self) -> None:
+        """Release connections and files; the store is not used afterwards."""

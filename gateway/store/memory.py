@@ -1,4 +1,6 @@
-"""In-process store, for tests and throwaway runs: nothing survives a restart."""
+"""In-process store, for tests and throwaway runs: nothing survives a restart. The parts of
+the `Store` are kept apart: claims in a `ClaimIndex`, conversations and shared state in two
+dicts, locks in `KeyedLocks`."""
 
 from __future__ import annotations
 
@@ -6,8 +8,9 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
-from gateway.store.base import DEFAULT_CLAIM_TTL, KeyedLocks
+from gateway.store.base import DEFAULT_CLAIM_TTL
 from gateway.store.claims import ClaimIndex
+from gateway.store.local_locks import KeyedLocks
 
 
 class MemoryStore:

@@ -2,7 +2,9 @@
 
 Claims are `SET NX` under a Lua script (all keys or none); the conversation lock is a token
 lock that its holder renews and only its holder can release. Single Redis or Sentinel; a
-Redis Cluster would need the claim keys in one hash slot.
+Redis Cluster would need the claim keys in one hash slot. Each part of the `Store` has its own
+namespace (`dify-gateway:claim:`, `conv:`, `lock:`, and `kv:` for shared state), so the same
+key in two parts names two things.
 
 Connections come from a bounded pool whose callers *wait* for a free connection. redis-py's
 default async pool raises `MaxConnectionsError` for the 101st concurrent command instead, and

@@ -8,6 +8,9 @@ With WAL and synchronous=NORMAL a commit is a write to the log, not an fsync. Ch
 the only slow part, run on a background thread with their own connection, so they never
 stall the loop.
 
+Each part of the `Store` has its own table: `claim_log`, `conversations` and `kv` (shared
+state); locks are in-process (`KeyedLocks`).
+
 Dedupe claims are an append-only log on disk and an index in memory (gateway/store/claims.py
 says why), rebuilt from the log when the store opens. A claim is decided at once against the
 index and answered once its row is committed; if the commit fails, the claim is released, so
@@ -33,8 +36,9 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.store.base import DEFAULT_CLAIM_TTL, KeyedLocks, StoreUnavailable
+from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
 from gateway.store.claims import ClaimIndex
+from gateway.store.local_locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
