@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from gateway.store.base import SharedState, StoreUnavailable
+from gateway.store.keys import TokenKey
 
 # fetch() returns (token, lifetime in seconds) as the platform reported them.
 Fetch = Callable[[], Awaitable[tuple[str, float]]]
@@ -19,10 +20,11 @@ Fetch = Callable[[], Awaitable[tuple[str, float]]]
 
 class SharedToken:
     def __init__(
-        self, store: SharedState, key: str, fetch: Fetch, *, refresh_margin: float = 300.0
+        self, store: SharedState, key: TokenKey, fetch: Fetch, *, refresh_margin: float = 300.0
     ) -> None:
+        """`key` names the token in the store: `gateway.store.keys.platform_token(...)`."""
         self._store = store
-        self._key = f"token:{key}"
+        self._key = key
         self._fetch = fetch
         self._margin = refresh_margin
         self._token: str | None = None

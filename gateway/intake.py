@@ -17,6 +17,7 @@ from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Messages, Outcome
 from gateway.platform import Adapter, Ingest, IntakeUnavailable
 from gateway.router import Router
+from gateway.store import keys
 from gateway.store.base import StoreUnavailable
 
 
@@ -48,9 +49,8 @@ class Intake:
                     or not decision.require_mention
                 ):
                     job = self._router.job(message, decision, now)
-                    # Namespaced by bot: two bots may see the same platform ids.
-                    keys = list(map((bot + ":").__add__, message.dedupe_keys))
-                    accepted = await self._inbox.accept(job, keys or [job.job_id])
+                    claims = keys.dedupe_claims(bot, message.dedupe_keys)
+                    accepted = await self._inbox.accept(job, claims or [job.job_id])
                     fate = "accepted" if accepted else "duplicate"
             self._metrics.count_event(bot, fate)
 

@@ -30,6 +30,7 @@ from gateway.models import InboundMessage, Job
 from gateway.pacing import BotBudget
 from gateway.platform import Adapter, PlatformError
 from gateway.router import Router, render_inputs
+from gateway.store import keys
 from gateway.store.base import Store
 from gateway.streaming import AnswerStream
 
@@ -86,7 +87,7 @@ class Relay:
             if command is not None and not job.message.attachments:
                 await self._run_command(job, adapter, command)
                 return
-            resume = await self._store.get(f"reply:{job.job_id}")
+            resume = await self._store.get(keys.reply_checkpoint(job.job_id))
             sink = adapter.open_reply(job.message, json.loads(resume) if resume else None)
 
             saved = resume is not None
@@ -94,7 +95,9 @@ class Relay:
             async def checkpoint(snapshot: dict[str, Any]) -> None:
                 nonlocal saved
                 saved = True
-                await self._store.set(f"reply:{job.job_id}", json.dumps(snapshot), CHECKPOINT_TTL)
+                await self._store.set(
+                    keys.reply_checkpoint(job.job_id), json.dumps(snapshot), CHECKPOINT_TTL
+                )
 
             stream = AnswerStream(
                 sink, adapter.capabilities, self._budgets[bot], checkpoint=checkpoint
@@ -105,7 +108,7 @@ class Relay:
             self._metrics.updates.labels(bot).inc(stream.updates)
             self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
             if saved:
-                await self._store.delete(f"reply:{job.job_id}")
+                await self._store.delete(keys.reply_checkpoint(job.job_id))
 
     async def _produce(self, job: Job, adapter: Adapter, stream: AnswerStream) -> str:
         """Run Dify into the stream and deliver the end. Returns the result label."""
@@ -233,7 +236,7 @@ class Relay:
         if not finished.message_id:
             return
         record = {"app": job.app, "user": job.dify_user, "message_id": finished.message_id}
-        await self._store.set(f"answer:{job.job_id}", json.dumps(record), ANSWER_RECORD_TTL)
+        await self._store.set(keys.answer_record(job.job_id), json.dumps(record), ANSWER_RECORD_TTL)
 
     async def _run_command(self, job: Job, adapter: Adapter, command: str) -> None:
         if command == "/reset":
@@ -268,7 +271,7 @@ class Relay:
         return statement if isinstance(statement, str) and statement.strip() else None
 
     async def feedback(self, job_id: str, rating: Literal["like", "dislike"] | None) -> None:
-        raw = await self._store.get(f"answer:{job_id}")
+        raw = await self._store.get(keys.answer_record(job_id))
         if raw is None:
             log.info("feedback for unknown answer %s ignored", job_id)
             return

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from gateway.config import Config, Route, Scope
 from gateway.models import ChatType, InboundMessage, Job
+from gateway.store import keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class Router:
             message=message,
             app=decision.app,
             scope=decision.scope,
-            conversation_key=decision.app + "/" + key,
+            conversation_key=keys.conversation(decision.app, key),
             dify_user=user,
             input_templates=dict(route.inputs) if route is not None and route.inputs else {},
             accepted_at=accepted_at,

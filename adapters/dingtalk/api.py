@@ -23,6 +23,7 @@ import httpx
 from adapters.download import follow
 from adapters.tokens import SharedToken
 from gateway.platform import PlatformError, RateLimited
+from gateway.store import keys
 from gateway.store.base import SharedState
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,9 @@ class DingtalkApi:
         self._client_id = client_id
         self._secret = client_secret
         self.robot_code = robot_code
-        self.token = SharedToken(store, f"dingtalk:{client_id}", self._fetch_token)
+        self.token = SharedToken(
+            store, keys.platform_token("dingtalk", client_id), self._fetch_token
+        )
 
     @property
     def base(self) -> str:

@@ -27,6 +27,7 @@ from adapters.download import fetch
 from adapters.tokens import SharedToken
 from gateway.config import FeishuBot
 from gateway.platform import PlatformError, RateLimited
+from gateway.store import keys
 from gateway.store.base import SharedState
 
 T = TypeVar("T")
@@ -76,7 +77,9 @@ class FeishuAPI:
         self._app_id = config.app_id
         self._secret = config.app_secret
         # Keyed by app: two bots of one app share one token, as Feishu issues one per app.
-        self._token = SharedToken(store, f"feishu:{self._base}:{config.app_id}", self._fetch)
+        self._token = SharedToken(
+            store, keys.platform_token("feishu", self._base, config.app_id), self._fetch
+        )
 
     async def _fetch(self) -> tuple[str, float]:
         body = await self._send(

@@ -42,6 +42,7 @@ from gateway.platform import (
     MalformedRequest,
     VerificationFailed,
 )
+from gateway.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ class WecomAppAdapter:
             secret=config.secret.get_secret_value(),
             agent_id=config.agent_id,
         )
-        self._quota = MemberQuota(context.store, f"wecom:quota:{config.corp_id}:{config.agent_id}")
+        self._quota = MemberQuota(
+            context.store, keys.wecom_quota_scope(config.corp_id, config.agent_id)
+        )
         self.capabilities = Capabilities(
             can_edit=False,
             max_message=MAX_MESSAGE_BYTES,

@@ -20,6 +20,7 @@ import httpx
 from adapters.download import fetch
 from adapters.tokens import SharedToken
 from gateway.platform import PlatformError, RateLimited
+from gateway.store import keys
 from gateway.store.base import SharedState
 
 PLATFORM = "wecom"
@@ -71,7 +72,9 @@ class WecomAPI:
         self._corp_id = corp_id
         self._secret = secret
         self.agent_id = agent_id
-        self.token = SharedToken(store, f"wecom:{corp_id}:{agent_id}", self._fetch_token)
+        self.token = SharedToken(
+            store, keys.platform_token("wecom", corp_id, str(agent_id)), self._fetch_token
+        )
 
     async def _fetch_token(self) -> tuple[str, float]:
         response = await self._request(

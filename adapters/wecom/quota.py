@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from gateway.store import keys
 from gateway.store.base import SharedState, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,14 @@ class MemberQuota:
     def __init__(
         self,
         store: SharedState,
-        prefix: str,
+        scope: str,
         *,
         windows: tuple[Window, ...] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
-        self._prefix = prefix
+        self._scope = scope  # keys.wecom_quota_scope: one WeCom app
         self._windows = WINDOWS if windows is None else windows
         self._clock = clock
         self._sleep = sleep
@@ -70,7 +71,7 @@ class MemberQuota:
         taken: list[tuple[str, int]] = []
         for window in self._windows:
             index = int(now // window.seconds)
-            key = f"{self._prefix}:{member}:{window.seconds}:{index}"
+            key = keys.wecom_quota(self._scope, member, window.seconds, index)
             count = await self._store.incr(key, 1, ttl=window.seconds * 2)
             taken.append((key, window.seconds))
             if count > window.cap:

@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from gateway.store import keys
 from gateway.store.base import Claims, SharedState
 
 MAX_IN_FLIGHT = 3
@@ -71,31 +72,28 @@ class BotState:
         self._store = store
         self._bot = bot
 
-    def _key(self, kind: str, name: str) -> str:
-        return f"wecom_bot:{kind}:{self._bot}:{name}"
-
     async def read(self, sid: str) -> StreamState | None:
-        raw = await self._store.get(self._key("stream", sid))
+        raw = await self._store.get(keys.wecom_bot_stream(self._bot, sid))
         return StreamState.loads(raw) if raw is not None else None
 
     async def write(self, sid: str, state: StreamState) -> None:
-        await self._store.set(self._key("stream", sid), state.dumps(), STATE_TTL)
+        await self._store.set(keys.wecom_bot_stream(self._bot, sid), state.dumps(), STATE_TTL)
 
     async def first_sight(self, msgid: str) -> bool:
         """True the first time this msgid is seen (atomically, across instances)."""
-        return await self._store.claim([self._key("seen", msgid)], STATE_TTL)
+        return await self._store.claim([keys.wecom_bot_first_sight(self._bot, msgid)], STATE_TTL)
 
     async def enter(self, user: str) -> bool:
         """Count one more answer in flight for `user`; False (and nothing counted) when
         they already have the maximum."""
-        key = self._key("inflight", user)
+        key = keys.wecom_bot_in_flight(self._bot, user)
         if await self._store.incr(key, 1, COUNT_TTL) <= MAX_IN_FLIGHT:
             return True
         await self._store.incr(key, -1, COUNT_TTL)
         return False
 
     async def leave(self, user: str) -> None:
-        key = self._key("inflight", user)
+        key = keys.wecom_bot_in_flight(self._bot, user)
         if await self._store.incr(key, -1, COUNT_TTL) < 0:
             # The count expired while this answer ran: don't leave it negative.
             await self._store.set(key, "0", COUNT_TTL)

@@ -1,0 +1,87 @@
+"""Every key the gateway stores something under, built in one place.
+
+The strings are part of the stored data: change one and a running deployment loses what it
+kept under the old one (a chat forgets its Dify conversation, a retry is answered twice, a
+token is fetched again). tests/unit/store/test_keys.py pins them.
+
+A key only has to be unique within its part of the store (see base.py): the backends keep
+claims, conversations, locks and shared state apart (Redis under `dify-gateway:<part>:`).
+Within a part, each kind of key has its own shape, so kinds do not collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NewType
+
+# What `platform_token` returns and `SharedToken` takes. SharedToken used to add the `token:`
+# prefix itself: with this type, a caller passing a bare name fails mypy instead of quietly
+# storing the token under a new key.
+TokenKey = NewType("TokenKey", str)
+
+# --- Claims ---------------------------------------------------------------------------------
+
+
+def dedupe_claims(bot: str, dedupe_keys: Iterable[str]) -> list[str]:
+    """Claims on a message's platform ids, `<bot>:<id>` (two bots may see one platform id),
+    held for `DEFAULT_CLAIM_TTL` (8 h)."""
+    return list(map((bot + ":").__add__, dedupe_keys))  # on the ack path: no per-key call
+
+
+def wecom_bot_first_sight(bot: str, msgid: str) -> str:
+    """Claimed when a WeCom AI-bot callback's msgid is first seen, held 1 h, so its retries
+    neither count nor answer again."""
+    return f"wecom_bot:seen:{bot}:{msgid}"
+
+
+# --- Conversations and locks ------------------------------------------------------------------
+
+
+def conversation(app: str, scope_key: str) -> str:
+    """`<app>/<scope key>` (scope key from `gateway.router.conversation_key`): the Dify
+    conversation id, kept for good, and the lock its answers take turns on."""
+    return app + "/" + scope_key
+
+
+# --- Shared state -----------------------------------------------------------------------------
+
+
+def reply_checkpoint(job_id: str) -> str:
+    """A reply sink's checkpoint (JSON), so a retried answer edits its message rather than
+    posting anew; kept 24 h, deleted when the answer ends."""
+    return f"reply:{job_id}"
+
+
+def answer_record(job_id: str) -> str:
+    """The Dify app, user and message id of a finished answer (JSON), for user feedback;
+    kept 7 days."""
+    return f"answer:{job_id}"
+
+
+def platform_token(platform: str, *ids: str) -> TokenKey:
+    """A platform access token and its expiry (JSON) that instances share, `ids` naming the
+    app; kept until shortly before the token expires."""
+    return TokenKey(":".join(("token", platform, *ids)))
+
+
+def wecom_quota_scope(corp_id: str, agent_id: int) -> str:
+    """The prefix of one WeCom app's send counters (see `wecom_quota`)."""
+    return f"wecom:quota:{corp_id}:{agent_id}"
+
+
+def wecom_quota(scope: str, member: str, window_s: int, window_index: int) -> str:
+    """How many messages an app sent `member` in one fixed window (number `window_index` of
+    `window_s` seconds since the epoch); kept two windows."""
+    return f"{scope}:{member}:{window_s}:{window_index}"
+
+
+def wecom_bot_stream(bot: str, stream_id: str) -> str:
+    """A WeCom AI-bot stream's current content and finish flag (JSON), read by refresh
+    callbacks on any instance; kept 1 h."""
+    return f"wecom_bot:stream:{bot}:{stream_id}"
+
+
+def wecom_bot_in_flight(bot: str, user: str) -> str:
+    """How many answers a user has in flight with a WeCom AI bot (at most 3); expires 7 min
+    after its last change, so a crashed worker cannot lock the user out."""
+    return f"wecom_bot:inflight:{bot}:{user}"

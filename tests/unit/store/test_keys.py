@@ -1,0 +1,45 @@
+"""The key builders give the very strings the gateway stored under before they existed:
+deployments keep their conversations, checkpoints, tokens and counters across the upgrade."""
+
+from __future__ import annotations
+
+from gateway.store import keys
+
+
+def test_claim_keys_are_unchanged() -> None:
+    assert keys.dedupe_claims("slack-main", ["event:Ev1", "msg:C1:1.2"]) == [
+        "slack-main:event:Ev1",
+        "slack-main:msg:C1:1.2",
+    ]
+    assert keys.dedupe_claims("b", ()) == []  # the intake then claims the job id
+    assert keys.wecom_bot_first_sight("wecom-ai", "m1") == "wecom_bot:seen:wecom-ai:m1"
+
+
+def test_conversation_key_is_unchanged() -> None:
+    assert keys.conversation("main", "user:b:U1") == "main/user:b:U1"
+    assert keys.conversation("main", "thread:b:oc_1:m1") == "main/thread:b:oc_1:m1"
+
+
+def test_shared_state_keys_are_unchanged() -> None:
+    assert keys.reply_checkpoint("b:m1") == "reply:b:m1"
+    assert keys.answer_record("b:m1") == "answer:b:m1"
+    assert (
+        keys.platform_token("feishu", "https://open.feishu.cn", "cli_1")
+        == "token:feishu:https://open.feishu.cn:cli_1"
+    )
+    assert keys.platform_token("dingtalk", "ding1") == "token:dingtalk:ding1"
+    assert keys.platform_token("wecom", "ww1", "1000002") == "token:wecom:ww1:1000002"
+    scope = keys.wecom_quota_scope("ww1", 1000002)
+    assert scope == "wecom:quota:ww1:1000002"
+    assert keys.wecom_quota(scope, "zhangsan", 60, 28333333) == (
+        "wecom:quota:ww1:1000002:zhangsan:60:28333333"
+    )
+    assert keys.wecom_bot_stream("wecom-ai", "s1") == "wecom_bot:stream:wecom-ai:s1"
+    assert keys.wecom_bot_in_flight("wecom-ai", "u1") == "wecom_bot:inflight:wecom-ai:u1"
+
+
+def test_keys_of_different_bots_and_kinds_differ() -> None:
+    assert keys.dedupe_claims("a", ["msg:1"]) != keys.dedupe_claims("b", ["msg:1"])
+    assert keys.reply_checkpoint("b:m1") != keys.answer_record("b:m1")
+    assert keys.wecom_bot_stream("bot", "x") != keys.wecom_bot_in_flight("bot", "x")
+    assert keys.platform_token("wecom", "ww1", "1") != keys.platform_token("wecom", "ww1", "2")
