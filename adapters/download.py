@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gateway.outbound import network_error
 from gateway.platform import PlatformError
 
 MAX_REDIRECTS = 3
@@ -59,7 +60,7 @@ async def fetch(
                         raise PlatformError(platform, "file_too_large", what)
     except httpx.HTTPError as exc:
         # Never the URL in the message: some platforms put tokens in query strings.
-        raise PlatformError(platform, "network", f"{what}: {type(exc).__name__}") from None
+        raise network_error(platform, what, exc) from None
     return Fetched(response.status_code, response.headers, bytes(data), response.url)
 
 

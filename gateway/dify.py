@@ -38,6 +38,7 @@ from gateway.dify_events import (
     TextDelta,
     TextReplace,
 )
+from gateway.outbound import retry_after
 from gateway.sse import SSEParser
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,6 @@ IDLE_TIMEOUT_S = 60.0  # Dify pings every ~10 s, so a minute of silence means a 
 
 
 # --- client ------------------------------------------------------------------------------
-
-
-def _retry_after(response: httpx.Response, default: float) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", default)))
-    except ValueError:
-        return default
 
 
 def _error_body(raw: bytes) -> tuple[str, str]:
@@ -195,7 +189,7 @@ class DifyClient:
             ):
                 raise ConversationGone(f"conversation {req.conversation_id} is gone: {message}")
             if status == 429:
-                wait = _retry_after(response, 1.0)
+                wait = retry_after(response.headers, 1.0)
                 if last or wait > 10:
                     raise DifyRateLimited(wait)
                 await self._sleep(wait + random.uniform(0, 0.5))

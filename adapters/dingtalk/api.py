@@ -15,18 +15,16 @@ Errors (open.dingtalk.com "服务端错误码" and "API 调用频率限制"):
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import httpx
 
 from adapters.download import follow
 from adapters.tokens import SharedToken
+from gateway.outbound import Answer, JsonApi, with_token
 from gateway.platform import PlatformError, RateLimited
 from gateway.store import keys
 from gateway.store.base import SharedState
-
-log = logging.getLogger(__name__)
 
 PLATFORM = "dingtalk"
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
@@ -43,47 +41,59 @@ WEBHOOK_THROTTLE_PAUSE = 60.0  # the per-minute robot quota
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 
 
-def _retry_after(response: httpx.Response, default: float) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return default
+class TokenRefused(PlatformError):
+    """An OpenAPI 401 (`InvalidAuthentication`): the access token went bad."""
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def check_openapi(response: httpx.Response) -> dict[str, Any]:
-    """Map an OpenAPI response to its JSON body or a typed error."""
-    data = _json(response)
+def check_openapi(answer: Answer) -> dict[str, Any]:
+    """Map an OpenAPI answer that is not a rate limit to its JSON body or a typed error."""
+    data = answer.body or {}
     code = str(data.get("code") or "")
-    if response.status_code == 429 or code in THROTTLE_CODES:
-        raise RateLimited(PLATFORM, _retry_after(response, THROTTLE_PAUSE), code or "429")
-    if not response.is_success:
+    if not 200 <= answer.status < 300:
         message = str(data.get("message") or "")[:200]
-        raise PlatformError(PLATFORM, code or f"http_{response.status_code}", message)
+        error = TokenRefused if answer.status == 401 else PlatformError
+        raise error(PLATFORM, code or f"http_{answer.status}", message)
     if data.get("success") is False:
         raise PlatformError(PLATFORM, code or "success_false", str(data.get("message") or ""))
     return data
 
 
-def check_webhook(response: httpx.Response) -> None:
-    """Map a sessionWebhook response (`errcode` 0 is success) to nothing or an error."""
-    if response.status_code == 429:
-        raise RateLimited(PLATFORM, _retry_after(response, WEBHOOK_THROTTLE_PAUSE), "429")
-    if not response.is_success:
-        raise PlatformError(PLATFORM, f"http_{response.status_code}", "sessionWebhook")
-    data = _json(response)
+def _check_webhook(answer: Answer) -> dict[str, Any]:
+    """Map a sessionWebhook answer (`errcode` 0 is success) to its body or an error."""
+    if not 200 <= answer.status < 300:
+        raise PlatformError(PLATFORM, f"http_{answer.status}", answer.what)
+    data = answer.body or {}
     errcode = data.get("errcode", 0)
-    if errcode in WEBHOOK_THROTTLE_ERRCODES:
-        raise RateLimited(PLATFORM, WEBHOOK_THROTTLE_PAUSE, str(errcode))
     if errcode != 0:
         raise PlatformError(PLATFORM, str(errcode), str(data.get("errmsg") or "")[:200])
+    return data
+
+
+OPENAPI = JsonApi(
+    PLATFORM,
+    check_openapi,
+    error_code=lambda body: str(body.get("code") or ""),
+    rate_limit_codes=dict.fromkeys(THROTTLE_CODES),  # Retry-After, else THROTTLE_PAUSE
+    default_wait=THROTTLE_PAUSE,
+    http_429_code="429",
+)
+WEBHOOK = JsonApi(
+    PLATFORM,
+    _check_webhook,
+    error_code=lambda body: body.get("errcode"),
+    rate_limit_codes=dict.fromkeys(WEBHOOK_THROTTLE_ERRCODES, WEBHOOK_THROTTLE_PAUSE),
+    default_wait=WEBHOOK_THROTTLE_PAUSE,
+    http_429_code="429",
+)
+
+
+def check_webhook(response: httpx.Response) -> None:
+    """Map a sessionWebhook response to nothing or a typed error."""
+    WEBHOOK.read(response.status_code, response.headers, response.content, "sessionWebhook")
+
+
+def _token_refused(exc: PlatformError) -> bool:
+    return isinstance(exc, TokenRefused)
 
 
 class DingtalkApi:
@@ -110,26 +120,11 @@ class DingtalkApi:
     def base(self) -> str:
         return self._base
 
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        what: str,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        """One HTTP exchange; network failures become `PlatformError("network")`, named by
-        `what` (never by the URL: a sessionWebhook URL is a credential)."""
-        try:
-            return await self._http.request(method, url, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise PlatformError(PLATFORM, "network", f"{what}: {type(exc).__name__}") from exc
-
     async def _fetch_token(self) -> tuple[str, float]:
         """`POST /v1.0/oauth2/accessToken` -> (accessToken, expireIn seconds)."""
         path = "/v1.0/oauth2/accessToken"
         body = {"appKey": self._client_id, "appSecret": self._secret}
-        data = check_openapi(await self._request("POST", f"{self._base}{path}", path, body))
+        data = await OPENAPI.send(self._http, "POST", f"{self._base}{path}", what=path, json=body)
         token, lifetime = data.get("accessToken"), data.get("expireIn")
         if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
             raise PlatformError(PLATFORM, "bad_token_response", "no accessToken/expireIn")
@@ -137,17 +132,14 @@ class DingtalkApi:
 
     async def call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """An authenticated OpenAPI call; one retry with a fresh token after a 401."""
-        for attempt in (1, 2):
-            token = await self.token.get()
-            response = await self._request(
-                method, f"{self._base}{path}", path, body, {TOKEN_HEADER: token}
-            )
-            if response.status_code == 401 and attempt == 1:
-                log.info("dingtalk access token rejected; fetching a new one")
-                await self.token.invalidate(token)
-                continue
-            return check_openapi(response)
-        raise AssertionError("unreachable")
+        url = f"{self._base}{path}"
+        return await with_token(
+            self.token,
+            lambda token: OPENAPI.send(
+                self._http, method, url, what=path, json=body, headers={TOKEN_HEADER: token}
+            ),
+            rejected=_token_refused,
+        )
 
     # --- Stream mode -------------------------------------------------------------------
 
@@ -162,7 +154,7 @@ class DingtalkApi:
             "localIp": "",
         }
         path = "/v1.0/gateway/connections/open"
-        data = check_openapi(await self._request("POST", f"{self._base}{path}", path, body))
+        data = await OPENAPI.send(self._http, "POST", f"{self._base}{path}", what=path, json=body)
         endpoint, ticket = data.get("endpoint"), data.get("ticket")
         if not isinstance(endpoint, str) or not isinstance(ticket, str) or not ticket:
             raise PlatformError(PLATFORM, "bad_connection", "no endpoint/ticket")
@@ -192,7 +184,7 @@ class DingtalkApi:
 
     async def send_by_session(self, url: str, message: dict[str, Any]) -> None:
         """Post `message` to a conversation's sessionWebhook (no token: the URL is one)."""
-        check_webhook(await self._request("POST", url, "sessionWebhook", message))
+        await WEBHOOK.send(self._http, "POST", url, what="sessionWebhook", json=message)
 
     async def send_to_user(self, user_id: str, msg_key: str, msg_param: dict[str, Any]) -> None:
         """`POST /v1.0/robot/oToMessages/batchSend`: a one-to-one robot message."""

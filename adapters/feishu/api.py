@@ -18,19 +18,18 @@ UTF-8 bytes and no more against the 30 KB card limit.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from adapters.download import fetch
 from adapters.tokens import SharedToken
 from gateway.config import FeishuBot
-from gateway.platform import PlatformError, RateLimited
+from gateway.outbound import Answer, JsonApi, json_object, with_token
+from gateway.platform import PlatformError
 from gateway.store import keys
 from gateway.store.base import SharedState
 
-T = TypeVar("T")
 PLATFORM = "feishu"
 TOKEN_REJECTED = {"99991663", "99991661"}
 RATE_LIMITED = {99991400, 230020}
@@ -41,33 +40,31 @@ def dumps(payload: object) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def _retry_after(headers: httpx.Headers, default: float = 1.0) -> float:
-    try:
-        return max(0.0, float(headers.get("x-ogw-ratelimit-reset", default)))
-    except ValueError:
-        return default
-
-
-def _check_body(status: int, headers: httpx.Headers, body: object, what: str) -> dict[str, Any]:
+def _check(answer: Answer) -> dict[str, Any]:
     """The JSON body of a call that succeeded, or the typed error."""
-    code = body.get("code") if isinstance(body, dict) else None
-    if status == 429 or code in RATE_LIMITED:
-        raise RateLimited(PLATFORM, _retry_after(headers), str(code or "http_429"))
-    if not isinstance(body, dict) or not isinstance(code, int):
-        raise PlatformError(PLATFORM, f"http_{status}", what)
+    body = answer.body
+    code = body.get("code") if body is not None else None
+    if body is None or not isinstance(code, int):
+        raise PlatformError(PLATFORM, f"http_{answer.status}", answer.what)
     if code != 0:
-        raise PlatformError(PLATFORM, str(code), f"{what}: {body.get('msg', '')}")
-    if status >= 400:
-        raise PlatformError(PLATFORM, f"http_{status}", what)
+        raise PlatformError(PLATFORM, str(code), f"{answer.what}: {body.get('msg', '')}")
+    if answer.status >= 400:
+        raise PlatformError(PLATFORM, f"http_{answer.status}", answer.what)
     return body
 
 
-def _check(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return _check_body(response.status_code, response.headers, body, what)
+API = JsonApi(
+    PLATFORM,
+    _check,
+    error_code=lambda body: body.get("code"),
+    rate_limit_codes=dict.fromkeys(RATE_LIMITED),  # wait what the reset header says
+    wait_header="x-ogw-ratelimit-reset",
+    http_429_code="http_429",
+)
+
+
+def _token_rejected(exc: PlatformError) -> bool:
+    return exc.code in TOKEN_REJECTED
 
 
 class FeishuAPI:
@@ -107,24 +104,15 @@ class FeishuAPI:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         content = dumps(payload).encode() if payload is not None else None
-        try:
-            response = await self._http.request(
-                method, self._base + path, content=content, headers=headers, params=params
-            )
-        except httpx.HTTPError as exc:
-            raise PlatformError(PLATFORM, "network", f"{path}: {type(exc).__name__}") from exc
-        return _check(response, path)
-
-    async def _authorized(self, attempt: Callable[[str], Awaitable[T]]) -> T:
-        """Run `attempt(token)`; if Feishu rejects the token, fetch a new one and retry once."""
-        token = await self._token.get()
-        try:
-            return await attempt(token)
-        except PlatformError as exc:
-            if isinstance(exc, RateLimited) or exc.code not in TOKEN_REJECTED:
-                raise
-        await self._token.invalidate(token)
-        return await attempt(await self._token.get())
+        return await API.send(
+            self._http,
+            method,
+            self._base + path,
+            what=path,
+            content=content,
+            headers=headers,
+            params=params,
+        )
 
     async def call(
         self,
@@ -134,8 +122,10 @@ class FeishuAPI:
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """An authenticated call; returns the whole body (`code`, `msg`, `data`, …)."""
-        return await self._authorized(
-            lambda token: self._send(method, path, payload, token=token, params=params)
+        return await with_token(
+            self._token,
+            lambda token: self._send(method, path, payload, token=token, params=params),
+            rejected=_token_rejected,
         )
 
     async def data(
@@ -237,7 +227,11 @@ class FeishuAPI:
         """A file or image the user sent: (bytes, content type)
         (`GET /open-apis/im/v1/messages/:message_id/resources/:key?type=image|file`)."""
         path = f"/open-apis/im/v1/messages/{message_id}/resources/{key}"
-        return await self._authorized(lambda token: self._fetch_resource(path, kind, token))
+        return await with_token(
+            self._token,
+            lambda token: self._fetch_resource(path, kind, token),
+            rejected=_token_rejected,
+        )
 
     async def _fetch_resource(self, path: str, kind: str, token: str) -> tuple[bytes, str]:
         fetched = await fetch(
@@ -252,12 +246,9 @@ class FeishuAPI:
         status, content_type = fetched.status, fetched.content_type
         if status >= 400 or content_type == "application/json":
             # Errors come back as JSON with a non-zero code; a user's .json file does not.
-            try:
-                body = json.loads(fetched.data)
-            except ValueError:
-                body = None
-            if status >= 400 or (isinstance(body, dict) and body.get("code") not in (0, None)):
-                _check_body(status, fetched.headers, body, path)
+            body = json_object(fetched.data)
+            if status >= 400 or (body is not None and body.get("code") not in (0, None)):
+                API.read(status, fetched.headers, fetched.data, path)
                 raise PlatformError(PLATFORM, f"http_{status}", path)
         return fetched.data, content_type
 

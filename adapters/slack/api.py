@@ -15,17 +15,31 @@ import httpx
 import orjson
 
 from adapters.download import follow
-from gateway.platform import PlatformError, RateLimited
+from gateway.outbound import Answer, JsonApi
+from gateway.platform import PlatformError
 
 PLATFORM = "slack"
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 
 
-def _retry_after(response: httpx.Response, default: float = 1.0) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", default)))
-    except ValueError:
-        return default
+def _check(answer: Answer) -> dict[str, Any]:
+    if answer.status >= 400:
+        raise PlatformError(PLATFORM, f"http_{answer.status}", answer.what)
+    body = answer.body
+    if body is None:
+        raise PlatformError(PLATFORM, "invalid_json", answer.what)
+    if not body.get("ok"):
+        raise PlatformError(PLATFORM, str(body.get("error") or "unknown_error"), answer.what)
+    return body
+
+
+API = JsonApi(
+    PLATFORM,
+    _check,
+    error_code=lambda body: None if body.get("ok") else body.get("error"),
+    rate_limit_codes={"ratelimited": None},  # waits what Retry-After says, else 1 s
+    http_429_code="ratelimited",
+)
 
 
 class SlackAPI:
@@ -51,35 +65,19 @@ class SlackAPI:
     ) -> dict[str, Any]:
         """Call a Web API method. Write methods take JSON; read methods (`users.info`,
         `auth.test`, …) only take form fields, so pass `form=True` for those."""
-        try:
-            if form:
-                response = await self._http.post(
-                    self._url(method), data=payload or {}, headers=self._auth
-                )
-            else:
-                response = await self._http.post(
-                    self._url(method),
-                    content=_json_body(payload or {}),
-                    headers=self._json_headers,
-                )
-        except httpx.HTTPError as exc:
-            raise PlatformError(PLATFORM, "network", f"{method}: {type(exc).__name__}") from exc
-        if response.status_code == 429:
-            raise RateLimited(PLATFORM, _retry_after(response), "ratelimited")
-        if response.status_code >= 400:
-            raise PlatformError(PLATFORM, f"http_{response.status_code}", method)
-        try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise PlatformError(PLATFORM, "invalid_json", method) from exc
-        if not isinstance(body, dict):
-            raise PlatformError(PLATFORM, "invalid_json", method)
-        if not body.get("ok"):
-            error = str(body.get("error") or "unknown_error")
-            if error == "ratelimited":
-                raise RateLimited(PLATFORM, _retry_after(response), error)
-            raise PlatformError(PLATFORM, error, method)
-        return body
+        url = self._url(method)
+        if form:
+            return await API.send(
+                self._http, "POST", url, what=method, data=payload or {}, headers=self._auth
+            )
+        return await API.send(
+            self._http,
+            "POST",
+            url,
+            what=method,
+            content=_json_body(payload or {}),
+            headers=self._json_headers,
+        )
 
     def token_may_go_to(self, url: str) -> bool:
         """The bot token is only ever sent to Slack's own hosts (over HTTPS) or to the

@@ -12,14 +12,15 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import httpx
 
 from adapters.download import fetch
 from adapters.tokens import SharedToken
-from gateway.platform import PlatformError, RateLimited
+from gateway.files import disposition_filename
+from gateway.outbound import Answer, JsonApi, with_token
+from gateway.platform import PlatformError
 from gateway.store import keys
 from gateway.store.base import SharedState
 
@@ -27,10 +28,10 @@ PLATFORM = "wecom"
 # 40014 invalid and 42001 expired token. WeCom documents 40001 as "invalid secret" (what
 # gettoken answers, and never retried there); WeChat-family APIs also use it for a bad
 # credential, so on other calls it earns one fresh token too: one gettoken at most.
-TOKEN_ERRORS = {40014, 42001, 40001}
+TOKEN_ERRORS = {"40014", "42001", "40001"}
 # 45009 is also the daily quota; WeCom blocks a per-minute breach for 60 s (doc "访问频率限制",
 # path/90454).
-RATE_LIMITS = {45009: 60.0, 45033: 1.0}
+RATE_LIMITS: dict[str | int, float | None] = {45009: 60.0, 45033: 1.0}
 HINTS = {
     60020: "the gateway's egress IP is not in the app's trusted IPs (企业可信IP)",
     40001: "the app secret is wrong",
@@ -38,22 +39,40 @@ HINTS = {
     81013: "the user is not in the app's visible range",
 }
 MAX_MEDIA_BYTES = 30 * 1024 * 1024  # Dify's audio limit; WeCom images are ≤ 10 MB
-_FILENAME = re.compile(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', re.IGNORECASE)
 
 
-def _check(body: Any, what: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise PlatformError(PLATFORM, "invalid_json", what)
+def _errcode(body: dict[str, Any]) -> int | None:
     try:
-        code = int(body.get("errcode", 0))
+        return int(body.get("errcode", 0))
     except (TypeError, ValueError):
-        raise PlatformError(PLATFORM, "invalid_json", what) from None
+        return None
+
+
+def _check(answer: Answer) -> dict[str, Any]:
+    what = answer.what
+    if answer.status >= 400:
+        raise PlatformError(PLATFORM, f"http_{answer.status}", what)
+    body = answer.body
+    code = _errcode(body) if body is not None else None
+    if body is None or code is None:
+        raise PlatformError(PLATFORM, "invalid_json", what)
     if code == 0:
         return body
-    if code in RATE_LIMITS:
-        raise RateLimited(PLATFORM, RATE_LIMITS[code], str(code))
     detail = HINTS.get(code) or str(body.get("errmsg") or "")[:200]
     raise PlatformError(PLATFORM, str(code), f"{what}: {detail}")
+
+
+API = JsonApi(
+    PLATFORM,
+    _check,
+    error_code=_errcode,
+    rate_limit_codes=RATE_LIMITS,
+    http_429_code="http_429",  # only a proxy answers 429: Retry-After, else 1 s
+)
+
+
+def _token_rejected(exc: PlatformError) -> bool:
+    return exc.code in TOKEN_ERRORS
 
 
 class WecomAPI:
@@ -77,10 +96,9 @@ class WecomAPI:
         )
 
     async def _fetch_token(self) -> tuple[str, float]:
-        response = await self._request(
+        body = await self._request(
             "GET", "gettoken", params={"corpid": self._corp_id, "corpsecret": self._secret}
         )
-        body = _check(self._json(response, "gettoken"), "gettoken")
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise PlatformError(PLATFORM, "invalid_json", "gettoken: no access_token")
@@ -97,54 +115,31 @@ class WecomAPI:
         *,
         params: dict[str, str],
         payload: dict[str, Any] | None = None,
-    ) -> httpx.Response:
-        try:
-            response = await self._http.request(
-                method,
-                f"{self._base}/cgi-bin/{path}",
-                params=params,
-                content=None if payload is None else json.dumps(payload, ensure_ascii=False),
-                headers=None if payload is None else {"Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as exc:  # its message may hold the URL: keep only the type
-            raise PlatformError(PLATFORM, "network", f"{path}: {type(exc).__name__}") from None
-        if response.status_code == 429:
-            raise RateLimited(PLATFORM, 1.0, "http_429")
-        if response.status_code >= 400:
-            raise PlatformError(PLATFORM, f"http_{response.status_code}", path)
-        return response
-
-    @staticmethod
-    def _json(response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise PlatformError(PLATFORM, "invalid_json", what) from None
-
-    async def _with_token(
-        self, method: str, path: str, params: dict[str, str], payload: dict[str, Any] | None
-    ) -> httpx.Response:
-        """One call; a token WeCom calls invalid or expired is dropped and the call retried
-        once with a fresh one (it can expire early, e.g. when the secret is reset)."""
-        for attempt in (1, 2):
-            token = await self.token.get()
-            response = await self._request(
-                method, path, params={**params, "access_token": token}, payload=payload
-            )
-            code = _errcode(response)
-            if code in TOKEN_ERRORS and attempt == 1:
-                await self.token.invalidate(token)
-                continue
-            return response
-        raise AssertionError("unreachable")
+    ) -> dict[str, Any]:
+        return await API.send(
+            self._http,
+            method,
+            f"{self._base}/cgi-bin/{path}",
+            what=path,
+            params=params,
+            content=None if payload is None else json.dumps(payload, ensure_ascii=False),
+            headers=None if payload is None else {"Content-Type": "application/json"},
+        )
 
     async def call(
         self, path: str, payload: dict[str, Any] | None = None, **params: str
     ) -> dict[str, Any]:
-        """POST `payload` (or GET when None) to `/cgi-bin/<path>` and check `errcode`."""
+        """POST `payload` (or GET when None) to `/cgi-bin/<path>` and check `errcode`. A
+        token WeCom calls invalid or expired is dropped and the call retried once with a
+        fresh one (it can expire early, e.g. when the secret is reset)."""
         method = "GET" if payload is None else "POST"
-        response = await self._with_token(method, path, params, payload)
-        return _check(self._json(response, path), path)
+        return await with_token(
+            self.token,
+            lambda token: self._request(
+                method, path, params={**params, "access_token": token}, payload=payload
+            ),
+            rejected=_token_rejected,
+        )
 
     async def send_markdown(self, touser: str, content: str) -> str:
         """`message/send` (doc path/90236) to one member; returns WeCom's msgid."""
@@ -167,28 +162,14 @@ class WecomAPI:
         await self.call("message/recall", {"msgid": msgid})
 
     async def download_media(self, media_id: str) -> tuple[bytes, str, str | None]:
-        """`media/get` (doc "获取临时素材"): (bytes, content type, file name if given).
-        An error comes back as a small JSON body instead of the file."""
-        for attempt in (1, 2):
-            token = await self.token.get()
-            data, headers = await self._fetch_media(media_id, token)
-            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type in ("application/json", "text/plain") or data.startswith(b"{"):
-                try:
-                    body = json.loads(data)
-                except ValueError:
-                    raise PlatformError(PLATFORM, "invalid_json", "media/get") from None
-                if _code_of(body) in TOKEN_ERRORS and attempt == 1:
-                    await self.token.invalidate(token)
-                    continue
-                _check(body, "media/get")
-                raise PlatformError(PLATFORM, "not_media", "media/get answered without a file")
-            match = _FILENAME.search(headers.get("content-disposition", ""))
-            name = match.group(1).strip() if match else None
-            return data, content_type or "application/octet-stream", name
-        raise AssertionError("unreachable")
+        """`media/get` (doc "获取临时素材"): (bytes, content type, file name if given)."""
+        return await with_token(
+            self.token,
+            lambda token: self._fetch_media(media_id, token),
+            rejected=_token_rejected,
+        )
 
-    async def _fetch_media(self, media_id: str, token: str) -> tuple[bytes, httpx.Headers]:
+    async def _fetch_media(self, media_id: str, token: str) -> tuple[bytes, str, str | None]:
         fetched = await fetch(
             self._http,
             f"{self._base}/cgi-bin/media/get",
@@ -199,7 +180,13 @@ class WecomAPI:
         )
         if fetched.status >= 400:
             raise PlatformError(PLATFORM, f"http_{fetched.status}", "media/get")
-        return fetched.data, fetched.headers
+        data, content_type = fetched.data, fetched.content_type.lower()
+        if content_type in ("application/json", "text/plain") or data.startswith(b"{"):
+            # An error comes back as a small JSON body instead of the file.
+            API.read(fetched.status, fetched.headers, data, "media/get")
+            raise PlatformError(PLATFORM, "not_media", "media/get answered without a file")
+        name = disposition_filename(fetched.headers.get("content-disposition", ""))
+        return data, content_type, name
 
     async def user_name(self, userid: str) -> str | None:
         """The member's name from `user/get` (doc "读取成员"). Newer apps may get no name
@@ -207,18 +194,3 @@ class WecomAPI:
         body = await self.call("user/get", userid=userid)
         name = body.get("name")
         return name if isinstance(name, str) and name.strip() else None
-
-
-def _code_of(body: Any) -> int:
-    try:
-        return int(body.get("errcode", 0)) if isinstance(body, dict) else 0
-    except (TypeError, ValueError):
-        return 0
-
-
-def _errcode(response: httpx.Response) -> int:
-    """The errcode of a JSON answer (0 when there is none)."""
-    try:
-        return _code_of(response.json())
-    except ValueError:
-        return 0

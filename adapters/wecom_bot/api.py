@@ -14,65 +14,48 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from typing import Any
 
 import httpx
 
 from adapters.wecom.crypto import aes_cbc_decrypt
 from adapters.wecom_bot.protocol import markdown_body
-from gateway.platform import PlatformError, RateLimited, VerificationFailed
+from gateway.files import disposition_filename, extension, file_type, sniff
+from gateway.outbound import Answer, JsonApi, network_error
+from gateway.platform import PlatformError, VerificationFailed
 
 PLATFORM = "wecom_bot"
 MAX_MEDIA_BYTES = 100 << 20  # WeCom's file limit (100 MB) plus nothing: reject beyond it
 RATE_LIMITED = {45009, 45033}  # api freq out of limit; too many concurrent calls
-_FILENAME = re.compile(r"""filename\*=UTF-8''([^;\s]+)|filename="?([^";]+)"?""", re.I)
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
-    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
-    (b"GIF8", "image/gif", ".gif"),
-    (b"%PDF-", "application/pdf", ".pdf"),
+
+
+def _check_reply(answer: Answer) -> dict[str, Any]:
+    if answer.status >= 400:
+        raise PlatformError(PLATFORM, f"http_{answer.status}")
+    body = answer.body
+    if body is None:
+        raise PlatformError(PLATFORM, "bad_response", "response_url answered non-JSON")
+    code = body.get("errcode", 0)
+    if code != 0:
+        raise PlatformError(PLATFORM, str(code), str(body.get("errmsg", "")))
+    return body
+
+
+API = JsonApi(
+    PLATFORM,
+    _check_reply,
+    error_code=lambda body: body.get("errcode"),
+    rate_limit_codes=dict.fromkeys(RATE_LIMITED, 1.0),
+    minimum_wait=1.0,  # a Retry-After of 0 would only run into the same limit again
 )
-
-
-def _network_error(exc: httpx.HTTPError) -> PlatformError:
-    # httpx messages can carry the URL; only the error's type goes out.
-    return PlatformError(PLATFORM, "network", type(exc).__name__)
-
-
-def _check_status(response: httpx.Response) -> None:
-    if response.status_code == 429:
-        raise RateLimited(PLATFORM, _retry_after(response))
-    if response.status_code >= 400:
-        raise PlatformError(PLATFORM, f"http_{response.status_code}")
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return max(1.0, float(response.headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0
 
 
 async def post_response_url(http: httpx.AsyncClient, url: str, content: str) -> None:
     """Send one Markdown message through a callback's response_url."""
     if not url.startswith(("https://", "http://")):
         raise PlatformError(PLATFORM, "no_response_url", "the callback carried no response_url")
-    try:
-        response = await http.post(url, json=markdown_body(content))
-    except httpx.HTTPError as exc:
-        raise _network_error(exc) from None
-    _check_status(response)
-    try:
-        data = response.json()
-    except ValueError:
-        raise PlatformError(PLATFORM, "bad_response", "response_url answered non-JSON") from None
-    code = data.get("errcode", 0) if isinstance(data, dict) else -1
-    if code in RATE_LIMITED:
-        raise RateLimited(PLATFORM, 1.0, str(code))
-    if code != 0:
-        raise PlatformError(PLATFORM, str(code), str(data.get("errmsg", "")))
+    await API.send(http, "POST", url, what="response_url", json=markdown_body(content))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +81,9 @@ def media_key(key_b64: str) -> bytes:
 async def download_media(http: httpx.AsyncClient, url: str, key: bytes) -> Media:
     try:
         async with http.stream("GET", url) as response:
-            _check_status(response)
+            if response.status_code >= 400:
+                API.raise_if_limited(response.status_code, response.headers)
+                raise PlatformError(PLATFORM, f"http_{response.status_code}")
             chunks, size = [], 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
@@ -106,32 +91,14 @@ async def download_media(http: httpx.AsyncClient, url: str, key: bytes) -> Media
                     raise PlatformError(PLATFORM, "too_large", "the file is over 100 MB")
                 chunks.append(chunk)
             disposition = response.headers.get("Content-Disposition", "")
-            declared = response.headers.get("Content-Type", "").split(";")[0].strip()
+            declared = response.headers.get("Content-Type", "")
     except httpx.HTTPError as exc:
-        raise _network_error(exc) from None
+        raise network_error(PLATFORM, "media download", exc) from None
     try:
         data = aes_cbc_decrypt(key, b"".join(chunks))
     except VerificationFailed:
         raise PlatformError(PLATFORM, "media_decrypt", "could not decrypt the file") from None
-    mime, extension = _sniff(data, declared)
-    return Media(data, _filename(disposition), mime, extension)
-
-
-def _sniff(data: bytes, declared: str) -> tuple[str, str]:
-    for magic, mime, extension in _MAGIC:
-        if data.startswith(magic):
-            return mime, extension
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp", ".webp"
-    # The server labels the ciphertext, which says little; prefer a neutral type.
-    usable = declared and declared != "application/octet-stream" and "/" in declared
-    return (declared if usable else "application/octet-stream"), ""
-
-
-def _filename(disposition: str) -> str | None:
-    m = _FILENAME.search(disposition)
-    if m is None:
-        return None
-    name = unquote(m.group(1) or m.group(2) or "").strip()
-    name = name.replace("/", "_").replace("\\", "_")
-    return name or None
+    # The server labels the ciphertext, which says little: the bytes decide.
+    sniffed = sniff(data)
+    mime = file_type(data, declared)
+    return Media(data, disposition_filename(disposition), mime, extension(mime) if sniffed else "")
