@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import mimetypes
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +26,7 @@ from adapters.dingtalk.reply import Destination, MarkdownSender
 from adapters.dingtalk.sink import CARD_PACING, MARKDOWN_PACING, CardSink, MarkdownSink
 from adapters.dingtalk.verify import verify_signature
 from gateway.config import DingtalkBot
+from gateway.files import file_name, file_type
 from gateway.models import (
     Attachment,
     HttpResponse,
@@ -159,10 +159,9 @@ class DingtalkAdapter:
         code = str(attachment.source.get("download_code") or "")
         if not code:
             raise PlatformError(PLATFORM, "no_download_code", attachment.name)
-        data, mime = await self.api.download(code)
-        name = attachment.name
-        if "." not in name:
-            name += mimetypes.guess_extension(mime) or ""
+        data, content_type = await self.api.download(code)
+        mime = file_type(data, content_type)
+        name = file_name(attachment.name, mime, keep_extension=True)
         return Download(data=data, name=name, mime_type=mime)
 
     async def display_name(self, message: InboundMessage) -> str:

@@ -18,6 +18,7 @@ from adapters.feishu.sink import CARDKIT_PACING, CardKitSupport, FeishuReplySink
 from adapters.feishu.verify import open_body, verify_webhook
 from adapters.names import DisplayNames
 from gateway.config import FeishuBot
+from gateway.files import file_name, image_type
 from gateway.longconn import LongConnection
 from gateway.models import (
     Answered,
@@ -48,26 +49,6 @@ log = logging.getLogger(__name__)
 # request in the very worst case, plus under 1 KB of card around it; the CardKit element
 # PUT (escaped once) stays under 15 KB.
 MAX_MESSAGE_BYTES = 7_000
-_IMAGE_TYPES = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/gif": "gif",
-    "image/webp": "webp",
-    "image/bmp": "bmp",
-}
-_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))
-
-
-def _image_name(data: bytes, content_type: str) -> tuple[str, str]:
-    """A file name with the right extension (Dify checks it), and the mime type."""
-    ext = _IMAGE_TYPES.get(content_type)
-    if ext is None:
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            ext = "webp"
-        else:
-            ext = next((e for magic, e in _MAGIC if data.startswith(magic)), "png")
-    mime = content_type if content_type in _IMAGE_TYPES else f"image/{ext.replace('jpg', 'jpeg')}"
-    return f"image.{ext}", mime
 
 
 class FeishuAdapter:
@@ -184,8 +165,9 @@ class FeishuAdapter:
                 raise PlatformError(PLATFORM, "voice_conversion", str(exc)) from exc
             return Download(data, name, mime)
         if attachment.kind == "image" and source["type"] == "image":
-            name, mime = _image_name(data, content_type)
-            return Download(data, name, mime)
+            # Dify checks the extension, and the bytes say best what it should be.
+            mime = image_type(data, content_type, default="image/png")
+            return Download(data, file_name("image", mime), mime)
         return Download(data, attachment.name, attachment.mime_type or content_type)
 
     async def display_name(self, message: InboundMessage) -> str:

@@ -25,6 +25,7 @@ from adapters.wecom.crypto import WecomCrypto
 from adapters.wecom.quota import MemberQuota
 from adapters.wecom.sink import MAX_MESSAGE_BYTES, PACING, WecomAppSink
 from gateway.config import WecomBot
+from gateway.files import file_name, image_type
 from gateway.models import (
     Answered,
     Attachment,
@@ -47,7 +48,6 @@ from gateway.store import keys
 log = logging.getLogger(__name__)
 
 _MAX_PARAM = 1024  # an echostr of a 19-digit number is 88 characters
-_IMAGE_EXT = {"image/png": "png", "image/gif": "gif", "image/webp": "webp", "image/bmp": "bmp"}
 
 
 def _param(query: Mapping[str, str], name: str) -> str:
@@ -153,9 +153,8 @@ class WecomAppAdapter:
         if attachment.kind == "audio":
             # media/get may label AMR as octet-stream; Dify needs `audio/amr` to accept it.
             return Download(data, attachment.name, attachment.mime_type or content_type)
-        mime = content_type if content_type.startswith("image/") else "image/jpeg"
-        stem = attachment.name.rsplit(".", 1)[0]
-        return Download(data, f"{stem}.{_IMAGE_EXT.get(mime, 'jpg')}", mime)
+        mime = image_type(data, content_type, default="image/jpeg")
+        return Download(data, file_name(attachment.name, mime), mime)
 
     async def display_name(self, message: InboundMessage) -> str:
         return await self._names.of(message)

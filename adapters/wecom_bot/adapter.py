@@ -40,6 +40,7 @@ from adapters.wecom_bot.protocol import (
 from adapters.wecom_bot.sink import NOTE_MARGIN, StreamSink
 from adapters.wecom_bot.state import REFUSED, THINKING, BotState, StreamState
 from gateway.config import WecomAIBot
+from gateway.files import file_name
 from gateway.longconn import LongConnection
 from gateway.models import (
     Answered,
@@ -328,8 +329,8 @@ class WecomBotAdapter:
             raise PlatformError(self.platform, "no_media", "the attachment cannot be fetched")
         media = await download_media(self._context.http, url, key)
         name = media.filename or attachment.name
-        if attachment.kind == "image" and media.extension and not name.endswith(media.extension):
-            name = name.rsplit(".", 1)[0] + media.extension
+        if attachment.kind == "image" and media.extension:
+            name = file_name(name, media.mime_type)
         return Download(media.data, name, media.mime_type)
 
     async def display_name(self, message: InboundMessage) -> str:

@@ -124,6 +124,15 @@ async def test_download_names_the_file_by_its_type(fake: FakeDingtalk) -> None:
             await bot.download(Attachment(kind="image", name="x", source={}))
 
 
+async def test_download_of_a_mislabelled_image_goes_by_its_bytes(fake: FakeDingtalk) -> None:
+    jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF"
+    fake.add_file("dc", jpeg, "application/octet-stream")
+    async with httpx.AsyncClient() as http:
+        image = Attachment(kind="image", name="image", source={"download_code": "dc"})
+        got = await adapter(fake, http).download(image)
+    assert (got.name, got.mime_type) == ("image.jpg", "image/jpeg")
+
+
 async def test_display_name(fake: FakeDingtalk) -> None:
     async with httpx.AsyncClient() as http:
         bot = adapter(fake, http)
