@@ -12,6 +12,7 @@ import pytest
 from adapters.tokens import SharedToken
 from gateway.outbound import Answer, JsonApi, TokenSource, json_object, retry_after, with_token
 from gateway.platform import PlatformError, RateLimited
+from gateway.store import keys
 from gateway.store.memory import MemoryStore
 
 SECRET_URL = "https://api.example.test/send?access_token=SECRET-TOKEN"
@@ -269,7 +270,7 @@ async def test_the_shared_token_is_a_token_source() -> None:
         fetched.append(1)
         return f"s{len(fetched)}", 7200.0
 
-    tokens: TokenSource = SharedToken(MemoryStore(), "test", fetch)
+    tokens: TokenSource = SharedToken(MemoryStore(), keys.platform_token("test", "app"), fetch)
     attempt = Attempts(PlatformError("test", "expired"))
     assert await with_token(tokens, attempt, rejected=_expired) == "done with s2"
     assert attempt.tokens == ["s1", "s2"] and len(fetched) == 2
