@@ -35,9 +35,9 @@ from aiohttp.test_utils import TestClient  # noqa: E402
 from adapters.wecom.adapter import WecomAppAdapter  # noqa: E402
 from adapters.wecom.crypto import WecomCrypto  # noqa: E402
 from gateway.config import WecomBot, parse_config  # noqa: E402
-from gateway.models import InboundMessage, Outcome, WebhookRequest  # noqa: E402
+from gateway.models import InboundMessage, WebhookRequest  # noqa: E402
 from gateway.pacing import BotBudget  # noqa: E402
-from gateway.platform import AdapterContext, WebhookRejected  # noqa: E402
+from gateway.platform import AdapterContext, Delivery, Read, WebhookRejected  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.store.memory import MemoryStore  # noqa: E402
 from gateway.testing import GatewayTestServer  # noqa: E402
@@ -105,8 +105,8 @@ class _NoHooks:
         return None
 
 
-async def _ingest(outcome: Outcome) -> None:
-    return None
+async def _deliver(read: Read) -> Delivery:
+    return Delivery.ACK  # the WeCom app has no long connection
 
 
 async def _time(rounds: int, call: Callable[[], Awaitable[str]]) -> tuple[list[float], str]:
@@ -137,7 +137,7 @@ async def main(rounds: int) -> None:
             http=http,
             store=MemoryStore(),
             budget=BotBudget(),
-            ingest=_ingest,
+            deliver=_deliver,
             assistant=_NoHooks(),
         )
         adapter = WecomAppAdapter("wecom-it", WecomBot.model_validate(BOT), context)

@@ -10,25 +10,39 @@ mention) never claims the key that the `app_mention` behind it needs.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from gateway.delivery import Deliveries
 from gateway.inbox import Inbox
 from gateway.metrics import Metrics
-from gateway.models import ChatType, InboundMessage, Messages, Outcome
-from gateway.platform import Adapter, Ingest, IntakeUnavailable
+from gateway.models import ChatType, InboundMessage
+from gateway.platform import Adapter, Deliver
 from gateway.router import Router
 from gateway.store import keys
-from gateway.store.base import StoreUnavailable
 
 
 class Intake:
+    """`draining()` says the gateway is shutting down: long-connection deliveries are then
+    left for redelivery (gateway/delivery.py); the HTTP edge answers 503 itself."""
+
     def __init__(
-        self, router: Router, inbox: Inbox, metrics: Metrics, adapters: Mapping[str, Adapter]
+        self,
+        router: Router,
+        inbox: Inbox,
+        metrics: Metrics,
+        adapters: Mapping[str, Adapter],
+        *,
+        draining: Callable[[], bool],
     ) -> None:
         self._router = router
         self._inbox = inbox
         self._metrics = metrics
         self._adapters = adapters  # filled by the gateway after the adapters are built
+        self._deliveries = Deliveries(self.accept, draining)
+
+    def deliver_for(self, bot: str) -> Deliver:
+        """The `AdapterContext.deliver` call of one bot."""
+        return self._deliveries.for_bot(bot)
 
     async def accept(self, messages: Sequence[InboundMessage]) -> None:
         """Accept messages for answering. Raises `StoreUnavailable` (answer 503)."""
@@ -53,15 +67,3 @@ class Intake:
                     accepted = await self._inbox.accept(job, claims or [job.job_id])
                     fate = "accepted" if accepted else "duplicate"
             self._metrics.count_event(bot, fate)
-
-    def ingest(self) -> Ingest:
-        """The `Ingest` callable long-connection transports use."""
-
-        async def ingest(outcome: Outcome) -> None:
-            if isinstance(outcome, Messages):
-                try:
-                    await self.accept(outcome.messages)
-                except StoreUnavailable as exc:
-                    raise IntakeUnavailable(str(exc)) from exc
-
-        return ingest

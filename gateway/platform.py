@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.models import Attachment, InboundMessage, Outcome, WebhookRequest
@@ -169,14 +170,28 @@ class AssistantHooks(Protocol):
         """Record a user's rating of the answer to job `job_id` (`<bot>:<message_id>`)."""
 
 
-# A long-connection transport hands each parsed outcome to the core through this, exactly as
-# the HTTP edge does. It raises `IntakeUnavailable` when the store is down: don't ack then,
-# so the platform redelivers.
-Ingest = Callable[[Outcome], Awaitable[None]]
+class Delivery(Enum):
+    """The core's verdict on one long-connection delivery (a Slack envelope, a Feishu event
+    frame, a DingTalk callback frame, a WeCom AI-bot callback): what the transport answers.
+    """
+
+    # Taken into the inbox, or a duplicate, or not worth taking (malformed, ignored: a
+    # redelivery would be just as bad): acknowledge it.
+    ACK = "ack"
+    # Not taken (the store is down, the adapter is not ready, the gateway is shutting down):
+    # do not acknowledge it, so the platform delivers it again, maybe to another instance.
+    REDELIVER = "redeliver"
 
 
-class IntakeUnavailable(Exception):
-    """The store could not accept the event; the caller must not ack it."""
+# The adapter's reading of one delivery: parse it into an outcome. It may raise
+# `WebhookRejected` (`NotReady`: redeliver; anything else: drop and ack) or `StoreUnavailable`
+# (redeliver). The core calls it only when it can take the delivery (never while shutting
+# down), so a reading may claim state in the store.
+Read = Callable[[], Outcome | Awaitable[Outcome]]
+
+# The one call a long-connection transport makes per delivery: the core reads it, accepts
+# its messages into the inbox, and says whether to ack. It never raises.
+Deliver = Callable[[Read], Awaitable[Delivery]]
 
 
 @dataclass(slots=True)
@@ -184,7 +199,7 @@ class AdapterContext:
     http: httpx.AsyncClient
     store: Store
     budget: BotBudget
-    ingest: Ingest
+    deliver: Deliver
     assistant: AssistantHooks
 
 

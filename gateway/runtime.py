@@ -91,17 +91,21 @@ class Gateway:
             max_concurrent=config.server.max_concurrent_answers,
             metrics=self.metrics,
         )
-        self.intake = Intake(self.router, self.inbox, self.metrics, self.adapters)
+        self.draining = False
+        # Long connections read this on every delivery: while draining, nothing is claimed
+        # and nothing acked, so the platform delivers it again (maybe to another instance).
+        self.intake = Intake(
+            self.router, self.inbox, self.metrics, self.adapters, draining=lambda: self.draining
+        )
         for name, bot in config.bots.items():
             context = AdapterContext(
                 http=self.http,
                 store=self.store,
                 budget=self.budgets[name],
-                ingest=self.intake.ingest(),
+                deliver=self.intake.deliver_for(name),
                 assistant=self.relay,
             )
             self.adapters[name] = create_adapter(name, bot, context)
-        self.draining = False
         self._starting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -138,7 +142,8 @@ class Gateway:
         return problems
 
     def begin_shutdown(self) -> None:
-        """Stop taking webhooks (503, so platforms retry elsewhere) and go unready."""
+        """Stop taking deliveries (webhooks get 503, long-connection deliveries stay unacked,
+        so platforms deliver them again, elsewhere or later) and go unready."""
         self.draining = True
 
     async def drain(self) -> None:

@@ -2,7 +2,8 @@
 markdown or AI-card replies.
 
 - Stream mode serves no webhook: messages arrive on the bot's WebSocket (connection.py) and go
-  to the core through `context.ingest`, exactly as webhooks do.
+  to the core through `context.deliver`, which accepts them exactly as webhooks are and says
+  whether to ack the frame.
 - HTTP mode: `POST /webhooks/<bot>` signed with `timestamp` + `sign` (verify.py), acked at
   once with `{}`.
 - With `card_template_id`, answers stream into an AI card; without, they arrive as finished
@@ -39,8 +40,8 @@ from gateway.models import (
 from gateway.platform import (
     AdapterContext,
     Capabilities,
+    Delivery,
     Download,
-    IntakeUnavailable,
     MalformedRequest,
     PlatformError,
     ReplySink,
@@ -118,30 +119,23 @@ class DingtalkAdapter:
             return Ignored(result.reason, ack=HTTP_ACK)
         return Messages((result,), ack=HTTP_ACK)
 
-    async def _on_stream_message(self, frame: StreamFrame) -> bool:
-        """Stream mode: a robot-message frame. True = ack it; False = leave it unacked so
-        DingTalk delivers it again (the store could not take it)."""
+    async def _on_stream_message(self, frame: StreamFrame) -> Delivery:
+        """Stream mode: a robot-message frame, read and handed to the core, which says
+        whether to ack it or leave it for DingTalk to deliver again."""
+        return await self._context.deliver(lambda: self._read_stream_message(frame))
+
+    def _read_stream_message(self, frame: StreamFrame) -> Outcome:
         try:
-            result = parse_robot_message(
-                self.bot,
-                frame.payload(),
-                received_at=time.time(),
-                frame_id=frame.message_id or None,
-            )
-        except (FrameError, MalformedRequest) as exc:
-            log.warning("bot %s: dropping a malformed robot message: %s", self.bot, exc)
-            return True  # a redelivery would be just as malformed
+            payload = frame.payload()
+        except FrameError as exc:
+            raise MalformedRequest(str(exc)) from None  # a redelivery would be as malformed
+        result = parse_robot_message(
+            self.bot, payload, received_at=time.time(), frame_id=frame.message_id or None
+        )
         if isinstance(result, Skip):
             log.info("bot %s: ignoring a robot message: %s", self.bot, result.reason)
-            return True
-        try:
-            await self._context.ingest(Messages((result,)))
-        except IntakeUnavailable as exc:
-            log.error(
-                "bot %s: store unavailable, leaving the message for redelivery: %s", self.bot, exc
-            )
-            return False
-        return True
+            return Ignored(result.reason)
+        return Messages((result,))
 
     # --- outbound ----------------------------------------------------------------------
 

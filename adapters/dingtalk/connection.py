@@ -31,15 +31,16 @@ from adapters.dingtalk.frames import (
     ticket_url,
 )
 from gateway import longconn
+from gateway.platform import Delivery
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 30.0  # WebSocket ping interval; a missing pong fails the socket
 IDLE_TIMEOUT = 300.0  # no frame at all for this long: assume the socket is dead
 
-# Handles one robot-message frame. Returns True when the frame may be acked, False when it
-# must not be (the message could not be accepted, so DingTalk should deliver it again).
-OnMessage = Callable[[StreamFrame], Awaitable[bool]]
+# Hands one robot-message frame to the core. The frame is acked only on `Delivery.ACK`;
+# left unacked (the store is down, the gateway is shutting down), DingTalk delivers it again.
+OnMessage = Callable[[StreamFrame], Awaitable[Delivery]]
 
 
 class StreamClient:
@@ -83,7 +84,7 @@ class StreamClient:
                     log.warning("bot %s: ignoring a bad Stream frame: %s", self._bot, exc)
                     continue
                 robot_message = frame.type == CALLBACK and frame.topic == ROBOT_TOPIC
-                if robot_message and not await self._on_message(frame):
+                if robot_message and await self._on_message(frame) is Delivery.REDELIVER:
                     continue  # unacked: DingTalk delivers it again
                 await ws.send_text(ack_for(frame))
                 if frame.type == SYSTEM and frame.topic == DISCONNECT:

@@ -5,7 +5,6 @@ streaming cards out. `platform: lark` is the same protocol on open.larksuite.com
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,15 +32,11 @@ from gateway.models import (
 from gateway.platform import (
     AdapterContext,
     Capabilities,
+    Delivery,
     Download,
-    IntakeUnavailable,
     MalformedRequest,
-    NotReady,
     PlatformError,
-    WebhookRejected,
 )
-
-log = logging.getLogger(__name__)
 
 # Card requests must stay under 30 KB. The fallback PATCH carries the card JSON as a string
 # inside JSON, so the text is escaped twice: a `"` or `\` costs 4 bytes, a newline 3, and a
@@ -117,28 +112,17 @@ class FeishuAdapter:
             return Ignored(result, ack=ACK)
         return Messages((result,), ack=ACK)
 
-    async def _on_event(self, data: bytes) -> int:
-        """One long-connection event: 200 once the core took it, 500 to have it re-pushed.
+    async def _on_event(self, data: bytes) -> Delivery:
+        """One long-connection event, read and handed to the core (which says 200 or 500).
 
         Events come in plaintext on the long connection; one that is encrypted anyway is
         decrypted with the configured Encrypt Key."""
+        return await self._context.deliver(lambda: self._read_event(data))
+
+    def _read_event(self, data: bytes) -> Outcome:
         key = self._config.encrypt_key
-        try:
-            payload = open_body(data, key.get_secret_value() if key else None)
-        except WebhookRejected as exc:
-            log.warning("%s %s: dropping an unreadable event: %s", self.platform, self.bot, exc)
-            return 200
-        try:
-            outcome = self.parse(payload, time.time())
-            await self._context.ingest(outcome)
-        except NotReady:
-            return 500
-        except IntakeUnavailable as exc:
-            log.error(
-                "%s %s: not acking an event, store unavailable: %s", self.platform, self.bot, exc
-            )
-            return 500
-        return 200
+        payload = open_body(data, key.get_secret_value() if key else None)
+        return self.parse(payload, time.time())
 
     # --- outbound ------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ Protocol, as lark-oapi's `ws/client.py` speaks it
 4. each event is answered with the same frame plus a header `biz_rt` (ms spent) and the
    payload `{"code":200}`, within 3 s, or `{"code":500}` to have it pushed again.
 
-We answer only once the core has accepted the event (so an event is never acked and then
-lost when the store is down: 500 instead). Reconnects: right away, spread by a random part
+We answer 200 only on the core's `Delivery.ACK` (the event is in the inbox, or not worth
+taking), and 500 on `Delivery.REDELIVER` (the store is down, the gateway is shutting down),
+so an event is never acked and then lost. Reconnects: right away, spread by a random part
 of `ReconnectNonce`, after a connection that was up; with backoff capped by
 `ReconnectInterval` while connecting fails.
 """
@@ -35,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 from adapters.feishu.api import FeishuAPI
 from adapters.feishu.frames import CONTROL, DATA, Frame, FrameError, decode, encode
 from gateway.longconn import ConnectionClosed, WebSocket, connect
+from gateway.platform import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,9 @@ PARTS_TTL_S = 10.0  # a multi-part event not complete by then is dropped (Feishu
 MAX_PARTS = 64
 MIN_UP_S = 1.0  # a connection that lasted less counts as a failed attempt (backoff)
 
-# Takes one event's JSON bytes; returns the code to answer with (200, or 500 to redeliver).
-EventHandler = Callable[[bytes], Awaitable[int]]
+# Takes one event's JSON bytes; the verdict says whether to answer 200 or 500 (re-push).
+EventHandler = Callable[[bytes], Awaitable[Delivery]]
+CODES = {Delivery.ACK: 200, Delivery.REDELIVER: 500}
 
 
 @dataclass(slots=True)
@@ -180,7 +183,7 @@ class FeishuSocket:
         code = 200
         if frame.header("type") == "event":
             try:
-                code = await self._handle(payload)
+                code = CODES[await self._handle(payload)]
             except Exception:
                 log.exception("%s: could not handle an event", self._name)
                 code = 500

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -15,16 +14,15 @@ from adapters.slack.sink import UPDATE_PACING, SlackReplySink, StreamingSupport
 from adapters.slack.verify import SigningKey, verify_signature
 from gateway.config import SlackBot
 from gateway.longconn import LongConnection
-from gateway.models import Attachment, InboundMessage, Messages, Outcome, WebhookRequest
+from gateway.models import Attachment, InboundMessage, Outcome, WebhookRequest
 from gateway.platform import (
     AdapterContext,
     Capabilities,
+    Delivery,
     Download,
     MalformedRequest,
     NotReady,
 )
-
-log = logging.getLogger(__name__)
 
 # markdown_text takes 12,000 chars per call and Slack rejects markdown blocks past ~13k
 # (bolt-js#2509); the chat.update path has 40,000 for `text`. One limit for both modes.
@@ -98,14 +96,8 @@ class SlackAdapter:
             payload, bot=self.bot, bot_user_id=self._bot_user_id, received_at=received_at
         )
 
-    async def _on_socket_payload(self, payload: dict[str, Any]) -> None:
-        try:
-            outcome = self._parse(payload, time.time())
-        except (MalformedRequest, NotReady) as exc:
-            log.warning("slack %s: dropping a Socket Mode event: %s", self.bot, exc)
-            return
-        if isinstance(outcome, Messages):
-            await self._context.ingest(outcome)
+    async def _on_socket_payload(self, payload: dict[str, Any]) -> Delivery:
+        return await self._context.deliver(lambda: self._parse(payload, time.time()))
 
     # --- outbound ------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ Protocol (https://api.slack.com/apis/socket-mode):
    `too_many_websockets`).
 
 The payload of an `events_api` envelope is exactly the HTTP Events API body, so it takes the
-same parse path. An envelope is acked only once the core accepted it: if the store is down,
-no ack, and Slack redelivers.
+same parse path. An envelope is acked only on the core's `Delivery.ACK`: while the store is
+down or the gateway shuts down, no ack, and Slack delivers it again (with `retry_attempt`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 
 from adapters.slack.api import SlackAPI
 from gateway.longconn import connect
-from gateway.platform import IntakeUnavailable
+from gateway.platform import Delivery
 
 log = logging.getLogger(__name__)
 
-# Accepts an events_api payload; raises IntakeUnavailable when it could not be taken.
-PayloadHandler = Callable[[dict[str, Any]], Awaitable[None]]
+# Hands an events_api payload to the core; the verdict says whether to ack the envelope.
+PayloadHandler = Callable[[dict[str, Any]], Awaitable[Delivery]]
 
 
 class SocketModeSession:
@@ -73,13 +73,4 @@ class SocketModeSession:
         payload = envelope.get("payload")
         if envelope.get("type") != "events_api" or not isinstance(payload, dict):
             return True  # slash commands and interactivity are not handled: ack, no answer
-        try:
-            await self._handle(payload)
-        except IntakeUnavailable as exc:
-            log.error("%s: not acking envelope, store unavailable: %s", self._name, exc)
-            return False
-        except Exception:
-            log.exception(
-                "%s: could not handle an envelope; acking so it is not redelivered", self._name
-            )
-        return True
+        return await self._handle(payload) is Delivery.ACK

@@ -55,8 +55,8 @@ from gateway.models import (
 from gateway.platform import (
     AdapterContext,
     Capabilities,
+    Delivery,
     Download,
-    IntakeUnavailable,
     MalformedRequest,
     NotReady,
     PlatformError,
@@ -249,30 +249,34 @@ class WecomBotAdapter:
         await link.request("aibot_respond_welcome_msg", req_id, text_body(welcome))
 
     async def _on_message(self, link: WsLink, message: InboundMessage, req_id: str) -> None:
+        """A user message on the long connection. This channel has no ack and never delivers
+        a message again, and it stays up while the gateway shuts down (the answers in flight
+        go out on it). So when the core cannot take a message (`Delivery.REDELIVER`: the
+        store is down, the gateway is shutting down) the user is told so at once."""
         sid = message.reply_to["stream_id"]
-        try:
+        entered = False  # counted among the user's answers in flight
+
+        async def read() -> Outcome:
+            nonlocal entered
             admission = await self._admit(message)
-        except StoreUnavailable as exc:
-            log.error("wecom_bot %s: store unavailable: %s", self.bot, exc)
+            if not admission.admitted:
+                self._push(link, req_id, stream_body(sid, REFUSED, finish=True))
+                return Ignored("too many answers in flight for this user")
+            if not admission.first:
+                # A redelivered frame: the answer goes out on the first delivery's req_id.
+                log.info("wecom_bot %s: message %s delivered again", self.bot, message.message_id)
+                return Ignored("delivered again")
+            entered = True
+            # The thinking frame goes first, at once: it carries feedback.id, which WeCom
+            # reads only on the first reply, and the answer's frames queue behind it.
+            first = stream_body(sid, THINKING, finish=False, feedback_id=message.message_id)
+            self._push(link, req_id, first)
+            return Messages((message,))
+
+        if await self._context.deliver(read) is Delivery.REDELIVER:
             self._push(link, req_id, stream_body(sid, UNAVAILABLE, finish=True))
-            return
-        if not admission.admitted:
-            self._push(link, req_id, stream_body(sid, REFUSED, finish=True))
-            return
-        if not admission.first:
-            # A redelivered frame: the answer goes out on the first delivery's req_id.
-            log.info("wecom_bot %s: message %s delivered again", self.bot, message.message_id)
-            return
-        # The thinking frame goes first, at once: it carries feedback.id, which WeCom reads
-        # only on the first reply, and the answer's frames queue behind it.
-        first = stream_body(sid, THINKING, finish=False, feedback_id=message.message_id)
-        self._push(link, req_id, first)
-        try:
-            await self._context.ingest(Messages((message,)))
-        except IntakeUnavailable as exc:
-            log.error("wecom_bot %s: could not accept a message: %s", self.bot, exc)
-            self._push(link, req_id, stream_body(sid, UNAVAILABLE, finish=True))
-            self._spawn(self._state.leave(message.user_id))
+            if entered:
+                self._spawn(self._state.leave(message.user_id))
 
     def _push(self, link: WsLink, req_id: str, body: dict[str, Any]) -> None:
         """Queue a reply frame without waiting for its ack (the reader must stay free)."""

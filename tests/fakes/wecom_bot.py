@@ -30,8 +30,9 @@ from adapters.wecom_bot.adapter import WecomBotAdapter
 from gateway.config import WecomAIBot
 from gateway.models import WebhookRequest
 from gateway.pacing import BotBudget
-from gateway.platform import AdapterContext, IntakeUnavailable
+from gateway.platform import AdapterContext
 from gateway.store.memory import MemoryStore
+from tests.fakes.intake import RecordingIntake
 
 USED_ERRCODE = 95000  # the fake's answer to a second use of one response_url
 
@@ -301,17 +302,6 @@ class RecordingAssistant:
         self.feedbacks.append((job_id, rating))
 
 
-class RecordingIngest:
-    def __init__(self) -> None:
-        self.outcomes: list[Any] = []
-        self.fail = False
-
-    async def __call__(self, outcome: Any) -> None:
-        if self.fail:
-            raise IntakeUnavailable("store down (injected)")
-        self.outcomes.append(outcome)
-
-
 VECTOR_TOKEN = "QDG6eK"
 VECTOR_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 
@@ -321,7 +311,7 @@ class AdapterKit:
     adapter: WecomBotAdapter
     store: Any
     assistant: RecordingAssistant
-    ingest: RecordingIngest
+    intake: RecordingIntake
     http: Any
 
 
@@ -346,12 +336,12 @@ def make_adapter(
     store = store if store is not None else MemoryStore()
     http = http if http is not None else httpx.AsyncClient()
     assistant = assistant or RecordingAssistant()
-    ingest = RecordingIngest()
+    intake = RecordingIntake(bot)
     context = AdapterContext(
-        http=http, store=store, budget=BotBudget(), ingest=ingest, assistant=assistant
+        http=http, store=store, budget=BotBudget(), deliver=intake.deliver, assistant=assistant
     )
     adapter = WecomBotAdapter(bot, WecomAIBot.model_validate(settings), context)
-    return AdapterKit(adapter, store, assistant, ingest, http)
+    return AdapterKit(adapter, store, assistant, intake, http)
 
 
 def webhook_request(query: dict[str, str], body: bytes, method: str = "POST") -> WebhookRequest:

@@ -15,7 +15,13 @@ from adapters.dingtalk.sink import CardSink, MarkdownSink
 from gateway.config import DingtalkBot
 from gateway.models import Attachment, Ignored, InboundMessage, Messages, WebhookRequest
 from gateway.pacing import BotBudget
-from gateway.platform import AdapterContext, MalformedRequest, PlatformError, VerificationFailed
+from gateway.platform import (
+    AdapterContext,
+    Delivery,
+    MalformedRequest,
+    PlatformError,
+    VerificationFailed,
+)
 from gateway.store.memory import MemoryStore
 from tests.fakes.dingtalk import FakeDingtalk, dingtalk_bot, robot_message, signed_headers
 
@@ -28,13 +34,13 @@ class NoAssistant:
         return None
 
 
-async def no_ingest(outcome: Any) -> None:
-    raise AssertionError("HTTP mode does not ingest")
+async def no_deliver(read: Any) -> Delivery:
+    raise AssertionError("HTTP mode has no long connection")
 
 
 def adapter(fake: FakeDingtalk, http: httpx.AsyncClient, **extra: Any) -> DingtalkAdapter:
     config = DingtalkBot.model_validate(dingtalk_bot(fake, **extra))
-    context = AdapterContext(http, MemoryStore(), BotBudget(), no_ingest, NoAssistant())
+    context = AdapterContext(http, MemoryStore(), BotBudget(), no_deliver, NoAssistant())
     return DingtalkAdapter("ding", config, context)
 
 

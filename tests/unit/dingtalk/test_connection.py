@@ -11,6 +11,7 @@ from adapters.dingtalk import connection as stream_module
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.connection import StreamClient
 from adapters.dingtalk.frames import StreamFrame
+from gateway.platform import Delivery
 from tests.fakes.dingtalk import FakeDingtalk
 from tests.helpers import wait_for
 
@@ -20,9 +21,9 @@ class Inbox:
         self.frames: list[StreamFrame] = []
         self.accept = True
 
-    async def __call__(self, frame: StreamFrame) -> bool:
+    async def __call__(self, frame: StreamFrame) -> Delivery:
         self.frames.append(frame)
-        return self.accept
+        return Delivery.ACK if self.accept else Delivery.REDELIVER
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.api import FeishuAPI
 from adapters.feishu.connection import FeishuSocket
 from adapters.feishu.frames import DATA, Frame, encode
-from gateway.models import Messages, Outcome
 from gateway.pacing import BotBudget
-from gateway.platform import AdapterContext, IntakeUnavailable, NotReady
+from gateway.platform import AdapterContext, Delivery
 from gateway.store.memory import MemoryStore
 from tests.fakes.feishu import ENCRYPT_KEY, FakeFeishu, message_event
+from tests.fakes.intake import RecordingIntake
 from tests.helpers import wait_for
 from tests.unit.feishu.conftest import bot_config
 
@@ -27,18 +27,18 @@ from tests.unit.feishu.conftest import bot_config
 class Session:
     """A FeishuSocket running one session against the fake, with a scripted handler."""
 
-    def __init__(self, api: FeishuAPI, code: int = 200) -> None:
-        self.code = code
+    def __init__(self, api: FeishuAPI, verdict: Delivery | None = Delivery.ACK) -> None:
+        self.verdict = verdict  # None: the handler raises
         self.payloads: list[bytes] = []
         self.states: list[bool] = []
         self.connection = FeishuSocket("test", api, self._handle, self.states.append)
         self.task: asyncio.Task[None] | None = None
 
-    async def _handle(self, payload: bytes) -> int:
+    async def _handle(self, payload: bytes) -> Delivery:
         self.payloads.append(payload)
-        if self.code < 0:
+        if self.verdict is None:
             raise RuntimeError("handler bug")
-        return self.code
+        return self.verdict
 
     async def __aenter__(self) -> Session:
         self.task = asyncio.create_task(self.connection.run())
@@ -63,13 +63,13 @@ async def _ack(fake: FakeFeishu, frame_id: str) -> dict[str, object]:
     return payload
 
 
-async def test_handler_code_500_is_sent_back(api: FeishuAPI, fake: FakeFeishu) -> None:
-    async with Session(api, code=500):
+async def test_redeliver_is_answered_500(api: FeishuAPI, fake: FakeFeishu) -> None:
+    async with Session(api, verdict=Delivery.REDELIVER):
         assert await _ack(fake, await fake.push_event(message_event("x"))) == {"code": 500}
 
 
 async def test_a_handler_exception_is_a_500_ack(api: FeishuAPI, fake: FakeFeishu) -> None:
-    async with Session(api, code=-1):
+    async with Session(api, verdict=None):
         assert await _ack(fake, await fake.push_event(message_event("x"))) == {"code": 500}
 
 
@@ -146,55 +146,72 @@ async def test_endpoint_errors_fail_the_session(api: FeishuAPI, fake: FakeFeishu
 # --- the adapter's side: when to answer 500 ------------------------------------------------
 
 
-def _adapter(
-    fake: FakeFeishu, http: httpx.AsyncClient, ingest_error: Exception | None
-) -> FeishuAdapter:
-    async def ingest(outcome: Outcome) -> None:
-        if ingest_error is not None:
-            raise ingest_error
-
+def _adapter(fake: FakeFeishu, http: httpx.AsyncClient, intake: RecordingIntake) -> FeishuAdapter:
     context = AdapterContext(
-        http=http, store=MemoryStore(), budget=BotBudget(), ingest=ingest, assistant=None
+        http=http, store=MemoryStore(), budget=BotBudget(), deliver=intake.deliver, assistant=None
     )  # type: ignore[arg-type]
     return FeishuAdapter("fs", bot_config(fake, mode="websocket"), context)
 
 
 @pytest.mark.parametrize(
-    ("error", "code"),
-    [(None, 200), (IntakeUnavailable("redis down"), 500), (NotReady("later"), 500)],
+    ("store_down", "chat_type", "verdict"),
+    [
+        (False, "p2p", Delivery.ACK),
+        (True, "p2p", Delivery.REDELIVER),  # the store could not take it
+        # A group message before the bot knows its own open_id (not started): NotReady.
+        (False, "group", Delivery.REDELIVER),
+    ],
 )
 async def test_events_are_acked_only_once_the_core_took_them(
-    fake: FakeFeishu, error: Exception | None, code: int
+    fake: FakeFeishu, store_down: bool, chat_type: str, verdict: Delivery
 ) -> None:
+    intake = RecordingIntake()
+    intake.fail = store_down
     async with httpx.AsyncClient() as http:
-        adapter = _adapter(fake, http, error)
-        payload = json.dumps(message_event("hi")).encode()
-        assert await adapter._on_event(payload) == code
+        adapter = _adapter(fake, http, intake)
+        payload = json.dumps(message_event("hi", chat_type=chat_type)).encode()
+        assert await adapter._on_event(payload) is verdict
+    assert len(intake.accepted) == (verdict is Delivery.ACK)
+
+
+async def test_events_are_not_acked_while_the_gateway_shuts_down(fake: FakeFeishu) -> None:
+    intake = RecordingIntake()
+    intake.draining = True
+    async with httpx.AsyncClient() as http:
+        adapter = _adapter(fake, http, intake)
+        assert await adapter._on_event(json.dumps(message_event("hi")).encode()) is (
+            Delivery.REDELIVER
+        )
+        assert await adapter._on_event(b"not json") is Delivery.REDELIVER  # not even read
+    assert intake.accepted == []
 
 
 async def test_events_that_are_not_json_are_acked_and_dropped(fake: FakeFeishu) -> None:
+    intake = RecordingIntake()
+    intake.fail = True  # never reached
     async with httpx.AsyncClient() as http:
-        adapter = _adapter(fake, http, IntakeUnavailable("never reached"))
-        assert await adapter._on_event(b"not json") == 200
-        assert await adapter._on_event(b"[1]") == 200
+        adapter = _adapter(fake, http, intake)
+        assert await adapter._on_event(b"not json") is Delivery.ACK
+        assert await adapter._on_event(b"[1]") is Delivery.ACK
 
 
 async def test_an_encrypted_event_on_the_long_connection_is_decrypted(fake: FakeFeishu) -> None:
-    seen: list[Outcome] = []
-
-    async def ingest(outcome: Outcome) -> None:
-        seen.append(outcome)
-
+    intake = RecordingIntake()
     async with httpx.AsyncClient() as http:
         context = AdapterContext(
-            http=http, store=MemoryStore(), budget=BotBudget(), ingest=ingest, assistant=None
-        )  # type: ignore[arg-type]
+            http=http,
+            store=MemoryStore(),
+            budget=BotBudget(),
+            deliver=intake.deliver,
+            assistant=None,  # type: ignore[arg-type]
+        )
         config = bot_config(fake, mode="websocket", encrypt_key=ENCRYPT_KEY)
         adapter = FeishuAdapter("fs", config, context)
         plain = json.dumps(message_event("secret hello")).encode()
         body = json.dumps({"encrypt": crypto.encrypt(ENCRYPT_KEY, plain)}).encode()
-        assert await adapter._on_event(body) == 200
+        assert await adapter._on_event(body) is Delivery.ACK
         wrong = json.dumps({"encrypt": crypto.encrypt("other key", plain)}).encode()
-        assert await adapter._on_event(wrong) == 200  # unreadable: dropped, not re-pushed
-    (outcome,) = seen
-    assert isinstance(outcome, Messages) and outcome.messages[0].text == "secret hello"
+        # unreadable: dropped, not re-pushed
+        assert await adapter._on_event(wrong) is Delivery.ACK
+    (message,) = intake.accepted
+    assert message.text == "secret hello"

@@ -15,9 +15,9 @@ import pytest
 from adapters.wecom.adapter import WecomAppAdapter
 from adapters.wecom.crypto import WecomCrypto
 from gateway.config import WecomBot
-from gateway.models import Answered, Ignored, InboundMessage, Messages, Outcome, WebhookRequest
+from gateway.models import Answered, Ignored, InboundMessage, Messages, WebhookRequest
 from gateway.pacing import BotBudget
-from gateway.platform import AdapterContext, MalformedRequest, VerificationFailed
+from gateway.platform import AdapterContext, Delivery, MalformedRequest, Read, VerificationFailed
 from gateway.store.memory import MemoryStore
 from tests.fakes.wecom import (
     AES_KEY,
@@ -57,8 +57,8 @@ class NoHooks:
         return None
 
 
-async def _ingest(outcome: Outcome) -> None:
-    return None
+async def _deliver(read: Read) -> Delivery:
+    raise AssertionError("the WeCom app has no long connection")
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def _adapter(http: httpx.AsyncClient, base: str = "http://127.0.0.1:9", **overri
         }
     )
     context = AdapterContext(
-        http=http, store=MemoryStore(), budget=BotBudget(), ingest=_ingest, assistant=NoHooks()
+        http=http, store=MemoryStore(), budget=BotBudget(), deliver=_deliver, assistant=NoHooks()
     )
     return WecomAppAdapter("wecom-it", config, context)
 

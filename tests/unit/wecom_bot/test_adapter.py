@@ -220,7 +220,7 @@ async def test_websocket_mode_says_so_when_it_cannot_take_a_message() -> None:
     server = FakeWecomBotServer()
     await server.start()
     kit = make_adapter(mode="websocket", bot_id="BOTID", secret="BOTSECRET", api_base=server.ws_url)
-    kit.ingest.fail = True  # the store is down: the core cannot accept the message
+    kit.intake.fail = True  # the store is down: the core cannot accept the message
     try:
         await kit.adapter.start()
         await wait_for(lambda: kit.adapter.ready, what="subscribed")
@@ -235,7 +235,7 @@ async def test_websocket_mode_says_so_when_it_cannot_take_a_message() -> None:
                 break
             await asyncio.sleep(0.01)
         assert await kit.store.get(count) == "0"
-        assert kit.ingest.outcomes == []
+        assert kit.intake.accepted == []
     finally:
         await kit.adapter.aclose()
         await kit.http.aclose()
