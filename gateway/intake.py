@@ -9,13 +9,14 @@ mention) never claims the key that the `app_mention` behind it needs.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 from gateway.delivery import Deliveries
 from gateway.inbox import Inbox
 from gateway.metrics import Metrics
-from gateway.models import ChatType, InboundMessage
+from gateway.models import ChatType, InboundMessage, Job
 from gateway.platform import Adapter, Deliver
 from gateway.router import Router
 from gateway.store import keys
@@ -39,10 +40,19 @@ class Intake:
         self._metrics = metrics
         self._adapters = adapters  # filled by the gateway after the adapters are built
         self._deliveries = Deliveries(self.accept, draining)
+        self._claiming = 0  # inbox.accept() calls under way
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     def deliver_for(self, bot: str) -> Deliver:
         """The `AdapterContext.deliver` call of one bot."""
         return self._deliveries.for_bot(bot)
+
+    async def settled(self) -> None:
+        """Return once no claim is under way. A message whose claim was already on its way
+        to the store when the shutdown began is acked once the claim lands, so the gateway
+        lets it reach the inbox before the inbox stops taking jobs."""
+        await self._settled.wait()
 
     async def accept(self, messages: Sequence[InboundMessage]) -> None:
         """Accept messages for answering. Raises `StoreUnavailable` (answer 503)."""
@@ -64,6 +74,17 @@ class Intake:
                 ):
                     job = self._router.job(message, decision, now)
                     claims = keys.dedupe_claims(bot, message.dedupe_keys)
-                    accepted = await self._inbox.accept(job, claims or [job.job_id])
+                    accepted = await self._claim(job, claims or [job.job_id])
                     fate = "accepted" if accepted else "duplicate"
             self._metrics.count_event(bot, fate)
+
+    async def _claim(self, job: Job, claims: list[str]) -> bool:
+        """`inbox.accept()`, counted for `settled()`."""
+        self._claiming += 1
+        self._settled.clear()
+        try:
+            return await self._inbox.accept(job, claims)
+        finally:
+            self._claiming -= 1
+            if not self._claiming:
+                self._settled.set()

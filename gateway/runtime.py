@@ -149,7 +149,16 @@ class Gateway:
     async def drain(self) -> None:
         """Let answers in flight finish, bounded by `shutdown_grace_s`."""
         self.begin_shutdown()
-        await self.inbox.drain(self.config.server.shutdown_grace_s)
+        await self._finish_answers()
+
+    async def _finish_answers(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.server.shutdown_grace_s
+        # Claims already on their way to the store end in an ack: let their jobs reach the
+        # inbox before it stops taking jobs, or they would be acked and never answered.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.intake.settled(), deadline - loop.time())
+        await self.inbox.drain(max(0.0, deadline - loop.time()))
 
     async def aclose(self) -> None:
         self.begin_shutdown()
@@ -157,7 +166,7 @@ class Gateway:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.inbox.drain(self.config.server.shutdown_grace_s)
+        await self._finish_answers()
         for name, adapter in self.adapters.items():
             try:
                 await adapter.aclose()

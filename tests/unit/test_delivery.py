@@ -1,5 +1,6 @@
 """The core's one call for long-connection deliveries: every verdict, how each is logged, and
-the gateway's shutdown (nothing claimed once it begins)."""
+the gateway's shutdown (nothing claimed once it begins; a claim already on its way is
+answered, not dropped)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from gateway.platform import Delivery, MalformedRequest, NotReady, VerificationF
 from gateway.relay import Relay
 from gateway.runtime import Gateway
 from gateway.store.base import StoreUnavailable
+from tests.helpers import wait_for
 
 BOT = "sock"
 
@@ -261,3 +263,27 @@ async def test_after_begin_shutdown_nothing_is_claimed(
     assert await deliver(reading(Messages((message(),)))) is Delivery.REDELIVER
     assert claims == [] and answered == []
     assert await gw.store.claim([f"{BOT}:event:Ev1"])  # still free for the next instance
+
+
+async def test_a_claim_on_its_way_when_the_drain_begins_is_answered(
+    gateway: tuple[Gateway, list[Job]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, answered = gateway
+    release = asyncio.Event()
+    real_claim = gw.store.claim
+
+    async def slow_claim(*args: Any) -> bool:
+        await release.wait()  # a slow store round trip
+        return await real_claim(*args)
+
+    monkeypatch.setattr(gw.store, "claim", slow_claim)
+    deliver = gw.intake.deliver_for(BOT)
+    delivery = asyncio.create_task(deliver(reading(Messages((message(),)))))
+    await asyncio.sleep(0.01)  # the claim is under way
+    drain = asyncio.create_task(gw.drain())
+    await asyncio.sleep(0.01)
+    assert not drain.done()  # the drain waits for the claim...
+    release.set()
+    assert await delivery is Delivery.ACK  # ...which ends in an ack...
+    await drain
+    await wait_for(lambda: len(answered) == 1, what="the answer")  # ...and an answer
