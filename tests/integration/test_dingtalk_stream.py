@@ -1,6 +1,7 @@
 """DingTalk Stream mode end to end: the gateway keeps a WebSocket to the fake Stream server,
 acks every frame, answers robot messages, and keeps answering after DingTalk asks it to
-reconnect or the socket drops (the "silent after ~12 h" failure)."""
+reconnect or the socket drops (the "silent after ~12 h" failure). Frames it cannot take (store
+down, shutting down) stay unacked, so DingTalk delivers them again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from adapters.dingtalk.adapter import DingtalkAdapter
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
-from gateway.store.base import StoreUnavailable
+from gateway.store.base import Store, StoreUnavailable
+from gateway.store.memory import MemoryStore
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.dingtalk import FakeDingtalk, dingtalk_bot, robot_message
 from tests.helpers import wait_for
@@ -30,10 +32,15 @@ async def ding() -> AsyncIterator[FakeDingtalk]:
 
 
 async def start(
-    gateway_factory: GatewayFactory, dify: DifyEmulator, ding: FakeDingtalk, **bot: Any
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    ding: FakeDingtalk,
+    store: Store | None = None,
+    **bot: Any,
 ) -> tuple[Any, Gateway]:
     dify.responder = lambda request, turn: ScriptedReply(chunks=[f"Answer {turn}."])
-    client, gateway = await gateway_factory(make_config(dify, {"ding": dingtalk_bot(ding, **bot)}))
+    config = make_config(dify, {"ding": dingtalk_bot(ding, **bot)})
+    client, gateway = await gateway_factory(config, store=store)
     await wait_for(lambda: gateway.adapters["ding"].ready and ding.connected, what="connected")
     return client, gateway
 
@@ -159,6 +166,30 @@ async def test_unavailable_store_leaves_the_frame_unacked_for_redelivery(
     await wait_for(lambda: ding.ack_for("frame-X") is not None)
     await answered(gateway, 1, dify)
     assert [r["query"] for r in dify.requests] == ["survive the outage"]
+
+
+async def test_during_shutdown_a_frame_is_left_for_the_next_instance(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, ding: FakeDingtalk
+) -> None:
+    store = MemoryStore()
+    client, gateway = await start(gateway_factory, dify, ding, store=store)
+    gateway.begin_shutdown()
+    payload = robot_message(ding, "asked during the drain")
+    drained = await ding.push_callback(payload, message_id="frame-D")
+    ping = await ding.push_ping()  # frames are handled in order
+    await wait_for(lambda: ding.ack_for(ping) is not None)
+    assert ding.ack_for(drained) is None  # not acked: DingTalk delivers it again
+    assert dify.requests == [] and ding.texts() == []  # not answered
+
+    await client.close()  # the old instance finishes shutting down
+    await wait_for(lambda: not ding.connected, what="the old socket to close")
+    _, fresh = await start(gateway_factory, dify, ding, store=store)  # same store
+    await ding.push_callback(payload, message_id="frame-D")  # DingTalk delivers it again
+    await wait_for(lambda: ding.ack_for("frame-D") is not None)
+    await answered(fresh, 1, dify)
+    # Nothing was claimed during the drain: the redelivery is new to the store.
+    assert [r["query"] for r in dify.requests] == ["asked during the drain"]
+    assert ding.texts() == ["Answer 1."]
 
 
 async def test_card_reply_over_stream_mode(

@@ -1,6 +1,7 @@
 """Feishu long connection (`mode: websocket`) against a fake frame server: pings with the
 server's interval, single and multi-part events acked with `{"code":200}` and `biz_rt`,
-answers delivered, duplicates not answered twice, and reconnects after the server closes."""
+answers delivered, duplicates not answered twice, and reconnects after the server closes.
+Events the gateway cannot take (store down, shutting down) are answered 500, to be re-pushed."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from adapters.feishu.frames import CONTROL, DATA
 from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.runtime import Gateway
+from gateway.store.base import StoreUnavailable
+from gateway.store.memory import MemoryStore
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.feishu import FakeFeishu, message_event
 from tests.helpers import wait_for
@@ -109,3 +114,69 @@ async def test_long_connection_acks_answers_and_reconnects(
         what="a ping at the shortened interval",
     )
     assert [r["query"] for r in dify.requests] == ["single frame", big, "after the reconnect"]
+
+
+async def _ws_gateway(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu, store: MemoryStore
+) -> tuple[TestClient[Any, Any], Gateway]:
+    dify.responder = lambda request, turn: ScriptedReply(chunks=["Answer to ", request["query"]])
+    bot = {
+        "platform": "feishu",
+        "app": "main",
+        "mode": "websocket",
+        "api_base": feishu.base_url,
+        "app_id": feishu.app_id,
+        "app_secret": feishu.app_secret,
+    }
+    client, gateway = await gateway_factory(make_config(dify, {BOT: bot}), store=store)
+    await wait_for(lambda: gateway.adapters[BOT].ready, what="long connection up")
+    return client, gateway
+
+
+async def _answer_code(feishu: FakeFeishu, frame_id: str) -> int:
+    await wait_for(lambda: frame_id in feishu.acks, what="the answer to the frame")
+    code: int = json.loads(feishu.acks.pop(frame_id).payload)["code"]
+    return code
+
+
+async def test_an_event_the_store_cannot_take_is_answered_500(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    feishu: FakeFeishu,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryStore()
+    await _ws_gateway(gateway_factory, dify, feishu, store)
+    real_claim = store.claim
+
+    async def down(*args: Any, **kwargs: Any) -> bool:
+        raise StoreUnavailable("redis is down")
+
+    monkeypatch.setattr(store, "claim", down)
+    event = message_event("survive the outage")
+    assert await _answer_code(feishu, await feishu.push_event(event)) == 500  # re-push it
+    assert dify.requests == []
+
+    monkeypatch.setattr(store, "claim", real_claim)
+    assert await _answer_code(feishu, await feishu.push_event(event)) == 200  # the re-push
+    await wait_for(lambda: _answered(feishu, event), what="the answer")
+    assert [r["query"] for r in dify.requests] == ["survive the outage"]
+
+
+async def test_during_shutdown_an_event_is_left_for_the_next_instance(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    store = MemoryStore()
+    client, gateway = await _ws_gateway(gateway_factory, dify, feishu, store)
+    gateway.begin_shutdown()
+    event = message_event("asked during the drain")
+    assert await _answer_code(feishu, await feishu.push_event(event)) == 500  # re-push it
+    assert dify.requests == []
+    assert feishu.replies_to(event["event"]["message"]["message_id"]) == []  # not answered
+
+    await client.close()  # the old instance finishes shutting down
+    await _ws_gateway(gateway_factory, dify, feishu, store)  # a fresh one, same store
+    assert await _answer_code(feishu, await feishu.push_event(event)) == 200  # the re-push
+    await wait_for(lambda: _answered(feishu, event), what="the answer")
+    # Nothing was claimed during the drain: the re-push is new to the store.
+    assert [r["query"] for r in dify.requests] == ["asked during the drain"]

@@ -1,5 +1,6 @@
 """Slack Socket Mode against a fake Socket Mode server: hello, envelopes acked by id,
-answers delivered, and the bot keeps answering after `disconnect` and after a dropped socket."""
+answers delivered, and the bot keeps answering after `disconnect` and after a dropped socket.
+Envelopes the gateway cannot take (store down, shutting down) are not acked."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
-from gateway.emulator import DifyEmulator
+from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.runtime import Gateway
+from gateway.store.base import StoreUnavailable
+from gateway.store.memory import MemoryStore
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.helpers import wait_for
@@ -85,3 +90,88 @@ async def test_socket_mode_acks_answers_and_survives_reconnects(
     await ask(4)
     assert [r["query"] for r in dify.requests] == [f"question {n}" for n in (1, 2, 3, 4)]
     assert len(slack.of("apps.connections.open")) == 3
+
+
+SOCKET_BOT = {"platform": "slack", "app": "main", "mode": "socket"}
+
+
+async def _socket_gateway(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, store: MemoryStore
+) -> tuple[TestClient[Any, Any], Gateway]:
+    bot = {
+        **SOCKET_BOT,
+        "api_base": slack.base_url,
+        "bot_token": BOT_TOKEN,
+        "app_token": APP_TOKEN,
+    }
+    dify.responder = lambda request, turn: ScriptedReply(chunks=["Answer to ", request["query"]])
+    client, gateway = await gateway_factory(make_config(dify, {"slack-sock": bot}), store=store)
+    adapter = gateway.adapters["slack-sock"]
+    await wait_for(lambda: adapter.ready and slack.socket_connections >= 1, what="socket up")
+    return client, gateway
+
+
+async def _answered(slack: FakeSlack, event: dict[str, Any]) -> None:
+    await wait_for(
+        lambda: any(
+            m.text == f"Answer to {event['text']}" and not m.open
+            for m in slack.thread("D111", event["ts"])
+        ),
+        what="the answer",
+    )
+
+
+async def _handled_before(slack: FakeSlack, n: int) -> None:
+    """Envelopes are handled in order: once an envelope sent after the others is acked,
+    every one before it was handled (acked or not)."""
+    await slack.socket_send({"envelope_id": f"sentinel-{n}", "type": "slash_commands"})
+    await wait_for(lambda: f"sentinel-{n}" in slack.acks, what="the sentinel's ack")
+
+
+async def test_an_envelope_the_store_cannot_take_is_not_acked(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    slack: FakeSlack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryStore()
+    _client, _gateway = await _socket_gateway(gateway_factory, dify, slack, store)
+    real_claim = store.claim
+
+    async def down(*args: Any, **kwargs: Any) -> bool:
+        raise StoreUnavailable("redis is down")
+
+    monkeypatch.setattr(store, "claim", down)
+    event = direct("survive the outage")
+    lost = socket_envelope(event, 1)
+    await slack.socket_send(lost)
+    await _handled_before(slack, 1)
+    assert "env-1" not in slack.acks and dify.requests == []
+
+    monkeypatch.setattr(store, "claim", real_claim)
+    await slack.socket_send({**lost, "retry_attempt": 1, "retry_reason": "timeout"})
+    await wait_for(lambda: "env-1" in slack.acks, what="the redelivery's ack")
+    await _answered(slack, event)
+    assert [r["query"] for r in dify.requests] == ["survive the outage"]
+
+
+async def test_during_shutdown_an_envelope_is_left_for_the_next_instance(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    store = MemoryStore()
+    client, gateway = await _socket_gateway(gateway_factory, dify, slack, store)
+    gateway.begin_shutdown()
+    event = direct("asked during the drain")
+    envelope_ = socket_envelope(event, 1)
+    await slack.socket_send(envelope_)
+    await _handled_before(slack, 1)
+    assert "env-1" not in slack.acks  # not acked: Slack delivers it again
+    assert dify.requests == [] and slack.thread("D111", event["ts"]) == []  # not answered
+
+    await client.close()  # the old instance finishes shutting down
+    await _socket_gateway(gateway_factory, dify, slack, store)  # a fresh one, same store
+    await slack.socket_send({**envelope_, "retry_attempt": 1, "retry_reason": "timeout"})
+    await wait_for(lambda: "env-1" in slack.acks, what="the redelivery's ack")
+    await _answered(slack, event)
+    # Nothing was claimed during the drain: the redelivery is new to the store.
+    assert [r["query"] for r in dify.requests] == ["asked during the drain"]

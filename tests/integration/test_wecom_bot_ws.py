@@ -1,6 +1,8 @@
 """WeCom AI bot, WebSocket (long-connection) mode, against the fake WeCom WebSocket server:
 subscribe, callbacks, answers pushed as stream frames with the callback's req_id ending in
-`finish: true`, welcome and feedback events, the in-flight limit, and reconnects."""
+`finish: true`, welcome and feedback events, the in-flight limit, and reconnects. A message
+the gateway cannot take (store down, shutting down) is told so with a finished stream: this
+channel never delivers a message again."""
 
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ from typing import Any
 
 import pytest
 
+from adapters.wecom_bot.adapter import UNAVAILABLE
 from adapters.wecom_bot.protocol import MAX_CONTENT_BYTES
 from adapters.wecom_bot.sink import CONTINUED
 from adapters.wecom_bot.state import REFUSED, THINKING
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
+from gateway.store.base import StoreUnavailable
+from gateway.store.memory import MemoryStore
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.wecom_bot import Call, FakeWecomBotServer, event_payload, text_payload
 from tests.helpers import wait_for
@@ -182,3 +187,71 @@ async def test_a_redelivered_message_is_answered_once(
     again = await wecom.push("aibot_msg_callback", text_payload("dup-1", "hi"))
     assert (await finished(wecom, first))[-1].body["stream"]["content"] == "just once"
     assert wecom.replies(again) == [] and len(dify.requests) == 1
+
+
+async def _on_store(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    wecom: FakeWecomBotServer,
+    store: MemoryStore,
+) -> tuple[Any, Gateway]:
+    bot = {
+        "platform": "wecom_bot",
+        "app": "main",
+        "mode": "websocket",
+        "bot_id": wecom.bot_id,
+        "secret": wecom.secret,
+        "api_base": wecom.ws_url,
+    }
+    client, gateway = await gateway_factory(make_config(dify, {"wecom-ws": bot}), store=store)
+    await wait_for(lambda: gateway.adapters["wecom-ws"].ready, what="subscribed")
+    return client, gateway
+
+
+async def test_a_message_the_store_cannot_take_is_told_so_and_not_answered(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    wecom: FakeWecomBotServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryStore()
+    await _on_store(gateway_factory, dify, wecom, store)
+    real_claim = store.claim
+
+    async def down(*args: Any, **kwargs: Any) -> bool:
+        raise StoreUnavailable("redis is down")
+
+    monkeypatch.setattr(store, "claim", down)
+    # WeCom's long connection never delivers a message again: the user is told at once.
+    lost = await wecom.push("aibot_msg_callback", text_payload("out-1", "hi"))
+    (sorry,) = [c.body["stream"] for c in await finished(wecom, lost)]
+    assert sorry["finish"] and sorry["content"] == UNAVAILABLE
+    assert dify.requests == []
+
+    monkeypatch.setattr(store, "claim", real_claim)
+    dify.reply(ScriptedReply(chunks=["back again"]))
+    again = await wecom.push("aibot_msg_callback", text_payload("out-1", "hi"))  # sent again
+    assert (await finished(wecom, again))[-1].body["stream"]["content"] == "back again"
+    assert len(dify.requests) == 1
+
+
+async def test_during_shutdown_a_message_is_not_taken(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    store = MemoryStore()
+    client, gateway = await _on_store(gateway_factory, dify, wecom, store)
+    gateway.begin_shutdown()
+    drained = await wecom.push("aibot_msg_callback", text_payload("drain-1", "hi"))
+    # No thinking frame and no answer: only the finished "try again" stream.
+    (sorry,) = [c.body["stream"] for c in await finished(wecom, drained)]
+    assert sorry["finish"] and sorry["content"] == UNAVAILABLE
+    assert dify.requests == []
+
+    await client.close()  # the old instance finishes shutting down
+    await _on_store(gateway_factory, dify, wecom, store)  # a fresh one, same store
+    dify.reply(ScriptedReply(chunks=["answered after all"]))
+    again = await wecom.push("aibot_msg_callback", text_payload("drain-1", "hi"))
+    frames = [c.body["stream"] for c in await finished(wecom, again)]
+    # Nothing was claimed during the drain: the same msgid is new to the fresh instance.
+    assert frames[0]["content"] == THINKING and frames[-1]["content"] == "answered after all"
+    assert len(dify.requests) == 1
