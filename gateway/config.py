@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from gateway.registry import PLATFORMS
+from gateway.registry import PLATFORMS, Locale
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TEMPLATE_FIELDS = ("bot", "platform", "chat_id", "chat_type", "user_id", "user_name")
@@ -82,6 +82,8 @@ class _Bot(_Strict):
     platform: str
     app: str
     api_base: str | None = None
+    # The language of every text the bot writes itself (not the app's answers).
+    locale: Locale | None = None
 
     @field_validator("api_base")
     @classmethod
@@ -103,6 +105,10 @@ class _Bot(_Strict):
     @property
     def resolved_api_base(self) -> str:
         return self.api_base or PLATFORMS[self.platform].api_base
+
+    @property
+    def resolved_locale(self) -> Locale:
+        return self.locale or PLATFORMS[self.platform].locale
 
 
 def _need(bot: BaseModel, fields: tuple[str, ...], why: str) -> list[tuple[str, str]]:

@@ -194,6 +194,55 @@ def test_long_connection_modes_need_fewer_keys() -> None:
     assert not any(bot.serves_webhook for bot in config.bots.values())
 
 
+def test_each_platform_has_a_default_locale_and_a_bot_may_choose() -> None:
+    bots = {
+        "sl": {"platform": "slack", "app": "main", "signing_secret": "s", "bot_token": "x"},
+        "fs": {"platform": "feishu", "app": "main", "app_id": "a", "app_secret": "s"},
+        "lk": {"platform": "lark", "app": "main", "app_id": "a", "app_secret": "s"},
+        "wc": {
+            "platform": "wecom",
+            "app": "main",
+            "corp_id": "c",
+            "agent_id": 1,
+            "secret": "s",
+            "token": "t",
+            "encoding_aes_key": "a" * 43,
+        },
+        "wb": {"platform": "wecom_bot", "app": "main", "token": "t", "encoding_aes_key": "b" * 43},
+        "dt": {"platform": "dingtalk", "app": "main", "client_id": "d", "client_secret": "s"},
+    }
+    for bot in ("fs", "lk"):
+        bots[bot] |= {"verification_token": "v"}
+    config = parse_config(minimal(bots=bots), env={})
+    locales = {name: bot.resolved_locale for name, bot in config.bots.items()}
+    assert locales == {
+        "sl": "en",
+        "fs": "zh-CN",
+        "lk": "en",
+        "wc": "zh-CN",
+        "wb": "zh-CN",
+        "dt": "zh-CN",
+    }
+    bots["fs"] |= {"locale": "en"}
+    bots["sl"] |= {"locale": "zh-CN"}
+    config = parse_config(minimal(bots=bots), env={})
+    assert config.bots["fs"].resolved_locale == "en"
+    assert config.bots["sl"].resolved_locale == "zh-CN"
+
+
+@pytest.mark.parametrize("locale", ["fr", "zh", "zh_CN", "EN", ""])
+def test_an_unknown_locale_names_the_key(locale: str) -> None:
+    bot = {
+        "platform": "slack",
+        "app": "main",
+        "signing_secret": "s",
+        "bot_token": "x",
+        "locale": locale,
+    }
+    found = problems(minimal(bots={"helpdesk": bot}))
+    assert found == ["bots.helpdesk.locale: input should be 'en' or 'zh-CN'"]
+
+
 def test_yaml_errors_say_where(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("server:\n  port: [8080\n")

@@ -1,0 +1,274 @@
+"""Every text a chat user reads, in one record per language.
+
+A bot answers in its `locale` (config `bots.<name>.locale`, by default the one its platform's
+users read: `gateway.registry`). The core hands its adapters the bot's `Words` through
+`AdapterContext.words`; nothing user-facing is written anywhere else. Logs stay English.
+
+Texts are standard Markdown, like an answer: a sink that shows one as a placeholder styles
+it itself (Slack shows `_Thinking…_`). A text with a parameter is a `*_template` field with
+named fields, filled only by the method of the same name, so a call site cannot leave one
+empty. Chinese texts use full-width punctuation, as a Chinese product writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.dify_events import (
+    DeadlineExceeded,
+    DifyError,
+    DifyHTTPError,
+    DifyRateLimited,
+    DifyStreamError,
+    StreamStalled,
+)
+from gateway.registry import Locale
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    locale: Locale
+
+    # --- commands ------------------------------------------------------------------------
+    new_conversation: str  # the answer to /reset
+    help: str  # the answer to /help
+
+    # --- answers -------------------------------------------------------------------------
+    thinking: str  # the placeholder until the first words of the answer arrive
+    empty_answer: str
+    sources: str  # the heading above a knowledge-base answer's citations
+    image: str  # the label of an image link the app produced
+    file: str  # the label of a file link the app produced
+    # The question Dify gets when a message has files but no text: the app answers it.
+    files_without_text_template: str  # {names}
+    empty_message: str  # the same, when the message had nothing readable at all
+
+    # --- failures ------------------------------------------------------------------------
+    something_went_wrong: str
+    unreadable_file: str
+    too_slow: str
+    dify_unavailable: str
+    dify_misconfigured: str
+    dify_busy: str
+    dify_stalled: str
+    dify_rejected_template: str  # {code}: Dify's error code for a 400
+    dify_error_template: str  # {code}: the code of a stream `error` event
+
+    # --- messages the bot cannot read ----------------------------------------------------
+    kind_not_supported_template: str  # {kind}: see `kind_not_supported`
+    kinds: Mapping[str, str]  # message kinds by their names in `KINDS`
+    these_kinds: str  # the kind of a message whose type is not known at all
+    voice_not_supported: str
+    voice_not_understood: str
+    video_not_supported: str
+    only_text_images_voice_files: str
+    only_text_images_voice: str
+    mention_without_question: str  # a group message that is only the @mention
+
+    # --- the WeCom AI bot ----------------------------------------------------------------
+    welcome: str  # when the app has no opening statement
+    cannot_answer_now: str
+    too_many_questions_template: str  # {limit}: answers one user may have in flight
+    interrupted: str  # the note under an answer whose worker vanished
+    continued: str  # the note under a stream that continues in the next message
+    taking_long: str  # the note under a stream that closes before the answer is done
+    cut: str  # the note under an answer longer than one message may be
+
+    # --- DingTalk ------------------------------------------------------------------------
+    reply_title: str  # the notification title of an answer with no plain text to preview
+
+    def files_without_text(self, names: str) -> str:
+        return self.files_without_text_template.format(names=names)
+
+    def dify_rejected(self, code: str) -> str:
+        return self.dify_rejected_template.format(code=code)
+
+    def dify_error(self, code: str) -> str:
+        return self.dify_error_template.format(code=code)
+
+    def kind_not_supported(self, kind: str) -> str:
+        """`kind` is a name from `KINDS`, said in words; any other is the platform's own
+        name of the message type, shown as it is; an empty one reads as "these"."""
+        named = self.kinds.get(kind, kind or self.these_kinds)
+        return self.kind_not_supported_template.format(kind=named)
+
+    def too_many_questions(self, limit: int) -> str:
+        return self.too_many_questions_template.format(limit=limit)
+
+
+# The message kinds an adapter may name in `kind_not_supported` (each platform maps its own
+# message types onto these).
+KINDS = (
+    "image",
+    "file",
+    "voice",
+    "rich_text",
+    "video",
+    "sticker",
+    "card",
+    "shared_chat",
+    "contact",
+    "chat_history",
+    "location",
+    "task",
+    "system",
+    "link",
+)
+
+ENGLISH = Words(
+    locale="en",
+    new_conversation="Started a new conversation. What would you like to ask?",
+    help=(
+        "I pass your messages to an AI assistant and stream its answer here.\n\n"
+        "Commands (send them as the whole message):\n"
+        "- `/reset`: start a new conversation (the assistant forgets this one)\n"
+        "- `/help`: show this help"
+    ),
+    thinking="Thinking…",
+    empty_answer="_(The assistant returned an empty answer.)_",
+    sources="Sources",
+    image="image",
+    file="file",
+    files_without_text_template="(The user sent {names} without text.)",
+    empty_message="(The user sent a message without text.)",
+    something_went_wrong="Sorry, something went wrong while answering. Please try again.",
+    unreadable_file="Sorry, I could not read the file you sent. Please try again.",
+    too_slow="Sorry, the answer took too long and was stopped.",
+    dify_unavailable="Sorry, the assistant is unavailable right now. Please try again shortly.",
+    dify_misconfigured="Sorry, this assistant is misconfigured (Dify refused the API key).",
+    dify_busy="Sorry, the assistant is busy right now. Please try again in a minute.",
+    dify_stalled="Sorry, the assistant stopped responding. Please try again.",
+    dify_rejected_template="Sorry, Dify could not process that message ({code}).",
+    dify_error_template="Sorry, the assistant ran into an error ({code}).",
+    kind_not_supported_template=(
+        "Sorry, I can't read {kind} messages yet. "
+        "Please send your question as text, an image or a file."
+    ),
+    kinds={
+        "image": "image",
+        "file": "file",
+        "voice": "voice",
+        "rich_text": "rich text",
+        "video": "video",
+        "sticker": "sticker",
+        "card": "card",
+        "shared_chat": "shared group",
+        "contact": "contact card",
+        "chat_history": "forwarded chat history",
+        "location": "location",
+        "task": "task",
+        "system": "system",
+        "link": "link",
+    },
+    these_kinds="these",
+    voice_not_supported=(
+        "Sorry, voice messages are not supported yet. Please type your question instead."
+    ),
+    voice_not_understood="Sorry, I could not make out that voice message.",
+    video_not_supported="Sorry, I can't watch videos yet. Please describe what you need in text.",
+    only_text_images_voice_files=(
+        "Sorry, I can only read text, pictures, voice messages and files for now. "
+        "Please send your question as text."
+    ),
+    only_text_images_voice="Sorry, I can only read text, pictures and voice messages here.",
+    mention_without_question="Please write your question after mentioning me.",
+    welcome="Hello! I'm an AI assistant. Ask me anything.",
+    cannot_answer_now="Sorry, I can't answer right now. Please try again in a moment.",
+    too_many_questions_template=(
+        "You already have {limit} questions in progress with me. Please wait for one of the "
+        "answers to finish, then ask again."
+    ),
+    interrupted="*(The answer was interrupted. Please ask again.)*",
+    continued="*(continued in the next message)*",
+    taking_long="*(This is taking a while: the rest of the answer follows in a new message.)*",
+    cut="*(The answer was cut here: it is longer than WeCom allows for one answer.)*",
+    reply_title="Reply",
+)
+
+SIMPLIFIED_CHINESE = Words(
+    locale="zh-CN",
+    new_conversation="已开始新的对话。请问有什么可以帮您？",
+    help=(
+        "我会把您的消息转给 AI 助手，并在这里实时显示它的回答。\n\n"
+        "命令（需单独发送）：\n"
+        "- `/reset`：开始新的对话（助手将不再记得当前对话）\n"
+        "- `/help`：显示本帮助"
+    ),
+    thinking="思考中…",
+    empty_answer="_（助手没有返回任何内容。）_",
+    sources="参考资料",
+    image="图片",
+    file="文件",
+    files_without_text_template="（用户发送了 {names}，没有附带文字。）",
+    empty_message="（用户发送了一条没有文字的消息。）",
+    something_went_wrong="抱歉，回答时出了点问题，请稍后再试。",
+    unreadable_file="抱歉，无法读取您发送的文件，请稍后再试。",
+    too_slow="抱歉，回答用时过长，已停止。",
+    dify_unavailable="抱歉，助手暂时无法使用，请稍后再试。",
+    dify_misconfigured="抱歉，该助手配置有误（Dify 拒绝了 API 密钥）。",
+    dify_busy="抱歉，助手正忙，请一分钟后再试。",
+    dify_stalled="抱歉，助手没有响应，请重试。",
+    dify_rejected_template="抱歉，Dify 无法处理这条消息（{code}）。",
+    dify_error_template="抱歉，助手出错了（{code}）。",
+    kind_not_supported_template=("抱歉，暂时还无法读取{kind}消息，请用文字、图片或文件提问。"),
+    kinds={
+        "image": "图片",
+        "file": "文件",
+        "voice": "语音",
+        "rich_text": "富文本",
+        "video": "视频",
+        "sticker": "表情",
+        "card": "卡片",
+        "shared_chat": "群名片",
+        "contact": "个人名片",
+        "chat_history": "合并转发的聊天记录",
+        "location": "位置",
+        "task": "任务",
+        "system": "系统",
+        "link": "链接",
+    },
+    these_kinds="这类",
+    voice_not_supported="抱歉，暂不支持语音消息，请改用文字提问。",
+    voice_not_understood="抱歉，没能听清这条语音消息。",
+    video_not_supported="抱歉，暂时还无法观看视频，请用文字描述您的需求。",
+    only_text_images_voice_files=("抱歉，目前只能读取文字、图片、语音和文件消息，请用文字提问。"),
+    only_text_images_voice="抱歉，目前仅支持文字、图片和语音消息。",
+    mention_without_question="请在 @我 之后写下您的问题。",
+    welcome="您好！我是 AI 助手，有什么问题都可以问我。",
+    cannot_answer_now="抱歉，现在无法回答，请稍后再试。",
+    too_many_questions_template=("您已有 {limit} 个问题正在回答中，请等其中一个回答完成后再提问。"),
+    interrupted="*（回答中断了，请重新提问。）*",
+    continued="*（未完，见下一条消息）*",
+    taking_long="*（回答用时较长，其余内容将在新消息中发送。）*",
+    cut="*（回答超出了企业微信单条回答的长度上限，已在此截断。）*",
+    reply_title="回复",
+)
+
+CATALOGUE: dict[Locale, Words] = {"en": ENGLISH, "zh-CN": SIMPLIFIED_CHINESE}
+
+
+def words_for(locale: Locale) -> Words:
+    """The texts of one locale (the config accepts only locales that have them)."""
+    return CATALOGUE[locale]
+
+
+def dify_failure(words: Words, error: DifyError) -> str:
+    """What the user reads when Dify fails: the one place that maps Dify's errors to texts
+    (`str(error)` is the English detail for the logs)."""
+    if isinstance(error, DifyHTTPError):
+        if error.status in (401, 403):
+            return words.dify_misconfigured
+        if error.status == 400:
+            return words.dify_rejected(error.code)
+        return words.dify_unavailable
+    if isinstance(error, DifyRateLimited):
+        return words.dify_busy
+    if isinstance(error, StreamStalled):
+        return words.dify_stalled
+    if isinstance(error, DifyStreamError):
+        return words.dify_error(error.code or "error")
+    if isinstance(error, DeadlineExceeded):
+        return words.too_slow
+    # DifyUnavailable, ConversationGone (after the retry), and anything new.
+    return words.dify_unavailable

@@ -1,0 +1,129 @@
+"""The catalogue: every locale says every text, templates get every field filled, and Dify's
+errors map to texts in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import string
+from collections.abc import Callable
+from typing import get_args
+
+import pytest
+
+from gateway.dify_events import (
+    ConversationGone,
+    DeadlineExceeded,
+    DifyError,
+    DifyHTTPError,
+    DifyRateLimited,
+    DifyStreamError,
+    DifyUnavailable,
+    StreamStalled,
+)
+from gateway.registry import Locale
+from gateway.words import (
+    CATALOGUE,
+    ENGLISH,
+    KINDS,
+    SIMPLIFIED_CHINESE,
+    Words,
+    dify_failure,
+    words_for,
+)
+
+TEXTS = [f.name for f in dataclasses.fields(Words) if f.name not in ("locale", "kinds")]
+# Each template, the fields it must use, and how its method fills it (with a marker value).
+TEMPLATES: dict[str, tuple[set[str], Callable[[Words], str]]] = {
+    "files_without_text_template": ({"names"}, lambda w: w.files_without_text("MARK.pdf")),
+    "dify_rejected_template": ({"code"}, lambda w: w.dify_rejected("MARK")),
+    "dify_error_template": ({"code"}, lambda w: w.dify_error("MARK")),
+    "kind_not_supported_template": ({"kind"}, lambda w: w.kind_not_supported("MARK")),
+    "too_many_questions_template": ({"limit"}, lambda w: w.too_many_questions(7)),
+}
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def test_every_locale_has_a_catalogue() -> None:
+    assert set(CATALOGUE) == set(get_args(Locale))
+    for locale, words in CATALOGUE.items():
+        assert words.locale == locale and words_for(locale) is words
+
+
+@pytest.mark.parametrize("words", CATALOGUE.values(), ids=list(CATALOGUE))
+def test_every_text_is_said(words: Words) -> None:
+    for name in TEXTS:
+        text = getattr(words, name)
+        assert isinstance(text, str) and text.strip(), name
+        assert text == text.strip(), f"{name}: spacing around a text belongs to its user"
+    assert set(words.kinds) == set(KINDS)
+    assert all(name.strip() for name in words.kinds.values())
+
+
+def test_the_chinese_texts_are_translated() -> None:
+    for name in TEXTS:
+        english, chinese = getattr(ENGLISH, name), getattr(SIMPLIFIED_CHINESE, name)
+        assert chinese != english, name
+        assert _CJK.search(chinese), f"{name}: {chinese!r}"
+        assert "Sorry" not in chinese
+    for kind in KINDS:
+        assert _CJK.search(SIMPLIFIED_CHINESE.kinds[kind]), kind
+
+
+def test_templates_are_exactly_the_fields_named_so() -> None:
+    assert set(TEMPLATES) == {name for name in TEXTS if name.endswith("_template")}
+
+
+@pytest.mark.parametrize("words", CATALOGUE.values(), ids=list(CATALOGUE))
+def test_every_format_field_is_filled(words: Words) -> None:
+    for name in TEXTS:
+        expected = TEMPLATES[name][0] if name in TEMPLATES else set()
+        assert _fields(getattr(words, name)) == expected, name
+    for name, (_, fill) in TEMPLATES.items():
+        text = fill(words)
+        assert "{" not in text and "}" not in text, name
+        assert "MARK" in text or "7" in text, name
+
+
+def test_a_message_kind_is_said_in_words_or_as_the_platform_names_it() -> None:
+    for words in CATALOGUE.values():
+        for kind in KINDS:
+            assert words.kinds[kind] in words.kind_not_supported(kind)
+        assert "hologram" in words.kind_not_supported("hologram")
+        assert words.these_kinds in words.kind_not_supported("")
+    assert ENGLISH.kind_not_supported("sticker").startswith("Sorry, I can't read sticker messages")
+    assert SIMPLIFIED_CHINESE.kind_not_supported("sticker") == (
+        SIMPLIFIED_CHINESE.kind_not_supported_template.format(kind="表情")
+    )
+
+
+ERRORS: list[tuple[DifyError, str]] = [
+    (DifyHTTPError(401, "unauthorized", "Access token is invalid"), "dify_misconfigured"),
+    (DifyHTTPError(403, "forbidden", "no"), "dify_misconfigured"),
+    (DifyHTTPError(404, "not_found", "no such app"), "dify_unavailable"),
+    (DifyRateLimited(30.0), "dify_busy"),
+    (StreamStalled("no data for 60s"), "dify_stalled"),
+    (DeadlineExceeded("past 300s"), "too_slow"),
+    (DifyUnavailable("cannot reach Dify"), "dify_unavailable"),
+    (ConversationGone("gone"), "dify_unavailable"),
+    (DifyError("something new"), "dify_unavailable"),
+]
+
+
+@pytest.mark.parametrize("words", CATALOGUE.values(), ids=list(CATALOGUE))
+@pytest.mark.parametrize(("error", "entry"), ERRORS, ids=[type(e).__name__ for e, _ in ERRORS])
+def test_dify_errors_map_to_texts(words: Words, error: DifyError, entry: str) -> None:
+    assert dify_failure(words, error) == getattr(words, entry)
+
+
+@pytest.mark.parametrize("words", CATALOGUE.values(), ids=list(CATALOGUE))
+def test_dify_errors_with_a_code_show_the_code_and_never_the_detail(words: Words) -> None:
+    rejected = dify_failure(words, DifyHTTPError(400, "invalid_param", "secret detail"))
+    assert rejected == words.dify_rejected("invalid_param") and "secret" not in rejected
+    failed = dify_failure(words, DifyStreamError("model_quota_exceeded", "secret detail"))
+    assert failed == words.dify_error("model_quota_exceeded") and "secret" not in failed
+    assert dify_failure(words, DifyStreamError("", "x")) == words.dify_error("error")
