@@ -30,6 +30,7 @@ from gateway.app import serving
 from gateway.config import parse_config
 from gateway.emulator import DifyEmulator
 from gateway.runtime import Gateway
+from gateway.words import ENGLISH
 
 BOT = "demo-slack"
 BOT_USER = "UDEMOBOT"
@@ -100,7 +101,7 @@ class TerminalSlack:
             ts = f"{time.time():.6f}"
             self.messages += 1
             text = str(p.get("markdown_text") or p.get("text") or "")
-            if not text or "Thinking" in text:
+            if not text or ENGLISH.thinking in text:  # the demo's Slack bot speaks English
                 self._out.write("    \u2503 (thinking\u2026)\n    \u2503 ")
                 text = ""
             else:

@@ -1,6 +1,6 @@
 """What a Dify stream yields (typed events) and raises (typed errors).
 
-`DifyError.user_message` is safe to show in the chat; `str(error)` is for logs.
+`str(error)` is for logs; what the chat shows is `gateway.words.dify_failure(words, error)`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,13 @@ from typing import Any
 
 
 class DifyError(Exception):
-    """Base class. `user_message` is safe to show in the chat; `str()` is for logs."""
-
-    user_message = "Sorry, the assistant is unavailable right now. Please try again shortly."
+    """Base class. `str()` is for logs (never shown in the chat)."""
 
 
 class DifyHTTPError(DifyError):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"Dify HTTP {status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
-        if status in (401, 403):
-            self.user_message = "Sorry, this assistant is misconfigured (Dify refused the API key)."
-        elif status == 400:
-            self.user_message = f"Sorry, Dify could not process that message ({code})."
 
 
 class ConversationGone(DifyError):
@@ -32,8 +26,6 @@ class ConversationGone(DifyError):
 
 
 class DifyRateLimited(DifyError):
-    user_message = "Sorry, the assistant is busy right now. Please try again in a minute."
-
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"Dify rate limited; retry after {retry_after:.0f}s")
         self.retry_after = retry_after
@@ -44,7 +36,7 @@ class DifyUnavailable(DifyError):
 
 
 class StreamStalled(DifyError):
-    user_message = "Sorry, the assistant stopped responding. Please try again."
+    """Dify sent nothing for too long in the middle of a stream."""
 
 
 class DifyStreamError(DifyError):
@@ -53,11 +45,10 @@ class DifyStreamError(DifyError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"Dify stream error {code}: {message}")
         self.code, self.message = code, message
-        self.user_message = f"Sorry, the assistant ran into an error ({code or 'error'})."
 
 
 class DeadlineExceeded(DifyError):
-    user_message = "Sorry, the answer took too long and was stopped."
+    """The answer ran past the app's `timeout_s`."""
 
 
 # --- events ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.models import Attachment, InboundMessage, Outcome, WebhookRequest
+from gateway.words import ENGLISH, Words
 
 if TYPE_CHECKING:
     import httpx
@@ -201,6 +202,9 @@ class AdapterContext:
     budget: BotBudget
     deliver: Deliver
     assistant: AssistantHooks
+    # The bot's texts in its locale (the runtime always passes them; English for contexts
+    # that tests build by hand).
+    words: Words = ENGLISH
 
 
 class Adapter(Protocol):

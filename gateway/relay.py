@@ -33,18 +33,10 @@ from gateway.router import Router, render_inputs
 from gateway.store import keys
 from gateway.store.base import Store
 from gateway.streaming import AnswerStream
+from gateway.words import Words, dify_failure
 
 log = logging.getLogger(__name__)
 
-RESET_REPLY = "Started a new conversation. What would you like to ask?"
-HELP_REPLY = (
-    "I pass your messages to an AI assistant and stream its answer here.\n\n"
-    "Commands (send them as the whole message):\n"
-    "- `/reset`: start a new conversation (the assistant forgets this one)\n"
-    "- `/help`: show this help"
-)
-GENERIC_FAILURE = "Sorry, something went wrong while answering. Please try again."
-ATTACHMENT_FAILURE = "Sorry, I could not read the file you sent. Please try again."
 CHECKPOINT_TTL = 24 * 3600.0
 ANSWER_RECORD_TTL = 7 * 24 * 3600.0
 _DIFY_FILE_TYPES = {"image": "image", "document": "document", "audio": "audio", "video": "video"}
@@ -61,6 +53,7 @@ class Relay:
         *,
         adapters: Mapping[str, Adapter],
         budgets: Mapping[str, BotBudget],
+        words: Mapping[str, Words],
         apps: Mapping[str, DifyApp],
         dify: DifyClient,
         store: Store,
@@ -69,6 +62,7 @@ class Relay:
     ) -> None:
         self._adapters = adapters
         self._budgets = budgets
+        self._words = words
         self._apps = apps
         self._dify = dify
         self._store = store
@@ -100,7 +94,11 @@ class Relay:
                 )
 
             stream = AnswerStream(
-                sink, adapter.capabilities, self._budgets[bot], checkpoint=checkpoint
+                sink,
+                adapter.capabilities,
+                self._budgets[bot],
+                checkpoint=checkpoint,
+                empty_answer=self._words[bot].empty_answer,
             )
             await stream.begin()
             result = await self._produce(job, adapter, stream)
@@ -113,25 +111,27 @@ class Relay:
     async def _produce(self, job: Job, adapter: Adapter, stream: AnswerStream) -> str:
         """Run Dify into the stream and deliver the end. Returns the result label."""
         app = self._apps[job.app]
+        words = self._words[job.message.bot]
         try:
             async with asyncio.timeout(app.timeout_s):
                 query, files = await self._attachments(job, adapter, app)
                 await self._stream_answer(job, app, stream, query, files)
         except TimeoutError:
             self._metrics.dify_errors.labels(job.app, "deadline").inc()
-            await stream.fail(DeadlineExceeded.user_message)
+            late = DeadlineExceeded(f"no answer within {app.timeout_s:.0f}s")
+            await stream.fail(dify_failure(words, late))
             return "deadline"
         except DifyError as exc:
             log.warning("answer %s: %s", job.job_id, exc)
             self._metrics.dify_errors.labels(job.app, type(exc).__name__).inc()
-            await stream.fail(exc.user_message)
+            await stream.fail(dify_failure(words, exc))
             return "dify_error"
         except _AttachmentFailed:
-            await stream.fail(ATTACHMENT_FAILURE)
+            await stream.fail(words.unreadable_file)
             return "attachment_error"
         except Exception:
             log.exception("answer %s failed", job.job_id)
-            await stream.fail(GENERIC_FAILURE)
+            await stream.fail(words.something_went_wrong)
             return "error"
         await stream.finish()
         return "ok"
@@ -190,12 +190,14 @@ class Relay:
             if finished.output_text and not stream.text.strip():
                 stream.append(finished.output_text)
             await self._record_answer(job, finished)
+        words = self._words[job.message.bot]
         for output in outputs:
-            label = "image" if output.type == "image" else "file"
-            stream.append(f"\n\n{'!' if label == 'image' else ''}[{label}]({output.url})")
+            image = output.type == "image"
+            label = words.image if image else words.file
+            stream.append(f"\n\n{'!' if image else ''}[{label}]({output.url})")
         if finished is not None and finished.citations:
             sources = "\n".join(f"{i}. {name}" for i, name in enumerate(finished.citations, 1))
-            stream.append(f"\n\n---\n**Sources**\n{sources}")
+            stream.append(f"\n\n---\n**{words.sources}**\n{sources}")
 
     async def _attachments(
         self, job: Job, adapter: Adapter, app: DifyApp
@@ -228,8 +230,9 @@ class Relay:
                 }
             )
         if not query:
-            names = ", ".join(a.name for a in job.message.attachments) or "a message"
-            query = f"(The user sent {names} without text.)"
+            words = self._words[job.message.bot]
+            names = ", ".join(a.name for a in job.message.attachments)
+            query = words.files_without_text(names) if names else words.empty_message
         return query, files
 
     async def _record_answer(self, job: Job, finished: Finished) -> None:
@@ -241,9 +244,9 @@ class Relay:
     async def _run_command(self, job: Job, adapter: Adapter, command: str) -> None:
         if command == "/reset":
             await self._store.delete_conversation(job.conversation_key)
-            text = RESET_REPLY
+            text = self._words[job.message.bot].new_conversation
         else:
-            text = HELP_REPLY
+            text = self._words[job.message.bot].help
         await self._say(job, adapter, text)
         self._metrics.answers.labels(job.message.bot, command.lstrip("/")).inc()
 

@@ -24,6 +24,7 @@ from gateway.router import Router
 from gateway.store.base import Store, StoreUnavailable
 from gateway.store.factory import open_store
 from gateway.transport import AiohttpTransport, ApiClient
+from gateway.words import words_for
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,11 @@ class Gateway:
         self.router = Router(config)
         self.budgets = {name: BotBudget() for name in config.bots}
         self.adapters: dict[str, Adapter] = {}
+        self.words = {name: words_for(bot.resolved_locale) for name, bot in config.bots.items()}
         self.relay = Relay(
             adapters=self.adapters,
             budgets=self.budgets,
+            words=self.words,
             apps=config.dify.apps,
             dify=self.dify,
             store=self.store,
@@ -104,6 +107,7 @@ class Gateway:
                 budget=self.budgets[name],
                 deliver=self.intake.deliver_for(name),
                 assistant=self.relay,
+                words=self.words[name],
             )
             self.adapters[name] = create_adapter(name, bot, context)
         self._starting: set[asyncio.Task[None]] = set()

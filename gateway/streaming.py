@@ -22,10 +22,10 @@ from typing import Any
 from gateway.pacing import BotBudget
 from gateway.platform import Capabilities, Pacing, PlatformError, RateLimited, ReplySink
 from gateway.text import measure, paragraph_break, split_text
+from gateway.words import ENGLISH
 
 log = logging.getLogger(__name__)
 
-EMPTY_ANSWER = "_(The assistant returned an empty answer.)_"
 MIN_PARAGRAPH_PART = 300  # chars; shorter paragraphs wait to be sent with the next ones
 FINAL_TRIES = 6
 MAX_RATE_LIMIT_WAIT = 30.0
@@ -42,12 +42,14 @@ class AnswerStream:
         *,
         checkpoint: Checkpoint | None = None,
         clock: Callable[[], float] = time.monotonic,
+        empty_answer: str = ENGLISH.empty_answer,
     ) -> None:
         self._sink = sink
         self._caps = capabilities
         self._budget = budget
         self._checkpoint = checkpoint
         self._clock = clock
+        self._empty_answer = empty_answer  # what the bot says when the app said nothing
         self._full = ""
         self._offset = 0  # where the current platform message starts in _full
         self._reopen = ""  # a code fence reopened at the top of the current message
@@ -97,7 +99,7 @@ class AnswerStream:
         await self._stop_pacer()
         current = self._current()
         if not self._full.strip():
-            current = EMPTY_ANSWER
+            current = self._empty_answer
         elif not current.strip():
             # Every part already went out (only possible after a moderation rewrite
             # shortened the text): there is nothing left to send.

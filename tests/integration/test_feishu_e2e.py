@@ -50,6 +50,8 @@ def feishu_bot(fake: FakeFeishu, **extra: Any) -> dict[str, Any]:
         "app_secret": fake.app_secret,
         "verification_token": VERIFICATION_TOKEN,
         "encrypt_key": ENCRYPT_KEY,
+        # These tests read English; a Feishu bot's own default, Chinese, has its own tests.
+        "locale": "en",
         **extra,
     }
 

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE, Words
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack
 from tests.helpers import wait_for
@@ -394,6 +395,43 @@ async def test_a_dm_conversation_continues_and_reset_starts_a_new_one(
     assert len(dify.requests) == 3
     assert "conversation_id" not in dify.requests[2]
     assert "/reset" in await say("/help")
+
+
+async def test_a_slack_bot_configured_for_chinese_speaks_chinese(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    # (Every other test here reads the English of a Slack bot without a `locale`.)
+    client, gateway = await start(gateway_factory, dify, slack, bot={"locale": "zh-CN"})
+    dify.reply(ScriptedReply(chunks=["半个"], delay=0.05, error=("model_quota_exceeded", "q")))
+    event = direct("你好")
+    await post(client, envelope(event))
+    await answered(gateway)
+    (msg,) = slack.thread("D111", event["ts"])
+    assert msg.text.startswith("半个")
+    assert SIMPLIFIED_CHINESE.dify_error("model_quota_exceeded") in msg.text
+    help_event = direct("/help")
+    await post(client, envelope(help_event))
+    await answered(gateway)
+    assert "开始新的对话" in slack.thread("D111", help_event["ts"])[0].text
+
+
+@pytest.mark.parametrize(("locale", "words"), [("en", ENGLISH), ("zh-CN", SIMPLIFIED_CHINESE)])
+async def test_an_answer_past_the_apps_deadline_is_stopped_and_says_so(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    slack: FakeSlack,
+    locale: str,
+    words: Words,
+) -> None:
+    client, gateway = await start(
+        gateway_factory, dify, slack, bot={"locale": locale}, apps={"main": {"timeout_s": 0.3}}
+    )
+    dify.reply(ScriptedReply(chunks=["Slowly", " and more"], delay=1.0))
+    event = direct("take your time")
+    await post(client, envelope(event))
+    await answered(gateway)
+    (msg,) = slack.thread("D111", event["ts"])
+    assert msg.text.startswith("Slowly") and msg.text.endswith(words.too_slow)
 
 
 async def test_a_conversation_dify_forgot_is_dropped_and_the_message_retried_once(

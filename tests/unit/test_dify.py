@@ -30,6 +30,7 @@ from gateway.dify import (
 )
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.transport import AiohttpTransport, ApiClient
+from gateway.words import ENGLISH, dify_failure
 
 
 @pytest.fixture(params=["httpx", "aiohttp-pool"])
@@ -245,8 +246,9 @@ async def test_a_wrong_api_key_is_a_readable_error(
     with pytest.raises(DifyHTTPError) as info:
         await collect(DifyClient(http), app, ChatRequest("q", "u"))
     assert info.value.status == 401
-    assert "misconfigured" in info.value.user_message
-    assert "wrong" not in info.value.user_message
+    shown = dify_failure(ENGLISH, info.value)
+    assert "misconfigured" in shown
+    assert "wrong" not in shown
 
 
 async def test_uploads_audio_parameters_and_feedback(

@@ -11,7 +11,8 @@ from typing import Any
 
 from gateway.pacing import BotBudget
 from gateway.platform import Capabilities, Pacing, PlatformError, RateLimited
-from gateway.streaming import EMPTY_ANSWER, AnswerStream
+from gateway.streaming import AnswerStream
+from gateway.words import SIMPLIFIED_CHINESE
 
 
 @dataclass
@@ -188,7 +189,14 @@ async def test_an_empty_answer_says_so_and_replace_rewrites() -> None:
     stream = AnswerStream(sink, caps(), BotBudget())
     await stream.begin()
     await stream.finish()
-    assert sink.texts("last") == [EMPTY_ANSWER]
+    assert sink.texts("last") == ["_(The assistant returned an empty answer.)_"]
+    chinese = FakeSink()
+    stream = AnswerStream(
+        chinese, caps(), BotBudget(), empty_answer=SIMPLIFIED_CHINESE.empty_answer
+    )
+    await stream.begin()
+    await stream.finish()
+    assert chinese.texts("last") == [SIMPLIFIED_CHINESE.empty_answer]
     sink = FakeSink()
     stream = AnswerStream(sink, caps(), BotBudget())
     await stream.begin()

@@ -11,6 +11,7 @@ from typing import get_args
 
 import pytest
 
+from gateway.config import parse_config
 from gateway.dify_events import (
     ConversationGone,
     DeadlineExceeded,
@@ -22,6 +23,8 @@ from gateway.dify_events import (
     StreamStalled,
 )
 from gateway.registry import Locale
+from gateway.runtime import Gateway
+from gateway.store.memory import MemoryStore
 from gateway.words import (
     CATALOGUE,
     ENGLISH,
@@ -127,3 +130,33 @@ def test_dify_errors_with_a_code_show_the_code_and_never_the_detail(words: Words
     failed = dify_failure(words, DifyStreamError("model_quota_exceeded", "secret detail"))
     assert failed == words.dify_error("model_quota_exceeded") and "secret" not in failed
     assert dify_failure(words, DifyStreamError("", "x")) == words.dify_error("error")
+
+
+async def test_the_runtime_gives_each_bot_the_words_of_its_locale() -> None:
+    tree = {
+        "dify": {"apps": {"main": {"api_key": "k"}}},
+        "store": "memory://",
+        "bots": {
+            "sl": {"platform": "slack", "app": "main", "signing_secret": "s", "bot_token": "x"},
+            "fs": {
+                "platform": "feishu",
+                "app": "main",
+                "app_id": "a",
+                "app_secret": "s",
+                "verification_token": "v",
+            },
+            "fs-en": {
+                "platform": "feishu",
+                "app": "main",
+                "app_id": "b",
+                "app_secret": "s",
+                "verification_token": "v",
+                "locale": "en",
+            },
+        },
+    }
+    gateway = Gateway(parse_config(tree, env={}), store=MemoryStore())
+    try:
+        assert gateway.words == {"sl": ENGLISH, "fs": SIMPLIFIED_CHINESE, "fs-en": ENGLISH}
+    finally:
+        await gateway.aclose()
