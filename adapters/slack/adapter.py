@@ -104,7 +104,14 @@ class SlackAdapter:
     def open_reply(
         self, message: InboundMessage, resume: Mapping[str, Any] | None = None
     ) -> SlackReplySink:
-        return SlackReplySink(self._api, self._context.budget, self._streaming, message, resume)
+        return SlackReplySink(
+            self._api,
+            self._context.budget,
+            self._streaming,
+            message,
+            resume,
+            words=self._context.words,
+        )
 
     async def download(self, attachment: Attachment) -> Download:
         data, content_type = await self._api.download(str(attachment.source["url"]))

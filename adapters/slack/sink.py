@@ -25,10 +25,10 @@ from adapters.slack.mrkdwn import to_mrkdwn
 from gateway.models import InboundMessage
 from gateway.pacing import BotBudget
 from gateway.platform import Pacing, PlatformError, RateLimited
+from gateway.words import Words
 
 log = logging.getLogger(__name__)
 
-THINKING = "_Thinking…_"
 # Tier 4 (100+/min) for appendStream, Tier 3 (50+/min) for chat.update, per workspace.
 STREAM_PACING = Pacing(min_interval=0.25, budget="slack.appendStream", budget_per_second=100 / 60)
 UPDATE_PACING = Pacing(min_interval=1.0, budget="slack.update", budget_per_second=50 / 60)
@@ -60,8 +60,11 @@ class SlackReplySink:
         support: StreamingSupport,
         message: InboundMessage,
         resume: Mapping[str, Any] | None = None,
+        *,
+        words: Words,
     ) -> None:
         self._api = api
+        self._placeholder = f"_{words.thinking}_"
         self._budget = budget
         self._support = support
         # Every reply goes in the message's thread (convert.py sets thread_id to the
@@ -219,6 +222,6 @@ class SlackReplySink:
         return {
             "channel": self._channel,
             "thread_ts": self._thread_ts,
-            "text": THINKING,
+            "text": self._placeholder,
             "mrkdwn": True,
         }
