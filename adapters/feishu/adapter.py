@@ -106,7 +106,14 @@ class FeishuAdapter:
         return self.parse(verified.payload, request.received_at)
 
     def parse(self, payload: dict[str, Any], received_at: float) -> Outcome:
-        context = Context(self.bot, self.platform, self._bot_open_id, self._voice, received_at)
+        context = Context(
+            self.bot,
+            self.platform,
+            self._bot_open_id,
+            self._voice,
+            received_at,
+            self._context.words,
+        )
         result = to_message(payload, context)
         if isinstance(result, str):
             return Ignored(result, ack=ACK)
@@ -135,6 +142,7 @@ class FeishuAdapter:
             message.reply_to,
             f"{message.bot}:{message.message_id}",
             resume,
+            words=self._context.words,
         )
 
     async def download(self, attachment: Attachment) -> Download:

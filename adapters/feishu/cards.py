@@ -15,8 +15,6 @@ import re
 from typing import Any
 
 ELEMENT_ID = "answer"  # letters, digits and _, starting with a letter, at most 20 chars
-THINKING = "_Thinking…_"
-THINKING_SUMMARY = "Thinking…"
 SUMMARY_CHARS = 60
 # JSON escapes a control character as six bytes (\u0001), seven in the PATCH's doubly
 # escaped body, and none of them render: they are dropped (tab and newline stay).

@@ -21,20 +21,23 @@ from typing import Any, Literal
 from adapters.feishu.richtext import Mentions, post_to_markdown
 from gateway.models import Attachment, ChatType, HttpResponse, InboundMessage
 from gateway.platform import NotReady
+from gateway.words import Words
 
 Kind = Literal["image", "document", "audio", "video"]
 ACK = HttpResponse.json({"msg": "success"})
 MESSAGE_EVENT = "im.message.receive_v1"
-VOICE_NOT_SUPPORTED = (
-    "Sorry, voice messages are not supported yet. Please type your question instead."
-)
-_KIND_NAMES = {
+# Feishu's message types that the bot cannot read, by their names in `gateway.words.KINDS`.
+_KINDS = {
+    "image": "image",  # an image, file or voice message without its key, or a v1 event
+    "file": "file",
+    "audio": "voice",
+    "post": "rich_text",
     "media": "video",
     "sticker": "sticker",
     "interactive": "card",
-    "share_chat": "shared group",
-    "share_user": "contact card",
-    "merge_forward": "forwarded chat history",
+    "share_chat": "shared_chat",
+    "share_user": "contact",
+    "merge_forward": "chat_history",
     "location": "location",
     "todo": "task",
     "system": "system",
@@ -45,12 +48,8 @@ _VIDEO_EXT = {"mp4", "mov", "mpeg4", "avi", "mkv"}
 _V1_AT_TAG = re.compile(r"<at[^>]*>\s*(.*?)\s*</\s*at\s*>", re.DOTALL)
 
 
-def not_supported(message_type: str) -> str:
-    kind = _KIND_NAMES.get(message_type, message_type or "this kind of")
-    return (
-        f"Sorry, I can't read {kind} messages yet. "
-        "Please send your question as text, an image or a file."
-    )
+def not_supported(message_type: str, words: Words) -> str:
+    return words.kind_not_supported(_KINDS.get(message_type, message_type))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +59,7 @@ class Context:
     bot_open_id: str | None  # None until `bot/v3/info` answered
     voice: bool  # opus can be converted for Dify's audio-to-text
     received_at: float
+    words: Words  # for the notices about messages the bot cannot read
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def _resource(
 
 
 def _content(
-    message_type: str, raw: object, message_id: str, mentions: Mentions, voice: bool
+    message_type: str, raw: object, message_id: str, mentions: Mentions, ctx: Context
 ) -> tuple[str, tuple[Attachment, ...], str | None]:
     """(text, attachments, notice) for one message's `content` string."""
     try:
@@ -104,11 +104,11 @@ def _content(
         key = str(content["file_key"])
         return "", (_resource(_file_kind(name), name, message_id, key, "file"),), None
     if message_type == "audio" and content.get("file_key"):
-        if not voice:
-            return "", (), VOICE_NOT_SUPPORTED
+        if not ctx.voice:
+            return "", (), ctx.words.voice_not_supported
         key = str(content["file_key"])
         return "", (_resource("audio", "voice.opus", message_id, key, "file", True),), None
-    return "", (), not_supported(message_type)
+    return "", (), not_supported(message_type, ctx.words)
 
 
 def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
@@ -129,7 +129,7 @@ def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
     mentions = Mentions.parse(message.get("mentions"), ctx.bot_open_id)
     message_type = str(message.get("message_type") or "")
     text, attachments, notice = _content(
-        message_type, message.get("content"), message_id, mentions, ctx.voice
+        message_type, message.get("content"), message_id, mentions, ctx
     )
     thread = str(message.get("thread_id") or message.get("root_id") or "") or None
     return InboundMessage(
@@ -171,7 +171,7 @@ def _v1_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
         raw = str(event.get("text_without_at_bot") or event.get("text") or "")
         text = _V1_AT_TAG.sub(r"\1", raw).strip()
     else:
-        notice = not_supported(message_type)
+        notice = not_supported(message_type, ctx.words)
     chat_type = ChatType.DIRECT if event.get("chat_type") == "private" else ChatType.GROUP
     root = str(event.get("root_id") or "") or None
     return InboundMessage(

@@ -32,6 +32,7 @@ from typing import Any
 from adapters.feishu import cards
 from adapters.feishu.api import FeishuAPI
 from gateway.platform import Pacing, PlatformError, RateLimited
+from gateway.words import Words
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,11 @@ class FeishuReplySink:
         reply_to: Mapping[str, Any],
         answer_key: str,
         resume: Mapping[str, Any] | None = None,
+        *,
+        words: Words,
     ) -> None:
         self._api = api
+        self._thinking = words.thinking  # plain in the chat list, in italics in the card
         self._support = support
         self._reply_to = str(reply_to["message_id"])
         self._in_thread = bool(reply_to.get("in_thread"))
@@ -109,7 +113,7 @@ class FeishuReplySink:
 
     async def begin(self) -> None:
         if self._card is None:
-            await self._open(cards.THINKING, cards.THINKING_SUMMARY)
+            await self._open(f"_{self._thinking}_", self._thinking)
 
     async def update(self, text: str) -> None:
         text = cards.clean(text)
@@ -194,7 +198,7 @@ class FeishuReplySink:
             if card.card_id is not None:
                 content = cards.card_reference(card.card_id)
             else:
-                content = cards.plain_card(card.shown or cards.THINKING)
+                content = cards.plain_card(card.shown or f"_{self._thinking}_")
             card.message_id = await self._reply(content, card.card_id)
         return card
 

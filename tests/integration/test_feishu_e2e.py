@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from adapters.feishu import cards, crypto
+from adapters.feishu import crypto
 from adapters.feishu.adapter import MAX_MESSAGE_BYTES
-from adapters.feishu.convert import VOICE_NOT_SUPPORTED
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.feishu import (
     ENCRYPT_KEY,
@@ -31,6 +31,7 @@ from tests.unit.feishu.audio_sample import opus_clip
 
 Client = TestClient[Any, Any]
 BOT = "fs"
+THINKING = "_Thinking…_"
 
 
 @pytest.fixture
@@ -140,7 +141,7 @@ async def test_direct_message_streams_into_a_cardkit_card(
     assert card is not None
     # "Thinking…" within a second of the ack, then replaced: never in the final card.
     first_at, first_text = card.states[0]
-    assert first_at - acked < 1.0 and first_text == cards.THINKING
+    assert first_at - acked < 1.0 and first_text == THINKING
     assert feishu.transcript() == [text]
     assert not card.streaming
     growing = [t for _, t in card.states[1:] if t != text]
@@ -228,8 +229,8 @@ async def test_group_message_without_a_mention_is_acked_and_ignored(
     (reply,) = feishu.messages.values()
     assert reply.parent_id == asked["event"]["message"]["message_id"]
     card = feishu.card_of(reply.message_id)
-    assert card is not None and card.states[0][1] == cards.THINKING
-    assert all(cards.THINKING not in t for t in feishu.transcript())
+    assert card is not None and card.states[0][1] == THINKING
+    assert all(THINKING not in t for t in feishu.transcript())
     assert dify.requests[0]["user"] == f"{BOT}:ou_user"  # chat_user scope speaks as the user
 
 
@@ -381,7 +382,7 @@ async def test_without_pyav_voice_gets_a_polite_reply(
     client, gateway = await start(gateway_factory, dify, feishu)
     await post(client, message_event(message_type="audio", content={"file_key": "f"}))
     await answered(gateway)
-    assert feishu.transcript() == [VOICE_NOT_SUPPORTED]
+    assert feishu.transcript() == [ENGLISH.voice_not_supported]
 
 
 # --- failures ------------------------------------------------------------------------------
@@ -467,7 +468,7 @@ async def test_lark_bot_without_encrypt_key(
     gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
 ) -> None:
     bot = feishu_bot(feishu, platform="lark")
-    del bot["encrypt_key"]
+    del bot["encrypt_key"], bot["locale"]
     dify.responder = lambda request, turn: ScriptedReply(chunks=["Noted."])
     client, gateway = await gateway_factory(make_config(dify, {BOT: bot}))
     await wait_for(lambda: gateway.adapters[BOT].ready, what="lark bot ready")
@@ -477,6 +478,46 @@ async def test_lark_bot_without_encrypt_key(
     await answered(gateway)
     assert dify.requests[0]["query"] == "hello from Lark"
     assert feishu.transcript()
+    # Lark is Feishu for the rest of the world: its bots speak English by default.
+    await post(client, message_event("/help", message_id="om_help"), encrypt_key=None)
+    await answered(gateway)
+    assert feishu.transcript()[-1] == ENGLISH.help
+
+
+# --- the bot's language --------------------------------------------------------------------
+
+
+async def test_a_feishu_bot_speaks_chinese_by_default(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    bot = feishu_bot(feishu)
+    del bot["locale"]
+    client, gateway = await gateway_factory(make_config(dify, {BOT: bot}))
+    await wait_for(lambda: gateway.adapters[BOT].ready, what="feishu bot ready")
+    zh = SIMPLIFIED_CHINESE
+    dify.reply(ScriptedReply(chunks=["一半"], delay=0.05, error=("model_quota_exceeded", "q")))
+    event = message_event("你好")
+    await post(client, event)
+    await answered(gateway)
+    (reply,) = feishu.replies_to(event["event"]["message"]["message_id"])
+    card = feishu.card_of(reply.message_id)
+    assert card is not None and card.states[0][1] == f"_{zh.thinking}_"
+    (shown,) = feishu.transcript()
+    assert zh.dify_error("model_quota_exceeded") in shown and "Sorry" not in shown
+    await post(client, message_event("/help", message_id="om_help"))
+    await post(client, message_event(message_type="sticker", content={}, message_id="om_st"))
+    await answered(gateway)
+    assert sorted(feishu.transcript()[1:]) == sorted([zh.help, zh.kind_not_supported("sticker")])
+
+
+async def test_a_feishu_bot_configured_for_english_speaks_english(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    client, gateway = await start(gateway_factory, dify, feishu, bot={"locale": "en"})
+    await post(client, message_event("/help"))
+    await answered(gateway)
+    assert feishu.transcript() == [ENGLISH.help]
+    assert "/reset" in ENGLISH.help and "Commands" in ENGLISH.help
 
 
 async def test_citations_render_in_the_card(

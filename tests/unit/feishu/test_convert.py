@@ -8,18 +8,24 @@ from typing import Any
 
 import pytest
 
-from adapters.feishu.convert import VOICE_NOT_SUPPORTED, Context, to_message
+from adapters.feishu.convert import Context, to_message
 from gateway.models import ChatType, InboundMessage
 from gateway.platform import NotReady
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE, Words
 from tests.fakes.feishu import mention, message_event
 
 DATA = Path(__file__).parents[2] / "data" / "feishu"
 BOT = "ou_bot"
 
 
-def _ctx(bot_open_id: str | None = BOT, voice: bool = True) -> Context:
+def _ctx(bot_open_id: str | None = BOT, voice: bool = True, words: Words = ENGLISH) -> Context:
     return Context(
-        bot="fs", platform="feishu", bot_open_id=bot_open_id, voice=voice, received_at=1.0
+        bot="fs",
+        platform="feishu",
+        bot_open_id=bot_open_id,
+        voice=voice,
+        received_at=1.0,
+        words=words,
     )
 
 
@@ -150,7 +156,7 @@ def test_voice_is_an_audio_attachment_to_convert() -> None:
 def test_voice_without_pyav_gets_a_polite_notice() -> None:
     content = {"file_key": "file_v2_voice", "duration": 2000}
     msg = _message(message_event(message_type="audio", content=content), voice=False)
-    assert msg.notice == VOICE_NOT_SUPPORTED
+    assert msg.notice == ENGLISH.voice_not_supported
     assert msg.attachments == ()
 
 
@@ -158,6 +164,36 @@ def test_voice_without_pyav_gets_a_polite_notice() -> None:
 def test_other_types_get_a_polite_notice(kind: str) -> None:
     msg = _message(message_event(message_type=kind, content={"file_key": "x"}))
     assert msg.notice is not None and "Sorry" in msg.notice
+
+
+@pytest.mark.parametrize(
+    ("kind", "named"),
+    [("sticker", "sticker"), ("media", "video"), ("merge_forward", "forwarded chat history")],
+)
+def test_the_notice_names_the_kind_in_words(kind: str, named: str) -> None:
+    msg = _message(message_event(message_type=kind, content={}))
+    assert msg.notice == f"Sorry, I can't read {named} messages yet. " + (
+        "Please send your question as text, an image or a file."
+    )
+
+
+def test_a_type_without_a_name_is_named_as_feishu_names_it() -> None:
+    msg = _message(message_event(message_type="share_calendar_event", content={}))
+    assert msg.notice is not None
+    assert msg.notice.startswith("Sorry, I can't read share_calendar_event messages yet.")
+    nameless = _message(message_event(message_type="", content={}))
+    assert nameless.notice is not None
+    assert nameless.notice.startswith("Sorry, I can't read these messages yet.")
+
+
+def test_notices_speak_the_bots_language() -> None:
+    zh = SIMPLIFIED_CHINESE
+    sticker = _message(message_event(message_type="sticker", content={}), words=zh)
+    assert sticker.notice == zh.kind_not_supported("sticker")
+    assert sticker.notice is not None and zh.kinds["sticker"] in sticker.notice
+    content = {"file_key": "file_v2_voice", "duration": 2000}
+    voice = _message(message_event(message_type="audio", content=content), voice=False, words=zh)
+    assert voice.notice == zh.voice_not_supported
 
 
 def test_content_that_is_not_json_is_empty_text() -> None:

@@ -12,12 +12,15 @@ from adapters.feishu.adapter import MAX_MESSAGE_BYTES
 from adapters.feishu.api import FeishuAPI, dumps
 from adapters.feishu.sink import CARDKIT_PACING, PATCH_PACING, CardKitSupport, FeishuReplySink
 from gateway.platform import PlatformError, RateLimited
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.fakes.feishu import FakeFeishu
 
 REPLY_TO = {"message_id": "om_user", "chat_id": "oc_chat", "in_thread": False}
+THINKING = "_Thinking…_"
 
 
 def _sink(api: FeishuAPI, support: CardKitSupport | None = None, **kw: Any) -> FeishuReplySink:
+    kw.setdefault("words", ENGLISH)
     return FeishuReplySink(
         api, support or CardKitSupport(), kw.pop("reply_to", REPLY_TO), "fs:om_user", **kw
     )
@@ -34,9 +37,9 @@ async def test_streaming_card_lifecycle(api: FeishuAPI, fake: FakeFeishu) -> Non
     card = _card(fake)
     assert card.streaming
     assert card.data["schema"] == "2.0"
-    assert card.data["config"]["summary"] == {"content": cards.THINKING_SUMMARY}
+    assert card.data["config"]["summary"] == {"content": "Thinking…"}
     (message_id,) = fake.order
-    assert fake.visible(message_id) == cards.THINKING
+    assert fake.visible(message_id) == THINKING
     reply = fake.calls_to("POST", "/reply")[0].body
     assert reply["msg_type"] == "interactive" and reply["reply_in_thread"] is False
     assert json.loads(reply["content"]) == {"type": "card", "data": {"card_id": card.card_id}}
@@ -54,6 +57,23 @@ async def test_streaming_card_lifecycle(api: FeishuAPI, fake: FakeFeishu) -> Non
     assert ops == ["create", "content", "content", "content", "content", "settings"]
     sequences = [seq for _, _, seq in card.history[1:]]
     assert sequences == sorted(set(sequences))
+
+
+async def test_the_placeholder_speaks_the_bots_language(api: FeishuAPI, fake: FakeFeishu) -> None:
+    await _sink(api, words=SIMPLIFIED_CHINESE).begin()
+    card = _card(fake)
+    assert card.data["config"]["summary"] == {"content": SIMPLIFIED_CHINESE.thinking}
+    assert fake.visible(fake.order[0]) == f"_{SIMPLIFIED_CHINESE.thinking}_"
+    assert "Thinking" not in json.dumps(card.data, ensure_ascii=False)
+
+
+async def test_the_fallback_card_shows_the_placeholder_too(
+    api: FeishuAPI, fake: FakeFeishu
+) -> None:
+    fake.inject("POST", "cardkit/v1/cards$", code=99991672)
+    await _sink(api, words=SIMPLIFIED_CHINESE).begin()
+    (message_id,) = fake.order
+    assert fake.visible(message_id) == f"_{SIMPLIFIED_CHINESE.thinking}_"
 
 
 async def test_reply_goes_into_the_topic_thread(api: FeishuAPI, fake: FakeFeishu) -> None:
@@ -136,7 +156,7 @@ async def test_first_put_failure_recalls_the_placeholder(api: FeishuAPI, fake: F
     placeholder, _fallback = fake.order
     assert fake.messages[placeholder].deleted
     assert fake.transcript() == ["the answer is complete"]
-    assert cards.THINKING not in "".join(fake.transcript())
+    assert THINKING not in "".join(fake.transcript())
 
 
 async def test_later_put_failure_is_raised_for_the_core(api: FeishuAPI, fake: FakeFeishu) -> None:
