@@ -114,7 +114,9 @@ class DingtalkAdapter:
             payload = json.loads(request.body)
         except (ValueError, UnicodeDecodeError):
             raise MalformedRequest("body is not JSON") from None
-        result = parse_robot_message(self.bot, payload, received_at=request.received_at)
+        result = parse_robot_message(
+            self.bot, payload, received_at=request.received_at, words=self._context.words
+        )
         if isinstance(result, Skip):
             return Ignored(result.reason, ack=HTTP_ACK)
         return Messages((result,), ack=HTTP_ACK)
@@ -130,7 +132,11 @@ class DingtalkAdapter:
         except FrameError as exc:
             raise MalformedRequest(str(exc)) from None  # a redelivery would be as malformed
         result = parse_robot_message(
-            self.bot, payload, received_at=time.time(), frame_id=frame.message_id or None
+            self.bot,
+            payload,
+            received_at=time.time(),
+            words=self._context.words,
+            frame_id=frame.message_id or None,
         )
         if isinstance(result, Skip):
             log.info("bot %s: ignoring a robot message: %s", self.bot, result.reason)
@@ -146,8 +152,9 @@ class DingtalkAdapter:
         template = self._config.card_template_id
         # A card goes to IM_ROBOT.<staffId> in a one-to-one chat: external users have none.
         if template and (destination.group or destination.staff_id):
-            return CardSink(self.api, destination, template, resume)
-        return MarkdownSink(MarkdownSender(self.api, destination, self.bot), resume)
+            return CardSink(self.api, destination, template, resume, words=self._context.words)
+        sender = MarkdownSender(self.api, destination, self.bot, words=self._context.words)
+        return MarkdownSink(sender, resume)
 
     async def download(self, attachment: Attachment) -> Download:
         code = str(attachment.source.get("download_code") or "")

@@ -20,14 +20,9 @@ from typing import Any, Literal
 
 from gateway.models import Attachment, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
+from gateway.words import Words
 
 PLATFORM = "dingtalk"
-
-UNSUPPORTED_NOTICE = (
-    "Sorry, I can only read text, pictures, voice messages and files for now. "
-    "Please send your question as text."
-)
-VIDEO_NOTICE = "Sorry, I can't watch videos yet. Please describe what you need in text."
 
 _CHAT_TYPES = {"1": ChatType.DIRECT, "2": ChatType.GROUP}
 
@@ -56,7 +51,9 @@ def _download(
     return Attachment(kind=kind, name=name, source={"download_code": code})
 
 
-def _body(payload: dict[str, Any], msgtype: str) -> tuple[str, list[Attachment], str | None]:
+def _body(
+    payload: dict[str, Any], msgtype: str, words: Words
+) -> tuple[str, list[Attachment], str | None]:
     """(text, attachments, notice) for one message type."""
     content = _content(payload)
     if msgtype == "text":
@@ -89,8 +86,8 @@ def _body(payload: dict[str, Any], msgtype: str) -> tuple[str, list[Attachment],
         doc = _download("document", content.get("downloadCode"), name)
         return "", [doc] if doc else [], None
     if msgtype == "video":
-        return "", [], VIDEO_NOTICE
-    return "", [], UNSUPPORTED_NOTICE
+        return "", [], words.video_not_supported
+    return "", [], words.only_text_images_voice_files
 
 
 def _required(payload: dict[str, Any], key: str) -> str:
@@ -101,11 +98,11 @@ def _required(payload: dict[str, Any], key: str) -> str:
 
 
 def parse_robot_message(
-    bot: str, payload: Any, *, received_at: float, frame_id: str | None = None
+    bot: str, payload: Any, *, received_at: float, words: Words, frame_id: str | None = None
 ) -> InboundMessage | Skip:
     """Convert one robot message. `frame_id` is the Stream frame's `headers.messageId`, a
-    second dedupe key for redelivered frames. Raises `MalformedRequest` when the payload
-    is not a robot message at all."""
+    second dedupe key for redelivered frames; `words` say what the bot cannot read. Raises
+    `MalformedRequest` when the payload is not a robot message at all."""
     if not isinstance(payload, dict):
         raise MalformedRequest("robot message is not a JSON object")
     msg_id = _required(payload, "msgId")
@@ -115,7 +112,7 @@ def parse_robot_message(
     if chat_type is None:
         return Skip(f"unknown conversationType {payload.get('conversationType')!r}")
     msgtype = _text(payload.get("msgtype"))
-    text, attachments, notice = _body(payload, msgtype)
+    text, attachments, notice = _body(payload, msgtype, words)
     staff_id = _text(payload.get("senderStaffId"))
     chatbot_user_id = _text(payload.get("chatbotUserId"))
     expires = payload.get("sessionWebhookExpiredTime")

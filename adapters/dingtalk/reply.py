@@ -20,6 +20,7 @@ from adapters.dingtalk.api import PLATFORM, DingtalkApi
 from adapters.dingtalk.webhook import refusal
 from gateway.models import ChatType, InboundMessage
 from gateway.platform import PlatformError
+from gateway.words import Words
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,15 @@ _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _MARKUP = re.compile(r"[#>*_`~\[\]()!|-]+")
 
 
-def preview_title(text: str) -> str:
-    """A short plain-text preview of `text` for `markdown.title` (never empty)."""
+def preview_title(text: str, fallback: str) -> str:
+    """A short plain-text preview of `text` for `markdown.title`; `fallback` when `text`
+    has no plain text (the title must not be empty)."""
     for line in text.splitlines():
         line = _LINK.sub(r"\1", _IMAGE.sub(" ", line))
         plain = " ".join(_MARKUP.sub(" ", line).split())
         if plain:
             return plain if len(plain) <= TITLE_CHARS else plain[: TITLE_CHARS - 1] + "…"
-    return "Reply"
+    return fallback
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +70,11 @@ class Destination:
 class MarkdownSender:
     """Sends finished markdown messages to one conversation, by the best route open."""
 
-    def __init__(self, api: DingtalkApi, destination: Destination, bot: str) -> None:
+    def __init__(
+        self, api: DingtalkApi, destination: Destination, bot: str, *, words: Words
+    ) -> None:
         self._api = api
+        self._untitled = words.reply_title
         self._to = destination
         self._bot = bot
         self._webhook_checked = False
@@ -89,7 +94,7 @@ class MarkdownSender:
 
     async def send(self, text: str, *, mention: bool) -> None:
         """Send `text` as one markdown message; `mention` @s the asker (groups only)."""
-        title = preview_title(text)
+        title = preview_title(text, self._untitled)
         if self._webhook_usable():
             body: dict[str, Any] = {
                 "msgtype": "markdown",

@@ -21,10 +21,10 @@ from typing import Any
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.reply import Destination, MarkdownSender
 from gateway.platform import Pacing, PlatformError, RateLimited
+from gateway.words import Words
 
 log = logging.getLogger(__name__)
 
-THINKING = "_Thinking…_"
 CONTENT_KEY = "msgContent"  # the built-in AI markdown card's text variable
 PROCESSING, INPUTING, FINISHED, FAILED = "1", "2", "3", "5"
 CLOSE_TRIES = 3
@@ -72,8 +72,11 @@ class CardSink:
         destination: Destination,
         template_id: str,
         resume: Mapping[str, Any] | None = None,
+        *,
+        words: Words,
     ) -> None:
         self._api = api
+        self._thinking = f"_{words.thinking}_"
         self._to = destination
         self._template = template_id
         self._cards: list[str] = list(resume.get("cards", [])) if resume else []
@@ -88,7 +91,7 @@ class CardSink:
 
     async def begin(self) -> None:
         if self._open is None:
-            await self._create(THINKING, PROCESSING)
+            await self._create(self._thinking, PROCESSING)
 
     async def update(self, text: str) -> None:
         if self._open is None:

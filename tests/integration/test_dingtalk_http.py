@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from adapters.dingtalk.sink import FAILED, FINISHED, INPUTING, PROCESSING, THINKING
+from adapters.dingtalk.sink import FAILED, FINISHED, INPUTING, PROCESSING
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.dingtalk import FakeDingtalk, dingtalk_bot, robot_message, signed_headers
 from tests.helpers import wait_for
@@ -24,6 +25,7 @@ TEMPLATE = "382e4302-551d-4880-bf29-a30acfab2e71.schema"
 SESSION = "/robot/sendBySession"
 GROUP_SEND = "/v1.0/robot/groupMessages/send"
 STREAMING = "/v1.0/card/streaming"
+THINKING = "_Thinking…_"
 
 
 @pytest.fixture
@@ -39,6 +41,8 @@ async def start(
 ) -> tuple[Client, Gateway]:
     # Short answers unless a test scripts its own (the default echo streams for 2 s).
     dify.responder = lambda request, turn: ScriptedReply(chunks=["Noted."])
+    # These tests read English; a DingTalk bot's own default, Chinese, has its own tests.
+    bot = {"locale": "en", **bot}
     client, gateway = await gateway_factory(
         make_config(dify, {"ding": dingtalk_bot(ding, mode="http", **bot)})
     )
@@ -292,6 +296,42 @@ async def test_video_gets_a_polite_notice_without_dify(
     assert ding.texts() == [
         "Sorry, I can't watch videos yet. Please describe what you need in text."
     ]
+
+
+async def test_a_dingtalk_bot_speaks_chinese_by_default(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, ding: FakeDingtalk
+) -> None:
+    zh = SIMPLIFIED_CHINESE
+    client, gateway = await start(gateway_factory, dify, ding, locale=None)
+    await post(client, robot_message(ding, "/help"))
+    await answered(gateway)
+    await post(client, robot_message(ding, msgtype="video", content={"downloadCode": "v"}))
+    await answered(gateway)
+    dify.reply(ScriptedReply(status=401, code="unauthorized", message="Access token is invalid"))
+    await post(client, robot_message(ding, "你好"))
+    await answered(gateway)
+    assert ding.texts() == [zh.help, zh.video_not_supported, zh.dify_misconfigured]
+
+
+async def test_a_dingtalk_bot_configured_for_english_speaks_english(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, ding: FakeDingtalk
+) -> None:
+    client, gateway = await start(gateway_factory, dify, ding, locale="en")
+    await post(client, robot_message(ding, "/help"))
+    await answered(gateway)
+    assert ding.texts() == [ENGLISH.help]
+
+
+async def test_the_thinking_card_speaks_the_bots_language(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, ding: FakeDingtalk
+) -> None:
+    client, gateway = await start(
+        gateway_factory, dify, ding, locale=None, card_template_id=TEMPLATE
+    )
+    await post(client, robot_message(ding, "你好", group=True))
+    await answered(gateway)
+    (card,) = ding.cards.values()
+    assert card.states[0] == f"_{SIMPLIFIED_CHINESE.thinking}_" and card.content == "Noted."
 
 
 # --- AI cards ------------------------------------------------------------------------------

@@ -8,14 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapters.dingtalk.convert import (
-    UNSUPPORTED_NOTICE,
-    VIDEO_NOTICE,
-    Skip,
-    parse_robot_message,
-)
+from adapters.dingtalk.convert import Skip, parse_robot_message
 from gateway.models import ChatType, InboundMessage
 from gateway.platform import MalformedRequest
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE, Words
 
 DATA = Path(__file__).parents[2] / "data" / "dingtalk"
 
@@ -25,8 +21,8 @@ def load(name: str) -> dict[str, Any]:
     return data
 
 
-def parse(payload: Any, frame_id: str | None = None) -> InboundMessage:
-    result = parse_robot_message("ding", payload, received_at=1.0, frame_id=frame_id)
+def parse(payload: Any, frame_id: str | None = None, words: Words = ENGLISH) -> InboundMessage:
+    result = parse_robot_message("ding", payload, received_at=1.0, words=words, frame_id=frame_id)
     assert isinstance(result, InboundMessage)
     return result
 
@@ -126,7 +122,7 @@ def test_audio_without_recognition_is_downloaded() -> None:
 
 def test_video_gets_a_polite_notice() -> None:
     msg = parse(load("video.json"))
-    assert msg.notice == VIDEO_NOTICE
+    assert msg.notice == "Sorry, I can't watch videos yet. Please describe what you need in text."
     assert msg.attachments == ()
 
 
@@ -135,7 +131,18 @@ def test_other_types_get_a_polite_notice(msgtype: str) -> None:
     payload = load("text_dm.json")
     payload["msgtype"] = msgtype
     msg = parse(payload)
-    assert msg.notice == UNSUPPORTED_NOTICE
+    assert msg.notice == ENGLISH.only_text_images_voice_files
+
+
+def test_notices_speak_the_bots_language() -> None:
+    assert parse(load("video.json"), words=SIMPLIFIED_CHINESE).notice == (
+        SIMPLIFIED_CHINESE.video_not_supported
+    )
+    payload = load("text_dm.json")
+    payload["msgtype"] = "chatRecord"
+    assert parse(payload, words=SIMPLIFIED_CHINESE).notice == (
+        SIMPLIFIED_CHINESE.only_text_images_voice_files
+    )
 
 
 @pytest.mark.parametrize(
@@ -153,7 +160,7 @@ def test_media_without_download_code_has_no_attachment(msgtype: str, content: An
 def test_unknown_conversation_type_is_skipped() -> None:
     payload = load("text_dm.json")
     payload["conversationType"] = "3"
-    result = parse_robot_message("ding", payload, received_at=1.0)
+    result = parse_robot_message("ding", payload, received_at=1.0, words=ENGLISH)
     assert isinstance(result, Skip)
     assert "conversationType" in result.reason
 
@@ -163,13 +170,13 @@ def test_missing_required_field_is_malformed(missing: str) -> None:
     payload = load("text_dm.json")
     del payload[missing]
     with pytest.raises(MalformedRequest):
-        parse_robot_message("ding", payload, received_at=1.0)
+        parse_robot_message("ding", payload, received_at=1.0, words=ENGLISH)
 
 
 @pytest.mark.parametrize("payload", [None, [], "text", 7, {"msgId": 5}])
 def test_non_message_is_malformed(payload: Any) -> None:
     with pytest.raises(MalformedRequest):
-        parse_robot_message("ding", payload, received_at=1.0)
+        parse_robot_message("ding", payload, received_at=1.0, words=ENGLISH)
 
 
 def test_odd_field_types_do_not_crash() -> None:

@@ -17,12 +17,12 @@ from adapters.dingtalk.sink import (
     FINISHED,
     INPUTING,
     PROCESSING,
-    THINKING,
     CardSink,
     MarkdownSink,
 )
 from gateway.models import InboundMessage
 from gateway.platform import PlatformError, RateLimited
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.fakes.dingtalk import CLIENT_ID, FakeDingtalk
 
 DATA = Path(__file__).parents[2] / "data" / "dingtalk"
@@ -30,6 +30,7 @@ TEMPLATE = "382e4302-551d-4880-bf29-a30acfab2e71.schema"
 SESSION = "/robot/sendBySession"
 GROUP_SEND = "/v1.0/robot/groupMessages/send"
 USER_SEND = "/v1.0/robot/oToMessages/batchSend"
+THINKING = "_Thinking…_"
 
 
 def message(
@@ -44,13 +45,13 @@ def message(
     payload["sessionWebhook"] = fake.session_webhook() if webhook is None else webhook
     payload["sessionWebhookExpiredTime"] = int((time.time() + expires_in) * 1000)
     payload.update(changes)
-    result = parse_robot_message("ding", payload, received_at=time.time())
+    result = parse_robot_message("ding", payload, received_at=time.time(), words=ENGLISH)
     assert isinstance(result, InboundMessage)
     return result
 
 
 def markdown_sink(api: DingtalkApi, msg: InboundMessage) -> MarkdownSink:
-    return MarkdownSink(MarkdownSender(api, Destination.of(msg), "ding"))
+    return MarkdownSink(MarkdownSender(api, Destination.of(msg), "ding", words=ENGLISH))
 
 
 # --- markdown ------------------------------------------------------------------------------
@@ -69,7 +70,11 @@ def markdown_sink(api: DingtalkApi, msg: InboundMessage) -> MarkdownSink:
     ],
 )
 def test_preview_title(text: str, title: str) -> None:
-    assert preview_title(text) == title
+    assert preview_title(text, "Reply") == title
+
+
+def test_a_title_without_text_speaks_the_bots_language() -> None:
+    assert preview_title("", SIMPLIFIED_CHINESE.reply_title) == "回复"
 
 
 async def test_group_reply_uses_webhook_and_mentions_once(
@@ -157,9 +162,18 @@ async def test_webhook_throttling_is_rate_limited(fake: FakeDingtalk, api: Dingt
 # --- AI card -------------------------------------------------------------------------------
 
 
+async def test_the_card_thinks_in_the_bots_language(fake: FakeDingtalk, api: DingtalkApi) -> None:
+    msg = message(fake, "text_dm.json")
+    sink = CardSink(api, Destination.of(msg), TEMPLATE, words=SIMPLIFIED_CHINESE)
+    await sink.begin()
+    (track,) = sink.cards
+    assert fake.cards[track].states == ["_思考中…_"]
+    await sink.finish("好的", last=True)
+
+
 async def test_card_lifecycle_in_a_group(fake: FakeDingtalk, api: DingtalkApi) -> None:
     msg = message(fake, "text_group.json")
-    sink = CardSink(api, Destination.of(msg), TEMPLATE)
+    sink = CardSink(api, Destination.of(msg), TEMPLATE, words=ENGLISH)
     await sink.begin()
     for text in ("Hel", "Hello", "Hello world"):
         await sink.update(text)
@@ -184,7 +198,7 @@ async def test_card_lifecycle_in_a_group(fake: FakeDingtalk, api: DingtalkApi) -
 async def test_card_in_a_direct_chat_goes_to_the_robot_space(
     fake: FakeDingtalk, api: DingtalkApi
 ) -> None:
-    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE)
+    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE, words=ENGLISH)
     await sink.begin()
     create = fake.sent("/v1.0/card/instances/createAndDeliver")[0].body
     assert create["openSpaceId"] == "dtv1.card//IM_ROBOT.manager123"
@@ -192,7 +206,7 @@ async def test_card_in_a_direct_chat_goes_to_the_robot_space(
 
 
 async def test_card_fail_shows_the_error(fake: FakeDingtalk, api: DingtalkApi) -> None:
-    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE)
+    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE, words=ENGLISH)
     await sink.begin()
     await sink.update("Partial")
     await sink.fail("Partial\n\nSorry, the assistant failed.")
@@ -204,7 +218,7 @@ async def test_card_fail_shows_the_error(fake: FakeDingtalk, api: DingtalkApi) -
 async def test_rollover_finishes_the_card_and_opens_another(
     fake: FakeDingtalk, api: DingtalkApi
 ) -> None:
-    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE)
+    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE, words=ENGLISH)
     await sink.begin()
     await sink.update("part 1 so far")
     await sink.finish("part 1", last=False)
@@ -219,7 +233,7 @@ async def test_finish_without_an_open_card_posts_a_finished_card(
     fake: FakeDingtalk, api: DingtalkApi
 ) -> None:
     fake.fail("/v1.0/card/instances/createAndDeliver", 500, {"code": "busy"})
-    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE)
+    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE, words=ENGLISH)
     with pytest.raises(PlatformError):
         await sink.begin()  # the core logs this and carries on
     await sink.finish("answer", last=True)
@@ -228,7 +242,7 @@ async def test_finish_without_an_open_card_posts_a_finished_card(
 
 
 async def test_closing_call_is_retried(fake: FakeDingtalk, api: DingtalkApi) -> None:
-    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE)
+    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE, words=ENGLISH)
     await sink.begin()
     fake.fail("/v1.0/card/instances", 500, {"code": "systemError"}, times=2)
     await sink.finish("done", last=True)
@@ -236,7 +250,7 @@ async def test_closing_call_is_retried(fake: FakeDingtalk, api: DingtalkApi) -> 
 
 
 async def test_closing_throttled_raises_for_the_core(fake: FakeDingtalk, api: DingtalkApi) -> None:
-    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE)
+    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE, words=ENGLISH)
     await sink.begin()
     fake.throttle("/v1.0/card/instances")
     with pytest.raises(RateLimited):
@@ -248,10 +262,10 @@ async def test_closing_throttled_raises_for_the_core(fake: FakeDingtalk, api: Di
 
 async def test_resume_takes_the_open_card_over(fake: FakeDingtalk, api: DingtalkApi) -> None:
     dest = Destination.of(message(fake, "text_dm.json"))
-    first = CardSink(api, dest, TEMPLATE)
+    first = CardSink(api, dest, TEMPLATE, words=ENGLISH)
     await first.begin()
     await first.update("before the crash")
-    resumed = CardSink(api, dest, TEMPLATE, resume=first.snapshot())
+    resumed = CardSink(api, dest, TEMPLATE, resume=first.snapshot(), words=ENGLISH)
     await resumed.begin()
     await resumed.update("after")
     await resumed.finish("after the crash", last=True)
