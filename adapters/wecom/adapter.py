@@ -124,7 +124,11 @@ class WecomAppAdapter:
         )
         fields = parse_xml(plaintext)
         result = to_message(
-            fields, bot=self.bot, agent_id=self._config.agent_id, received_at=request.received_at
+            fields,
+            bot=self.bot,
+            agent_id=self._config.agent_id,
+            received_at=request.received_at,
+            words=self._context.words,
         )
         if isinstance(result, str):
             return Ignored(result)

@@ -19,6 +19,7 @@ from defusedxml.ElementTree import DefusedXMLParser
 
 from gateway.models import Attachment, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
+from gateway.words import Words
 
 PLATFORM = "wecom"
 # A real envelope is a few KB (an encrypted 2 KB message is ~3 KB of base64). Refusing big
@@ -27,10 +28,6 @@ MAX_CALLBACK_BYTES = 256 * 1024
 MAX_DEPTH = 6  # <xml> plus the deepest event payloads (<SendPicsInfo><PicList><item>…)
 MAX_ELEMENTS = 1000
 
-UNSUPPORTED_NOTICE = (
-    "Sorry, I can only read text, pictures and voice messages here. "
-    "抱歉，目前仅支持文字、图片和语音消息。"  # noqa: RUF001
-)
 # WeCom voice messages are AMR (the callback's `Format`); Dify's audio-to-text accepts
 # `audio/amr` (docs.dify.ai, "Convert Audio to Text").
 _VOICE_MIME = {"amr": "audio/amr", "speex": "audio/speex"}
@@ -128,9 +125,10 @@ def dedupe_key(fields: dict[str, str]) -> str:
 
 
 def to_message(
-    fields: dict[str, str], *, bot: str, agent_id: int, received_at: float
+    fields: dict[str, str], *, bot: str, agent_id: int, received_at: float, words: Words
 ) -> InboundMessage | str:
-    """The message to answer, or the reason to ignore the callback (acked with 200)."""
+    """The message to answer, or the reason to ignore the callback (acked with 200).
+    `words` say what the bot cannot read."""
     callback_agent = fields.get("AgentID", "").strip()
     if callback_agent and callback_agent != str(agent_id):
         # Two apps sharing one callback URL and key: answer only our own app's users.
@@ -163,7 +161,7 @@ def to_message(
             ),
         )
     else:
-        notice = UNSUPPORTED_NOTICE
+        notice = words.only_text_images_voice
     return InboundMessage(
         bot=bot,
         platform=PLATFORM,

@@ -16,10 +16,10 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
 from adapters.wecom import quota as app_quota
-from adapters.wecom.convert import UNSUPPORTED_NOTICE
 from adapters.wecom.crypto import WecomCrypto
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE, Words
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.wecom import (
     AES_KEY,
@@ -49,7 +49,11 @@ async def qyapi() -> AsyncIterator[FakeQyapi]:
 
 
 async def start(
-    gateway_factory: GatewayFactory, dify: DifyEmulator, qyapi: FakeQyapi, **config: Any
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    qyapi: FakeQyapi,
+    locale: str | None = None,
+    **config: Any,
 ) -> tuple[Client, Gateway]:
     bot = {
         "platform": "wecom",
@@ -60,6 +64,7 @@ async def start(
         "secret": SECRET,
         "token": TOKEN,
         "encoding_aes_key": AES_KEY,
+        "locale": locale,  # None: the platform's default, Chinese
     }
     client, gateway = await gateway_factory(make_config(dify, {"wecom-it": bot}, **config))
     await wait_for(lambda: gateway.adapters["wecom-it"].ready, what="wecom bot ready")
@@ -289,8 +294,31 @@ async def test_unsupported_types_get_a_polite_notice_without_dify(
     response = await post(client, (DATA / "video.xml").read_bytes())
     assert response.status == 200
     await answered(gateway)
-    assert qyapi.texts("zhangsan") == [UNSUPPORTED_NOTICE]
+    # A WeCom app speaks Chinese unless its config says otherwise.
+    assert qyapi.texts("zhangsan") == [SIMPLIFIED_CHINESE.only_text_images_voice]
     assert dify.requests == []
+
+
+@pytest.mark.parametrize(("locale", "words"), [(None, SIMPLIFIED_CHINESE), ("en", ENGLISH)])
+async def test_commands_answer_in_the_bots_language(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    qyapi: FakeQyapi,
+    locale: str | None,
+    words: Words,
+) -> None:
+    client, gateway = await start(gateway_factory, dify, qyapi, locale=locale)
+    await post(client, text_message("/help"))
+    await answered(gateway)
+    await post(client, text_message("/reset"))
+    await answered(gateway)
+    await post(client, (DATA / "video.xml").read_bytes())
+    await answered(gateway)
+    assert qyapi.texts("zhangsan") == [
+        words.help,
+        words.new_conversation,
+        words.only_text_images_voice,
+    ]
 
 
 async def test_events_are_acked_and_not_answered(

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.wecom.convert import (
-    UNSUPPORTED_NOTICE,
-    dedupe_key,
-    parse_envelope,
-    parse_xml,
-    to_message,
-)
+from adapters.wecom.convert import dedupe_key, parse_envelope, parse_xml, to_message
 from gateway.models import ChatType, InboundMessage
 from gateway.platform import MalformedRequest
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE, Words
 from tests.fakes.wecom import AGENT_ID, envelope, message_xml
 
 DATA = Path(__file__).parents[2] / "data" / "wecom"
@@ -25,8 +20,8 @@ def _load(name: str) -> dict[str, str]:
     return parse_xml((DATA / name).read_bytes())
 
 
-def _convert(fields: dict[str, str]) -> InboundMessage | str:
-    return to_message(fields, bot="wecom-it", agent_id=AGENT_ID, received_at=1.0)
+def _convert(fields: dict[str, str], words: Words = ENGLISH) -> InboundMessage | str:
+    return to_message(fields, bot="wecom-it", agent_id=AGENT_ID, received_at=1.0, words=words)
 
 
 # --- hostile and broken XML ----------------------------------------------------------------
@@ -125,13 +120,19 @@ def test_voice_message_is_amr_audio() -> None:
 def test_unsupported_types_get_a_polite_notice(name: str) -> None:
     message = _convert(_load(name))
     assert isinstance(message, InboundMessage)
-    assert message.notice == UNSUPPORTED_NOTICE
+    assert message.notice == "Sorry, I can only read text, pictures and voice messages here."
     assert message.dedupe_keys[0].startswith("msg:")
+
+
+def test_the_notice_speaks_the_bots_language() -> None:
+    message = _convert(_load("video.xml"), SIMPLIFIED_CHINESE)
+    assert isinstance(message, InboundMessage)
+    assert message.notice == SIMPLIFIED_CHINESE.only_text_images_voice
 
 
 def test_image_without_media_id_gets_the_notice() -> None:
     message = _convert(parse_xml(message_xml("image", PicUrl="https://x")))
-    assert isinstance(message, InboundMessage) and message.notice == UNSUPPORTED_NOTICE
+    assert isinstance(message, InboundMessage) and message.notice == ENGLISH.only_text_images_voice
 
 
 @pytest.mark.parametrize(
