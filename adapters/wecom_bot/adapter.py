@@ -38,7 +38,7 @@ from adapters.wecom_bot.protocol import (
     verify_url,
 )
 from adapters.wecom_bot.sink import NOTE_MARGIN, StreamSink
-from adapters.wecom_bot.state import REFUSED, THINKING, BotState, StreamState
+from adapters.wecom_bot.state import MAX_IN_FLIGHT, BotState, StreamState
 from gateway.config import WecomAIBot
 from gateway.files import file_name
 from gateway.longconn import LongConnection
@@ -68,8 +68,6 @@ log = logging.getLogger(__name__)
 
 # Close a stream 30 s before WeCom's 6-minute refresh window ends, so the close is seen.
 CLOSE_AFTER = 330.0
-DEFAULT_WELCOME = "Hello! I'm an AI assistant. Ask me anything."
-UNAVAILABLE = "Sorry, I can't answer right now. Please try again in a moment."
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +84,7 @@ class WecomBotAdapter:
         self.bot = bot
         self._config = config
         self._context = context
+        self._words = context.words
         self._state = BotState(context.store, bot)
         self.capabilities = Capabilities(
             can_edit=True,
@@ -158,7 +157,7 @@ class WecomBotAdapter:
             plaintext = verify_url(self._crypto, request)
             return Answered(HttpResponse(body=plaintext), "url verification")
         payload = unseal(self._crypto, request)
-        callback = convert.interpret(self.bot, payload, request.received_at, {})
+        callback = convert.interpret(self.bot, payload, request.received_at, {}, self._words)
         try:
             return await self._answer_callback(callback, self._crypto)
         except StoreUnavailable as exc:
@@ -167,7 +166,10 @@ class WecomBotAdapter:
     async def _answer_callback(self, callback: convert.Callback, crypto: WecomCrypto) -> Outcome:
         if isinstance(callback, convert.StreamRefresh):
             state = await self._state.read(callback.stream_id)
-            shown = state.as_seen(time.time()) if state else StreamState(THINKING, False, 0.0)
+            if state is None:
+                shown = StreamState(self._words.thinking, False, 0.0)
+            else:
+                shown = state.as_seen(time.time(), self._words.interrupted)
             body = stream_body(callback.stream_id, shown.content, finish=shown.finish)
             return Answered(seal(crypto, body), "stream refresh")
         if isinstance(callback, convert.EnterChat):
@@ -181,7 +183,7 @@ class WecomBotAdapter:
         message = callback.message
         sid = message.reply_to["stream_id"]
         admission = await self._admit(message)
-        state = admission.state or StreamState(THINKING, False, 0.0)
+        state = admission.state or StreamState(self._words.thinking, False, 0.0)
         reply = seal(
             crypto,
             stream_body(sid, state.content, finish=state.finish, feedback_id=message.message_id),
@@ -199,7 +201,8 @@ class WecomBotAdapter:
             if await self._state.enter(message.user_id):
                 return Admission(True, True, None)
             close_at = close_time(message.received_at, self.close_after)
-            refused = StreamState(REFUSED, True, close_at, refused=True)
+            refusal = self._words.too_many_questions(MAX_IN_FLIGHT)
+            refused = StreamState(refusal, True, close_at, refused=True)
             await self._state.write(sid, refused)
             return Admission(True, False, refused)
         state = await self._state.read(sid)
@@ -217,7 +220,7 @@ class WecomBotAdapter:
         except Exception as exc:  # a slow or failing Dify must not cost the welcome
             log.warning("wecom_bot %s: no opening statement (%s)", self.bot, type(exc).__name__)
             statement = None
-        return statement or DEFAULT_WELCOME
+        return statement or self._words.welcome
 
     async def _feedback(self, feedback: convert.Feedback) -> None:
         # feedback.id is the msgid of the question (set on the first stream reply).
@@ -231,7 +234,9 @@ class WecomBotAdapter:
         link = self._link
         assert link is not None
         try:
-            callback = convert.interpret(self.bot, body, time.time(), {"req_id": req_id})
+            callback = convert.interpret(
+                self.bot, body, time.time(), {"req_id": req_id}, self._words
+            )
         except MalformedRequest as exc:
             log.warning("wecom_bot %s: ignoring a %s frame: %s", self.bot, cmd, exc)
             return
@@ -260,7 +265,8 @@ class WecomBotAdapter:
             nonlocal entered
             admission = await self._admit(message)
             if not admission.admitted:
-                self._push(link, req_id, stream_body(sid, REFUSED, finish=True))
+                refusal = self._words.too_many_questions(MAX_IN_FLIGHT)
+                self._push(link, req_id, stream_body(sid, refusal, finish=True))
                 return Ignored("too many answers in flight for this user")
             if not admission.first:
                 # A redelivered frame: the answer goes out on the first delivery's req_id.
@@ -269,12 +275,14 @@ class WecomBotAdapter:
             entered = True
             # The thinking frame goes first, at once: it carries feedback.id, which WeCom
             # reads only on the first reply, and the answer's frames queue behind it.
-            first = stream_body(sid, THINKING, finish=False, feedback_id=message.message_id)
+            first = stream_body(
+                sid, self._words.thinking, finish=False, feedback_id=message.message_id
+            )
             self._push(link, req_id, first)
             return Messages((message,))
 
         if await self._context.deliver(read) is Delivery.REDELIVER:
-            self._push(link, req_id, stream_body(sid, UNAVAILABLE, finish=True))
+            self._push(link, req_id, stream_body(sid, self._words.cannot_answer_now, finish=True))
             if entered:
                 self._spawn(self._state.leave(message.user_id))
 
@@ -321,7 +329,8 @@ class WecomBotAdapter:
             release=release,
             spawn=self._spawn,
             # In WebSocket mode the thinking frame went out when the message arrived.
-            thinking=None if self._link is not None else THINKING,
+            thinking=None if self._link is not None else self._words.thinking,
+            words=self._words,
             resume=resume,
         )
 

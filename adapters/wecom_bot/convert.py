@@ -24,11 +24,12 @@ from typing import Any, Literal
 from adapters.wecom_bot.protocol import stream_id
 from gateway.models import Attachment, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
+from gateway.words import Words
 
 PLATFORM = "wecom_bot"
-EMPTY_NOTICE = "Please write your question after mentioning me."
 # Leading "@BotName" (then spaces) in a group message; WeCom includes it in the text.
 _MENTION = re.compile(r"^\s*@\S+\s*")
+# WeCom's message types that the bot cannot read, by their names in `gateway.words.KINDS`.
 _UNSUPPORTED = {"video": "video", "location": "location", "link": "link", "emotion": "sticker"}
 
 
@@ -70,24 +71,28 @@ def _str(value: Any) -> str:
 
 
 def interpret(
-    bot: str, payload: dict[str, Any], received_at: float, reply_to: dict[str, Any]
+    bot: str,
+    payload: dict[str, Any],
+    received_at: float,
+    reply_to: dict[str, Any],
+    words: Words,
 ) -> Callback:
     """Classify one callback. `reply_to` is merged into a message's `reply_to` (the
-    transport's reply handle: a WebSocket `req_id`)."""
+    transport's reply handle: a WebSocket `req_id`); `words` say what the bot cannot read."""
     kind = _str(payload.get("msgtype"))
     if kind == "stream":
         sid = _str(_dict(payload.get("stream")).get("id"))
         return StreamRefresh(sid) if sid else Skip("stream refresh without an id")
     if kind == "event":
-        return _event(bot, payload, received_at)
-    return UserMessage(_message(bot, payload, received_at, reply_to))
+        return _event(bot, payload, received_at, words)
+    return UserMessage(_message(bot, payload, received_at, reply_to, words))
 
 
-def _event(bot: str, payload: dict[str, Any], received_at: float) -> Callback:
+def _event(bot: str, payload: dict[str, Any], received_at: float, words: Words) -> Callback:
     event = _dict(payload.get("event"))
     name = _str(event.get("eventtype")) or _str(event.get("event_type"))
     if name == "enter_chat":
-        return EnterChat(_message(bot, {**payload, "msgtype": "text"}, received_at, {}))
+        return EnterChat(_message(bot, {**payload, "msgtype": "text"}, received_at, {}, words))
     if name == "feedback_event":
         detail = _dict(event.get("feedback_event"))
         feedback_id = _str(detail.get("id"))
@@ -101,7 +106,7 @@ def _event(bot: str, payload: dict[str, Any], received_at: float) -> Callback:
 
 
 def _message(
-    bot: str, payload: dict[str, Any], received_at: float, reply_to: dict[str, Any]
+    bot: str, payload: dict[str, Any], received_at: float, reply_to: dict[str, Any], words: Words
 ) -> InboundMessage:
     msgid = _str(payload.get("msgid"))
     user = _str(_dict(payload.get("from")).get("userid"))
@@ -109,14 +114,14 @@ def _message(
         raise MalformedRequest("wecom_bot: callback without msgid or from.userid")
     group = payload.get("chattype") == "group"
     kind = _str(payload.get("msgtype"))
-    text, attachments, notice = _content(kind, payload)
+    text, attachments, notice = _content(kind, payload, words)
     if group:
         text = _MENTION.sub("", text, count=1)
     quoted = _quoted(_dict(payload.get("quote")))
     if quoted and (text.strip() or attachments):
         text = "\n".join(f"> {line}" for line in quoted.splitlines()) + "\n\n" + text
     if notice is None and not text.strip() and not attachments:
-        notice = EMPTY_NOTICE
+        notice = words.mention_without_question
     chat_id = _str(payload.get("chatid")) if group else user
     return InboundMessage(
         bot=bot,
@@ -142,18 +147,16 @@ def _message(
     )
 
 
-def _content(kind: str, payload: dict[str, Any]) -> tuple[str, list[Attachment], str | None]:
+def _content(
+    kind: str, payload: dict[str, Any], words: Words
+) -> tuple[str, list[Attachment], str | None]:
     body = _dict(payload.get(kind))
     if kind == "text":
         return _str(body.get("content")), [], None
     if kind == "voice":
         # WeCom has already transcribed the voice message; an empty transcript is a notice.
         heard = _str(body.get("content"))
-        return (
-            heard,
-            [],
-            None if heard.strip() else "Sorry, I could not make out that voice message.",
-        )
+        return heard, [], None if heard.strip() else words.voice_not_understood
     if kind == "image":
         return "", _media("image", body, 1), None
     if kind == "file":
@@ -168,8 +171,7 @@ def _content(kind: str, payload: dict[str, Any]) -> tuple[str, list[Attachment],
             elif item.get("msgtype") == "image":
                 images += _media("image", _dict(item.get("image")), len(images) + 1)
         return "\n".join(t for t in texts if t), images, None
-    what = _UNSUPPORTED.get(kind, kind or "this kind of")
-    return "", [], f"Sorry, I can't read {what} messages yet. Please send text."
+    return "", [], words.kind_not_supported(_UNSUPPORTED.get(kind, kind))
 
 
 def _media(kind: Literal["image", "document"], body: dict[str, Any], n: int) -> list[Attachment]:

@@ -26,13 +26,13 @@ from typing import Any, Protocol
 
 from gateway.platform import Pacing
 from gateway.text import measure, split_text
+from gateway.words import Words
 
 log = logging.getLogger(__name__)
 
-NOTE_MARGIN = 256  # bytes kept free in the stream for the notes below
-CONTINUED = "\n\n*(continued in the next message)*"
-TAKING_LONG = "\n\n*(This is taking a while: the rest of the answer follows in a new message.)*"
-CUT = "\n\n*(The answer was cut here: it is longer than WeCom allows for one answer.)*"
+# Bytes kept free in the stream for a note under the text (`Words.continued`, `.taking_long`
+# and `.cut`: a test checks that every locale's notes fit).
+NOTE_MARGIN = 256
 
 
 class StreamChannel(Protocol):
@@ -62,6 +62,7 @@ class StreamSink:
         release: Release,
         spawn: Spawn,
         thinking: str | None,
+        words: Words,
         resume: Mapping[str, Any] | None = None,
     ) -> None:
         self._channel = channel
@@ -70,6 +71,9 @@ class StreamSink:
         self._release = release
         self._spawn = spawn
         self._thinking = thinking
+        self._continued = "\n\n" + words.continued
+        self._taking_long = "\n\n" + words.taking_long
+        self._cut = "\n\n" + words.cut
         self._lock = asyncio.Lock()  # the deadline timer runs beside the core's calls
         self._timer: asyncio.Task[None] | None = None
         self._resumed = resume is not None
@@ -110,7 +114,7 @@ class StreamSink:
     async def finish(self, text: str, *, last: bool) -> None:
         async with self._lock:
             if self._index == 0 and not self._closed:
-                await self._channel.show(text if last else text + CONTINUED, finish=True)
+                await self._channel.show(text if last else text + self._continued, finish=True)
                 self._closed, self._shown = True, text
                 await self._let_go()
             else:
@@ -147,7 +151,7 @@ class StreamSink:
         if measure(text, "bytes") <= self._limit:
             return text
         log.warning("answer longer than the stream and one response_url message; cutting it")
-        return split_text(text, self._limit - NOTE_MARGIN, "bytes")[0].render().rstrip() + CUT
+        return split_text(text, self._limit - NOTE_MARGIN, "bytes")[0].render().rstrip() + self._cut
 
     async def _close_when_due(self) -> None:
         """Close the stream before WeCom stops refreshing it; the rest then goes to the
@@ -157,7 +161,7 @@ class StreamSink:
             if self._index != 0 or self._closed:
                 return
             try:
-                await self._channel.show((self._shown + TAKING_LONG).lstrip(), finish=True)
+                await self._channel.show((self._shown + self._taking_long).lstrip(), finish=True)
             except Exception as exc:
                 log.warning("could not close a stream at its deadline: %s", exc)
                 return

@@ -24,13 +24,6 @@ STATE_TTL = 3600.0  # as long as the response_url lives; a retry after that is l
 COUNT_TTL = WECOM_STREAM_WINDOW + 60.0
 STALE_GRACE = 15.0  # past close_at + this, an unfinished stream's worker is gone
 
-THINKING = "Thinking…"
-INTERRUPTED = "\n\n*(The answer was interrupted. Please ask again.)*"
-REFUSED = (
-    "You already have 3 questions in progress with me. Please wait for one of the answers "
-    "to finish, then ask again."
-)
-
 
 @dataclass(frozen=True, slots=True)
 class StreamState:
@@ -55,12 +48,14 @@ class StreamState:
         except (ValueError, KeyError, TypeError):
             return None
 
-    def as_seen(self, now: float) -> StreamState:
+    def as_seen(self, now: float, interrupted: str) -> StreamState:
         """What a refresh should show: a stream whose worker vanished (a crash, a deploy)
-        long after it should have closed is closed here, so WeCom stops spinning."""
+        long after it should have closed is closed here, with the note `interrupted`, so
+        WeCom stops spinning."""
         if self.finish or now < self.close_at + STALE_GRACE:
             return self
-        return StreamState(self.content + INTERRUPTED, True, self.close_at, self.refused)
+        content = f"{self.content}\n\n{interrupted}"
+        return StreamState(content, True, self.close_at, self.refused)
 
 
 class BotStore(Claims, SharedState, Protocol):

@@ -32,6 +32,7 @@ from gateway.models import WebhookRequest
 from gateway.pacing import BotBudget
 from gateway.platform import AdapterContext
 from gateway.store.memory import MemoryStore
+from gateway.words import words_for
 from tests.fakes.intake import RecordingIntake
 
 USED_ERRCODE = 95000  # the fake's answer to a second use of one response_url
@@ -337,10 +338,13 @@ def make_adapter(
     http = http if http is not None else httpx.AsyncClient()
     assistant = assistant or RecordingAssistant()
     intake = RecordingIntake(bot)
+    bot_config = WecomAIBot.model_validate(settings)
     context = AdapterContext(
         http=http, store=store, budget=BotBudget(), deliver=intake.deliver, assistant=assistant
     )
-    adapter = WecomBotAdapter(bot, WecomAIBot.model_validate(settings), context)
+    # As the runtime does: the bot's words in its configured (or its platform's) locale.
+    context.words = words_for(bot_config.resolved_locale)
+    adapter = WecomBotAdapter(bot, bot_config, context)
     return AdapterKit(adapter, store, assistant, intake, http)
 
 

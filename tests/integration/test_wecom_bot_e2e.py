@@ -20,10 +20,10 @@ from aiohttp.test_utils import TestClient
 
 from adapters.wecom_bot.adapter import WecomBotAdapter
 from adapters.wecom_bot.protocol import MAX_CONTENT_BYTES
-from adapters.wecom_bot.sink import CONTINUED, CUT, TAKING_LONG
-from adapters.wecom_bot.state import REFUSED, THINKING
+from adapters.wecom_bot.state import MAX_IN_FLIGHT
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
+from gateway.words import SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.wecom_bot import (
     VECTOR_AES_KEY,
@@ -38,6 +38,13 @@ from tests.helpers import wait_for
 Client = TestClient[Any, Any]
 PATH = "/webhooks/wecom-ai"
 SIDE = WecomSide(VECTOR_TOKEN, VECTOR_AES_KEY)
+# The bot has no `locale`: a WeCom AI bot speaks Chinese by default.
+WORDS = SIMPLIFIED_CHINESE
+THINKING = WORDS.thinking
+REFUSED = WORDS.too_many_questions(MAX_IN_FLIGHT)
+CONTINUED = "\n\n" + WORDS.continued
+TAKING_LONG = "\n\n" + WORDS.taking_long
+CUT = "\n\n" + WORDS.cut
 
 
 @pytest.fixture

@@ -12,17 +12,22 @@ from typing import Any
 
 import pytest
 
-from adapters.wecom_bot.adapter import UNAVAILABLE
 from adapters.wecom_bot.protocol import MAX_CONTENT_BYTES
-from adapters.wecom_bot.sink import CONTINUED
-from adapters.wecom_bot.state import REFUSED, THINKING
+from adapters.wecom_bot.state import MAX_IN_FLIGHT
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
 from gateway.store.base import StoreUnavailable
 from gateway.store.memory import MemoryStore
+from gateway.words import SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.wecom_bot import Call, FakeWecomBotServer, event_payload, text_payload
 from tests.helpers import wait_for
+
+# The bots have no `locale`: a WeCom AI bot speaks Chinese by default.
+THINKING = SIMPLIFIED_CHINESE.thinking
+REFUSED = SIMPLIFIED_CHINESE.too_many_questions(MAX_IN_FLIGHT)
+CONTINUED = "\n\n" + SIMPLIFIED_CHINESE.continued
+UNAVAILABLE = SIMPLIFIED_CHINESE.cannot_answer_now
 
 
 @pytest.fixture

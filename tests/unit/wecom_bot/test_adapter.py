@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from adapters.wecom_bot.adapter import DEFAULT_WELCOME, UNAVAILABLE
-from adapters.wecom_bot.state import INTERRUPTED, REFUSED, THINKING, BotState, StreamState
+from adapters.wecom_bot.state import MAX_IN_FLIGHT, BotState, StreamState
 from gateway.models import Answered, Attachment, Ignored, Messages, Outcome
 from gateway.platform import NotReady, PlatformError
 from gateway.store.base import StoreUnavailable
 from gateway.store.memory import MemoryStore
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.fakes.wecom_bot import (
     VECTOR_AES_KEY,
     VECTOR_TOKEN,
@@ -32,6 +32,7 @@ from tests.fakes.wecom_bot import (
 from tests.helpers import wait_for
 
 SIDE = WecomSide(VECTOR_TOKEN, VECTOR_AES_KEY)
+WORDS = SIMPLIFIED_CHINESE  # a WeCom AI bot speaks Chinese unless its config says otherwise
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ async def test_refreshes_read_the_stream_from_the_store(kit: AdapterKit) -> None
     sid = stream_of(outcome)["id"]
     refreshed = await handle(kit, refresh_payload(sid))
     assert isinstance(refreshed, Answered)
-    assert stream_of(refreshed) == {"id": sid, "finish": False, "content": THINKING}
+    assert stream_of(refreshed) == {"id": sid, "finish": False, "content": WORDS.thinking}
 
     sink = kit.adapter.open_reply(outcome.messages[0])
     await sink.begin()
@@ -97,7 +98,7 @@ async def test_refreshes_read_the_stream_from_the_store(kit: AdapterKit) -> None
 async def test_a_refresh_of_an_abandoned_stream_finishes_it(kit: AdapterKit) -> None:
     await BotState(kit.store, "wecom-ai").write("s-old", StreamState("half", False, 1.0))
     stream = stream_of(await handle(kit, refresh_payload("s-old")))
-    assert stream["finish"] and stream["content"] == "half" + INTERRUPTED
+    assert stream["finish"] and stream["content"] == "half\n\n" + WORDS.interrupted
 
 
 async def test_the_fourth_answer_in_flight_is_refused_politely(kit: AdapterKit) -> None:
@@ -105,9 +106,11 @@ async def test_the_fourth_answer_in_flight_is_refused_politely(kit: AdapterKit) 
     assert all(isinstance(o, Messages) for o in admitted)
     fourth = await handle(kit, text_payload("m3", "q"))
     assert isinstance(fourth, Ignored)
-    assert stream_of(fourth)["finish"] and stream_of(fourth)["content"] == REFUSED
+    assert stream_of(fourth)["finish"] and stream_of(fourth)["content"] == WORDS.too_many_questions(
+        MAX_IN_FLIGHT
+    )
     again = await handle(kit, text_payload("m3", "q"))  # its retry: refused the same way
-    assert isinstance(again, Ignored) and stream_of(again)["content"] == REFUSED
+    assert isinstance(again, Ignored) and stream_of(again)["content"] == WORDS.too_many_questions(3)
     assert isinstance(await handle(kit, text_payload("x1", "q", user="u2")), Messages)
 
     done = admitted[0]
@@ -133,7 +136,24 @@ async def test_enter_chat_falls_back_to_a_default_welcome(assistant: RecordingAs
     try:
         outcome = await asyncio.wait_for(handle(kit, event_payload("enter_chat")), 1.0)
         assert isinstance(outcome, Answered)
-        assert SIDE.open(outcome.response.body)["text"]["content"] == DEFAULT_WELCOME
+        assert SIDE.open(outcome.response.body)["text"]["content"] == WORDS.welcome
+    finally:
+        await kit.http.aclose()
+
+
+async def test_a_bot_configured_for_english_speaks_english() -> None:
+    kit = make_adapter(locale="en", assistant=RecordingAssistant(None))
+    try:
+        welcome = await handle(kit, event_payload("enter_chat"))
+        assert SIDE.open(welcome.response.body)["text"]["content"] == ENGLISH.welcome  # type: ignore[union-attr]
+        outcome = await handle(kit, text_payload("m1", "hi"))
+        assert stream_of(outcome)["content"] == "Thinking…"
+        for n in range(2, 5):
+            refused = await handle(kit, text_payload(f"m{n}", "q"))
+        assert stream_of(refused)["content"] == (
+            "You already have 3 questions in progress with me. Please wait for one of the "
+            "answers to finish, then ask again."
+        )
     finally:
         await kit.http.aclose()
 
@@ -227,8 +247,8 @@ async def test_websocket_mode_says_so_when_it_cannot_take_a_message() -> None:
         req_id = await server.push("aibot_msg_callback", text_payload("m1", "hi"))
         await wait_for(lambda: len(server.replies(req_id)) == 2, what="thinking, then sorry")
         thinking, sorry = (c.body["stream"] for c in server.replies(req_id))
-        assert thinking["content"] == THINKING and not thinking["finish"]
-        assert sorry["finish"] and sorry["content"] == UNAVAILABLE
+        assert thinking["content"] == WORDS.thinking and not thinking["finish"]
+        assert sorry["finish"] and sorry["content"] == WORDS.cannot_answer_now
         count = "wecom_bot:inflight:wecom-ai:u1"
         for _ in range(200):  # the release runs in the background
             if await kit.store.get(count) == "0":

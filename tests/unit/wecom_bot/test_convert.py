@@ -12,6 +12,7 @@ import pytest
 from adapters.wecom_bot import convert
 from adapters.wecom_bot.protocol import stream_id
 from gateway.platform import MalformedRequest
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE, Words
 
 DATA = Path(__file__).parents[2] / "data" / "wecom_bot"
 
@@ -21,8 +22,10 @@ def load(name: str) -> dict[str, Any]:
     return data
 
 
-def message(payload: dict[str, Any], reply_to: dict[str, Any] | None = None) -> Any:
-    callback = convert.interpret("wecom-ai", payload, 1700000000.0, reply_to or {})
+def message(
+    payload: dict[str, Any], reply_to: dict[str, Any] | None = None, words: Words = ENGLISH
+) -> Any:
+    callback = convert.interpret("wecom-ai", payload, 1700000000.0, reply_to or {}, words)
     assert isinstance(callback, convert.UserMessage)
     return callback.message
 
@@ -92,7 +95,17 @@ def test_voice_uses_wecoms_transcript() -> None:
 def test_empty_voice_transcript_is_a_notice() -> None:
     payload = load("voice_single.json")
     payload["voice"]["content"] = " "
-    assert message(payload).notice is not None
+    assert message(payload).notice == ENGLISH.voice_not_understood
+
+
+def test_notices_speak_the_bots_language() -> None:
+    zh = SIMPLIFIED_CHINESE
+    video = message(load("video_single.json"), words=zh)
+    assert video.notice == zh.kind_not_supported("video") and zh.kinds["video"] in video.notice
+    payload = load("text_group.json")
+    del payload["quote"]
+    payload["text"]["content"] = "@RobotA"
+    assert message(payload, words=zh).notice == zh.mention_without_question
 
 
 def test_unsupported_kinds_get_a_polite_notice() -> None:
@@ -108,19 +121,19 @@ def test_a_bare_mention_is_a_notice_not_an_empty_query() -> None:
     del payload["quote"]
     payload["text"]["content"] = "@RobotA  "
     msg = message(payload)
-    assert msg.text == "" and msg.notice == convert.EMPTY_NOTICE
+    assert msg.text == "" and msg.notice == ENGLISH.mention_without_question
 
 
 def test_stream_refresh() -> None:
-    callback = convert.interpret("b", load("stream_refresh.json"), 0.0, {})
+    callback = convert.interpret("b", load("stream_refresh.json"), 0.0, {}, ENGLISH)
     assert callback == convert.StreamRefresh("STREAMID")
     payload = load("stream_refresh.json")
     payload["stream"] = {}
-    assert isinstance(convert.interpret("b", payload, 0.0, {}), convert.Skip)
+    assert isinstance(convert.interpret("b", payload, 0.0, {}, ENGLISH), convert.Skip)
 
 
 def test_enter_chat() -> None:
-    callback = convert.interpret("b", load("enter_chat.json"), 0.0, {})
+    callback = convert.interpret("b", load("enter_chat.json"), 0.0, {}, ENGLISH)
     assert isinstance(callback, convert.EnterChat)
     assert callback.message.user_id == "USERID" and callback.message.chat_type == "direct"
 
@@ -129,19 +142,19 @@ def test_enter_chat() -> None:
 def test_feedback_event(kind: int, rating: str | None) -> None:
     payload = load("feedback_event.json")
     payload["event"]["feedback_event"]["type"] = kind
-    assert convert.interpret("b", payload, 0.0, {}) == convert.Feedback("MSGID1", rating)  # type: ignore[arg-type]
+    assert convert.interpret("b", payload, 0.0, {}, ENGLISH) == convert.Feedback("MSGID1", rating)  # type: ignore[arg-type]
 
 
 def test_feedback_without_id_or_with_unknown_type_is_skipped() -> None:
     payload = load("feedback_event.json")
     payload["event"]["feedback_event"]["type"] = 7
-    assert isinstance(convert.interpret("b", payload, 0.0, {}), convert.Skip)
+    assert isinstance(convert.interpret("b", payload, 0.0, {}, ENGLISH), convert.Skip)
     del payload["event"]["feedback_event"]["id"]
-    assert isinstance(convert.interpret("b", payload, 0.0, {}), convert.Skip)
+    assert isinstance(convert.interpret("b", payload, 0.0, {}, ENGLISH), convert.Skip)
 
 
 def test_other_events_are_skipped() -> None:
-    callback = convert.interpret("b", load("template_card_event.json"), 0.0, {})
+    callback = convert.interpret("b", load("template_card_event.json"), 0.0, {}, ENGLISH)
     assert isinstance(callback, convert.Skip) and "template_card_event" in callback.reason
 
 
@@ -150,7 +163,7 @@ def test_a_message_without_msgid_or_sender_is_malformed(field: str) -> None:
     payload = load("text_single.json")
     del payload[field]
     with pytest.raises(MalformedRequest):
-        convert.interpret("b", payload, 0.0, {})
+        convert.interpret("b", payload, 0.0, {}, ENGLISH)
 
 
 def test_odd_shapes_do_not_crash() -> None:
@@ -162,4 +175,4 @@ def test_odd_shapes_do_not_crash() -> None:
         {"msgtype": "text"},
     ]
     msg = message(payload)
-    assert msg.notice == convert.EMPTY_NOTICE and not msg.attachments
+    assert msg.notice == ENGLISH.mention_without_question and not msg.attachments

@@ -42,7 +42,7 @@ OTHER_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
 
 @pytest.fixture
 async def kit() -> AsyncIterator[AdapterKit]:
-    kit = make_adapter()
+    kit = make_adapter(locale="en")
     yield kit
     await kit.adapter.aclose()
     await kit.http.aclose()

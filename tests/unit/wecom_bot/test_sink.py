@@ -9,9 +9,14 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from adapters.wecom_bot.sink import CONTINUED, CUT, TAKING_LONG, StreamSink
+from adapters.wecom_bot.sink import NOTE_MARGIN, StreamSink
 from gateway.platform import Pacing, PlatformError
 from gateway.text import measure
+from gateway.words import CATALOGUE, ENGLISH, Words
+
+CONTINUED = "\n\n" + ENGLISH.continued
+TAKING_LONG = "\n\n" + ENGLISH.taking_long
+CUT = "\n\n" + ENGLISH.cut
 
 
 class Channel:
@@ -30,8 +35,16 @@ class Channel:
 
 
 class Harness:
-    def __init__(self, *, once: bool = True, close_in: float = 60.0, limit: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        once: bool = True,
+        close_in: float = 60.0,
+        limit: int = 1000,
+        words: Words = ENGLISH,
+    ) -> None:
         self.channel = Channel(once=once)
+        self.words = words
         self.releases = 0
         self.tasks: list[asyncio.Task[None]] = []
         self.close_at = time.time() + close_in
@@ -52,7 +65,8 @@ class Harness:
             close_at=self.close_at,
             release=release,
             spawn=spawn,
-            thinking="Thinking…",
+            thinking=self.words.thinking,
+            words=self.words,
             resume=resume,
         )
 
@@ -196,3 +210,23 @@ async def test_a_failing_release_does_not_fail_the_answer() -> None:
     sink._release = release
     await sink.finish("done", last=True)
     assert h.channel.shown == [("done", True)]
+
+
+async def test_the_notes_speak_the_bots_language() -> None:
+    zh = CATALOGUE["zh-CN"]
+    h = Harness(limit=600, words=zh)
+    sink = h.sink()
+    await sink.begin()
+    await sink.finish("第一部分", last=False)
+    for _ in range(3):
+        await sink.finish("很长的回答。" * 30, last=False)
+    await sink.finish("完", last=True)
+    assert h.channel.shown == [(zh.thinking, False), ("第一部分\n\n" + zh.continued, True)]
+    (sent,) = h.channel.overflows
+    assert sent.endswith("\n\n" + zh.cut) and measure(sent, "bytes") <= 600
+
+
+def test_every_locales_notes_fit_the_room_kept_for_them() -> None:
+    for words in CATALOGUE.values():
+        for note in (words.continued, words.taking_long, words.cut):
+            assert measure("\n\n" + note, "bytes") < NOTE_MARGIN, (words.locale, note)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.wecom_bot.state import INTERRUPTED, STALE_GRACE, BotState, StreamState
+from adapters.wecom_bot.state import STALE_GRACE, BotState, StreamState
 from gateway.store.base import Store
 from gateway.store.factory import open_store
 
@@ -76,8 +76,8 @@ def test_a_corrupt_state_reads_as_none() -> None:
 
 def test_an_abandoned_stream_is_closed_for_wecom() -> None:
     live = StreamState("half", False, close_at=1000.0)
-    assert live.as_seen(1000.0) is live
-    stale = live.as_seen(1000.0 + STALE_GRACE + 1)
-    assert stale.finish and stale.content == "half" + INTERRUPTED
+    assert live.as_seen(1000.0, "*(cut off)*") is live
+    stale = live.as_seen(1000.0 + STALE_GRACE + 1, "*(cut off)*")
+    assert stale.finish and stale.content == "half\n\n*(cut off)*"
     done = StreamState("all", True, close_at=0.0)
-    assert done.as_seen(10**9) is done
+    assert done.as_seen(10**9, "*(cut off)*") is done
