@@ -47,6 +47,16 @@ class ServerConfig(_Strict):
     max_concurrent_answers: int = Field(4096, ge=1)
     # Connections to a Redis store per instance; when all are busy, a command waits for one.
     store_max_connections: int = Field(64, ge=2)
+    # Unanswered messages the inbox holds per instance; past it webhooks get 503.
+    max_queued_answers: int = Field(10_000, ge=1)
+
+
+class InboxConfig(_Strict):
+    lease_s: float = Field(15.0, ge=1.0, le=600.0)
+    max_attempts: int = Field(3, ge=1, le=100)
+    # Redis only: how many stream shards the inbox is split into. Every instance must use
+    # the same number; change it only with the inbox empty.
+    shards: int = Field(16, ge=1, le=1024)
 
 
 class DifyApp(_Strict):
@@ -240,6 +250,7 @@ class Route(_Strict):
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     store: str = "sqlite:///dify-gateway.db"
+    inbox: InboxConfig = InboxConfig()
     dify: DifyConfig
     bots: dict[str, BotConfig] = {}
     routes: list[Route] = []

@@ -221,10 +221,14 @@ class DifyClient:
                 if not isinstance(payload, dict):
                     malformed += 1
                     continue
-                if not started and payload.get("conversation_id") is not None:
+                if not started and (
+                    payload.get("conversation_id") is not None or payload.get("task_id")
+                ):
                     started = True
                     yield Started(
-                        str(payload["conversation_id"]), str(payload.get("message_id", ""))
+                        str(payload.get("conversation_id") or ""),
+                        str(payload.get("message_id") or ""),
+                        str(payload.get("task_id") or ""),
                     )
                 event = self._convert(payload, app)
                 if event is not None:
@@ -313,6 +317,23 @@ class DifyClient:
         except httpx.HTTPError as exc:
             raise DifyUnavailable(f"Dify /parameters failed: {type(exc).__name__}") from exc
         return self._json_or_raise(response)
+
+    async def stop(self, app: DifyApp, task_id: str, user: str) -> None:
+        """Stop a streaming run (`POST …/{task_id}/stop` with the run's `user`: Dify
+        ignores a stop by anyone else). The path depends on the app's mode."""
+        if app.mode == "workflow":
+            path = f"/workflows/tasks/{task_id}/stop"
+        elif app.mode == "completion":
+            path = f"/completion-messages/{task_id}/stop"
+        else:
+            path = f"/chat-messages/{task_id}/stop"
+        try:
+            response = await self._http.post(
+                app.base_url + path, headers=self._headers(app), json={"user": user}, timeout=10.0
+            )
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify stop failed: {type(exc).__name__}") from exc
+        self._json_or_raise(response)
 
     async def feedback(self, app: DifyApp, message_id: str, user: str, rating: str | None) -> None:
         try:

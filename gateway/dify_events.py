@@ -79,6 +79,8 @@ class Started:
 
     conversation_id: str
     message_id: str
+    # The run's id for the stop endpoints; a takeover stops the run it replaces.
+    task_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ class DifyEmulator:
     requests: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     feedbacks: list[dict[str, Any]] = field(default_factory=list)
+    stops: list[dict[str, Any]] = field(default_factory=list)  # {"task_id", "user", "path"}
     conversations: dict[str, int] = field(default_factory=dict)
     script: deque[ScriptedReply] = field(default_factory=deque)
     _runner: web.AppRunner | None = None
@@ -78,6 +79,9 @@ class DifyEmulator:
         app.router.add_post("/v1/audio-to-text", self._audio)
         app.router.add_get("/v1/parameters", self._parameters)
         app.router.add_post("/v1/messages/{message_id}/feedbacks", self._feedback)
+        app.router.add_post("/v1/chat-messages/{task_id}/stop", self._stop)
+        app.router.add_post("/v1/completion-messages/{task_id}/stop", self._stop)
+        app.router.add_post("/v1/workflows/tasks/{task_id}/stop", self._stop)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -111,6 +115,9 @@ class DifyEmulator:
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict):
             return _error(400, "invalid_param", "inputs is required in input form")
         body["_headers"] = {k: v for k, v in request.headers.items() if k.startswith("X-")}
+        # Which client connection asked (tests find the gateway process behind it).
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        body["_peer_port"] = peer[1] if peer else None
         self.requests.append(body)
         return body
 
@@ -155,6 +162,8 @@ class DifyEmulator:
         }
         response = await _open_stream(request)
         for i, chunk in enumerate(reply.chunks):
+            if self._stopped(base["task_id"]):
+                break  # a stopped run still ends with message_end, as Dify's does
             event = {"event": reply.event, "id": message_id, "answer": chunk, **base}
             await _send(response, event, reply.ragged, ping=i % 7 == 3)
             if reply.delay:
@@ -270,6 +279,19 @@ class DifyEmulator:
         return web.json_response(
             {"opening_statement": self.opening_statement, "suggested_questions": []}
         )
+
+    def _stopped(self, task_id: str) -> bool:
+        return any(stop["task_id"] == task_id for stop in self.stops)
+
+    async def _stop(self, request: web.Request) -> web.Response:
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        body = await request.json()
+        self.stops.append(
+            {"task_id": request.match_info["task_id"], "user": body.get("user"), "path": request.path}
+        )
+        return web.json_response({"result": "success"})
 
     async def _feedback(self, request: web.Request) -> web.Response:
         denied = self._auth(request)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -28,6 +29,20 @@ class _HotCounters(Collector):
         for values, count in sorted(self.counts.items()):
             family.add_metric(list(values), count)
         yield family
+
+
+class InboxView(Protocol):
+    """What the inbox gauges read at scrape time."""
+
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def oldest_wait(self) -> float: ...
+
+    def backlog(self) -> int: ...
 
 
 class Metrics:
@@ -81,6 +96,33 @@ class Metrics:
         self.running = Gauge(
             "dify_gateway_answers_running", "Answers being produced now", registry=r
         )
+        self.oldest_queued = Gauge(
+            "dify_gateway_oldest_queued_seconds",
+            "How long the oldest job on this instance has waited to start",
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "dify_gateway_inbox_backlog",
+            "Unanswered messages in the durable inbox, all instances together (approximate)",
+            registry=r,
+        )
+        self.inbox_full = Counter(
+            "dify_gateway_inbox_full_total",
+            "Messages refused (503) because the inbox held its bound of unanswered messages",
+            registry=r,
+        )
+        self.inbox_resumed = Counter(
+            "dify_gateway_jobs_resumed_total",
+            "Jobs started again after an attempt that did not finish (a crash, a takeover)",
+            ["bot"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "dify_gateway_dead_letters_total",
+            "Jobs given up after too many attempts (moved to the dead letters)",
+            ["bot"],
+            registry=r,
+        )
 
     def count_webhook(self, bot: str, result: str) -> None:
         self._webhooks.counts[(bot, result)] += 1
@@ -88,9 +130,11 @@ class Metrics:
     def count_event(self, bot: str, fate: str) -> None:
         self._events.counts[(bot, fate)] += 1
 
-    def watch_queue(self, queued: Callable[[], float], running: Callable[[], float]) -> None:
-        self.queued.set_function(queued)
-        self.running.set_function(running)
+    def watch_inbox(self, inbox: InboxView) -> None:
+        self.queued.set_function(lambda: inbox.queued)
+        self.running.set_function(lambda: inbox.in_flight)
+        self.oldest_queued.set_function(inbox.oldest_wait)
+        self.backlog.set_function(inbox.backlog)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,237 @@
+"""The durable inbox: what is acked is kept, and what is kept is answered exactly once.
+
+- **Accept** (the ack path): the store claims the message's dedupe keys and keeps the job in
+  one atomic step, before the platform gets its 2xx. A store that is down or too slow means
+  503 (the platform retries), and so does an inbox that already holds its bound of
+  unanswered messages.
+- **Work**: a pump takes this instance's jobs from the store's feed into the scheduler
+  (one at a time per conversation, in order); each job runs through the worker with a
+  `Progress` it checkpoints into, and leaves the inbox only once answered.
+- **Attempts**: every start counts. A job that fails (a bug, a platform that keeps refusing
+  the answer) is retried after a pause; one that was started `max_attempts` times (it may
+  also have crashed the process each time) goes to the dead letters, and the user gets a
+  short notice.
+- **Shutdown**: nothing new is taken; what this instance holds is finished within the
+  grace period; the rest stays in the inbox for another instance or the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from gateway.inbox.feed import InboxFull, JobFeed
+from gateway.inbox.scheduler import Scheduler
+from gateway.metrics import Metrics
+from gateway.models import Job
+from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+LOCAL_QUEUE = 1024  # jobs taken from the feed but not started, at most
+TAKE_WAIT_S = 1.0
+FINISH_TRIES = 8  # recording an answer that was delivered: retried for about a minute
+STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class Accepting(Protocol):
+    """The store's half of accepting: claim and keep, atomically."""
+
+    async def accept(self, keys: Sequence[str], job: Job, ttl: float = DEFAULT_CLAIM_TTL) -> bool:
+        ...
+
+
+class Progress:
+    """One attempt at a job: its number, and the checkpoint it saves as the answer goes.
+
+    Saving is best effort: a checkpoint only helps a takeover, so a store error here is
+    logged and never reaches the user."""
+
+    def __init__(self, feed: JobFeed, job: Job, attempt: int, checkpoint: dict[str, Any]):
+        self._feed = feed
+        self._job = job
+        self.attempt = attempt
+        self.checkpoint = checkpoint
+
+    @property
+    def resumed(self) -> bool:
+        """Another attempt (maybe another instance) worked on this job before."""
+        return self.attempt > 1
+
+    async def save(self, **fields: Any) -> None:
+        self.checkpoint.update(fields)
+        try:
+            await self._feed.checkpoint(self._job, self.checkpoint)
+        except StoreUnavailable as exc:
+            log.warning("job %s: checkpoint not saved: %s", self._job.job_id, exc)
+
+
+JobWorker = Callable[[Job, Progress], Awaitable[None]]
+GiveUp = Callable[[Job, Progress], Awaitable[None]]
+
+
+class Inbox:
+    def __init__(
+        self,
+        store: Accepting,
+        feed: JobFeed,
+        worker: JobWorker,
+        give_up: GiveUp,
+        *,
+        max_concurrent: int,
+        max_queued: int,
+        max_attempts: int,
+        metrics: Metrics,
+    ) -> None:
+        self._store = store
+        self.feed = feed
+        self._worker = worker
+        self._give_up = give_up
+        self._max_queued = max_queued
+        self._max_attempts = max_attempts
+        self._metrics = metrics
+        self.scheduler = Scheduler(self._run, max_concurrent=max_concurrent, on_done=feed.done)
+        self._pump: asyncio.Task[None] | None = None
+        self._stopping = False
+        metrics.watch_inbox(self)
+
+    # --- accepting (the ack path) ------------------------------------------------------
+
+    async def accept(self, job: Job, dedupe_keys: Sequence[str]) -> bool:
+        """Keep `job` durably unless one of its keys was seen. False for a duplicate.
+        Raises `StoreUnavailable` (or `InboxFull`, a kind of it for the caller) -> 503."""
+        if self.feed.backlog() >= self._max_queued * self.feed.instances():
+            self._metrics.inbox_full.inc()
+            raise InboxFull("the inbox is full")
+        accepted = await self._store.accept(dedupe_keys, job)
+        if accepted:
+            self.scheduler.note_accept()
+            self.feed.accepted(job)
+        return accepted
+
+    # --- working -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.feed.start(self._lost)
+        self._pump = asyncio.create_task(self._pump_forever(), name="inbox pump")
+
+    async def _pump_forever(self) -> None:
+        failures = 0
+        while not self._stopping:
+            room = LOCAL_QUEUE - self.scheduler.queued
+            if room <= 0:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                jobs = await self.feed.take(room, TAKE_WAIT_S)
+            except StoreUnavailable as exc:
+                failures += 1
+                if failures == 1:
+                    log.error("inbox: cannot read jobs from the store: %s", exc)
+                await asyncio.sleep(STORE_RETRY_S[min(failures, len(STORE_RETRY_S)) - 1])
+                continue
+            if failures:
+                log.info("inbox: reading jobs again")
+                failures = 0
+            for job in jobs:
+                self.scheduler.enqueue(job)
+
+    def _lost(self, gone: Callable[[Job], bool]) -> None:
+        for job in self.scheduler.discard(gone):
+            self.feed.done(job)
+
+    async def _run(self, job: Job) -> None:
+        """Answer `job`, retrying failed attempts, and take it out of the inbox."""
+        while True:
+            record = await self._retry_store(lambda: self.feed.begin(job), job, "start")
+            progress = Progress(self.feed, job, record.attempts, record.checkpoint)
+            if record.attempts > 1:
+                self._metrics.inbox_resumed.labels(job.message.bot).inc()
+            if record.attempts > self._max_attempts:
+                await self._dead_letter(job, progress)
+                return
+            try:
+                await self._worker(job, progress)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job %s: attempt %d failed", job.job_id, record.attempts)
+                await asyncio.sleep(STORE_RETRY_S[min(record.attempts, len(STORE_RETRY_S)) - 1])
+                continue
+            await self._retry_store(lambda: self.feed.finish(job), job, "finish", FINISH_TRIES)
+            return
+
+    async def _dead_letter(self, job: Job, progress: Progress) -> None:
+        log.error(
+            "job %s: gave up after %d attempts; moved to the dead letters",
+            job.job_id,
+            progress.attempt - 1,
+        )
+        self._metrics.dead_letters.labels(job.message.bot).inc()
+        try:
+            await self._give_up(job, progress)
+        except Exception as exc:
+            log.warning("job %s: could not tell the user: %s", job.job_id, exc)
+        reason = f"failed {progress.attempt - 1} attempts"
+        await self._retry_store(
+            lambda: self.feed.dead_letter(job, reason), job, "dead-letter", FINISH_TRIES
+        )
+
+    async def _retry_store(
+        self,
+        call: Callable[[], Awaitable[Any]],
+        job: Job,
+        what: str,
+        tries: int | None = None,
+    ) -> Any:
+        """A store call of the worker: retried while the store is away (never shown to
+        the user). With `tries`, give up after that many and log it."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await call()
+            except StoreUnavailable as exc:
+                if tries is not None and attempt >= tries:
+                    log.error("job %s: %s not recorded: %s", job.job_id, what, exc)
+                    return None
+                if attempt == 1:
+                    log.warning("job %s: %s: store unavailable (%s); retrying", job.job_id, what, exc)
+                await asyncio.sleep(STORE_RETRY_S[min(attempt, len(STORE_RETRY_S)) - 1])
+
+    # --- lifetime ----------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return self.scheduler.in_flight
+
+    @property
+    def queued(self) -> int:
+        return self.scheduler.queued
+
+    def oldest_wait(self) -> float:
+        return self.scheduler.oldest_wait()
+
+    def backlog(self) -> int:
+        return self.feed.backlog()
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or running here (demo, tests, benchmarks)."""
+        await self.scheduler.wait_idle()
+
+    async def drain(self, grace: float) -> None:
+        """Take nothing more; finish what this instance holds within `grace` seconds."""
+        self._stopping = True
+        with contextlib.suppress(StoreUnavailable):
+            await self.feed.stop_taking()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        await self.scheduler.drain(grace)
+
+    async def close(self) -> None:
+        await self.feed.close()

@@ -1,0 +1,552 @@
+"""The durable inbox on Redis: stream shards, each worked on by one instance at a time.
+
+Accepting a message is one Lua call that claims its dedupe keys and `XADD`s the job to the
+stream of its conversation's shard: both happen or neither does. Calls from concurrent
+webhooks go out together, one pipeline per loop tick.
+
+Order within a conversation, across instances, comes from **shard ownership**: every job of
+a conversation goes to the same shard (a hash of the conversation key), and each shard has
+one owner at a time, holding a lease it renews by heartbeat. The owner reads the shard's
+stream in order, through a consumer group, and runs each conversation's jobs one after the
+other. A per-conversation lock with sequence numbers was the alternative; it costs round
+trips on every job (take the lock, check the sequence, renew while streaming), where a
+lease costs one renewal per shard every few seconds, and it needs a way to skip the number
+of a job that went to the dead letters. Instances share the shards evenly (each takes up to
+its fair share and lets go of the excess, once it has finished the work it holds there).
+
+Takeover: a lease that is not renewed for `lease_s` (a crash, a frozen process) expires; the
+next instance to take the shard claims its pending entries (`XAUTOCLAIM`) and runs them
+first, resuming each from its checkpoint. An instance that finds its lease gone (it was too
+slow to renew it) stops working on that shard at once.
+
+Keys: everything of one shard carries the hash tag `{inbox:<n>}` (the stream, its lease,
+its dedupe claims, its job checkpoints, its dead letters), so a shard lives in one slot and
+the Lua calls work on a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import socket
+import time
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from gateway.inbox.feed import JobRecord, LostJobs
+from gateway.models import Job
+from gateway.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+GROUP = "workers"
+CHECKPOINT_TTL_MS = 24 * 3600 * 1000
+DEAD_LETTERS_KEPT = 10_000  # per shard, oldest dropped first
+POLL_S = 0.1  # how often an idle instance looks for jobs accepted by other instances
+BACKLOG_EVERY_S = 1.0
+ACCEPT_TIMEOUT_S = 2.0  # well inside the platforms' ack deadlines (Slack: 3 s)
+
+_ACCEPT = """
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[3], 'PX', ARGV[1])
+end
+redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
+return 1
+"""
+_BEGIN = """
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {attempts, redis.call('HGET', KEYS[1], 'state') or ''}
+"""
+_CHECKPOINT = """
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_FINISH = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+_DEAD = """
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
+  'job', ARGV[3], 'reason', ARGV[4], 'attempts', ARGV[5], 'at', ARGV[7])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def instance_name() -> str:
+    """A name for this process in Redis (consumer names, leases): readable, and unique even
+    when a restarted container keeps its host name."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class ShardKeys:
+    """The names of one inbox's keys."""
+
+    def __init__(self, prefix: str, shards: int) -> None:
+        self.prefix = prefix
+        self.shards = shards
+        self.instances = f"{prefix}inbox:instances"
+
+    def shard_of(self, conversation_key: str) -> int:
+        return zlib.crc32(conversation_key.encode()) % self.shards
+
+    def _tag(self, shard: int) -> str:
+        return f"{self.prefix}{{inbox:{shard}}}:"
+
+    def stream(self, shard: int) -> str:
+        return self._tag(shard) + "jobs"
+
+    def lease(self, shard: int) -> str:
+        return self._tag(shard) + "lease"
+
+    def claim(self, shard: int, key: str) -> str:
+        return self._tag(shard) + "claim:" + key
+
+    def record(self, shard: int, job_id: str) -> str:
+        return self._tag(shard) + "job:" + job_id
+
+    def dead(self, shard: int) -> str:
+        return self._tag(shard) + "dead"
+
+
+class RedisInbox:
+    """Accepting jobs (batched per loop tick) and this instance's feed of jobs."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: ShardKeys,
+        do: Callable[[Callable[[], Awaitable[T]]], Awaitable[T]],
+    ) -> None:
+        self._redis = redis
+        self.keys = keys
+        self._do = do
+        self._accept = redis.register_script(_ACCEPT)
+        self._begin = redis.register_script(_BEGIN)
+        self._checkpoint = redis.register_script(_CHECKPOINT)
+        self._finish = redis.register_script(_FINISH)
+        self._dead = redis.register_script(_DEAD)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._batch: list[tuple[list[str], list[Any], asyncio.Future[bool]]] = []
+        self.feed: RedisShardFeed | None = None
+
+    # --- accepting -------------------------------------------------------------------
+
+    async def accept(self, dedupe_keys: Sequence[str], job: Job, ttl: float) -> bool:
+        shard = self.keys.shard_of(job.conversation_key)
+        names = [self.keys.stream(shard), *(self.keys.claim(shard, k) for k in dedupe_keys)]
+        args: list[Any] = [max(1, int(ttl * 1000)), job.to_json(), job.job_id]
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._send_batch)
+        self._batch.append((names, args, future))
+        try:
+            async with asyncio.timeout(ACCEPT_TIMEOUT_S):
+                accepted = await asyncio.shield(future)
+        except TimeoutError:
+            raise StoreUnavailable("redis: no answer within the ack deadline") from None
+        if accepted and self.feed is not None:
+            self.feed.accepted_to(shard)
+        return accepted
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+        task.add_done_callback(_retrieve)
+
+    async def _run_batch(self, batch: list[tuple[list[str], list[Any], asyncio.Future[bool]]]) -> None:
+        try:
+            async def send() -> list[Any]:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for names, args, _ in batch:
+                        await self._accept(keys=names, args=args, client=pipe)
+                    return list(await pipe.execute(raise_on_error=False))
+
+            results = await self._do(send)
+        except StoreUnavailable as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(StoreUnavailable(f"redis: {result}"))
+            else:
+                future.set_result(bool(result))
+
+    # --- per job -----------------------------------------------------------------------
+
+    async def begin(self, job: Job) -> JobRecord:
+        name = self.keys.record(self.keys.shard_of(job.conversation_key), job.job_id)
+        attempts, state = await self._do(
+            lambda: self._begin(keys=[name], args=[CHECKPOINT_TTL_MS])
+        )
+        checkpoint = orjson.loads(state) if state else {}
+        return JobRecord(int(attempts), checkpoint if isinstance(checkpoint, dict) else {})
+
+    async def save(self, job: Job, state: Mapping[str, Any]) -> None:
+        name = self.keys.record(self.keys.shard_of(job.conversation_key), job.job_id)
+        data = orjson.dumps(dict(state))
+        await self._do(lambda: self._checkpoint(keys=[name], args=[data, CHECKPOINT_TTL_MS]))
+
+    async def finish(self, job: Job, entry: str) -> None:
+        shard = self.keys.shard_of(job.conversation_key)
+        names = [self.keys.stream(shard), self.keys.record(shard, job.job_id)]
+        await self._do(lambda: self._finish(keys=names, args=[GROUP, entry]))
+
+    async def dead_letter(self, job: Job, entry: str, reason: str, attempts: int) -> None:
+        shard = self.keys.shard_of(job.conversation_key)
+        names = [self.keys.stream(shard), self.keys.record(shard, job.job_id), self.keys.dead(shard)]
+        args = [GROUP, entry, job.to_json(), reason, attempts, DEAD_LETTERS_KEPT, time.time()]
+        await self._do(lambda: self._dead(keys=names, args=args))
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("inbox batch failed: %s", task.exception())
+
+
+class RedisShardFeed:
+    """This instance's share of the shards, kept by lease, and the jobs read from them."""
+
+    def __init__(self, inbox: RedisInbox, *, instance: str, lease_s: float) -> None:
+        self._inbox = inbox
+        self._redis = inbox._redis
+        self._keys = inbox.keys
+        self._do = inbox._do
+        self.instance = instance
+        self._lease_ms = max(1, int(lease_s * 1000))
+        self._lease_s = lease_s
+        self._owned: set[int] = set()
+        self._releasing: set[int] = set()  # owned, read nothing more, let go once idle
+        self._reclaim: set[int] = set()  # just acquired: claim its pending entries first
+        self._work: dict[int, int] = {}  # shard -> jobs handed out and not done
+        self._entries: dict[str, str] = {}  # job id -> stream entry id, while handed out
+        self._attempts: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._on_lost: LostJobs | None = None
+        self._last_renewed = time.monotonic()
+        self._live = 1
+        self._backlog = 0
+        self._backlog_at = 0.0
+        self._accepted_since = 0
+        self._stopping = False
+        inbox.feed = self
+
+    # --- JobFeed ---------------------------------------------------------------------
+
+    async def start(self, on_lost: LostJobs) -> None:
+        self._on_lost = on_lost
+        for shard in range(self._keys.shards):
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
+                await self._do(
+                    lambda s=shard: self._redis.xgroup_create(
+                        self._keys.stream(s), GROUP, id="0", mkstream=True
+                    )
+                )
+        await self._beat()
+        self._heartbeat = asyncio.create_task(self._heartbeat_forever(), name="inbox heartbeat")
+
+    async def take(self, limit: int, wait: float) -> list[Job]:
+        if self._stopping:
+            await asyncio.sleep(wait)
+            return []
+        jobs = await self._reclaimed(limit)
+        if not jobs:
+            jobs = await self._read(limit)
+        if not jobs:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(wait, POLL_S)):
+                    await self._wake.wait()
+        return jobs
+
+    async def begin(self, job: Job) -> JobRecord:
+        record = await self._inbox.begin(job)
+        self._attempts[job.job_id] = record.attempts
+        return record
+
+    async def checkpoint(self, job: Job, state: Mapping[str, Any]) -> None:
+        await self._inbox.save(job, state)
+
+    async def finish(self, job: Job) -> None:
+        entry = self._entries.get(job.job_id)
+        if entry is not None:
+            await self._inbox.finish(job, entry)
+
+    async def dead_letter(self, job: Job, reason: str) -> None:
+        entry = self._entries.get(job.job_id)
+        if entry is not None:
+            attempts = self._attempts.get(job.job_id, 0)
+            await self._inbox.dead_letter(job, entry, reason, attempts)
+
+    def done(self, job: Job) -> None:
+        self._entries.pop(job.job_id, None)
+        self._attempts.pop(job.job_id, None)
+        shard = self._keys.shard_of(job.conversation_key)
+        left = self._work.get(shard, 0) - 1
+        if left > 0:
+            self._work[shard] = left
+        else:
+            self._work.pop(shard, None)
+            if shard in self._releasing:
+                task = asyncio.get_running_loop().create_task(self._let_go([shard]))
+                task.add_done_callback(_retrieve)
+
+    def accepted(self, job: Job) -> None:
+        self.accepted_to(self._keys.shard_of(job.conversation_key))
+
+    def accepted_to(self, shard: int) -> None:
+        self._accepted_since += 1
+        if shard in self._owned:
+            self._wake.set()
+
+    def backlog(self) -> int:
+        return self._backlog + self._accepted_since
+
+    def instances(self) -> int:
+        return self._live
+
+    async def stop_taking(self) -> None:
+        self._stopping = True
+        self._releasing |= self._owned
+        idle = [s for s in self._owned if not self._work.get(s)]
+        await self._let_go(idle)
+
+    async def close(self) -> None:
+        self._stopping = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        with contextlib.suppress(StoreUnavailable):
+            await self._let_go(list(self._owned))
+            await self._do(lambda: self._redis.zrem(self._keys.instances, self.instance))
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _readable(self) -> list[int]:
+        return sorted(self._owned - self._releasing - self._reclaim)
+
+    async def _read(self, limit: int) -> list[Job]:
+        shards = self._readable()
+        if not shards or limit <= 0:
+            return []
+        count = max(1, math.ceil(limit / len(shards)))
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard in shards:
+                    pipe.xreadgroup(
+                        GROUP, self.instance, {self._keys.stream(shard): ">"}, count=count
+                    )
+                return list(await pipe.execute())
+
+        jobs: list[Job] = []
+        for shard, reply in zip(shards, await self._do(read), strict=True):
+            for _stream, entries in _stream_entries(reply):
+                jobs += self._hand_out(shard, entries)
+        return jobs
+
+    async def _reclaimed(self, limit: int) -> list[Job]:
+        """The pending entries of shards just acquired: the last owner took them and did
+        not finish them. They run before anything newer of their shard."""
+        jobs: list[Job] = []
+        for shard in sorted(self._reclaim):
+            start = "0-0"
+            while True:
+                reply = await self._do(
+                    lambda s=shard, at=start: self._redis.xautoclaim(
+                        self._keys.stream(s), GROUP, self.instance, 0, at, count=100
+                    )
+                )
+                start, entries = str(reply[0]), reply[1]
+                # Redis 6.2 lists entries deleted meanwhile as (None, None).
+                jobs += self._hand_out(shard, [e for e in entries if e and e[0] is not None])
+                if start == "0-0":
+                    break
+            self._reclaim.discard(shard)
+            if jobs:
+                log.info("inbox shard %d taken over: resuming %d jobs", shard, len(jobs))
+        return jobs
+
+    def _hand_out(self, shard: int, entries: Sequence[Any]) -> list[Job]:
+        jobs: list[Job] = []
+        for entry in entries:
+            entry_id, fields = entry[0], entry[1]
+            raw = fields.get("job") if isinstance(fields, dict) else None
+            try:
+                job = Job.from_json(raw or "")
+            except ValueError:
+                log.error("inbox shard %d: entry %s is not a job; dropping it", shard, entry_id)
+                task = asyncio.get_running_loop().create_task(self._drop(shard, str(entry_id)))
+                task.add_done_callback(_retrieve)
+                continue
+            if job.job_id in self._entries:
+                continue  # already handed out (claimed back from ourselves)
+            self._entries[job.job_id] = str(entry_id)
+            self._work[shard] = self._work.get(shard, 0) + 1
+            jobs.append(job)
+        return jobs
+
+    async def _drop(self, shard: int, entry: str) -> None:
+        stream = self._keys.stream(shard)
+        await self._do(lambda: self._redis.xack(stream, GROUP, entry))
+        await self._do(lambda: self._redis.xdel(stream, entry))
+
+    # --- leases ----------------------------------------------------------------------
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                await self._beat()
+            except StoreUnavailable as exc:
+                log.warning("inbox heartbeat failed: %s", exc)
+                if time.monotonic() - self._last_renewed > self._lease_s * 0.9:
+                    # Our leases may have expired: another instance may be resuming these
+                    # jobs now. Stop working on them.
+                    self._lose(set(self._owned))
+
+    async def _beat(self) -> None:
+        now = time.time()
+        await self._renew()
+        self._live = await self._do(lambda: self._register(now))
+        if time.monotonic() - self._backlog_at >= BACKLOG_EVERY_S:
+            await self._count_backlog()
+        if self._stopping:
+            return
+        fair = math.ceil(self._keys.shards / max(1, self._live))
+        if len(self._owned) < fair:
+            await self._acquire(fair - len(self._owned))
+        elif len(self._owned) > fair:
+            excess = sorted(self._owned - self._releasing, key=lambda s: self._work.get(s, 0))
+            extra = len(self._owned) - len(self._releasing) - fair
+            if extra > 0:
+                chosen = excess[:extra]
+                self._releasing |= set(chosen)
+                await self._let_go([s for s in chosen if not self._work.get(s)])
+
+    async def _register(self, now: float) -> int:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._keys.instances, {self.instance: now + self._lease_s})
+            pipe.zremrangebyscore(self._keys.instances, "-inf", now)
+            pipe.zcard(self._keys.instances)
+            results = await pipe.execute()
+        return max(1, int(results[2]))
+
+    async def _renew(self) -> None:
+        owned = sorted(self._owned)
+        if owned:
+
+            async def renew() -> list[Any]:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for shard in owned:
+                        await self._inbox._renew(
+                            keys=[self._keys.lease(shard)],
+                            args=[self.instance, self._lease_ms],
+                            client=pipe,
+                        )
+                    return list(await pipe.execute())
+
+            results = await self._do(renew)
+            lost = {s for s, ok in zip(owned, results, strict=True) if not ok}
+            if lost:
+                log.warning("inbox: lost the lease of shards %s to another instance", lost)
+                self._lose(lost)
+        self._last_renewed = time.monotonic()
+
+    async def _acquire(self, wanted: int) -> None:
+        free = [s for s in range(self._keys.shards) if s not in self._owned]
+        random.shuffle(free)
+        for shard in free:
+            if wanted <= 0:
+                break
+            got = await self._do(
+                lambda s=shard: self._redis.set(
+                    self._keys.lease(s), self.instance, nx=True, px=self._lease_ms
+                )
+            )
+            if got:
+                wanted -= 1
+                self._owned.add(shard)
+                self._reclaim.add(shard)
+                self._wake.set()
+        if self._reclaim:
+            log.info("inbox: this instance now works on shards %s", sorted(self._owned))
+
+    async def _let_go(self, shards: Sequence[int]) -> None:
+        for shard in shards:
+            if shard not in self._owned:
+                continue
+            self._owned.discard(shard)
+            self._releasing.discard(shard)
+            self._reclaim.discard(shard)
+            await self._do(
+                lambda s=shard: self._inbox._release(
+                    keys=[self._keys.lease(s)], args=[self.instance]
+                )
+            )
+
+    def _lose(self, shards: set[int]) -> None:
+        self._owned -= shards
+        self._releasing -= shards
+        self._reclaim -= shards
+        if self._on_lost is not None and shards:
+            keys = self._keys
+            self._on_lost(lambda job: keys.shard_of(job.conversation_key) in shards)
+
+    async def _count_backlog(self) -> None:
+        async def count() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard in range(self._keys.shards):
+                    pipe.xlen(self._keys.stream(shard))
+                return list(await pipe.execute())
+
+        self._backlog = sum(int(n) for n in await self._do(count))
+        self._backlog_at = time.monotonic()
+        self._accepted_since = 0
+
+
+def _stream_entries(reply: Any) -> list[tuple[Any, Sequence[Any]]]:
+    """XREADGROUP's reply as (stream, entries) pairs, whichever RESP shape it came in."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [(name, entries) for name, entries in reply.items()]
+    return [(item[0], item[1]) for item in reply]
+
