@@ -162,7 +162,7 @@ class DifyEmulator:
         }
         response = await _open_stream(request)
         for i, chunk in enumerate(reply.chunks):
-            if self._stopped(base["task_id"]):
+            if self._stopped(str(base["task_id"])):
                 break  # a stopped run still ends with message_end, as Dify's does
             event = {"event": reply.event, "id": message_id, "answer": chunk, **base}
             await _send(response, event, reply.ragged, ping=i % 7 == 3)
@@ -289,7 +289,11 @@ class DifyEmulator:
             return denied
         body = await request.json()
         self.stops.append(
-            {"task_id": request.match_info["task_id"], "user": body.get("user"), "path": request.path}
+            {
+                "task_id": request.match_info["task_id"],
+                "user": body.get("user"),
+                "path": request.path,
+            }
         )
         return web.json_response({"result": "success"})
 

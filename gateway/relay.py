@@ -25,19 +25,20 @@ from gateway.dify import (
     TextDelta,
     TextReplace,
 )
+from gateway.inbox import Progress
 from gateway.metrics import Metrics
 from gateway.models import InboundMessage, Job
 from gateway.pacing import BotBudget
 from gateway.platform import Adapter, PlatformError
 from gateway.router import Router, render_inputs
 from gateway.store import keys
-from gateway.store.base import Store
+from gateway.store.base import Store, StoreUnavailable
 from gateway.streaming import AnswerStream
 from gateway.words import Words, dify_failure
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_TTL = 24 * 3600.0
+STOP_TIMEOUT_S = 5.0
 ANSWER_RECORD_TTL = 7 * 24 * 3600.0
 _DIFY_FILE_TYPES = {"image": "image", "document": "document", "audio": "audio", "video": "video"}
 
@@ -53,88 +54,122 @@ class Relay:
         *,
         adapters: Mapping[str, Adapter],
         budgets: Mapping[str, BotBudget],
-        words: Mapping[str, Words],
         apps: Mapping[str, DifyApp],
         dify: DifyClient,
         store: Store,
         router: Router,
         metrics: Metrics,
+        words: Mapping[str, Words],
     ) -> None:
         self._adapters = adapters
         self._budgets = budgets
-        self._words = words
         self._apps = apps
         self._dify = dify
         self._store = store
         self._router = router
         self._metrics = metrics
+        self._words = words
 
-    async def answer(self, job: Job) -> None:
+    async def answer(self, job: Job, progress: Progress) -> None:
+        """Answer `job`. A resumed job (another attempt, maybe on another instance, worked
+        on it before) stops the run it replaces and finishes in the same platform message
+        or card, from the checkpoint.
+
+        Raises only for what a later attempt may fix (the store away before anything was
+        shown, a platform that kept refusing the final text): the inbox retries then."""
         bot = job.message.bot
         adapter = self._adapters[bot]
-        async with self._store.lock(job.conversation_key):
-            if job.message.notice is not None:
-                await self._say(job, adapter, job.message.notice)
-                self._metrics.answers.labels(bot, "notice").inc()
-                return
-            command = _command(job.message.text)
-            if command is not None and not job.message.attachments:
-                await self._run_command(job, adapter, command)
-                return
-            resume = await self._store.get(keys.reply_checkpoint(job.job_id))
-            sink = adapter.open_reply(job.message, json.loads(resume) if resume else None)
+        if job.message.notice is not None:
+            await self._say(job, adapter, job.message.notice, progress)
+            self._metrics.answers.labels(bot, "notice").inc()
+            return
+        command = _command(job.message.text)
+        if command is not None and not job.message.attachments:
+            await self._run_command(job, adapter, command, progress)
+            return
+        if progress.resumed:
+            await self._stop_replaced_run(job, progress)
+        stream = self._open_stream(job, adapter, progress)
+        await stream.begin()
+        result, finished = await self._produce(job, adapter, stream, progress)
+        self._metrics.answers.labels(bot, result).inc()
+        self._metrics.updates.labels(bot).inc(stream.updates)
+        self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
+        if finished is not None:
+            await self._record_answer(job, finished)
 
-            saved = resume is not None
+    def _open_stream(self, job: Job, adapter: Adapter, progress: Progress) -> AnswerStream:
+        """The answer's stream, resuming the platform message a checkpoint names, and
+        checkpointing each platform message it creates (the window in which a crash can
+        leave a message nobody finishes is the one store write after each post)."""
+        snapshot = progress.checkpoint.get("sink")
+        sink = adapter.open_reply(job.message, snapshot if isinstance(snapshot, dict) else None)
 
-            async def checkpoint(snapshot: dict[str, Any]) -> None:
-                nonlocal saved
-                saved = True
-                await self._store.set(
-                    keys.reply_checkpoint(job.job_id), json.dumps(snapshot), CHECKPOINT_TTL
-                )
+        async def checkpoint(snapshot: dict[str, Any]) -> None:
+            await progress.save(sink=snapshot)
 
-            stream = AnswerStream(
-                sink,
-                adapter.capabilities,
-                self._budgets[bot],
-                checkpoint=checkpoint,
-                empty_answer=self._words[bot].empty_answer,
-            )
-            await stream.begin()
-            result = await self._produce(job, adapter, stream)
-            self._metrics.answers.labels(bot, result).inc()
-            self._metrics.updates.labels(bot).inc(stream.updates)
-            self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
-            if saved:
-                await self._store.delete(keys.reply_checkpoint(job.job_id))
+        bot = job.message.bot
+        return AnswerStream(
+            sink,
+            adapter.capabilities,
+            self._budgets[bot],
+            checkpoint=checkpoint,
+            empty_answer=self._words[bot].empty_answer,
+        )
 
-    async def _produce(self, job: Job, adapter: Adapter, stream: AnswerStream) -> str:
-        """Run Dify into the stream and deliver the end. Returns the result label."""
+    async def _stop_replaced_run(self, job: Job, progress: Progress) -> None:
+        """The attempt before this one may still be running in Dify (its instance died,
+        not Dify): stop it, so it does not keep spending tokens. Best effort."""
+        task_id = progress.checkpoint.get("task_id")
+        app = self._apps.get(job.app)
+        if not isinstance(task_id, str) or not task_id or app is None:
+            return
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self._dify.stop(app, task_id, job.dify_user)
+            log.info("answer %s: stopped the run of the previous attempt", job.job_id)
+        except (DifyError, TimeoutError) as exc:
+            log.info("answer %s: could not stop the previous run: %s", job.job_id, exc)
+
+    async def give_up(self, job: Job, progress: Progress) -> None:
+        """The job failed too often: end its answer with a short notice."""
+        stream = self._open_stream(job, self._adapters[job.message.bot], progress)
+        await stream.fail(self._words[job.message.bot].gave_up)
+
+    async def _produce(
+        self, job: Job, adapter: Adapter, stream: AnswerStream, progress: Progress
+    ) -> tuple[str, Finished | None]:
+        """Run Dify into the stream and deliver the end: (the result label, Dify's end)."""
         app = self._apps[job.app]
         words = self._words[job.message.bot]
+        finished: Finished | None = None
         try:
             async with asyncio.timeout(app.timeout_s):
                 query, files = await self._attachments(job, adapter, app)
-                await self._stream_answer(job, app, stream, query, files)
+                finished = await self._stream_answer(job, app, stream, query, files, progress)
         except TimeoutError:
             self._metrics.dify_errors.labels(job.app, "deadline").inc()
             late = DeadlineExceeded(f"no answer within {app.timeout_s:.0f}s")
             await stream.fail(dify_failure(words, late))
-            return "deadline"
+            return "deadline", None
         except DifyError as exc:
             log.warning("answer %s: %s", job.job_id, exc)
             self._metrics.dify_errors.labels(job.app, type(exc).__name__).inc()
             await stream.fail(dify_failure(words, exc))
-            return "dify_error"
+            return "dify_error", None
         except _AttachmentFailed:
             await stream.fail(words.unreadable_file)
-            return "attachment_error"
+            return "attachment_error", None
+        except StoreUnavailable:
+            # Only reads before the first word reach here (conversation, token): the store
+            # is away, not the answer broken. The inbox tries again, in the same message.
+            raise
         except Exception:
             log.exception("answer %s failed", job.job_id)
             await stream.fail(words.something_went_wrong)
-            return "error"
+            return "error", None
         await stream.finish()
-        return "ok"
+        return "ok", finished
 
     async def _stream_answer(
         self,
@@ -143,7 +178,8 @@ class Relay:
         stream: AnswerStream,
         query: str,
         files: list[dict[str, Any]],
-    ) -> None:
+        progress: Progress,
+    ) -> Finished | None:
         chat_like = app.mode in ("chat", "agent", "chatflow")
         key = job.conversation_key
         conversation_id = await self._store.get_conversation(key) if chat_like else None
@@ -172,9 +208,15 @@ class Relay:
                     elif isinstance(event, TextReplace):
                         stream.replace(event.text)
                     elif isinstance(event, Started):
-                        if chat_like and event.conversation_id != conversation_id:
+                        if event.task_id:
+                            await progress.save(task_id=event.task_id)
+                        if (
+                            chat_like
+                            and event.conversation_id
+                            and event.conversation_id != conversation_id
+                        ):
                             conversation_id = event.conversation_id
-                            await self._store.set_conversation(key, conversation_id)
+                            await self._remember_conversation(key, conversation_id)
                     elif isinstance(event, FileOutput):
                         outputs.append(event)
                     elif isinstance(event, Finished):
@@ -186,10 +228,8 @@ class Relay:
                 log.info("conversation for %s is gone in Dify; starting a new one", key)
                 await self._store.delete_conversation(key)
                 conversation_id = request.conversation_id = None
-        if finished is not None:
-            if finished.output_text and not stream.text.strip():
-                stream.append(finished.output_text)
-            await self._record_answer(job, finished)
+        if finished is not None and finished.output_text and not stream.text.strip():
+            stream.append(finished.output_text)
         words = self._words[job.message.bot]
         for output in outputs:
             image = output.type == "image"
@@ -198,6 +238,20 @@ class Relay:
         if finished is not None and finished.citations:
             sources = "\n".join(f"{i}. {name}" for i, name in enumerate(finished.citations, 1))
             stream.append(f"\n\n---\n**{words.sources}**\n{sources}")
+        return finished
+
+    async def _remember_conversation(self, key: str, conversation_id: str) -> None:
+        """Store the conversation id Dify just named. The answer goes on regardless: if the
+        store stays away, the next message starts a new conversation (logged)."""
+        for wait in (0.1, 0.5, 2.0, None):
+            try:
+                await self._store.set_conversation(key, conversation_id)
+                return
+            except StoreUnavailable as exc:
+                if wait is None:
+                    log.error("conversation %s not remembered: %s", key, exc)
+                    return
+                await asyncio.sleep(wait)
 
     async def _attachments(
         self, job: Job, adapter: Adapter, app: DifyApp
@@ -236,24 +290,37 @@ class Relay:
         return query, files
 
     async def _record_answer(self, job: Job, finished: Finished) -> None:
+        """Keep what feedback on this answer needs. The answer is delivered by now: a store
+        error is retried and logged, never shown under a complete answer."""
         if not finished.message_id:
             return
         record = {"app": job.app, "user": job.dify_user, "message_id": finished.message_id}
-        await self._store.set(keys.answer_record(job.job_id), json.dumps(record), ANSWER_RECORD_TTL)
+        for wait in (0.5, 2.0, None):
+            try:
+                await self._store.set(
+                    keys.answer_record(job.job_id), json.dumps(record), ANSWER_RECORD_TTL
+                )
+                return
+            except StoreUnavailable as exc:
+                if wait is None:
+                    log.error("answer %s: not recorded for feedback: %s", job.job_id, exc)
+                    return
+                await asyncio.sleep(wait)
 
-    async def _run_command(self, job: Job, adapter: Adapter, command: str) -> None:
+    async def _run_command(
+        self, job: Job, adapter: Adapter, command: str, progress: Progress
+    ) -> None:
         if command == "/reset":
             await self._store.delete_conversation(job.conversation_key)
             text = self._words[job.message.bot].new_conversation
         else:
             text = self._words[job.message.bot].help
-        await self._say(job, adapter, text)
+        await self._say(job, adapter, text, progress)
         self._metrics.answers.labels(job.message.bot, command.lstrip("/")).inc()
 
-    async def _say(self, job: Job, adapter: Adapter, text: str) -> None:
+    async def _say(self, job: Job, adapter: Adapter, text: str, progress: Progress) -> None:
         """Reply with a fixed text (a command's answer, a notice), no Dify involved."""
-        sink = adapter.open_reply(job.message)
-        stream = AnswerStream(sink, adapter.capabilities, self._budgets[job.message.bot])
+        stream = self._open_stream(job, adapter, progress)
         stream.append(text)
         await stream.finish()
 

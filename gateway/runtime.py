@@ -65,7 +65,11 @@ class Gateway:
         self.store = (
             store
             if store is not None
-            else open_store(config.store, max_connections=config.server.store_max_connections)
+            else open_store(
+                config.store,
+                max_connections=config.server.store_max_connections,
+                shards=config.inbox.shards,
+            )
         )
         self.http = http if http is not None else platform_client()
         self.dify_http = (
@@ -90,8 +94,12 @@ class Gateway:
         )
         self.inbox = Inbox(
             self.store,
+            self.store.feed(lease_s=config.inbox.lease_s),
             self.relay.answer,
+            self.relay.give_up,
             max_concurrent=config.server.max_concurrent_answers,
+            max_queued=config.server.max_queued_answers,
+            max_attempts=config.inbox.max_attempts,
             metrics=self.metrics,
         )
         self.draining = False
@@ -113,8 +121,10 @@ class Gateway:
         self._starting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Start every adapter in the background: one bot that cannot reach its platform
-        must not keep the others from serving. `/readyz` says who is not up yet."""
+        """Start the inbox's workers and every adapter, in the background: one bot that
+        cannot reach its platform must not keep the others from serving. `/readyz` says
+        who is not up yet."""
+        await self.inbox.start()
         for name, adapter in self.adapters.items():
             task = asyncio.create_task(self._start_adapter(name, adapter), name=f"start {name}")
             self._starting.add(task)
@@ -171,6 +181,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._finish_answers()
+        # Let go of the inbox's shards now, so another instance resumes what is left at once.
+        await self.inbox.close()
         for name, adapter in self.adapters.items():
             try:
                 await adapter.aclose()

@@ -46,6 +46,7 @@ class Words:
 
     # --- failures ------------------------------------------------------------------------
     something_went_wrong: str
+    gave_up: str  # a message that failed every attempt (gateway/inbox)
     unreadable_file: str
     too_slow: str
     dify_unavailable: str
@@ -133,6 +134,7 @@ ENGLISH = Words(
     files_without_text_template="(The user sent {names} without text.)",
     empty_message="(The user sent a message without text.)",
     something_went_wrong="Sorry, something went wrong while answering. Please try again.",
+    gave_up="Sorry, I could not answer this message. Please send it again.",
     unreadable_file="Sorry, I could not read the file you sent. Please try again.",
     too_slow="Sorry, the answer took too long and was stopped.",
     dify_unavailable="Sorry, the assistant is unavailable right now. Please try again shortly.",
@@ -203,6 +205,7 @@ SIMPLIFIED_CHINESE = Words(
     files_without_text_template="（用户发送了 {names}，没有附带文字。）",
     empty_message="（用户发送了一条没有文字的消息。）",
     something_went_wrong="抱歉，回答时出了点问题，请稍后再试。",
+    gave_up="抱歉，这条消息没能得到回答，请重新发送。",
     unreadable_file="抱歉，无法读取您发送的文件，请稍后再试。",
     too_slow="抱歉，回答用时过长，已停止。",
     dify_unavailable="抱歉，助手暂时无法使用，请稍后再试。",

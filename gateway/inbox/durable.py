@@ -40,8 +40,9 @@ STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 class Accepting(Protocol):
     """The store's half of accepting: claim and keep, atomically."""
 
-    async def accept(self, keys: Sequence[str], job: Job, ttl: float = DEFAULT_CLAIM_TTL) -> bool:
-        ...
+    async def accept(
+        self, keys: Sequence[str], job: Job, ttl: float = DEFAULT_CLAIM_TTL
+    ) -> bool: ...
 
 
 class Progress:
@@ -95,6 +96,7 @@ class Inbox:
         self._metrics = metrics
         self.scheduler = Scheduler(self._run, max_concurrent=max_concurrent, on_done=feed.done)
         self._pump: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()  # the feed is up
         self._stopping = False
         metrics.watch_inbox(self)
 
@@ -115,10 +117,21 @@ class Inbox:
     # --- working -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.feed.start(self._lost)
+        """Start working in the background (a store that is down now is retried)."""
         self._pump = asyncio.create_task(self._pump_forever(), name="inbox pump")
 
     async def _pump_forever(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                await self.feed.start(self._lost)
+                self._started.set()
+                break
+            except StoreUnavailable as exc:
+                failures += 1
+                if failures == 1:
+                    log.error("inbox: cannot start (store unavailable: %s); retrying", exc)
+                await asyncio.sleep(STORE_RETRY_S[min(failures, len(STORE_RETRY_S)) - 1])
         failures = 0
         while not self._stopping:
             room = LOCAL_QUEUE - self.scheduler.queued
@@ -145,9 +158,13 @@ class Inbox:
 
     async def _run(self, job: Job) -> None:
         """Answer `job`, retrying failed attempts, and take it out of the inbox."""
+        seen: dict[str, Any] = {}  # what this process's earlier attempts checkpointed
         while True:
             record = await self._retry_store(lambda: self.feed.begin(job), job, "start")
-            progress = Progress(self.feed, job, record.attempts, record.checkpoint)
+            # A checkpoint this process made but could not save (the store was away) is
+            # still good here: the retry then finishes the message the last attempt began.
+            progress = Progress(self.feed, job, record.attempts, {**record.checkpoint, **seen})
+            seen = progress.checkpoint
             if record.attempts > 1:
                 self._metrics.inbox_resumed.labels(job.message.bot).inc()
             if record.attempts > self._max_attempts:
@@ -199,7 +216,9 @@ class Inbox:
                     log.error("job %s: %s not recorded: %s", job.job_id, what, exc)
                     return None
                 if attempt == 1:
-                    log.warning("job %s: %s: store unavailable (%s); retrying", job.job_id, what, exc)
+                    log.warning(
+                        "job %s: %s: store unavailable (%s); retrying", job.job_id, what, exc
+                    )
                 await asyncio.sleep(STORE_RETRY_S[min(attempt, len(STORE_RETRY_S)) - 1])
 
     # --- lifetime ----------------------------------------------------------------------
@@ -210,7 +229,12 @@ class Inbox:
 
     @property
     def queued(self) -> int:
-        return self.scheduler.queued
+        """Jobs on this instance that have not started yet."""
+        return self.scheduler.queued + self.feed.waiting()
+
+    @property
+    def last_accept(self) -> float:
+        return self.scheduler.last_accept
 
     def oldest_wait(self) -> float:
         return self.scheduler.oldest_wait()
@@ -219,11 +243,21 @@ class Inbox:
         return self.feed.backlog()
 
     async def wait_idle(self) -> None:
-        """Return once nothing is queued or running here (demo, tests, benchmarks)."""
-        await self.scheduler.wait_idle()
+        """Return once the whole inbox is answered: nothing here, and nothing kept that
+        any instance still has to answer (for the demo, tests and benchmarks)."""
+        await self._started.wait()
+        while True:
+            await self.scheduler.wait_idle()
+            if not self.feed.waiting() and not await self.feed.pending():
+                await asyncio.sleep(0)  # a job finishing right now clears the scheduler next
+                if self.scheduler.in_flight == 0 and self.scheduler.queued == 0:
+                    return
+            await asyncio.sleep(0.01)
 
     async def drain(self, grace: float) -> None:
         """Take nothing more; finish what this instance holds within `grace` seconds."""
+        if self._stopping:
+            return
         self._stopping = True
         with contextlib.suppress(StoreUnavailable):
             await self.feed.stop_taking()
@@ -234,4 +268,5 @@ class Inbox:
         await self.scheduler.drain(grace)
 
     async def close(self) -> None:
-        await self.feed.close()
+        with contextlib.suppress(StoreUnavailable):
+            await self.feed.close()

@@ -11,6 +11,7 @@ or to another instance, together with its checkpoint.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,12 @@ class JobFeed(Protocol):
     def backlog(self) -> int:
         """About how many messages the whole inbox holds unanswered."""
 
+    async def pending(self) -> int:
+        """Exactly how many messages the whole inbox holds unanswered (asks the store)."""
+
+    def waiting(self) -> int:
+        """Jobs this instance can take without asking the store (0 where unknown)."""
+
     def instances(self) -> int:
         """How many gateway instances share the inbox (1 for SQLite and memory)."""
 
@@ -83,19 +90,89 @@ class JobFeed(Protocol):
         start)."""
 
 
+class OneProcessFeed(ABC):
+    """The feed of a store that serves a single process (memory; SQLite, whose file lock
+    keeps a second process out): every kept job is this process's. A restarted process
+    takes over at once what the last one left, since the lock says that one is gone.
+
+    Subclasses keep the jobs (`_kept`) and fill `self._queue` as they accept or load
+    them."""
+
+    def __init__(self) -> None:
+        self._queue = LocalQueue()
+
+    def feed(self, *, lease_s: float) -> JobFeed:
+        return self
+
+    async def start(self, on_lost: LostJobs) -> None:
+        self._queue.stopped = False
+        self._queue.put(await self._load_kept())
+
+    async def _load_kept(self) -> list[Job]:
+        """Jobs kept by an earlier run, oldest first."""
+        return []
+
+    async def take(self, limit: int, wait: float) -> list[Job]:
+        return await self._queue.take(limit, wait)
+
+    @abstractmethod
+    async def begin(self, job: Job) -> JobRecord: ...
+
+    @abstractmethod
+    async def checkpoint(self, job: Job, state: Mapping[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def finish(self, job: Job) -> None: ...
+
+    @abstractmethod
+    async def dead_letter(self, job: Job, reason: str) -> None: ...
+
+    @abstractmethod
+    def backlog(self) -> int: ...
+
+    async def pending(self) -> int:
+        return self.backlog()
+
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def done(self, job: Job) -> None:
+        self._queue.release(job)
+
+    def accepted(self, job: Job) -> None:
+        return None  # queued by the store's accept already
+
+    def instances(self) -> int:
+        return 1
+
+    async def stop_taking(self) -> None:
+        self._queue.stop()
+
+    async def close(self) -> None:
+        self._queue.stop()
+
+
 class LocalQueue:
     """The in-process hand-off for the single-process backends (memory, SQLite): a job
-    accepted here is queued at once, and `take()` waits for one."""
+    accepted here is queued at once, and `take()` waits for one. A job is queued once until
+    `release()`: the jobs loaded at start may include one that was accepted meanwhile."""
 
     def __init__(self) -> None:
         self._jobs: deque[Job] = deque()
+        self._live: set[str] = set()  # ids queued or handed out, not released yet
         self._ready = asyncio.Event()
         self.stopped = False
 
     def put(self, jobs: Iterable[Job]) -> None:
-        self._jobs.extend(jobs)
+        for job in jobs:
+            if job.job_id not in self._live:
+                self._live.add(job.job_id)
+                self._jobs.append(job)
         if self._jobs:
             self._ready.set()
+
+    def release(self, job: Job) -> None:
+        self._live.discard(job.job_id)
 
     async def take(self, limit: int, wait: float) -> list[Job]:
         if not self._jobs and not self.stopped:
@@ -113,3 +190,6 @@ class LocalQueue:
     def stop(self) -> None:
         self.stopped = True
         self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._jobs)

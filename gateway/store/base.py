@@ -1,7 +1,10 @@
 """The storage contracts, one Protocol per thing the gateway needs from a store.
 
 - `Claims`: dedupe. Claiming every id of a message at once makes a platform's retry (on any
-  instance) a no-op. The inbox depends on this part alone.
+  instance) a no-op.
+- `Inbox`: the durable inbox. Accepting a message claims its ids *and* keeps its job, in one
+  atomic step, before the ack; `feed()` hands this instance its share of the kept jobs
+  (gateway/inbox/ works on them).
 - `Conversations`: which Dify conversation a user, chat or thread is in; kept for good.
 - `Locks`: one answer at a time per conversation (across instances, on Redis).
 - `SharedState`: small string values with a TTL that instances share: access tokens, reply
@@ -27,7 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gateway.inbox.feed import JobFeed
+    from gateway.models import Job
 
 # Feishu re-pushes an event at 15 s, 5 min, 1 h and 6 h: a claim must outlive ~7.1 h.
 DEFAULT_CLAIM_TTL = 8 * 3600.0
@@ -43,6 +50,20 @@ class Claims(Protocol):
 
         Returns False, changing nothing, if any key is already claimed. This is the dedupe
         that makes a platform retry (on any instance) a no-op."""
+
+
+class Inbox(Protocol):
+    async def accept(self, keys: Sequence[str], job: Job, ttl: float = DEFAULT_CLAIM_TTL) -> bool:
+        """Claim every key for `ttl` seconds and keep `job` in the inbox, atomically: both
+        or neither. False, changing nothing, if any key is already claimed.
+
+        Raises `StoreUnavailable` when the outcome is unknown (no answer in time): the edge
+        answers 503, and the platform's retry then finds either nothing (and is accepted)
+        or the claim (a duplicate, whose job is kept already)."""
+
+    def feed(self, *, lease_s: float) -> JobFeed:
+        """This instance's side of the inbox (one per process). `lease_s`: how long a job's
+        owner may go silent before another instance takes its work over."""
 
 
 class Conversations(Protocol):
@@ -77,7 +98,7 @@ class SharedState(Protocol):
         expiry."""
 
 
-class Store(Claims, Conversations, Locks, SharedState, Protocol):
+class Store(Claims, Inbox, Conversations, Locks, SharedState, Protocol):
     """Everything a backend provides: what the runtime opens and hands out in parts."""
 
     async def ping(self) -> None:

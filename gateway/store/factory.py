@@ -6,9 +6,10 @@ from __future__ import annotations
 from gateway.store.base import Store
 
 
-def open_store(url: str, *, max_connections: int = 64) -> Store:
+def open_store(url: str, *, max_connections: int = 64, shards: int = 16) -> Store:
     """Build the backend a `store:` URL names (validated by the config schema).
-    `max_connections` bounds a Redis store's connection pool."""
+    `max_connections` bounds a Redis store's connection pool; `shards` is how many stream
+    shards its inbox has."""
     if url.startswith("memory://"):
         from gateway.store.memory import MemoryStore
 
@@ -20,5 +21,5 @@ def open_store(url: str, *, max_connections: int = 64) -> Store:
     if url.startswith(("redis://", "rediss://")):
         from gateway.store.redis import RedisStore
 
-        return RedisStore(url, max_connections=max_connections)
+        return RedisStore(url, max_connections=max_connections, shards=shards)
     raise ValueError(f"unsupported store URL scheme: {url.split(':', 1)[0]}")

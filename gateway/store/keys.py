@@ -46,12 +46,6 @@ def conversation(app: str, scope_key: str) -> str:
 # --- Shared state -----------------------------------------------------------------------------
 
 
-def reply_checkpoint(job_id: str) -> str:
-    """A reply sink's checkpoint (JSON), so a retried answer edits its message rather than
-    posting anew; kept 24 h, deleted when the answer ends."""
-    return f"reply:{job_id}"
-
-
 def answer_record(job_id: str) -> str:
     """The Dify app, user and message id of a finished answer (JSON), for user feedback;
     kept 7 days."""

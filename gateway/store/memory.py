@@ -1,21 +1,27 @@
 """In-process store, for tests and throwaway runs: nothing survives a restart. The parts of
-the `Store` are kept apart: claims in a `ClaimIndex`, conversations and shared state in two
-dicts, locks in `KeyedLocks`."""
+the `Store` are kept apart: claims in a `ClaimIndex`, the inbox's jobs, conversations and
+shared state in dicts, locks in `KeyedLocks`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
+from gateway.inbox.feed import JobRecord, OneProcessFeed
+from gateway.models import Job
 from gateway.store.base import DEFAULT_CLAIM_TTL
 from gateway.store.claims import ClaimIndex
 from gateway.store.local_locks import KeyedLocks
 
 
-class MemoryStore:
+class MemoryStore(OneProcessFeed):
     def __init__(self) -> None:
+        super().__init__()
         self._claims = ClaimIndex()
+        self._kept: dict[str, JobRecord] = {}  # the inbox: job id -> attempts, checkpoint
+        self.dead_letters: list[tuple[Job, str]] = []
         self._conversations: dict[str, str] = {}
         self._values: dict[str, tuple[str, float | None]] = {}
         self._locks = KeyedLocks()
@@ -23,6 +29,36 @@ class MemoryStore:
 
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
         return self._claims.claim(keys, time.time(), ttl)
+
+    # --- Inbox -------------------------------------------------------------------------
+
+    async def accept(self, keys: Sequence[str], job: Job, ttl: float = DEFAULT_CLAIM_TTL) -> bool:
+        if not self._claims.claim(keys, time.time(), ttl):
+            return False
+        self._kept.setdefault(job.job_id, JobRecord(0))
+        self._queue.put((job,))
+        return True
+
+    async def begin(self, job: Job) -> JobRecord:
+        record = self._kept.setdefault(job.job_id, JobRecord(0))
+        record.attempts += 1
+        return JobRecord(record.attempts, dict(record.checkpoint))
+
+    async def checkpoint(self, job: Job, state: Mapping[str, Any]) -> None:
+        if job.job_id in self._kept:
+            self._kept[job.job_id].checkpoint = dict(state)
+
+    async def finish(self, job: Job) -> None:
+        self._kept.pop(job.job_id, None)
+
+    async def dead_letter(self, job: Job, reason: str) -> None:
+        self._kept.pop(job.job_id, None)
+        self.dead_letters.append((job, reason))
+
+    def backlog(self) -> int:
+        return len(self._kept)
+
+    # --- Conversations -----------------------------------------------------------------
 
     async def get_conversation(self, key: str) -> str | None:
         return self._conversations.get(key)

@@ -1,10 +1,10 @@
 """Redis store: what several gateway instances behind a load balancer share.
 
 Claims are `SET NX` under a Lua script (all keys or none); the conversation lock is a token
-lock that its holder renews and only its holder can release. Single Redis or Sentinel; a
-Redis Cluster would need the claim keys in one hash slot. Each part of the `Store` has its own
-namespace (`dify-gateway:claim:`, `conv:`, `lock:`, and `kv:` for shared state), so the same
-key in two parts names two things.
+lock that its holder renews and only its holder can release. The durable inbox (stream
+shards, leases, accepting in one Lua call) is in `redis_inbox.py`. Each part of the `Store`
+has its own namespace (`dify-gateway:claim:`, `conv:`, `lock:`, and `kv:` for shared
+state), so the same key in two parts names two things.
 
 Connections come from a bounded pool whose callers *wait* for a free connection. redis-py's
 default async pool raises `MaxConnectionsError` for the 101st concurrent command instead, and
@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.inbox.feed import JobFeed
+from gateway.models import Job
 from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
+from gateway.store.redis_inbox import RedisInbox, RedisShardFeed, ShardKeys, instance_name
 
 T = TypeVar("T")
 PREFIX = "dify-gateway:"
@@ -58,7 +61,9 @@ return value
 
 
 class RedisStore:
-    def __init__(self, url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+    def __init__(
+        self, url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS, shards: int = 16
+    ) -> None:
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -74,6 +79,7 @@ class RedisStore:
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._incr = self._redis.register_script(_INCR)
+        self._inbox = RedisInbox(self._redis, ShardKeys(PREFIX, shards), self._do)
 
     @staticmethod
     async def _do(call: Callable[[], Awaitable[T]]) -> T:
@@ -86,6 +92,12 @@ class RedisStore:
         names = [f"{PREFIX}claim:{k}" for k in keys]
         result = await self._do(lambda: self._claim(keys=names, args=[int(ttl * 1000)]))
         return bool(result)
+
+    async def accept(self, keys: Sequence[str], job: Job, ttl: float = DEFAULT_CLAIM_TTL) -> bool:
+        return await self._inbox.accept(keys, job, ttl)
+
+    def feed(self, *, lease_s: float) -> JobFeed:
+        return RedisShardFeed(self._inbox, instance=instance_name(), lease_s=lease_s)
 
     async def get_conversation(self, key: str) -> str | None:
         value: Any = await self._do(lambda: self._redis.get(f"{PREFIX}conv:{key}"))

@@ -37,11 +37,11 @@ import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.inbox.feed import JobRecord, LostJobs
 from gateway.models import Job
@@ -103,6 +103,12 @@ return 0
 """
 
 
+class RedisCall(Protocol):
+    """Runs one Redis exchange, turning connection errors into `StoreUnavailable`."""
+
+    def __call__(self, call: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
+
+
 def instance_name() -> str:
     """A name for this process in Redis (consumer names, leases): readable, and unique even
     when a restarted container keeps its host name."""
@@ -146,7 +152,7 @@ class RedisInbox:
         self,
         redis: aioredis.Redis,
         keys: ShardKeys,
-        do: Callable[[Callable[[], Awaitable[T]]], Awaitable[T]],
+        do: RedisCall,
     ) -> None:
         self._redis = redis
         self.keys = keys
@@ -185,15 +191,18 @@ class RedisInbox:
         task = asyncio.get_running_loop().create_task(self._run_batch(batch))
         task.add_done_callback(_retrieve)
 
-    async def _run_batch(self, batch: list[tuple[list[str], list[Any], asyncio.Future[bool]]]) -> None:
+    async def _run_batch(
+        self, batch: list[tuple[list[str], list[Any], asyncio.Future[bool]]]
+    ) -> None:
         try:
+
             async def send() -> list[Any]:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for names, args, _ in batch:
                         await self._accept(keys=names, args=args, client=pipe)
                     return list(await pipe.execute(raise_on_error=False))
 
-            results = await self._do(send)
+            results: list[Any] = await self._do(send)
         except StoreUnavailable as exc:
             for _, _, future in batch:
                 if not future.done():
@@ -211,9 +220,7 @@ class RedisInbox:
 
     async def begin(self, job: Job) -> JobRecord:
         name = self.keys.record(self.keys.shard_of(job.conversation_key), job.job_id)
-        attempts, state = await self._do(
-            lambda: self._begin(keys=[name], args=[CHECKPOINT_TTL_MS])
-        )
+        attempts, state = await self._do(lambda: self._begin(keys=[name], args=[CHECKPOINT_TTL_MS]))
         checkpoint = orjson.loads(state) if state else {}
         return JobRecord(int(attempts), checkpoint if isinstance(checkpoint, dict) else {})
 
@@ -229,8 +236,20 @@ class RedisInbox:
 
     async def dead_letter(self, job: Job, entry: str, reason: str, attempts: int) -> None:
         shard = self.keys.shard_of(job.conversation_key)
-        names = [self.keys.stream(shard), self.keys.record(shard, job.job_id), self.keys.dead(shard)]
-        args = [GROUP, entry, job.to_json(), reason, attempts, DEAD_LETTERS_KEPT, time.time()]
+        names = [
+            self.keys.stream(shard),
+            self.keys.record(shard, job.job_id),
+            self.keys.dead(shard),
+        ]
+        args: list[str | bytes | int | float] = [
+            GROUP,
+            entry,
+            job.to_json(),
+            reason,
+            attempts,
+            DEAD_LETTERS_KEPT,
+            time.time(),
+        ]
         await self._do(lambda: self._dead(keys=names, args=args))
 
 
@@ -272,12 +291,7 @@ class RedisShardFeed:
     async def start(self, on_lost: LostJobs) -> None:
         self._on_lost = on_lost
         for shard in range(self._keys.shards):
-            with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
-                await self._do(
-                    lambda s=shard: self._redis.xgroup_create(
-                        self._keys.stream(s), GROUP, id="0", mkstream=True
-                    )
-                )
+            await self._create_group(self._keys.stream(shard))
         await self._beat()
         self._heartbeat = asyncio.create_task(self._heartbeat_forever(), name="inbox heartbeat")
 
@@ -338,6 +352,13 @@ class RedisShardFeed:
     def backlog(self) -> int:
         return self._backlog + self._accepted_since
 
+    async def pending(self) -> int:
+        await self._count_backlog()
+        return self._backlog
+
+    def waiting(self) -> int:
+        return 0
+
     def instances(self) -> int:
         return self._live
 
@@ -356,6 +377,17 @@ class RedisShardFeed:
         with contextlib.suppress(StoreUnavailable):
             await self._let_go(list(self._owned))
             await self._do(lambda: self._redis.zrem(self._keys.instances, self.instance))
+
+    async def _create_group(self, stream: str) -> None:
+        """The consumer group of a shard, reading from the start (jobs accepted before any
+        instance ever ran are delivered too)."""
+        try:
+            await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):  # BUSYGROUP: it exists already
+                raise StoreUnavailable(f"redis: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
     # --- reading ---------------------------------------------------------------------
 
@@ -376,8 +408,9 @@ class RedisShardFeed:
                     )
                 return list(await pipe.execute())
 
+        replies: list[Any] = await self._do(read)
         jobs: list[Job] = []
-        for shard, reply in zip(shards, await self._do(read), strict=True):
+        for shard, reply in zip(shards, replies, strict=True):
             for _stream, entries in _stream_entries(reply):
                 jobs += self._hand_out(shard, entries)
         return jobs
@@ -387,13 +420,9 @@ class RedisShardFeed:
         not finish them. They run before anything newer of their shard."""
         jobs: list[Job] = []
         for shard in sorted(self._reclaim):
-            start = "0-0"
+            stream, start = self._keys.stream(shard), "0-0"
             while True:
-                reply = await self._do(
-                    lambda s=shard, at=start: self._redis.xautoclaim(
-                        self._keys.stream(s), GROUP, self.instance, 0, at, count=100
-                    )
-                )
+                reply = await self._claim_pending(stream, start)
                 start, entries = str(reply[0]), reply[1]
                 # Redis 6.2 lists entries deleted meanwhile as (None, None).
                 jobs += self._hand_out(shard, [e for e in entries if e and e[0] is not None])
@@ -403,6 +432,12 @@ class RedisShardFeed:
             if jobs:
                 log.info("inbox shard %d taken over: resuming %d jobs", shard, len(jobs))
         return jobs
+
+    async def _claim_pending(self, stream: str, start: str) -> Any:
+        async def claim() -> Any:
+            return await self._redis.xautoclaim(stream, GROUP, self.instance, 0, start, count=100)
+
+        return await self._do(claim)
 
     def _hand_out(self, shard: int, entries: Sequence[Any]) -> list[Job]:
         jobs: list[Job] = []
@@ -483,7 +518,7 @@ class RedisShardFeed:
                         )
                     return list(await pipe.execute())
 
-            results = await self._do(renew)
+            results: list[Any] = await self._do(renew)
             lost = {s for s, ok in zip(owned, results, strict=True) if not ok}
             if lost:
                 log.warning("inbox: lost the lease of shards %s to another instance", lost)
@@ -496,18 +531,21 @@ class RedisShardFeed:
         for shard in free:
             if wanted <= 0:
                 break
-            got = await self._do(
-                lambda s=shard: self._redis.set(
-                    self._keys.lease(s), self.instance, nx=True, px=self._lease_ms
-                )
-            )
-            if got:
+            if await self._take_lease(shard):
                 wanted -= 1
                 self._owned.add(shard)
                 self._reclaim.add(shard)
                 self._wake.set()
         if self._reclaim:
             log.info("inbox: this instance now works on shards %s", sorted(self._owned))
+
+    async def _take_lease(self, shard: int) -> bool:
+        async def take() -> Any:
+            return await self._redis.set(
+                self._keys.lease(shard), self.instance, nx=True, px=self._lease_ms
+            )
+
+        return bool(await self._do(take))
 
     async def _let_go(self, shards: Sequence[int]) -> None:
         for shard in shards:
@@ -516,11 +554,11 @@ class RedisShardFeed:
             self._owned.discard(shard)
             self._releasing.discard(shard)
             self._reclaim.discard(shard)
-            await self._do(
-                lambda s=shard: self._inbox._release(
-                    keys=[self._keys.lease(s)], args=[self.instance]
-                )
-            )
+            await self._do(self._release_call(shard))
+
+    def _release_call(self, shard: int) -> Callable[[], Awaitable[Any]]:
+        lease = self._keys.lease(shard)
+        return lambda: self._inbox._release(keys=[lease], args=[self.instance])
 
     def _lose(self, shards: set[int]) -> None:
         self._owned -= shards
@@ -537,7 +575,8 @@ class RedisShardFeed:
                     pipe.xlen(self._keys.stream(shard))
                 return list(await pipe.execute())
 
-        self._backlog = sum(int(n) for n in await self._do(count))
+        lengths: list[Any] = await self._do(count)
+        self._backlog = sum(int(n) for n in lengths)
         self._backlog_at = time.monotonic()
         self._accepted_since = 0
 
@@ -549,4 +588,3 @@ def _stream_entries(reply: Any) -> list[tuple[Any, Sequence[Any]]]:
     if isinstance(reply, dict):
         return [(name, entries) for name, entries in reply.items()]
     return [(item[0], item[1]) for item in reply]
-

@@ -31,11 +31,15 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
+from gateway.inbox.feed import JobRecord, OneProcessFeed
+from gateway.models import Job
 from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
 from gateway.store.claims import ClaimIndex
 from gateway.store.local_locks import KeyedLocks
@@ -54,19 +58,30 @@ CREATE TABLE IF NOT EXISTS claim_log (key TEXT NOT NULL, expires_at REAL NOT NUL
 CREATE TABLE IF NOT EXISTS conversations (
     key TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL UNIQUE, job BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, checkpoint TEXT);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    job_id TEXT NOT NULL, job BLOB NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL,
+    failed_at REAL NOT NULL);
 """
+# A claim waiting for the next commit: its keys, when they expire, who waits for the
+# outcome, and the job it keeps in the inbox (none for a bare claim).
+_PendingClaim = tuple[Sequence[str], float, "asyncio.Future[bool]", Job | None]
 
 Op = Callable[[sqlite3.Connection], Any]
 
 
-class SQLiteStore:
+class SQLiteStore(OneProcessFeed):
     def __init__(self, path: str) -> None:
+        super().__init__()
+        self._kept = 0  # jobs in the inbox table
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
         self._claims = ClaimIndex()  # filled from the log when the connection opens
         # Claims decided since the last flush: (keys, ends, future), written in one insert.
-        self._pending_claims: list[tuple[Sequence[str], float, asyncio.Future[bool]]] = []
+        self._pending_claims: list[_PendingClaim] = []
         self._flush_scheduled = False
         self._locks = KeyedLocks()
         self._next_purge = time.monotonic() + _PURGE_EVERY_S
@@ -160,9 +175,16 @@ class SQLiteStore:
             if claims:
                 conn.executemany(
                     "INSERT INTO claim_log (key, expires_at) VALUES (?, ?)",
-                    [(key, ends) for keys, ends, _ in claims for key in keys],
+                    [(key, ends) for keys, ends, _, _ in claims for key in keys],
                 )
-                results += [(future, True, True) for _, _, future in claims]
+                # The jobs go in with their claims, in the same commit: never one alone.
+                kept = [job for _, _, _, job in claims if job is not None]
+                if kept:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO inbox (job_id, job) VALUES (?, ?)",
+                        [(job.job_id, job.to_json()) for job in kept],
+                    )
+                results += [(future, True, True) for _, _, future, _ in claims]
             for op, future in batch:
                 try:
                     results.append((future, True, op(conn)))
@@ -178,6 +200,10 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             self._fail(batch, claims, StoreUnavailable(str(exc)))
             return
+        if claims:
+            kept = [job for _, _, _, job in claims if job is not None]
+            self._kept += len(kept)
+            self._queue.put(kept)
         for future, ok, value in results:
             if future.done():
                 continue
@@ -189,13 +215,13 @@ class SQLiteStore:
     def _fail(
         self,
         batch: list[tuple[Op, asyncio.Future[Any]]],
-        claims: list[tuple[Sequence[str], float, asyncio.Future[bool]]],
+        claims: list[_PendingClaim],
         exc: StoreUnavailable,
     ) -> None:
         """Fail every caller of a flush that could not commit, releasing its claims."""
-        for keys, ends, _ in claims:
+        for keys, ends, _, _ in claims:
             self._claims.release(keys, ends)
-        for future in [f for _, f in batch] + [f for _, _, f in claims]:
+        for future in [f for _, f in batch] + [f for _, _, f, _ in claims]:
             if not future.done():
                 future.set_exception(StoreUnavailable(str(exc)))
 
@@ -229,6 +255,9 @@ class SQLiteStore:
     # --- Store ---------------------------------------------------------------------------
 
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
+        return await self._claim(keys, ttl, None)
+
+    async def _claim(self, keys: Sequence[str], ttl: float, job: Job | None) -> bool:
         if self._closed:
             raise StoreUnavailable("store is closed")
         self._connection()  # the index is complete once the log is loaded
@@ -236,8 +265,73 @@ class SQLiteStore:
         if not self._claims.claim(keys, now, ttl):
             return False
         future: asyncio.Future[bool] = self._future()
-        self._pending_claims.append((keys, now + ttl, future))
+        self._pending_claims.append((keys, now + ttl, future, job))
         return await future
+
+    # --- Inbox ---------------------------------------------------------------------------
+
+    async def accept(self, keys: Sequence[str], job: Job, ttl: float = DEFAULT_CLAIM_TTL) -> bool:
+        return await self._claim(keys, ttl, job)
+
+    async def _load_kept(self) -> list[Job]:
+        def run(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute("SELECT job_id, job FROM inbox ORDER BY seq").fetchall()
+            jobs = []
+            for job_id, raw in rows:
+                try:
+                    jobs.append(Job.from_json(raw))
+                except ValueError:
+                    log.error("inbox: job %s is unreadable; moving it to the dead letters", job_id)
+                    _dead_letter(conn, job_id, raw, "unreadable", 0)
+            return jobs
+
+        jobs: list[Job] = await self._call(run)
+        self._kept = len(jobs)
+        if jobs:
+            log.info("inbox: resuming %d jobs kept from the last run", len(jobs))
+        return jobs
+
+    async def begin(self, job: Job) -> JobRecord:
+        def run(conn: sqlite3.Connection) -> JobRecord:
+            row = conn.execute(
+                "UPDATE inbox SET attempts = attempts + 1 WHERE job_id = ?"
+                " RETURNING attempts, checkpoint",
+                (job.job_id,),
+            ).fetchone()
+            if row is None:
+                return JobRecord(1)
+            checkpoint = orjson.loads(row[1]) if row[1] else {}
+            return JobRecord(int(row[0]), checkpoint if isinstance(checkpoint, dict) else {})
+
+        record: JobRecord = await self._call(run)
+        return record
+
+    async def checkpoint(self, job: Job, state: Mapping[str, Any]) -> None:
+        data = orjson.dumps(dict(state)).decode()
+        await self._call(
+            lambda conn: conn.execute(
+                "UPDATE inbox SET checkpoint = ? WHERE job_id = ?", (data, job.job_id)
+            )
+        )
+
+    async def finish(self, job: Job) -> None:
+        await self._call(
+            lambda conn: conn.execute("DELETE FROM inbox WHERE job_id = ?", (job.job_id,))
+        )
+        self._kept = max(0, self._kept - 1)
+
+    async def dead_letter(self, job: Job, reason: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT attempts FROM inbox WHERE job_id = ?", (job.job_id,)
+            ).fetchone()
+            _dead_letter(conn, job.job_id, job.to_json(), reason, int(row[0]) if row else 0)
+
+        await self._call(run)
+        self._kept = max(0, self._kept - 1)
+
+    def backlog(self) -> int:
+        return self._kept
 
     async def get_conversation(self, key: str) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
@@ -327,6 +421,17 @@ class SQLiteStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
+
+
+def _dead_letter(
+    conn: sqlite3.Connection, job_id: str, job: bytes, reason: str, attempts: int
+) -> None:
+    conn.execute(
+        "INSERT INTO dead_letters (job_id, job, reason, attempts, failed_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (job_id, job, reason, attempts, time.time()),
+    )
+    conn.execute("DELETE FROM inbox WHERE job_id = ?", (job_id,))
 
 
 def _load_claims(conn: sqlite3.Connection) -> ClaimIndex:

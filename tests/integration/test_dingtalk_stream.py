@@ -148,12 +148,12 @@ async def test_unavailable_store_leaves_the_frame_unacked_for_redelivery(
 ) -> None:
     _, gateway = await start(gateway_factory, dify, ding)
     store = gateway.store
-    real_claim = store.claim
+    real_accept = store.accept
 
     async def down(*args: Any, **kwargs: Any) -> bool:
         raise StoreUnavailable("redis is down")
 
-    monkeypatch.setattr(store, "claim", down)
+    monkeypatch.setattr(store, "accept", down)
     payload = robot_message(ding, "survive the outage")
     lost = await ding.push_callback(payload, message_id="frame-X")
     ping = await ding.push_ping()  # frames are handled in order
@@ -161,7 +161,7 @@ async def test_unavailable_store_leaves_the_frame_unacked_for_redelivery(
     assert ding.ack_for(lost) is None
     assert dify.requests == []
 
-    monkeypatch.setattr(store, "claim", real_claim)
+    monkeypatch.setattr(store, "accept", real_accept)
     await ding.push_callback(payload, message_id="frame-X")  # DingTalk delivers it again
     await wait_for(lambda: ding.ack_for("frame-X") is not None)
     await answered(gateway, 1, dify)

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.emulator import DifyEmulator
 from gateway.logs import MASK, RedactSecrets, config_secrets
+from gateway.models import Job
 from gateway.store.base import StoreUnavailable
 from gateway.store.memory import MemoryStore
 from tests.conftest import GatewayFactory, make_config
@@ -19,7 +20,7 @@ from tests.integration.slack_helpers import body_of, direct, envelope, signed_he
 
 
 class BrokenStore(MemoryStore):
-    async def claim(self, keys: Sequence[str], ttl: float = 0) -> bool:
+    async def accept(self, keys: Sequence[str], job: Job, ttl: float = 0) -> bool:
         raise StoreUnavailable("redis: connection refused")
 
     async def ping(self) -> None:

@@ -1,17 +1,28 @@
-"""The inbox: dedupe, per-conversation order, bounded concurrency, bounded shutdown."""
+"""The inbox: dedupe, per-conversation order, bounded concurrency, attempts and dead
+letters, the bound on unanswered messages, bounded shutdown, and jobs kept across a
+restart (SQLite)."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
-from gateway.inbox import QUIET_S, Inbox
+import pytest
+
+from gateway.inbox import Inbox, InboxFull, Progress
+from gateway.inbox import durable as durable_module
+from gateway.inbox.scheduler import QUIET_S
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
+from gateway.store.base import Store
 from gateway.store.memory import MemoryStore
+from gateway.store.sqlite import SQLiteStore
+
+Work = Callable[[Job, Progress], Awaitable[None]]
 
 
-def job(n: int, conversation: str) -> Job:
+def job(n: int, conversation: str, text: str | None = None) -> Job:
     msg = InboundMessage(
         bot="b",
         platform="slack",
@@ -20,7 +31,7 @@ def job(n: int, conversation: str) -> Job:
         chat_id="c",
         chat_type=ChatType.DIRECT,
         user_id="u",
-        text=str(n),
+        text=str(n) if text is None else text,
         received_at=0.0,
     )
     return Job(
@@ -34,30 +45,71 @@ def job(n: int, conversation: str) -> Job:
     )
 
 
-async def test_duplicates_are_refused() -> None:
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(durable_module, "STORE_RETRY_S", (0.01, 0.02, 0.05))
+
+
+gave_up: list[str] = []
+
+
+async def give_up(j: Job, progress: Progress) -> None:
+    gave_up.append(j.job_id)
+
+
+@pytest.fixture
+async def inboxes() -> AsyncIterator[Callable[..., Awaitable[Inbox]]]:
+    made: list[Inbox] = []
+    gave_up.clear()
+
+    async def make(work: Work, store: Store | None = None, **settings: int) -> Inbox:
+        store = store if store is not None else MemoryStore()
+        inbox = Inbox(
+            store,
+            store.feed(lease_s=15),
+            work,
+            give_up,
+            max_concurrent=settings.get("max_concurrent", 4),
+            max_queued=settings.get("max_queued", 10_000),
+            max_attempts=settings.get("max_attempts", 3),
+            metrics=Metrics(),
+        )
+        await inbox.start()
+        made.append(inbox)
+        return inbox
+
+    yield make
+    for inbox in made:
+        await inbox.drain(1)
+        await inbox.close()
+
+
+async def test_duplicates_are_refused(inboxes: Callable[..., Awaitable[Inbox]]) -> None:
     ran: list[str] = []
 
-    async def work(j: Job) -> None:
+    async def work(j: Job, progress: Progress) -> None:
         ran.append(j.job_id)
 
-    inbox = Inbox(MemoryStore(), work, max_concurrent=4, metrics=Metrics())
+    inbox = await inboxes(work)
     assert await inbox.accept(job(1, "c1"), ["b:event:1", "b:msg:1"])
     assert not await inbox.accept(job(1, "c1"), ["b:event:2", "b:msg:1"])
     await inbox.wait_idle()
     assert ran == ["b:m1"]
 
 
-async def test_one_conversation_runs_in_order_others_run_alongside() -> None:
+async def test_one_conversation_runs_in_order_others_run_alongside(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
     log: list[str] = []
     gate = asyncio.Event()
 
-    async def work(j: Job) -> None:
+    async def work(j: Job, progress: Progress) -> None:
         log.append(f"start {j.message.text}")
         if j.message.text == "1":
             await gate.wait()
         log.append(f"end {j.message.text}")
 
-    inbox = Inbox(MemoryStore(), work, max_concurrent=8, metrics=Metrics())
+    inbox = await inboxes(work, max_concurrent=8)
     await inbox.accept(job(1, "c1"), ["k1"])
     await inbox.accept(job(2, "c1"), ["k2"])
     await inbox.accept(job(3, "c2"), ["k3"])
@@ -68,18 +120,20 @@ async def test_one_conversation_runs_in_order_others_run_alongside() -> None:
     assert log[3:] == ["end 1", "start 2", "end 2"]
 
 
-async def test_concurrency_is_bounded_and_the_rest_queue() -> None:
+async def test_concurrency_is_bounded_and_the_rest_queue(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
     running = 0
     peak = 0
 
-    async def work(j: Job) -> None:
+    async def work(j: Job, progress: Progress) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
         await asyncio.sleep(0.02)
         running -= 1
 
-    inbox = Inbox(MemoryStore(), work, max_concurrent=3, metrics=Metrics())
+    inbox = await inboxes(work, max_concurrent=3)
     for n in range(20):
         assert await inbox.accept(job(n, f"c{n}"), [f"k{n}"])
     await asyncio.sleep(QUIET_S + 0.02)  # answers start once the burst of accepts is over
@@ -88,48 +142,131 @@ async def test_concurrency_is_bounded_and_the_rest_queue() -> None:
     assert peak == 3
 
 
-async def test_a_failing_job_does_not_stop_its_conversation() -> None:
+async def test_a_failing_job_is_retried_then_dead_lettered_and_its_conversation_goes_on(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
+    attempts: list[int] = []
     done: list[str] = []
 
-    async def work(j: Job) -> None:
+    async def work(j: Job, progress: Progress) -> None:
         if j.message.text == "1":
+            attempts.append(progress.attempt)
+            await progress.save(sink={"ts": f"t{progress.attempt}"})
             raise RuntimeError("boom")
         done.append(j.message.text)
 
-    inbox = Inbox(MemoryStore(), work, max_concurrent=2, metrics=Metrics())
+    store = MemoryStore()
+    inbox = await inboxes(work, store, max_attempts=3)
     await inbox.accept(job(1, "c"), ["k1"])
     await inbox.accept(job(2, "c"), ["k2"])
     await inbox.wait_idle()
-    assert done == ["2"]
+    assert attempts == [1, 2, 3]
+    assert gave_up == ["b:m1"]
+    assert [(j.job_id, reason) for j, reason in store.dead_letters] == [
+        ("b:m1", "failed 3 attempts")
+    ]
+    assert done == ["2"]  # the next message of the conversation was answered after it
+    assert store.backlog() == 0
 
 
-async def test_drain_waits_then_cancels() -> None:
+async def test_a_retry_resumes_from_the_last_attempts_checkpoint(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
+    seen: list[dict[str, object]] = []
+
+    async def work(j: Job, progress: Progress) -> None:
+        seen.append(dict(progress.checkpoint))
+        if progress.attempt == 1:
+            await progress.save(sink={"ts": "100.1"}, task_id="task-1")
+            raise RuntimeError("the platform refused the final text")
+
+    inbox = await inboxes(work)
+    await inbox.accept(job(1, "c"), ["k1"])
+    await inbox.wait_idle()
+    assert seen == [{}, {"sink": {"ts": "100.1"}, "task_id": "task-1"}]
+
+
+async def test_past_the_bound_new_messages_are_refused_and_accepted_ones_answered(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
+    gate = asyncio.Event()
+    answered: list[str] = []
+
+    async def work(j: Job, progress: Progress) -> None:
+        await gate.wait()
+        answered.append(j.job_id)
+
+    inbox = await inboxes(work, max_queued=5)
+    for n in range(5):
+        assert await inbox.accept(job(n, f"c{n}"), [f"k{n}"])
+    with pytest.raises(InboxFull):
+        await inbox.accept(job(9, "c9"), ["k9"])
+    gate.set()
+    await inbox.wait_idle()
+    assert sorted(answered) == [f"b:m{n}" for n in range(5)]
+    assert await inbox.accept(job(9, "c9"), ["k9"])  # room again
+
+
+async def test_drain_waits_then_cancels(inboxes: Callable[..., Awaitable[Inbox]]) -> None:
     finished: list[str] = []
 
-    async def work(j: Job) -> None:
+    async def work(j: Job, progress: Progress) -> None:
         await asyncio.sleep(0.05 if j.message.text == "quick" else 10)
         finished.append(j.message.text)
 
-    inbox = Inbox(MemoryStore(), work, max_concurrent=4, metrics=Metrics())
-    quick, slow = job(1, "a"), job(2, "b")
-    await inbox.accept(
-        replace(quick, message=replace(quick.message, text="quick")),
-        ["k1"],
-    )
-    await inbox.accept(slow, ["k2"])
+    inbox = await inboxes(work)
+    await inbox.accept(job(1, "a", "quick"), ["k1"])
+    await inbox.accept(job(2, "b"), ["k2"])
+    await asyncio.sleep(0.05)
     await inbox.drain(0.3)
     assert finished == ["quick"]
     assert inbox.in_flight == 0
 
 
-async def test_answers_wait_while_acks_keep_arriving_but_not_too_long() -> None:
+async def test_sqlite_keeps_what_was_not_finished_and_the_next_start_resumes_it(
+    tmp_path: Path, inboxes: Callable[..., Awaitable[Inbox]]
+) -> None:
+    path = str(tmp_path / "gw.db")
+    started = asyncio.Event()
+
+    async def hang(j: Job, progress: Progress) -> None:
+        await progress.save(sink={"ts": "1.5"})
+        started.set()
+        await asyncio.sleep(60)
+
+    first = SQLiteStore(path)
+    inbox = await inboxes(hang, first)
+    assert await inbox.accept(job(1, "c"), ["k1"])
+    assert await inbox.accept(job(2, "c"), ["k2"])
+    await asyncio.wait_for(started.wait(), 5)
+    await inbox.drain(0.05)  # job 1 is cut short, job 2 never started
+    await inbox.close()
+    await first.aclose()
+
+    resumed: list[tuple[str, int, dict[str, object]]] = []
+
+    async def work(j: Job, progress: Progress) -> None:
+        resumed.append((j.job_id, progress.attempt, dict(progress.checkpoint)))
+
+    second = SQLiteStore(path)
+    restarted = await inboxes(work, second)
+    await restarted.wait_idle()
+    assert resumed == [("b:m1", 2, {"sink": {"ts": "1.5"}}), ("b:m2", 1, {})]
+    assert not await restarted.accept(job(1, "c"), ["k1"])  # still a duplicate
+    await restarted.drain(1)
+    await second.aclose()
+
+
+async def test_answers_wait_while_acks_keep_arriving_but_not_too_long(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
     started: dict[str, float] = {}
     loop = asyncio.get_running_loop()
 
-    async def work(j: Job) -> None:
+    async def work(j: Job, progress: Progress) -> None:
         started[j.message.text] = loop.time()
 
-    inbox = Inbox(MemoryStore(), work, max_concurrent=100, metrics=Metrics())
+    inbox = await inboxes(work, max_concurrent=100)
     begin = loop.time()
     n = 0
     while loop.time() - begin < 0.6:  # a burst: a message every millisecond for 0.6 s

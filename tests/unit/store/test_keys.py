@@ -21,7 +21,6 @@ def test_conversation_key_is_unchanged() -> None:
 
 
 def test_shared_state_keys_are_unchanged() -> None:
-    assert keys.reply_checkpoint("b:m1") == "reply:b:m1"
     assert keys.answer_record("b:m1") == "answer:b:m1"
     assert (
         keys.platform_token("feishu", "https://open.feishu.cn", "cli_1")
@@ -40,6 +39,5 @@ def test_shared_state_keys_are_unchanged() -> None:
 
 def test_keys_of_different_bots_and_kinds_differ() -> None:
     assert keys.dedupe_claims("a", ["msg:1"]) != keys.dedupe_claims("b", ["msg:1"])
-    assert keys.reply_checkpoint("b:m1") != keys.answer_record("b:m1")
     assert keys.wecom_bot_stream("bot", "x") != keys.wecom_bot_in_flight("bot", "x")
     assert keys.platform_token("wecom", "ww1", "1") != keys.platform_token("wecom", "ww1", "2")
