@@ -77,9 +77,13 @@ class SlackReplySink:
         self._ts: str | None = None  # the current platform message
         self._streamed = ""  # what the current stream shows
         self._done: list[str] = []
+        # Set when a takeover finds a stream the last owner left open: close it before the
+        # first edit, so the message does not stay "streaming" forever.
+        self._open_stream_left: bool = False
         if resume and resume.get("ts"):
-            # A stream cannot be taken over by another process; the message can be edited.
+            # The stream's deltas lived in the crashed process; the message can be edited.
             self._ts, self._mode = str(resume["ts"]), "update"
+            self._open_stream_left = resume.get("mode") == "stream"
             self._done = [str(t) for t in resume.get("done", [])]
 
     @property
@@ -206,6 +210,12 @@ class SlackReplySink:
 
     async def _edit(self, text: str) -> None:
         assert self._ts is not None
+        if self._open_stream_left:
+            self._open_stream_left = False
+            try:
+                await self._api.call("chat.stopStream", {"channel": self._channel, "ts": self._ts})
+            except PlatformError as exc:
+                log.info("closing the stream left by a crash failed (%s)", exc.code)
         await self._api.call(
             "chat.update", {"channel": self._channel, "ts": self._ts, "text": to_mrkdwn(text)}
         )

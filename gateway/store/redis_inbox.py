@@ -367,6 +367,7 @@ class RedisShardFeed:
         self._releasing |= self._owned
         idle = [s for s in self._owned if not self._work.get(s)]
         await self._let_go(idle)
+        await self._do(lambda: self._redis.zrem(self._keys.instances, self.instance))
 
     async def close(self) -> None:
         self._stopping = True
@@ -497,8 +498,13 @@ class RedisShardFeed:
                 await self._let_go([s for s in chosen if not self._work.get(s)])
 
     async def _register(self, now: float) -> int:
+        """Say this instance is alive (unless it is shutting down: the others then count
+        it out of the fair share), and count the instances that are."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._keys.instances, {self.instance: now + self._lease_s})
+            if self._stopping:
+                pipe.zrem(self._keys.instances, self.instance)
+            else:
+                pipe.zadd(self._keys.instances, {self.instance: now + self._lease_s})
             pipe.zremrangebyscore(self._keys.instances, "-inf", now)
             pipe.zcard(self._keys.instances)
             results = await pipe.execute()
