@@ -147,17 +147,17 @@ async def test_an_event_the_store_cannot_take_is_answered_500(
 ) -> None:
     store = MemoryStore()
     await _ws_gateway(gateway_factory, dify, feishu, store)
-    real_claim = store.claim
+    real_accept = store.accept
 
     async def down(*args: Any, **kwargs: Any) -> bool:
         raise StoreUnavailable("redis is down")
 
-    monkeypatch.setattr(store, "claim", down)
+    monkeypatch.setattr(store, "accept", down)
     event = message_event("survive the outage")
     assert await _answer_code(feishu, await feishu.push_event(event)) == 500  # re-push it
     assert dify.requests == []
 
-    monkeypatch.setattr(store, "claim", real_claim)
+    monkeypatch.setattr(store, "accept", real_accept)
     assert await _answer_code(feishu, await feishu.push_event(event)) == 200  # the re-push
     await wait_for(lambda: _answered(feishu, event), what="the answer")
     assert [r["query"] for r in dify.requests] == ["survive the outage"]

@@ -136,19 +136,19 @@ async def test_an_envelope_the_store_cannot_take_is_not_acked(
 ) -> None:
     store = MemoryStore()
     _client, _gateway = await _socket_gateway(gateway_factory, dify, slack, store)
-    real_claim = store.claim
+    real_accept = store.accept
 
     async def down(*args: Any, **kwargs: Any) -> bool:
         raise StoreUnavailable("redis is down")
 
-    monkeypatch.setattr(store, "claim", down)
+    monkeypatch.setattr(store, "accept", down)
     event = direct("survive the outage")
     lost = socket_envelope(event, 1)
     await slack.socket_send(lost)
     await _handled_before(slack, 1)
     assert "env-1" not in slack.acks and dify.requests == []
 
-    monkeypatch.setattr(store, "claim", real_claim)
+    monkeypatch.setattr(store, "accept", real_accept)
     await slack.socket_send({**lost, "retry_attempt": 1, "retry_reason": "timeout"})
     await wait_for(lambda: "env-1" in slack.acks, what="the redelivery's ack")
     await _answered(slack, event)
