@@ -245,6 +245,8 @@ class Inbox:
     async def wait_idle(self) -> None:
         """Return once the whole inbox is answered: nothing here, and nothing kept that
         any instance still has to answer (for the demo, tests and benchmarks)."""
+        if self._pump is None:
+            raise RuntimeError("the inbox was never started: nothing would ever be answered")
         await self._started.wait()
         while True:
             await self.scheduler.wait_idle()

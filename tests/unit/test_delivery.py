@@ -13,6 +13,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.delivery import Deliveries
+from gateway.inbox import Progress
 from gateway.models import (
     Answered,
     ChatType,
@@ -60,6 +61,18 @@ class Core:
         if self.accept_error is not None:
             raise self.accept_error
         self.accepted.extend(messages)
+
+
+def job() -> Job:
+    return Job(
+        job_id=f"{BOT}:1.0001",
+        message=message(),
+        app="main",
+        scope="user",
+        conversation_key="c",
+        dify_user=f"{BOT}:U1",
+        accepted_at=0.0,
+    )
 
 
 def reading(result: Outcome | Exception) -> Any:
@@ -191,7 +204,7 @@ async def gateway(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Gatewa
     instead of asking Dify."""
     answered: list[Job] = []
 
-    async def answer(self: Relay, job: Job) -> None:
+    async def answer(self: Relay, job: Job, progress: Progress) -> None:
         answered.append(job)
 
     monkeypatch.setattr(Relay, "answer", answer)
@@ -211,6 +224,7 @@ async def gateway(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Gatewa
         },
     }
     gw = Gateway(parse_config(tree, env={}))
+    await gw.inbox.start()  # the inbox's workers, not the bot
     yield gw, answered
     await gw.aclose()
 
@@ -230,17 +244,17 @@ async def test_a_store_that_raises_leaves_the_delivery_for_redelivery(
     gateway: tuple[Gateway, list[Job]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gw, answered = gateway
-    real_claim = gw.store.claim
+    real_accept = gw.store.accept
 
     async def down(*args: Any, **kwargs: Any) -> bool:
         raise StoreUnavailable("redis is down")
 
-    monkeypatch.setattr(gw.store, "claim", down)
+    monkeypatch.setattr(gw.store, "accept", down)
     deliver = gw.intake.deliver_for(BOT)
     assert await deliver(reading(Messages((message(),)))) is Delivery.REDELIVER
     assert gw.inbox.queued == 0 and gw.inbox.in_flight == 0
 
-    monkeypatch.setattr(gw.store, "claim", real_claim)  # back: the redelivery is taken
+    monkeypatch.setattr(gw.store, "accept", real_accept)  # back: the redelivery is taken
     assert await deliver(reading(Messages((message(),)))) is Delivery.ACK
     await gw.inbox.wait_idle()
     assert len(answered) == 1
@@ -251,18 +265,18 @@ async def test_after_begin_shutdown_nothing_is_claimed(
 ) -> None:
     gw, answered = gateway
     claims: list[Sequence[str]] = []
-    real_claim = gw.store.claim
+    real_accept = gw.store.accept
 
-    async def claim(keys: Sequence[str], *args: Any) -> bool:
+    async def accept(keys: Sequence[str], *args: Any) -> bool:
         claims.append(keys)
-        return await real_claim(keys, *args)
+        return await real_accept(keys, *args)
 
-    monkeypatch.setattr(gw.store, "claim", claim)
+    monkeypatch.setattr(gw.store, "accept", accept)
     gw.begin_shutdown()
     deliver = gw.intake.deliver_for(BOT)
     assert await deliver(reading(Messages((message(),)))) is Delivery.REDELIVER
     assert claims == [] and answered == []
-    assert await gw.store.claim([f"{BOT}:event:Ev1"])  # still free for the next instance
+    assert await gw.store.accept([f"{BOT}:event:Ev1"], job())  # free for the next instance
 
 
 async def test_a_claim_on_its_way_when_the_drain_begins_is_answered(
@@ -270,13 +284,13 @@ async def test_a_claim_on_its_way_when_the_drain_begins_is_answered(
 ) -> None:
     gw, answered = gateway
     release = asyncio.Event()
-    real_claim = gw.store.claim
+    real_accept = gw.store.accept
 
-    async def slow_claim(*args: Any) -> bool:
+    async def slow_accept(*args: Any) -> bool:
         await release.wait()  # a slow store round trip
-        return await real_claim(*args)
+        return await real_accept(*args)
 
-    monkeypatch.setattr(gw.store, "claim", slow_claim)
+    monkeypatch.setattr(gw.store, "accept", slow_accept)
     deliver = gw.intake.deliver_for(BOT)
     delivery = asyncio.create_task(deliver(reading(Messages((message(),)))))
     await asyncio.sleep(0.01)  # the claim is under way
