@@ -4,6 +4,7 @@ one run, as ratios. The gateway also answers every event end to end (Dify fake -
 
     .venv/bin/python -m bench.bench_ack [--rounds 3] [--events 2000] [--concurrency 32]
         [--redis redis://127.0.0.1:6379/15]   # adds gateway-redis (the database is flushed)
+        [--redis-aof]   # adds gateway-redis on a redis-server of its own, AOF appendfsync always
 
 Each variant runs `rounds` times, interleaved, and the median round is reported.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -21,6 +23,7 @@ from typing import Any
 from bench.common import (
     LOAD_CPU,
     ROOT,
+    RedisServer,
     free_port,
     pin,
     run_load,
@@ -94,7 +97,17 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--redis", default="", help="also measure a Redis store at this URL")
+    parser.add_argument(
+        "--redis-aof", action="store_true", help="also measure Redis with AOF appendfsync always"
+    )
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.redis_aof:
+            args.redis = stack.enter_context(RedisServer(aof=True)).url
+        await measure(args)
+
+
+async def measure(args: argparse.Namespace) -> None:
     variants = [*VARIANTS, "gateway-redis"] if args.redis else VARIANTS
     pin(LOAD_CPU)
     dify, slack = BenchDify(chunks=3), BenchSlack()

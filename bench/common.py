@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,8 +56,11 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def slack_events(n: int, *, prefix: str, text: str = "bench question") -> list[bytes]:
-    """`n` signed HTTP requests, each a distinct DM event (so each one is answered)."""
+def slack_events(
+    n: int, *, prefix: str, text: str = "bench question", conversations: int = 0
+) -> list[bytes]:
+    """`n` signed HTTP requests, each a distinct DM event (so each one is answered); spread
+    over `conversations` DM channels (0: one channel each)."""
     requests = []
     ts_now = str(int(time.time()))
     for i in range(n):
@@ -69,8 +74,8 @@ def slack_events(n: int, *, prefix: str, text: str = "bench question") -> list[b
                 "event": {
                     "type": "message",
                     "channel_type": "im",
-                    "channel": f"D{prefix}{i}",
-                    "user": f"U{i}",
+                    "channel": f"D{prefix}{i % conversations if conversations else i}",
+                    "user": f"U{i % conversations if conversations else i}",
                     "text": f"{text} {i}",
                     "ts": f"1700000000.{i:06d}",
                     "team": "T1",
@@ -168,6 +173,61 @@ async def wait_port(port: int, path: str = "/healthz", within: float = 20.0) -> 
             pass
         await asyncio.sleep(0.05)
     raise RuntimeError(f"server on {port} never answered {path}")
+
+
+class RedisServer:
+    """A redis-server of the bench's own on a free loopback port, pinned to the load core:
+    with `aof`, every write is fsynced before Redis answers (`appendfsync always`), the
+    persistence the README recommends for the durable inbox."""
+
+    def __init__(self, *, aof: bool) -> None:
+        self.aof = aof
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tempfile.mkdtemp(prefix="bench-redis-")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisServer:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.aof
+            else ["--appendonly", "no"]
+        )
+        self._proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                self._dir,
+                *persistence,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(self._proc.pid, {LOAD_CPU})
+        for _ in range(200):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def flush(self) -> None:
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "flushall"], check=True, stdout=subprocess.DEVNULL
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def mean(values: Sequence[float]) -> float:
