@@ -165,7 +165,6 @@ class RedisInbox:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._batch: list[tuple[list[str], list[Any], asyncio.Future[bool]]] = []
-        self.feed: RedisShardFeed | None = None
 
     # --- accepting -------------------------------------------------------------------
 
@@ -182,8 +181,6 @@ class RedisInbox:
                 accepted = await asyncio.shield(future)
         except TimeoutError:
             raise StoreUnavailable("redis: no answer within the ack deadline") from None
-        if accepted and self.feed is not None:
-            self.feed.accepted_to(shard)
         return accepted
 
     def _send_batch(self) -> None:
@@ -284,7 +281,6 @@ class RedisShardFeed:
         self._backlog_at = 0.0
         self._accepted_since = 0
         self._stopping = False
-        inbox.feed = self
 
     # --- JobFeed ---------------------------------------------------------------------
 
@@ -342,12 +338,9 @@ class RedisShardFeed:
                 task.add_done_callback(_retrieve)
 
     def accepted(self, job: Job) -> None:
-        self.accepted_to(self._keys.shard_of(job.conversation_key))
-
-    def accepted_to(self, shard: int) -> None:
         self._accepted_since += 1
-        if shard in self._owned:
-            self._wake.set()
+        if self._keys.shard_of(job.conversation_key) in self._owned:
+            self._wake.set()  # ours: take it now rather than at the next poll
 
     def backlog(self) -> int:
         return self._backlog + self._accepted_since
