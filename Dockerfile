@@ -6,13 +6,16 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY adapters ./adapters
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The `audio` extra (PyAV, with its own FFmpeg) turns Feishu voice messages (Ogg/Opus) into
+# MP3 for Dify's audio-to-text; without it the bot answers that voice is not supported.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[audio]"
 
 FROM python:3.12-slim
 RUN useradd --create-home --uid 10001 gateway \
  && mkdir -p /app/config /app/data && chown gateway /app/data
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels "dify-gateway[audio]" \
+ && rm -rf /wheels
 COPY config/gateway.example.yaml /app/config/gateway.example.yaml
 # The default SQLite store (sqlite:///dify-gateway.db) is relative: it lands in the volume.
 WORKDIR /app/data
