@@ -9,7 +9,9 @@
 - `Locks`: one answer at a time per conversation (across instances, on Redis).
 - `SharedState`: small string values with a TTL that instances share: access tokens, reply
   checkpoints, answer records, WeCom send quotas and AI-bot stream state.
-- `Store`: all four plus `ping` and `aclose`. Every backend implements it and the runtime
+- `Broadcast`: publish/subscribe between instances, for what must reach a connection that
+  another instance holds (a web chat's socket): fire and forget, no history.
+- `Store`: all of them plus `ping` and `aclose`. Every backend implements it and the runtime
   holds one; each consumer asks for the narrowest part it uses (`SharedToken` a
   `SharedState`, the inbox `Claims`), so a test fake or a new backend stays small.
 
@@ -28,9 +30,9 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from gateway.inbox.feed import JobFeed
@@ -98,7 +100,33 @@ class SharedState(Protocol):
         expiry."""
 
 
-class Store(Claims, Inbox, Conversations, Locks, SharedState, Protocol):
+# What a subscription yields when messages on its channel may have been lost: the subscriber
+# fell behind, or the instance's subscription connection broke and is back. Whoever must not
+# miss a message keeps its state in `SharedState` too, and re-reads it on a gap.
+GAP: Final = ""
+
+
+class Subscription(Protocol):
+    """The messages published on one channel since `subscribe()` returned, in the order they
+    were published, with `GAP` where some may be missing. Iteration ends after `aclose()`."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None:
+        """Stop listening (idempotent)."""
+
+
+class Broadcast(Protocol):
+    async def publish(self, channel: str, data: str) -> None:
+        """Hand `data` (not empty) to every current subscriber of `channel`, on every
+        instance. At most once: no history, and nobody listening means nobody gets it."""
+
+    async def subscribe(self, channel: str) -> Subscription:
+        """Listen to `channel`. Returns once every message published from then on reaches
+        the subscription; raises `StoreUnavailable` if the backend cannot promise that."""
+
+
+class Store(Claims, Inbox, Conversations, Locks, SharedState, Broadcast, Protocol):
     """Everything a backend provides: what the runtime opens and hands out in parts."""
 
     async def ping(self) -> None:

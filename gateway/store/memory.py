@@ -11,8 +11,9 @@ from typing import Any
 
 from gateway.inbox.feed import JobRecord, OneProcessFeed
 from gateway.models import Job
-from gateway.store.base import DEFAULT_CLAIM_TTL
+from gateway.store.base import DEFAULT_CLAIM_TTL, Subscription
 from gateway.store.claims import ClaimIndex
+from gateway.store.fanout import LocalBroadcast
 from gateway.store.local_locks import KeyedLocks
 
 
@@ -25,6 +26,7 @@ class MemoryStore(OneProcessFeed):
         self._conversations: dict[str, str] = {}
         self._values: dict[str, tuple[str, float | None]] = {}
         self._locks = KeyedLocks()
+        self._broadcast = LocalBroadcast()  # one process owns this store
         self._next_purge = 0.0
 
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
@@ -101,5 +103,13 @@ class MemoryStore(OneProcessFeed):
     async def ping(self) -> None:
         return None
 
+    # --- Broadcast ---------------------------------------------------------------------
+
+    async def publish(self, channel: str, data: str) -> None:
+        await self._broadcast.publish(channel, data)
+
+    async def subscribe(self, channel: str) -> Subscription:
+        return await self._broadcast.subscribe(channel)
+
     async def aclose(self) -> None:
-        return None
+        await self._broadcast.aclose()

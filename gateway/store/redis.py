@@ -3,8 +3,9 @@
 Claims are `SET NX` under a Lua script (all keys or none); the conversation lock is a token
 lock that its holder renews and only its holder can release. The durable inbox (stream
 shards, leases, accepting in one Lua call) is in `redis_inbox.py`. Each part of the `Store`
-has its own namespace (`dify-gateway:claim:`, `conv:`, `lock:`, and `kv:` for shared
-state), so the same key in two parts names two things.
+has its own namespace (`dify-gateway:claim:`, `conv:`, `lock:`, `kv:` for shared state and
+`bc:` for broadcast channels, in `redis_broadcast.py`), so the same key in two parts names
+two things.
 
 Connections come from a bounded pool whose callers *wait* for a free connection. redis-py's
 default async pool raises `MaxConnectionsError` for the 101st concurrent command instead, and
@@ -25,7 +26,8 @@ from redis.exceptions import RedisError
 
 from gateway.inbox.feed import JobFeed
 from gateway.models import Job
-from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
+from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable, Subscription
+from gateway.store.redis_broadcast import RedisBroadcast
 from gateway.store.redis_inbox import RedisInbox, RedisShardFeed, ShardKeys, instance_name
 
 T = TypeVar("T")
@@ -80,6 +82,7 @@ class RedisStore:
         self._release = self._redis.register_script(_RELEASE)
         self._incr = self._redis.register_script(_INCR)
         self._inbox = RedisInbox(self._redis, ShardKeys(PREFIX, shards), self._do)
+        self._broadcast = RedisBroadcast(url, self._redis, self._do, prefix=f"{PREFIX}bc:")
 
     @staticmethod
     async def _do(call: Callable[[], Awaitable[T]]) -> T:
@@ -154,8 +157,15 @@ class RedisStore:
         value = await self._do(lambda: self._incr(keys=[f"{PREFIX}kv:{key}"], args=[delta, ttl_ms]))
         return int(value)
 
+    async def publish(self, channel: str, data: str) -> None:
+        await self._broadcast.publish(channel, data)
+
+    async def subscribe(self, channel: str) -> Subscription:
+        return await self._broadcast.subscribe(channel)
+
     async def ping(self) -> None:
         await self._do(self._redis.ping)
 
     async def aclose(self) -> None:
+        await self._broadcast.aclose()
         await self._redis.aclose()

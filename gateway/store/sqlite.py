@@ -40,8 +40,9 @@ import orjson
 
 from gateway.inbox.feed import JobRecord, OneProcessFeed
 from gateway.models import Job
-from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
+from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable, Subscription
 from gateway.store.claims import ClaimIndex
+from gateway.store.fanout import LocalBroadcast
 from gateway.store.local_locks import KeyedLocks
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class SQLiteStore(OneProcessFeed):
         self._pending_claims: list[_PendingClaim] = []
         self._flush_scheduled = False
         self._locks = KeyedLocks()
+        self._broadcast = LocalBroadcast()  # one process owns this store
         self._next_purge = time.monotonic() + _PURGE_EVERY_S
         self._checkpointer: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None  # holds <path>.lock while the store is open
@@ -405,10 +407,19 @@ class SQLiteStore(OneProcessFeed):
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    # --- Broadcast ---------------------------------------------------------------------
+
+    async def publish(self, channel: str, data: str) -> None:
+        await self._broadcast.publish(channel, data)
+
+    async def subscribe(self, channel: str) -> Subscription:
+        return await self._broadcast.subscribe(channel)
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
+        await self._broadcast.aclose()
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
