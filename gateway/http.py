@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.http_routes import AdapterRoute, OpenSockets
 from gateway.models import Answered, HttpResponse, Ignored, Messages, WebhookRequest
-from gateway.platform import Adapter, WebhookRejected
+from gateway.platform import Adapter, ServesRoutes, WebhookRejected
 from gateway.runtime import Gateway
 from gateway.store.base import StoreUnavailable
 
@@ -134,6 +135,7 @@ class Edge:
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
+        self.sockets = OpenSockets()  # WebSockets served for adapters (gateway/http_routes.py)
         self._routes: dict[str, tuple[frozenset[str], Endpoint]] = {
             "/healthz": (READ_METHODS, self._healthz),
             "/readyz": (READ_METHODS, self._readyz),
@@ -147,6 +149,10 @@ class Edge:
                     WEBHOOK_METHODS,
                     BotWebhook(name, adapter, gateway),
                 )
+            if isinstance(adapter, ServesRoutes):  # the web chat's page and socket
+                for path, handler in adapter.routes().items():
+                    route = AdapterRoute(name, handler, gateway, self.sockets)
+                    self._routes[path] = (READ_METHODS, route)
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # The one catch-all: whatever slipped through becomes a logged 503, never a 500.

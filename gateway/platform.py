@@ -12,6 +12,10 @@ An adapter is three things:
 
 Adapters never import aiohttp's server side and never talk to Dify. Throttling and splitting
 live once, in `gateway/streaming.py`; a sink only says how fast it may go (`pacing`).
+
+An adapter that serves people directly (the web chat) may also serve HTTP routes of its own
+(`ServesRoutes`): pages, and WebSockets that the edge upgrades once the adapter accepted the
+request (`Upgrade`) and hands over as a framework-free `ServedSocket`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from gateway.models import Attachment, InboundMessage, Outcome, WebhookRequest
+from gateway.models import Attachment, HttpResponse, InboundMessage, Outcome, WebhookRequest
 from gateway.words import ENGLISH, Words
 
 if TYPE_CHECKING:
@@ -205,6 +209,52 @@ class AdapterContext:
     # The bot's texts in its locale (the runtime always passes them; English for contexts
     # that tests build by hand).
     words: Words = ENGLISH
+    # `server.max_body_bytes`: the largest request, or WebSocket message, the edge takes.
+    max_body_bytes: int = 1_048_576
+
+
+# --- routes an adapter serves itself ------------------------------------------------------
+
+
+class SocketClosed(Exception):
+    """The socket is closed (by either side): nothing more can be sent on it."""
+
+
+class ServedSocket(Protocol):
+    """A server-side WebSocket, as the edge hands it to an adapter (`Upgrade.run`)."""
+
+    async def send_text(self, text: str) -> None:
+        """Send one text frame; waits while the peer's buffers are full (a peer that stops
+        reading makes this wait forever: bound it). Raises `SocketClosed`."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next text (str) or binary (bytes) message, or None once the socket is closed.
+        A message over the edge's size limit closes the socket with 1009 (None)."""
+
+    async def close(self, code: int = 1000) -> None:
+        """Close with `code` (RFC 6455 section 7.4); a peer that does not answer the
+        close is cut off. Idempotent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """An adapter's yes to a WebSocket request: the edge upgrades the connection and runs
+    `run(socket)`; the socket closes when `run` returns."""
+
+    run: Callable[[ServedSocket], Awaitable[None]]
+
+
+# One route of an adapter's own: a page (`HttpResponse`) or a WebSocket (`Upgrade`). It
+# raises `WebhookRejected` (its status is the answer: 401 before any upgrade) like `handle`.
+RouteHandler = Callable[[WebhookRequest], Awaitable[HttpResponse | Upgrade]]
+
+
+@runtime_checkable
+class ServesRoutes(Protocol):
+    """An adapter that serves routes besides its webhook (GET only)."""
+
+    def routes(self) -> Mapping[str, RouteHandler]:
+        """Exact path -> handler, fixed once the adapter is built."""
 
 
 class Adapter(Protocol):

@@ -116,6 +116,7 @@ class Gateway:
                 deliver=self.intake.deliver_for(name),
                 assistant=self.relay,
                 words=self.words[name],
+                max_body_bytes=config.server.max_body_bytes,
             )
             self.adapters[name] = create_adapter(name, bot, context)
         self._starting: set[asyncio.Task[None]] = set()
