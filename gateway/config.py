@@ -220,8 +220,47 @@ class DingtalkBot(_Bot):
         return self.robot_code or self.client_id
 
 
+class WebBot(_Bot):
+    """The web chat (`adapters/web/`, docs/web.md): a page and a WebSocket of the gateway's
+    own, for a site or app to embed."""
+
+    platform: Literal["web"]
+    # token: the embedding site signs each user's JWT with `signing_secret` (HS256);
+    # none: anyone who reaches the page may chat, as any user id (demos, trusted networks).
+    auth: Literal["token", "none"] = "token"
+    signing_secret: SecretStr | None = None
+    # Messages one socket may send per minute; past it, each gets an error frame.
+    messages_per_minute: int = Field(20, ge=1, le=10_000)
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    def missing_for_mode(self) -> list[tuple[str, str]]:
+        if self.auth == "token":
+            return _need(self, ("signing_secret",), "required when auth is token")
+        return []
+
+    @property
+    def mode_name(self) -> str:
+        return f"auth:{self.auth}"
+
+    @property
+    def serves_webhook(self) -> bool:
+        return False
+
+    @staticmethod
+    def paths(name: str) -> tuple[str, str]:
+        """The chat page and the WebSocket of the web bot `name`."""
+        return f"/chat/{name}", f"/chat/{name}/ws"
+
+
 BotConfig = Annotated[
-    SlackBot | FeishuBot | WecomBot | WecomAIBot | DingtalkBot, Field(discriminator="platform")
+    SlackBot | FeishuBot | WecomBot | WecomAIBot | DingtalkBot | WebBot,
+    Field(discriminator="platform"),
 ]
 
 

@@ -43,6 +43,8 @@ PLATFORMS: dict[str, PlatformInfo] = {
     "dingtalk": PlatformInfo(
         "adapters.dingtalk.adapter:DingtalkAdapter", "https://api.dingtalk.com", "zh-CN"
     ),
+    # The web chat calls no platform API: the gateway serves the page and socket itself.
+    "web": PlatformInfo("adapters.web.adapter:WebAdapter", "", "en"),
 }
 
 AdapterFactory = Callable[[str, Any, "AdapterContext"], "Adapter"]

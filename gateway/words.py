@@ -79,6 +79,10 @@ class Words:
     # --- DingTalk ------------------------------------------------------------------------
     reply_title: str  # the notification title of an answer with no plain text to preview
 
+    # --- the web chat --------------------------------------------------------------------
+    too_many_messages_template: str  # {limit}: messages one connection may send a minute
+    unreadable_message: str  # a message frame the gateway cannot take (no text, a bad file)
+
     def files_without_text(self, names: str) -> str:
         return self.files_without_text_template.format(names=names)
 
@@ -96,6 +100,9 @@ class Words:
 
     def too_many_questions(self, limit: int) -> str:
         return self.too_many_questions_template.format(limit=limit)
+
+    def too_many_messages(self, limit: int) -> str:
+        return self.too_many_messages_template.format(limit=limit)
 
 
 # The message kinds an adapter may name in `kind_not_supported` (each platform maps its own
@@ -186,6 +193,11 @@ ENGLISH = Words(
     taking_long="*(This is taking a while: the rest of the answer follows in a new message.)*",
     cut="*(The answer was cut here: it is longer than WeCom allows for one answer.)*",
     reply_title="Reply",
+    too_many_messages_template=(
+        "You are sending messages faster than {limit} a minute. Please wait a moment, "
+        "then send this one again."
+    ),
+    unreadable_message="Sorry, I could not read that message. Please send it again as text.",
 )
 
 SIMPLIFIED_CHINESE = Words(
@@ -246,6 +258,10 @@ SIMPLIFIED_CHINESE = Words(
     taking_long="*（回答用时较长，其余内容将在新消息中发送。）*",
     cut="*（回答超出了企业微信单条回答的长度上限，已在此截断。）*",
     reply_title="回复",
+    too_many_messages_template=(
+        "您发送消息太快了（每分钟最多 {limit} 条），请稍等片刻再重新发送这条消息。"
+    ),
+    unreadable_message="抱歉，无法读取这条消息，请以文字形式重新发送。",
 )
 
 CATALOGUE: dict[Locale, Words] = {"en": ENGLISH, "zh-CN": SIMPLIFIED_CHINESE}
@@ -275,3 +291,64 @@ def dify_failure(words: Words, error: DifyError) -> str:
         return words.too_slow
     # DifyUnavailable, ConversationGone (after the retry), and anything new.
     return words.dify_unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPageWords:
+    """The web chat page's own texts (adapters/web/page.js), in the bot's locale. What the
+    assistant says (thinking…, errors) comes from the bot's `Words`."""
+
+    title: str  # the page title, before the bot's name
+    placeholder: str  # the empty message box
+    send: str
+    new_chat: str  # the button that sends /reset
+    attach: str  # the button that picks files
+    remove_file: str  # the label of the button that drops a picked file
+    empty_state: str  # shown before the first message
+    online: str  # connected
+    connecting: str
+    reconnecting: str
+    waiting_to_send: str  # under a message kept until the connection is back
+    session_expired: str  # the token was refused: the embedding site must mint a new one
+    too_large: str  # a message or file over the size limit
+    cut_off: str  # the gateway closed the socket because the page fell behind
+
+
+CHAT_PAGES: dict[Locale, ChatPageWords] = {
+    "en": ChatPageWords(
+        title="Chat",
+        placeholder="Ask anything…",
+        send="Send",
+        new_chat="New chat",
+        attach="Attach files",
+        remove_file="Remove",
+        empty_state="Ask a question to start the conversation.",
+        online="Online",
+        connecting="Connecting…",
+        reconnecting="Connection lost. Reconnecting…",
+        waiting_to_send="Waiting for the connection…",
+        session_expired="Your session has expired. Please reload the page.",
+        too_large="That is too large to send here.",
+        cut_off="The connection fell behind. Catching up…",
+    ),
+    "zh-CN": ChatPageWords(
+        title="对话",
+        placeholder="有什么问题，尽管问…",
+        send="发送",
+        new_chat="新对话",
+        attach="添加文件",
+        remove_file="移除",
+        empty_state="提出一个问题，开始对话。",
+        online="在线",
+        connecting="正在连接…",
+        reconnecting="连接已断开，正在重新连接…",
+        waiting_to_send="等待连接恢复…",
+        session_expired="会话已过期，请刷新页面。",
+        too_large="内容太大，无法在这里发送。",
+        cut_off="连接跟不上了，正在追赶…",
+    ),
+}
+
+
+def chat_page_words(locale: Locale) -> ChatPageWords:
+    return CHAT_PAGES[locale]

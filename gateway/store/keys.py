@@ -79,3 +79,30 @@ def wecom_bot_in_flight(bot: str, user: str) -> str:
     """How many answers a user has in flight with a WeCom AI bot (at most 3); expires 7 min
     after its last change, so a crashed worker cannot lock the user out."""
     return f"wecom_bot:inflight:{bot}:{user}"
+
+
+# --- The web chat (adapters/web/) -------------------------------------------------------------
+# A user is the token's `sub` (any text); a reply id is the client's message id, which never
+# holds a `:`, so each key reads back unambiguously.
+
+
+def web_channel(bot: str, user: str) -> str:
+    """The `Broadcast` channel of one user's sockets, on whichever instance holds them."""
+    return f"web:{bot}:{user}"
+
+
+def web_owed(bot: str, user: str) -> str:
+    """The reply ids of the answers a user may still be owed (JSON list); kept 15 min after
+    the last answer began, and pruned as their answers expire."""
+    return f"web:owed:{bot}:{user}"
+
+
+def web_answer(bot: str, user: str, reply_to: str) -> str:
+    """The latest frame of one answer (JSON), replayed to a socket that reconnects; kept
+    15 min after each update, 1 min after the final frame."""
+    return f"web:answer:{bot}:{user}:{reply_to}"
+
+
+def web_upload(bot: str, user: str, reply_to: str, index: int) -> str:
+    """A file sent with a web chat message (base64), from the ack to the worker; kept 1 h."""
+    return f"web:upload:{bot}:{user}:{reply_to}:{index}"

@@ -27,9 +27,11 @@ from gateway.runtime import Gateway
 from gateway.store.memory import MemoryStore
 from gateway.words import (
     CATALOGUE,
+    CHAT_PAGES,
     ENGLISH,
     KINDS,
     SIMPLIFIED_CHINESE,
+    ChatPageWords,
     Words,
     dify_failure,
     words_for,
@@ -43,6 +45,7 @@ TEMPLATES: dict[str, tuple[set[str], Callable[[Words], str]]] = {
     "dify_error_template": ({"code"}, lambda w: w.dify_error("MARK")),
     "kind_not_supported_template": ({"kind"}, lambda w: w.kind_not_supported("MARK")),
     "too_many_questions_template": ({"limit"}, lambda w: w.too_many_questions(7)),
+    "too_many_messages_template": ({"limit"}, lambda w: w.too_many_messages(7)),
 }
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -160,3 +163,13 @@ async def test_the_runtime_gives_each_bot_the_words_of_its_locale() -> None:
         assert gateway.words == {"sl": ENGLISH, "fs": SIMPLIFIED_CHINESE, "fs-en": ENGLISH}
     finally:
         await gateway.aclose()
+
+
+def test_the_chat_page_speaks_every_locale_and_every_text_is_translated() -> None:
+    assert set(CHAT_PAGES) == set(get_args(Locale))
+    names = [f.name for f in dataclasses.fields(ChatPageWords)]
+    for name in names:
+        english, chinese = getattr(CHAT_PAGES["en"], name), getattr(CHAT_PAGES["zh-CN"], name)
+        for text in (english, chinese):
+            assert text.strip() and text == text.strip() and "{" not in text, name
+        assert chinese != english and _CJK.search(chinese), name

@@ -41,3 +41,12 @@ def test_keys_of_different_bots_and_kinds_differ() -> None:
     assert keys.dedupe_claims("a", ["msg:1"]) != keys.dedupe_claims("b", ["msg:1"])
     assert keys.wecom_bot_stream("bot", "x") != keys.wecom_bot_in_flight("bot", "x")
     assert keys.platform_token("wecom", "ww1", "1") != keys.platform_token("wecom", "ww1", "2")
+
+
+def test_web_chat_keys() -> None:
+    assert keys.web_channel("web-chat", "u1") == "web:web-chat:u1"
+    assert keys.web_owed("web-chat", "u1") == "web:owed:web-chat:u1"
+    assert keys.web_answer("web-chat", "u:1", "m1") == "web:answer:web-chat:u:1:m1"
+    assert keys.web_upload("web-chat", "u1", "m1", 0) == "web:upload:web-chat:u1:m1:0"
+    # Two users of one bot never share a channel or a buffer, nor one user of two bots.
+    assert keys.web_channel("a", "u1") != keys.web_channel("a", "u2") != keys.web_channel("b", "u2")
