@@ -1,0 +1,66 @@
+"""The web chat's reply sink: every call becomes a frame in the user's mailbox.
+
+A browser can show growing text as fast as it comes, so the sink edits (`can_edit`) at up to
+ten updates a second per answer. Each update carries the whole text so far, so a socket that
+missed some (or joined late) is right again with the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.web import frames
+from adapters.web.mailbox import Mailbox
+from gateway.platform import Pacing, PlatformError
+from gateway.store.base import StoreUnavailable
+
+# No platform limit to respect, only the store (a write and a publish per update): ten a
+# second per answer, and a bot-wide budget far above what a few hundred answers need.
+PACING = Pacing(min_interval=0.1, budget="web", budget_per_second=500.0)
+# One answer is one bubble: the engine splits nothing short of this.
+MAX_ANSWER_CHARS = 1_000_000
+
+
+class WebReplySink:
+    pacing = PACING
+
+    def __init__(
+        self, mailbox: Mailbox, user: str, reply_to: str, resume: Mapping[str, Any] | None
+    ) -> None:
+        self._mailbox = mailbox
+        self._user = user
+        self._reply_to = reply_to
+        # Parts finished before a rollover (only past MAX_ANSWER_CHARS): the bubble shows
+        # them ahead of the current part.
+        self._done = str(resume.get("done", "")) if resume else ""
+
+    async def begin(self) -> None:
+        try:
+            await self._mailbox.open(self._user, self._reply_to)
+        except StoreUnavailable as exc:
+            raise PlatformError("web", "store_unavailable", str(exc)) from exc
+        # Empty text: the page shows its thinking state (and knows the message arrived).
+        await self._post(frames.update(self._reply_to, self._done), last=False)
+
+    async def update(self, text: str) -> None:
+        await self._post(frames.update(self._reply_to, self._done + text), last=False)
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        if not last:
+            self._done += text + "\n"
+            return
+        await self._post(frames.final(self._reply_to, self._done + text), last=True)
+
+    async def fail(self, text: str) -> None:
+        await self._post(frames.error(self._reply_to, self._done + text), last=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"done": self._done}
+
+    async def _post(self, frame: frames.Frame, *, last: bool) -> None:
+        try:
+            await self._mailbox.post(self._user, frame, last=last)
+        except StoreUnavailable as exc:
+            # A PlatformError makes the engine retry the final frame, as any platform call.
+            raise PlatformError("web", "store_unavailable", str(exc)) from exc
