@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.config import Config, ConfigError, default_config_path, load_config
+from gateway.config import Config, ConfigError, WebBot, default_config_path, load_config
 
 # A `${VAR}` or `${VAR:-default}` reference, as gateway/config.py fills it in.
 PLACEHOLDER = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
@@ -29,6 +29,13 @@ def describe(config: Config) -> list[str]:
     if not config.bots:
         lines.append("  (none)")
     for name, bot in config.bots.items():
+        if isinstance(bot, WebBot):
+            page, socket = WebBot.paths(name)
+            lines.append(
+                f"  {name}: platform=web auth={bot.auth} page=GET {page} "
+                f"socket=GET {socket} app={bot.app}"
+            )
+            continue
         hook = f"POST /webhooks/{name}" if bot.serves_webhook else "none (long connection)"
         lines.append(
             f"  {name}: platform={bot.platform} mode={bot.mode_name} webhook={hook} app={bot.app}"
@@ -47,10 +54,22 @@ def describe(config: Config) -> list[str]:
     return lines
 
 
+def warnings(config: Config) -> list[str]:
+    """What `check` warns about: valid, but maybe not what was meant."""
+    return [
+        f"warning: bots.{name}.auth is none: anyone who can reach {WebBot.paths(name)[0]} "
+        "may chat, as any user id. Use it for demos and trusted networks only."
+        for name, bot in config.bots.items()
+        if isinstance(bot, WebBot) and bot.auth == "none"
+    ]
+
+
 def _check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     for line in describe(config):
         print(line)
+    for line in warnings(config):
+        print(line, file=sys.stderr)
     print("config OK")
     return 0
 
@@ -136,7 +155,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    return asyncio.run(run_demo(question=args.question))
+    # In a terminal the demo ends with a chat to try; piped or scripted it just ends.
+    web = args.web if args.web is not None else sys.stdin.isatty() and sys.stdout.isatty()
+    return asyncio.run(run_demo(question=args.question, web=web, port=args.port))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,6 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("schema", help="print the config's JSON Schema (for editors)")
     demo = sub.add_parser("demo", help="run the whole path locally, no accounts needed")
     demo.add_argument("--question", default=None, help="what the demo user asks")
+    demo.add_argument(
+        "--web",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="then serve the web chat until Ctrl-C (default: when run in a terminal)",
+    )
+    demo.add_argument("--port", type=int, default=0, help="the demo's port (default: a free one)")
     args = parser.parse_args(argv)
     handlers = {"serve": _serve, "check": _check, "schema": _schema, "demo": _demo}
     try:

@@ -4,16 +4,22 @@ It starts the built-in Dify emulator (or uses your Dify when `DIFY_API_KEY` is s
 stand-in for Slack's Web API that prints what Slack would show, and the real gateway on
 SQLite. Then it sends properly signed Slack events through the real Slack adapter and shows
 the reply streaming in.
+
+With `web` (`demo --web`, and by default when run in a terminal) the gateway then keeps
+serving its web chat bot (`demo-web`, `auth: none`) until Ctrl-C, so a person can talk to the
+same emulator, or their own Dify app, through the whole gateway path in a browser.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import signal
 import socket
 import sys
 import tempfile
@@ -33,6 +39,7 @@ from gateway.runtime import Gateway
 from gateway.words import ENGLISH
 
 BOT = "demo-slack"
+WEB_BOT = "demo-web"
 BOT_USER = "UDEMOBOT"
 TEAM = "TDEMO"
 USER = "U0ADA"
@@ -142,7 +149,16 @@ def _event(text: str, n: int) -> dict[str, Any]:
     }
 
 
-async def run_demo(question: str | None = None, out: Any = None) -> int:
+async def run_demo(
+    question: str | None = None,
+    out: Any = None,
+    *,
+    web: bool = False,
+    port: int = 0,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """The scripted run; then, with `web`, the web chat on `port` (0: a free one) until
+    `stop` is set (by default: until SIGINT or SIGTERM)."""
     out = out or sys.stdout
     questions = [
         question or "What can you do for our team?",
@@ -162,7 +178,7 @@ async def run_demo(question: str | None = None, out: Any = None) -> int:
     slack_api = await slack.start()
     workdir = Path(tempfile.mkdtemp(prefix="dify-gateway-demo-"))
     signing_secret = secrets.token_hex(16)
-    port = _free_port()
+    port = port or _free_port()
     env = {
         "DEMO_PORT": str(port),
         "DEMO_DB": str(workdir / "demo.db"),
@@ -190,15 +206,41 @@ async def run_demo(question: str | None = None, out: Any = None) -> int:
             for n, text in enumerate(questions, 1):
                 await _ask(http, gateway, slack, signing_secret, text, n, out)
             await _forged(http, out)
+            out.write(
+                "\nDone. Next: copy config/gateway.example.yaml, point a bot at your workspace,"
+                " and run `dify-gateway serve`.\n"
+            )
+            if web:
+                answerer = "your Dify app" if real_key else "the built-in emulator"
+                await _serve_web_chat(f"{base}/chat/{WEB_BOT}", answerer, out, stop)
     finally:
         await slack.stop()
         if emulator is not None:
             await emulator.stop()
-    out.write(
-        "\nDone. Next: copy config/gateway.example.yaml, point a bot at your workspace,"
-        " and run `dify-gateway serve`.\n"
-    )
     return 0
+
+
+async def _serve_web_chat(url: str, answerer: str, out: Any, stop: asyncio.Event | None) -> None:
+    """Keep the gateway serving its web chat until `stop` (or Ctrl-C)."""
+    out.write(
+        f"\nYour turn: open {url} in a browser to chat with {answerer}\n"
+        "  through the whole gateway path (bot demo-web, auth: none). Press Ctrl-C to stop.\n"
+    )
+    out.flush()
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(ValueError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        out.write("\nStopped.\n")
+        return
+    await stop.wait()
 
 
 async def _wait_ready(http: httpx.AsyncClient) -> None:
