@@ -24,7 +24,6 @@ from aiohttp.web_protocol import RequestHandler
 from gateway import gc_tuning
 from gateway.config import Config
 from gateway.http import Edge
-from gateway.http_routes import EdgeServer
 from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
@@ -38,9 +37,8 @@ def create_server(gateway: Gateway) -> web.Server:
     chunked bodies too (413); the edge also checks Content-Length before reading. With the
     default limit (1 MiB, as aiohttp's), aiohttp's own request factory already does that."""
     limit = gateway.config.server.max_body_bytes
-    edge = Edge(gateway)
     if limit == _AIOHTTP_BODY_LIMIT:
-        return EdgeServer(edge, edge.sockets, access_log=None)
+        return web.Server(Edge(gateway), access_log=None)
 
     def make_request(
         message: RawRequestMessage,
@@ -53,7 +51,7 @@ def create_server(gateway: Gateway) -> web.Server:
             message, payload, protocol, writer, task, task.get_loop(), client_max_size=limit
         )
 
-    return EdgeServer(edge, edge.sockets, request_factory=make_request, access_log=None)
+    return web.Server(Edge(gateway), request_factory=make_request, access_log=None)
 
 
 @contextlib.asynccontextmanager

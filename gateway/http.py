@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.http_routes import AdapterRoute, OpenSockets
+from gateway.http_routes import AdapterRoute
 from gateway.models import Answered, HttpResponse, Ignored, Messages, WebhookRequest
 from gateway.platform import Adapter, ServesRoutes, WebhookRejected
 from gateway.runtime import Gateway
@@ -135,7 +135,6 @@ class Edge:
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
-        self.sockets = OpenSockets()  # WebSockets served for adapters (gateway/http_routes.py)
         self._routes: dict[str, tuple[frozenset[str], Endpoint]] = {
             "/healthz": (READ_METHODS, self._healthz),
             "/readyz": (READ_METHODS, self._readyz),
@@ -151,8 +150,7 @@ class Edge:
                 )
             if isinstance(adapter, ServesRoutes):  # the web chat's page and socket
                 for path, handler in adapter.routes().items():
-                    route = AdapterRoute(name, handler, gateway, self.sockets)
-                    self._routes[path] = (READ_METHODS, route)
+                    self._routes[path] = (READ_METHODS, AdapterRoute(name, handler, gateway))
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # The one catch-all: whatever slipped through becomes a logged 503, never a 500.

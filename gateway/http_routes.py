@@ -6,19 +6,16 @@ side. The adapter sees a `WebhookRequest` and answers an `HttpResponse` or an `U
 a refused token is a plain 401 before any upgrade, and the adapter then talks to a
 `ServedSocket`, never to aiohttp.
 
-Sockets are tracked, because aiohttp's shutdown waits for every handler to return and a
-socket's handler returns only when the socket closes: `OpenSockets.close_all()` (called by
-`EdgeServer` as the server shuts down) closes them with 1001, "going away".
+While the gateway shuts down no socket is upgraded (503, as webhooks): the adapter closes
+the ones it holds when the shutdown begins (`DrainsClients`), so their clients reconnect
+elsewhere, and aiohttp's shutdown, which waits for every handler, is not held up by them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -29,11 +26,8 @@ from gateway.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-Endpoint = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-
 CLOSE_WAIT_S = 2.0  # for the peer's answer to our close frame, then the connection is cut
 HEARTBEAT_S = 30.0  # pings find peers that vanished without a close (phones, proxies)
-GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
 
 
@@ -75,50 +69,30 @@ class AiohttpSocket:
         try:
             async with asyncio.timeout(CLOSE_WAIT_S):
                 await self._ws.close(code=code)
+            return
         except TimeoutError:
-            # A peer that does not read cannot take our close frame either: cut it off.
-            transport = self._request.transport
-            if transport is not None:
-                transport.abort()
-
-    @property
-    def close_code(self) -> int | None:
-        return self._ws.close_code
-
-
-class OpenSockets:
-    """Every socket the edge serves, so a shutdown can close them."""
-
-    def __init__(self) -> None:
-        self._open: set[AiohttpSocket] = set()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, socket: AiohttpSocket) -> AsyncIterator[None]:
-        self._open.add(socket)
-        try:
-            yield
-        finally:
-            self._open.discard(socket)
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    async def close_all(self, code: int = GOING_AWAY) -> None:
-        await asyncio.gather(*(s.close(code) for s in list(self._open)))
+            pass
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled
+            # Not us: aiohttp shares one drain waiter between sends, and a send cancelled
+            # while waiting on it (a stalled peer) cancels it for the close frame too.
+        # A peer that does not read cannot take our close frame either: cut it off.
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
 
 
 class AdapterRoute:
     """One route of a bot's adapter, e.g. `/chat/<bot>` or `/chat/<bot>/ws`."""
 
-    __slots__ = ("_gateway", "_handler", "_max_frame", "_name", "_sockets")
+    __slots__ = ("_gateway", "_handler", "_max_frame", "_name")
 
-    def __init__(
-        self, name: str, handler: RouteHandler, gateway: Gateway, sockets: OpenSockets
-    ) -> None:
+    def __init__(self, name: str, handler: RouteHandler, gateway: Gateway) -> None:
         self._name = name
         self._handler = handler
         self._gateway = gateway
-        self._sockets = sockets
         self._max_frame = gateway.config.server.max_body_bytes
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -152,25 +126,11 @@ class AdapterRoute:
         await ws.prepare(request)
         socket = AiohttpSocket(ws, request)
         code = 1000
-        async with self._sockets.hold(socket):
-            try:
-                await upgrade.run(socket)
-            except Exception:
-                log.exception("bot %s: socket session failed", self._name)
-                code = INTERNAL_ERROR
-            finally:
-                await socket.close(code)
+        try:
+            await upgrade.run(socket)
+        except Exception:
+            log.exception("bot %s: socket session failed", self._name)
+            code = INTERNAL_ERROR
+        finally:
+            await socket.close(code)
         return ws
-
-
-class EdgeServer(web.Server):
-    """aiohttp's low-level server, closing the edge's sockets before it waits for its
-    handlers to finish: a socket's handler never finishes by itself."""
-
-    def __init__(self, handler: Endpoint, sockets: OpenSockets, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self._sockets = sockets
-
-    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp)
-        await self._sockets.close_all()
-        await super().shutdown(timeout)

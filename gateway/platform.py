@@ -257,6 +257,16 @@ class ServesRoutes(Protocol):
         """Exact path -> handler, fixed once the adapter is built."""
 
 
+@runtime_checkable
+class DrainsClients(Protocol):
+    """An adapter that holds clients' connections itself (the web chat's sockets)."""
+
+    def begin_shutdown(self) -> None:
+        """The gateway is shutting down: let the clients go (they reconnect, elsewhere or
+        later); answers in flight still finish and reach them through the store. Do not
+        block: close in tasks that `aclose()` awaits."""
+
+
 class Adapter(Protocol):
     bot: str
     platform: str

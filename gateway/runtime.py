@@ -17,7 +17,7 @@ from gateway.inbox import Inbox
 from gateway.intake import Intake
 from gateway.metrics import Metrics
 from gateway.pacing import BotBudget
-from gateway.platform import Adapter, AdapterContext
+from gateway.platform import Adapter, AdapterContext, DrainsClients
 from gateway.registry import create_adapter
 from gateway.relay import Relay
 from gateway.router import Router
@@ -158,8 +158,12 @@ class Gateway:
 
     def begin_shutdown(self) -> None:
         """Stop taking deliveries (webhooks get 503, long-connection deliveries stay unacked,
-        so platforms deliver them again, elsewhere or later) and go unready."""
+        so platforms deliver them again, elsewhere or later), let go of the clients that
+        adapters hold (web chat sockets), and go unready."""
         self.draining = True
+        for adapter in self.adapters.values():
+            if isinstance(adapter, DrainsClients):
+                adapter.begin_shutdown()
 
     async def drain(self) -> None:
         """Let answers in flight finish, bounded by `shutdown_grace_s`."""

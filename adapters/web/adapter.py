@@ -12,6 +12,7 @@ the socket whichever instance runs the job (mailbox.py).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ from gateway.platform import (
     ServedSocket,
     Upgrade,
 )
+
+SERVICE_RESTART = 1012  # RFC 6455 close code: reconnect, the service is restarting
 
 
 class WebAdapter:
@@ -59,6 +62,9 @@ class WebAdapter:
         )
         # Tunables that tests shorten.
         self.limits = Limits(messages_per_minute=config.messages_per_minute)
+        self.sessions: set[ChatSession] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._draining = False
 
     # --- lifetime ------------------------------------------------------------------------
 
@@ -73,8 +79,18 @@ class WebAdapter:
     async def start(self) -> None:
         return None
 
+    def begin_shutdown(self) -> None:
+        """Close every socket with 1012 (service restart): the pages reconnect, to another
+        instance or to this one restarted, and are replayed what they missed."""
+        self._draining = True
+        for session in list(self.sessions):
+            task = asyncio.create_task(session.close(SERVICE_RESTART))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def aclose(self) -> None:
-        return None  # the edge closes the sockets as the server shuts down
+        self.begin_shutdown()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     # --- the page and the socket ---------------------------------------------------------
 
@@ -96,6 +112,9 @@ class WebAdapter:
         return verify_token(self._secret, request.query.get("token"), time.time())
 
     async def _run_session(self, user: WebUser, socket: ServedSocket) -> None:
+        if self._draining:  # upgraded just as the shutdown began
+            await socket.close(SERVICE_RESTART)
+            return
         session = ChatSession(
             bot=self.bot,
             user=user,
@@ -106,7 +125,11 @@ class WebAdapter:
             words=self._context.words,
             limits=self.limits,
         )
-        await session.run()
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
 
     async def handle(self, request: WebhookRequest) -> Outcome:
         raise MalformedRequest("a web bot takes no webhooks")  # never routed: serves_webhook

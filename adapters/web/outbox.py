@@ -66,6 +66,8 @@ class Outbox:
         try:
             while True:
                 await self._ready.wait()
+                if self.cut_off:
+                    return
                 key = next(iter(self._waiting))
                 text = self._waiting.pop(key)
                 if not self._waiting:
@@ -74,7 +76,7 @@ class Outbox:
                     async with asyncio.timeout(self._stall_s):
                         await self._socket.send_text(text)
                 except TimeoutError:
-                    log.warning("%s: not reading for %.0fs; cut off", self._name, self._stall_s)
+                    log.warning("%s: not reading for %gs; cut off", self._name, self._stall_s)
                     self._cut_off()
                     return
         except SocketClosed:
@@ -85,6 +87,7 @@ class Outbox:
     def _cut_off(self) -> None:
         self.cut_off = True
         self._waiting.clear()
+        self._ready.set()  # the writer wakes up, and ends
         self.closed.set()
         # Closing may itself wait on the peer (bounded by the edge): not in the caller's way.
         self._closer = asyncio.create_task(self._socket.close(TRY_AGAIN_LATER))

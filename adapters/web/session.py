@@ -112,6 +112,10 @@ class ChatSession:
             await subscription.aclose()
             await outbox.aclose()
 
+    async def close(self, code: int) -> None:
+        """End the session: the socket closes, and `run()` returns."""
+        await self._socket.close(code)
+
     # --- to the page ---------------------------------------------------------------------
 
     async def _forward(self, subscription: Subscription) -> None:
