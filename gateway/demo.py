@@ -213,6 +213,7 @@ async def run_demo(
             if web:
                 answerer = "your Dify app" if real_key else "the built-in emulator"
                 await _serve_web_chat(f"{base}/chat/{WEB_BOT}", answerer, out, stop)
+                await gateway.drain()  # closes the browsers' sockets (they would hold it open)
     finally:
         await slack.stop()
         if emulator is not None:

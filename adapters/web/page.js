@@ -358,6 +358,7 @@
   function grow() {
     input.style.height = "auto";
     input.style.height = input.scrollHeight + "px";
+    input.style.overflowY = input.scrollHeight > input.clientHeight + 1 ? "auto" : "hidden";
   }
   $("composer").addEventListener("submit", async (event) => {
     event.preventDefault();
