@@ -40,7 +40,14 @@ def problems(tree: dict[str, Any], env: dict[str, str] | None = None) -> list[st
 
 def test_the_example_config_loads_with_its_environment() -> None:
     config = load_config(EXAMPLE, env=ENV)
-    assert set(config.bots) == {"slack-main", "feishu-hr", "wecom-it", "wecom-ai", "ding-sales"}
+    assert set(config.bots) == {
+        "slack-main",
+        "feishu-hr",
+        "wecom-it",
+        "wecom-ai",
+        "ding-sales",
+        "web-chat",
+    }
     assert config.bots["wecom-it"].agent_id == 1000002  # type: ignore[union-attr]
     assert config.bots["feishu-hr"].resolved_api_base == "https://open.feishu.cn"
     assert config.store == "sqlite:///dify-gateway.db"
@@ -279,3 +286,58 @@ def test_check_exits_1_with_the_key_path(
     err = capsys.readouterr().err
     assert "bots.feishu-hr.app_secret: field required" in err
     assert "Traceback" not in err
+
+
+def web(**keys: Any) -> dict[str, Any]:
+    return {"platform": "web", "app": "main", **keys}
+
+
+def test_a_web_bot_signs_tokens_by_default_and_speaks_english() -> None:
+    config = parse_config(minimal(bots={"chat": web(signing_secret="s" * 32)}), env={})
+    bot = config.bots["chat"]
+    assert bot.auth == "token"  # type: ignore[union-attr]
+    assert bot.messages_per_minute == 20  # type: ignore[union-attr]
+    assert bot.resolved_locale == "en"
+    assert not bot.serves_webhook
+
+
+@pytest.mark.parametrize(
+    ("bot", "expected"),
+    [
+        (web(), "bots.chat.signing_secret: required when auth is token"),
+        (web(auth="token"), "bots.chat.signing_secret: required when auth is token"),
+        (
+            web(signing_secret="short"),
+            "bots.chat.signing_secret: must be at least 16 characters"
+            " (e.g. `openssl rand -hex 32`)",
+        ),
+        (web(auth="open"), "bots.chat.auth: input should be 'token' or 'none'"),
+        (
+            web(auth="none", messages_per_minute=0),
+            "bots.chat.messages_per_minute: input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_web_bot_mistakes_name_the_key(bot: dict[str, Any], expected: str) -> None:
+    assert problems(minimal(bots={"chat": bot})) == [expected]
+
+
+def test_check_lists_web_bots_with_their_paths_and_warns_about_auth_none(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "dify:\n  apps:\n    main: {api_key: k}\nbots:\n"
+        "  site: {platform: web, app: main, signing_secret: 0123456789abcdef0123}\n"
+        "  demo: {platform: web, app: main, auth: none}\n"
+    )
+    assert main(["check", "--config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "site: platform=web auth=token page=GET /chat/site socket=GET /chat/site/ws app=main"
+        in captured.out
+    )
+    assert "demo: platform=web auth=none page=GET /chat/demo" in captured.out
+    assert "warning: bots.demo.auth is none" in captured.err
+    assert "bots.site" not in captured.err
+    assert "config OK" in captured.out

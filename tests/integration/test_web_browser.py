@@ -1,0 +1,141 @@
+"""The web chat in a real browser: headless Chromium (Debian's `chromium` and
+`chromium-driver`, driven by selenium) opens the demo's chat page on a test gateway, asks a
+question, and watches the answer grow on screen until it is final. A screenshot goes to the
+test's tmp dir, and to $SCREENSHOT_DIR when set.
+
+Skipped when Chromium is not installed, except in CI (CI=true), where it must run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.emulator import DifyEmulator
+from tests.conftest import GatewayFactory, make_config
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+# What the page shows for the bot's answer: its text, and its state (thinking: the dots;
+# writing: text with the cursor after it; done).
+READ_ANSWER = """
+const bubble = document.querySelector('.msg.bot .bubble');
+if (!bubble) return null;
+const state = bubble.querySelector('.typing') ? 'thinking'
+    : bubble.querySelector('.cursor') ? 'writing' : 'done';
+return [bubble.innerText, state];
+"""
+
+
+def _binaries() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    missing = "chromium" if not chromium else "chromedriver (Debian: chromium-driver)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run the browser test, but {missing} is not installed")
+    pytest.skip(f"{missing} is not installed: apt-get install chromium chromium-driver")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    chromium, driver_path = _binaries()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument("--window-size=1280,860")
+    options.binary_location = chromium
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _watch_the_answer(driver: Any, within: float) -> tuple[list[str], str]:
+    """(the partial texts seen, in order, without repeats; the final text)."""
+    partial: list[str] = []
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        seen = driver.execute_script(READ_ANSWER)
+        if seen is not None:
+            text, state = seen
+            if state == "done":
+                return partial, text
+            if state == "writing" and text.strip() and (not partial or partial[-1] != text):
+                partial.append(text)
+        time.sleep(0.03)
+    raise AssertionError(f"no final answer on the page within {within}s; saw {partial[-1:]}")
+
+
+def _save(driver: Any, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    assert driver.save_screenshot(str(path)), "the browser took no screenshot"
+    if target := os.environ.get("SCREENSHOT_DIR"):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / name)
+    return path
+
+
+async def test_a_person_chats_with_the_demo_in_a_real_browser(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    bot = {"platform": "web", "app": "main", "auth": "none"}
+    client, gateway = await gateway_factory(make_config(dify, {"demo-web": bot}))
+    url = str(client.make_url("/chat/demo-web"))
+
+    def ask() -> tuple[list[str], str, str]:
+        browser.get(url)
+        box = browser.find_element(By.ID, "input")
+        # Wait for the socket: the header says so once it is open.
+        deadline = time.monotonic() + 30
+        while "online" not in (browser.find_element(By.ID, "state").get_attribute("class") or ""):
+            assert time.monotonic() < deadline, "the page never connected"
+            time.sleep(0.05)
+        box.send_keys("How do I reset my VPN password?")
+        box.send_keys(Keys.ENTER)
+        partial, final = _watch_the_answer(browser, within=60)
+        question = browser.find_element(By.CSS_SELECTOR, ".msg.user .bubble").text
+        return partial, final, question
+
+    partial, final, question = await asyncio.to_thread(ask)
+    assert question == "How do I reset my VPN password?"
+    assert len(set(partial)) >= 2, f"the answer did not grow on screen: {partial}"
+    words = final.split()
+    for text in partial:  # each a beginning of the final text (its last word maybe cut)
+        shown = text.split()[:-1]
+        assert shown == words[: len(shown)], text
+    assert "How do I reset my VPN password?" in final and "built-in Dify emulator" in final
+    assert dify.requests[0]["user"].startswith("demo-web:u")  # the page's own random id
+    laptop = await asyncio.to_thread(_save, browser, tmp_path, "web-chat.png")
+    await asyncio.to_thread(browser.set_window_size, 390, 844)
+    phone = await asyncio.to_thread(_save, browser, tmp_path, "web-chat-phone.png")
+    for path in (laptop, phone):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    console = await asyncio.to_thread(browser.get_log, "browser")
+    assert not [entry for entry in console if entry["level"] == "SEVERE"], console
+    await gateway.inbox.wait_idle()
