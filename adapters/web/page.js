@@ -228,7 +228,7 @@
   }
   function connect() {
     if (stopped) return;
-    setState(attempts ? "trouble" : "", attempts ? W.reconnecting : W.connecting);
+    if (!attempts) setState("", W.connecting);
     let ws;
     try {
       ws = new WebSocket(socketUrl());
@@ -259,18 +259,17 @@
         pending.delete(lastSent);
         p.meta.textContent = W.too_large;
       }
-      if (event.code === 1013) setState("trouble", W.cut_off);
-      retry();
+      retry(event.code === 1013 ? W.cut_off : W.reconnecting);
     };
   }
-  async function retry() {
+  async function retry(why) {
     attempts += 1;
     if (attempts >= 2 && cfg.auth === "token" && (await tokenRefused())) {
       stopped = true;
       setState("failed", W.session_expired);
       return;
     }
-    setState("trouble", W.reconnecting);
+    setState("trouble", why || W.reconnecting);
     const delay = Math.min(15000, 400 * 2 ** Math.min(attempts, 6)) * (0.6 + Math.random() * 0.4);
     setTimeout(connect, delay);
   }
