@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from gateway.inbox.feed import JobFeed
 from gateway.models import Job
 from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable, Subscription
-from gateway.store.redis_broadcast import RedisBroadcast
+from gateway.store.redis_broadcast import RedisBroadcast, listener_factory
 from gateway.store.redis_inbox import RedisInbox, RedisShardFeed, ShardKeys, instance_name
 
 T = TypeVar("T")
@@ -82,7 +82,9 @@ class RedisStore:
         self._release = self._redis.register_script(_RELEASE)
         self._incr = self._redis.register_script(_INCR)
         self._inbox = RedisInbox(self._redis, ShardKeys(PREFIX, shards), self._do)
-        self._broadcast = RedisBroadcast(url, self._redis, self._do, prefix=f"{PREFIX}bc:")
+        self._broadcast = RedisBroadcast(
+            listener_factory(url), self._redis, self._do, prefix=f"{PREFIX}bc:"
+        )
 
     @staticmethod
     async def _do(call: Callable[[], Awaitable[T]]) -> T:

@@ -6,6 +6,9 @@ pooled connection held forever is one the other commands never get back): each i
 opens one connection of its own for every channel it listens to, made from the store's URL,
 and one reader task dispatches what arrives to the local subscribers (`fanout.py`).
 
+On a Redis Cluster, PUBLISH reaches the subscribers on every node, so listening on any one
+node will do: `connect` makes the connection, whatever the store's topology.
+
 That connection is watched: silence for `PING_EVERY_S` gets a PING, and a second silence
 counts as a broken connection. After a reconnect every channel is subscribed again, and each
 subscriber reads a `GAP` once its channel is back, since messages published meanwhile are
@@ -19,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
@@ -37,6 +40,12 @@ RECONNECT_MAX_S = 5.0
 Do = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
+class Publisher(Protocol):
+    """The store's pooled client (one server or a cluster): PUBLISH is an ordinary call."""
+
+    def publish(self, channel: str, message: str) -> Awaitable[Any]: ...
+
+
 class _Channel:
     """Subscriptions of one channel sent and confirmed on the current connection, and the
     callers waiting for theirs: Redis confirms in order, so the n-th confirmation answers
@@ -50,17 +59,33 @@ class _Channel:
         self.waiters: list[tuple[int, asyncio.Future[None]]] = []
 
 
-class RedisBroadcast:
-    def __init__(self, url: str, redis: aioredis.Redis, do: Do, *, prefix: str) -> None:
-        # Only to make connections from the URL (host, TLS, password, database); it never
-        # hands one out, so none of them is counted against a pool.
-        self._maker = aioredis.ConnectionPool.from_url(
+def listener_factory(url: str) -> Callable[[], AbstractConnection]:
+    """Connections for listening, made from the store's URL (host, TLS, password, database)
+    outside any pool; the URL is read when the first one is made."""
+
+    def make() -> AbstractConnection:
+        options = aioredis.ConnectionPool.from_url(
             url,
             decode_responses=True,
             socket_connect_timeout=5,
             socket_timeout=10,
             socket_keepalive=True,
         )
+        return options.connection_class(**options.connection_kwargs)
+
+    return make
+
+
+class RedisBroadcast:
+    def __init__(
+        self,
+        connect: Callable[[], AbstractConnection],
+        redis: Publisher,
+        do: Do,
+        *,
+        prefix: str,
+    ) -> None:
+        self._connect = connect  # a new, unpooled connection to listen on
         self._redis = redis  # the store's pooled client, for PUBLISH
         self._do = do
         self._prefix = prefix
@@ -118,8 +143,9 @@ class RedisBroadcast:
         delay = 0.1
         connected_before = False
         while True:
-            conn = self._maker.connection_class(**self._maker.connection_kwargs)
+            conn: AbstractConnection | None = None
             try:
+                conn = self._connect()
                 connect: Callable[[], Awaitable[None]] = conn.connect  # untyped in redis-py
                 await connect()
                 self._conn = conn
@@ -139,10 +165,13 @@ class RedisBroadcast:
                 await self._read(conn)
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("redis broadcast: connection lost (%s); reconnecting", exc)
+            except Exception:  # a surprise from the client library: never stop listening
+                log.exception("redis broadcast: unexpected error; reconnecting")
             finally:
                 self._conn = None
-                with contextlib.suppress(RedisError, OSError):
-                    await conn.disconnect(nowait=True)
+                if conn is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await conn.disconnect(nowait=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
@@ -187,4 +216,3 @@ class RedisBroadcast:
                 await self._reader
             self._reader = None
         await self._fanout.close_all()
-        await self._maker.disconnect()
