@@ -64,6 +64,17 @@ class DifyApp(_Strict):
     api_key: SecretStr
     mode: Literal["chat", "agent", "chatflow", "workflow", "completion"] = "chat"
     timeout_s: float = Field(300.0, gt=0)
+    # Workflow and completion apps take the message in an input variable, not `query`.
+    query_input: str = Field("query", min_length=1)
+    # Workflow apps: the input variable (a `file` or `file-list`) that gets the user's files;
+    # without one they go in the legacy top-level `files` (`sys.files`).
+    file_input: str | None = None
+    # Workflow apps: the output that is the answer when nothing streamed; by default the one
+    # text output, or a short list of all of them.
+    output_key: str | None = None
+    # Where root-relative file links (`/files/…`) are fetched from, when `base_url` is not
+    # reachable that way (e.g. Dify's API is proxied under another path or host).
+    files_base_url: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -71,6 +82,17 @@ class DifyApp(_Strict):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("files_base_url")
+    @classmethod
+    def _files_url(cls, value: str | None) -> str | None:
+        return None if value is None else cls._http_url(value)
+
+    @property
+    def files_origin(self) -> str:
+        """What a root-relative file link is appended to: `files_base_url`, else the API
+        base without its `/v1` (the files blueprint is served at the origin)."""
+        return self.files_base_url or self.base_url.removesuffix("/v1")
 
 
 class DifyConfig(_Strict):
@@ -278,12 +300,21 @@ class RouteMatch(_Strict):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+Reasoning = Literal["hide", "collapse", "show"]
+
+
 class Route(_Strict):
     match: RouteMatch = RouteMatch()
     app: str | None = None
     scope: Scope | None = None
     require_mention: bool = True
     inputs: dict[str, str] = {}
+    # What the answer shows besides the app's text (docs/configuration.md, "Routes").
+    show_tools: bool = False  # a "Used: web_search, calculator" line under an agent's answer
+    show_progress: bool = True  # the running workflow node's title while nothing streamed
+    reasoning: Reasoning = "hide"  # the model's <think> text: dropped, folded or shown
+    citations: bool = True  # the knowledge-base documents the answer drew on
+    show_usage: bool = False  # tokens and latency in a small footer
 
 
 class Config(_Strict):

@@ -171,7 +171,9 @@ async def run_demo(
         dify_base = os.environ.get("DIFY_BASE_URL", "https://api.dify.ai/v1")
         dify_key = real_key
     else:
-        emulator = DifyEmulator(api_key=secrets.token_hex(8))
+        emulator = DifyEmulator(
+            api_key=secrets.token_hex(8), opening_statement="Hi! Ask me anything."
+        )
         dify_base = await emulator.start()
         dify_key = emulator.api_key
     slack = TerminalSlack(out)

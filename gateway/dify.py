@@ -22,6 +22,7 @@ import orjson
 
 from gateway.config import DifyApp
 from gateway.dify_events import (
+    AgentStep,
     ChatRequest,
     ConversationGone,
     DeadlineExceeded,
@@ -33,11 +34,15 @@ from gateway.dify_events import (
     DifyUnavailable,
     FileOutput,
     Finished,
+    NodeStarted,
+    ReasoningDelta,
     Started,
     StreamStalled,
     TextDelta,
     TextReplace,
+    Usage,
 )
+from gateway.dify_parse import EventReader
 from gateway.outbound import retry_after
 from gateway.sse import SSEParser
 
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 
 # The event and error types live in gateway/dify_events.py; importing them from here works.
 __all__ = [
+    "AgentStep",
     "ChatRequest",
     "ConversationGone",
     "DeadlineExceeded",
@@ -57,49 +63,35 @@ __all__ = [
     "DifyUnavailable",
     "FileOutput",
     "Finished",
+    "NodeStarted",
+    "ReasoningDelta",
     "Started",
     "StreamStalled",
     "TextDelta",
     "TextReplace",
+    "Usage",
 ]
 
 MAX_TRIES = 3
 IDLE_TIMEOUT_S = 60.0  # Dify pings every ~10 s, so a minute of silence means a dead stream
+# A 429 with this code is Dify Cloud's exhausted quota, not its concurrency cap: waiting
+# does not help, so it is not retried.
+QUOTA_EXHAUSTED = "rate_limit_error"
 
 
 # --- client ------------------------------------------------------------------------------
 
 
-def _error_body(raw: bytes) -> tuple[str, str]:
+def _error_body(raw: bytes) -> tuple[str, str, str]:
+    """(code, message, params) of an error body; `params` names the refused field."""
     try:
         body = json.loads(raw)
     except ValueError:
-        return "", raw[:200].decode("utf-8", "replace")
+        return "", raw[:200].decode("utf-8", "replace"), ""
     if not isinstance(body, dict):
-        return "", str(body)[:200]
-    return str(body.get("code", "")), str(body.get("message", ""))
-
-
-def _workflow_text(outputs: Any) -> str | None:
-    if not isinstance(outputs, dict) or not outputs:
-        return None
-    for key in ("answer", "text", "result", "output"):
-        if isinstance(outputs.get(key), str):
-            return str(outputs[key])
-    if len(outputs) == 1:
-        (only,) = outputs.values()
-        return only if isinstance(only, str) else json.dumps(only, ensure_ascii=False)
-    return json.dumps(outputs, ensure_ascii=False, indent=2)
-
-
-def _citations(metadata: Any) -> tuple[str, ...]:
-    resources = metadata.get("retriever_resources") if isinstance(metadata, dict) else None
-    names: list[str] = []
-    for item in resources or []:
-        name = item.get("document_name") if isinstance(item, dict) else None
-        if isinstance(name, str) and name and name not in names:
-            names.append(name)
-    return tuple(names)
+        return "", str(body)[:200], ""
+    params = body.get("params")
+    return str(body.get("code", "")), str(body.get("message", "")), str(params or "")
 
 
 class DifyClient:
@@ -116,6 +108,11 @@ class DifyClient:
         self._sleep = sleep
         self._on_malformed = on_malformed
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client Dify is reached with (files the apps produce are fetched with it)."""
+        return self._http
+
     @staticmethod
     def _headers(app: DifyApp, trace_id: str | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {app.api_key.get_secret_value()}"}
@@ -131,11 +128,12 @@ class DifyClient:
         }
         if req.files:
             body["files"] = req.files
-        if app.mode == "workflow":
-            body["inputs"].setdefault("query", req.query)
-            return f"{app.base_url}/workflows/run", body
-        if app.mode == "completion":
-            body["inputs"].setdefault("query", req.query)
+        if app.mode in ("workflow", "completion"):
+            # These apps read the message from an input variable; a route's own value for
+            # that variable wins.
+            body["inputs"].setdefault(app.query_input, req.query)
+            if app.mode == "workflow":
+                return f"{app.base_url}/workflows/run", body
             return f"{app.base_url}/completion-messages", body
         body["query"] = req.query
         if req.conversation_id:
@@ -177,7 +175,7 @@ class DifyClient:
             finally:
                 await response.aclose()
             status = response.status_code
-            code, message = _error_body(raw)
+            code, message, params = _error_body(raw)
             if (
                 status == 404
                 and req.conversation_id
@@ -188,7 +186,7 @@ class DifyClient:
                 )
             ):
                 raise ConversationGone(f"conversation {req.conversation_id} is gone: {message}")
-            if status == 429:
+            if status == 429 and code != QUOTA_EXHAUSTED:
                 wait = retry_after(response.headers, 1.0)
                 if last or wait > 10:
                     raise DifyRateLimited(wait)
@@ -199,13 +197,14 @@ class DifyClient:
                 continue
             if status >= 500:
                 raise DifyUnavailable(f"Dify HTTP {status} {code}: {message}")
-            raise DifyHTTPError(status, code, message)
+            raise DifyHTTPError(status, code, message, params)
 
     async def _backoff(self, attempt: int) -> None:
         await self._sleep(min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))
 
     async def _events(self, response: httpx.Response, app: DifyApp) -> AsyncIterator[DifyEvent]:
         parser = SSEParser()
+        reader = EventReader(app)
         started = False
         malformed = 0
         # aiter_bytes, not aiter_raw: a proxy in front of Dify may gzip the event stream.
@@ -230,7 +229,7 @@ class DifyClient:
                         str(payload.get("message_id") or ""),
                         str(payload.get("task_id") or ""),
                     )
-                event = self._convert(payload, app)
+                event = reader.read(payload)
                 if event is not None:
                     yield event
                     if isinstance(event, Finished):
@@ -242,43 +241,6 @@ class DifyClient:
     def _report(self, malformed: int) -> None:
         if malformed and self._on_malformed is not None:
             self._on_malformed(malformed)
-
-    @staticmethod
-    def _convert(payload: dict[str, Any], app: DifyApp) -> DifyEvent | None:
-        kind = payload.get("event")
-        if kind in ("message", "agent_message"):
-            return TextDelta(str(payload.get("answer") or ""))
-        if kind == "text_chunk":
-            data = payload.get("data") or {}
-            return TextDelta(str(data.get("text") or ""))
-        if kind == "message_replace":
-            return TextReplace(str(payload.get("answer") or ""))
-        if kind == "message_file":
-            url = str(payload.get("url") or "")
-            if url.startswith("/"):
-                origin = app.base_url.split("/v1")[0]
-                url = origin + url
-            return FileOutput(url, str(payload.get("type") or "file"))
-        if kind == "message_end":
-            return Finished(
-                str(payload.get("conversation_id") or ""),
-                str(payload.get("message_id") or payload.get("id") or ""),
-                _citations(payload.get("metadata")),
-            )
-        if kind == "workflow_finished" and app.mode == "workflow":
-            data = payload.get("data") or {}
-            if data.get("status") not in (None, "succeeded"):
-                raise DifyStreamError(str(data.get("status")), str(data.get("error") or ""))
-            return Finished(
-                "",
-                str(payload.get("workflow_run_id") or ""),
-                (),
-                _workflow_text(data.get("outputs")),
-            )
-        if kind == "error":
-            raise DifyStreamError(str(payload.get("code") or ""), str(payload.get("message") or ""))
-        # agent_thought, workflow_*/node_* of chatflows, tts_message, future events: not text.
-        return None
 
     # --- small blocking calls ------------------------------------------------------------
 
@@ -349,8 +311,8 @@ class DifyClient:
     @staticmethod
     def _json_or_raise(response: httpx.Response) -> dict[str, Any]:
         if response.status_code >= 400:
-            code, message = _error_body(response.content)
-            raise DifyHTTPError(response.status_code, code, message)
+            code, message, params = _error_body(response.content)
+            raise DifyHTTPError(response.status_code, code, message, params)
         try:
             body = response.json()
         except ValueError as exc:

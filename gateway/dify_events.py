@@ -16,9 +16,13 @@ class DifyError(Exception):
 
 
 class DifyHTTPError(DifyError):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"Dify HTTP {status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
+    """Dify answered with an error status. `params` names the field Dify refused (for
+    `invalid_param`): it goes to the log, for whoever runs the gateway, never to the chat."""
+
+    def __init__(self, status: int, code: str, message: str, params: str = "") -> None:
+        where = f" ({params})" if params else ""
+        super().__init__(f"Dify HTTP {status} {code}{where}: {message}")
+        self.status, self.code, self.message, self.params = status, code, message, params
 
 
 class ConversationGone(DifyError):
@@ -40,7 +44,8 @@ class StreamStalled(DifyError):
 
 
 class DifyStreamError(DifyError):
-    """An SSE `error` event, or a failed workflow run."""
+    """An SSE `error` event, or a run that did not succeed: `workflow_failed` (a failed
+    workflow or chatflow run), `workflow_paused` (it waits for a human input form)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"Dify stream error {code}: {message}")
@@ -68,8 +73,54 @@ class TextReplace:
 
 @dataclass(frozen=True, slots=True)
 class FileOutput:
+    """A file the app produced. `url` is absolute (relative ones are resolved against the
+    Dify origin or `files_base_url`); `key` identifies the file across the events that
+    name it (a `message_file` and `message_end.files`, a Markdown link and
+    `workflow_finished.files`), so it is fetched once."""
+
     url: str
     type: str
+    name: str = ""
+    mime_type: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStep:
+    """`agent_thought`: one step of an agent app, re-sent with the same `id` as it fills
+    in. `tools` are the tools it calls (Dify joins several with `;`); `labels` their display
+    names by tool, each by Dify language (`en_US`, `zh_Hans`); `done` once the tools
+    answered (an `observation` is there)."""
+
+    id: str
+    tools: tuple[str, ...] = ()
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStarted:
+    """A chatflow or workflow node (or an iteration or loop) began."""
+
+    title: str
+    node_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """`reasoning_chunk`: the model's reasoning, streamed apart from the answer."""
+
+    text: str
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens and latency of an answer, from `message_end.metadata.usage` (or a workflow's
+    totals)."""
+
+    total_tokens: int
+    latency_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +141,22 @@ class Finished:
     citations: tuple[str, ...] = ()
     # Workflow apps may stream no text and put the answer in outputs.
     output_text: str | None = None
+    usage: Usage | None = None
+    # The run was stopped (the stop API, or Dify's own time limit) before it was done.
+    stopped: bool = False
+    files: tuple[FileOutput, ...] = ()
 
 
-DifyEvent = TextDelta | TextReplace | FileOutput | Started | Finished
+DifyEvent = (
+    TextDelta
+    | TextReplace
+    | FileOutput
+    | AgentStep
+    | NodeStarted
+    | ReasoningDelta
+    | Started
+    | Finished
+)
 
 
 @dataclass(slots=True)

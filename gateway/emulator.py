@@ -2,39 +2,64 @@
 
 `dify-gateway demo` uses it when no `DIFY_API_KEY` is set; the tests use it as their fake
 Dify. It behaves like Dify where the gateway cares: conversations that must exist, `inputs`
-that must be present, `message`/`message_end`/`error`/`ping` events, workflow `text_chunk`s,
-and writes split at odd byte offsets (a line across two TCP writes), as proxies do.
+that must be present, every stream event the gateway reads, in Dify's order per app type
+(`gateway/emulator_script.py`), pings as bare `event: ping` lines, writes split at odd byte
+offsets (a line across two TCP writes), as proxies do, files served under root-relative
+links whose signature expires, `/audio-to-text` that takes only Dify's exact audio types,
+and `/parameters` as the tests set it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from gateway.emulator_script import (
+    App,
+    EmulatorFile,
+    Node,
+    ScriptedReply,
+    Thought,
+    steps,
+)
 
-@dataclass
-class ScriptedReply:
-    """What the emulator answers to the next request."""
+__all__ = ["DifyEmulator", "EmulatorFile", "Node", "ScriptedReply", "Thought"]
 
-    chunks: Sequence[str] = ()  # answer deltas, one `message` event each
-    delay: float = 0.0  # seconds between chunks
-    error: tuple[str, str] | None = None  # (code, message): an SSE `error` after the chunks
-    status: int = 200  # not 200: a JSON error body {code, message, status} and no stream
-    code: str = ""
-    message: str = ""
-    citations: Sequence[str] = ()
-    event: str = "message"  # or "agent_message"
-    ragged: bool = True  # split each event's bytes across writes, with pings between
-    end: bool = True  # send message_end (False: the stream just stops)
-    hang: float = 0.0  # after the chunks, stay silent this long (tests idle timeouts)
+AUDIO_TYPES = frozenset({"audio/mp3", "audio/m4a", "audio/wav", "audio/amr", "audio/mpga"})
+FILE_URL_TTL = 300.0  # Dify's FILES_ACCESS_TIMEOUT
+
+# What a freshly created app with every file type allowed says (Dify's default is images
+# off, which would refuse every file the tests send).
+DEFAULT_PARAMETERS: dict[str, Any] = {
+    "suggested_questions": [],
+    "speech_to_text": {"enabled": True},
+    "file_upload": {
+        "enabled": True,
+        "allowed_file_types": ["image", "document", "audio", "video", "custom"],
+        "allowed_file_extensions": [],
+        "allowed_file_upload_methods": ["local_file", "remote_url"],
+        "number_limits": 10,
+        "image": {"enabled": True, "number_limits": 10, "transfer_methods": ["local_file"]},
+    },
+    "system_parameters": {
+        "file_size_limit": 15,
+        "image_file_size_limit": 10,
+        "audio_file_size_limit": 50,
+        "video_file_size_limit": 100,
+        "workflow_file_upload_limit": 10,
+    },
+    "user_input_form": [],
+}
 
 
 def _echo(request: dict[str, Any], turn: int) -> ScriptedReply:
@@ -56,7 +81,13 @@ def _echo(request: dict[str, Any], turn: int) -> ScriptedReply:
 class DifyEmulator:
     api_key: str = "emulator-key"
     responder: Callable[[dict[str, Any], int], ScriptedReply] = _echo
-    opening_statement: str = "Hi! Ask me anything."
+    opening_statement: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMETERS))
+    parameter_calls: int = 0
+    # Dify's FILES_URL: empty (the self-host default) makes every file link root-relative.
+    files_url: str = ""
+    file_url_ttl: float = FILE_URL_TTL
+    file_downloads: list[str] = field(default_factory=list)  # names, as they were fetched
     requests: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     feedbacks: list[dict[str, Any]] = field(default_factory=list)
@@ -64,6 +95,9 @@ class DifyEmulator:
     conversations: dict[str, int] = field(default_factory=dict)
     script: deque[ScriptedReply] = field(default_factory=deque)
     _runner: web.AppRunner | None = None
+    _files: dict[str, EmulatorFile] = field(default_factory=dict)
+    _file_ids: dict[int, str] = field(default_factory=dict)
+    _secret: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
     base_url: str = ""
 
     def reply(self, *replies: ScriptedReply) -> None:
@@ -82,6 +116,7 @@ class DifyEmulator:
         app.router.add_post("/v1/chat-messages/{task_id}/stop", self._stop)
         app.router.add_post("/v1/completion-messages/{task_id}/stop", self._stop)
         app.router.add_post("/v1/workflows/tasks/{task_id}/stop", self._stop)
+        app.router.add_get("/files/tools/{name}", self._file)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -138,8 +173,8 @@ class DifyEmulator:
         reply = self._next(body, self.conversations[conversation_id])
         if reply.status != 200:
             self.conversations[conversation_id] -= 1
-            return _error(reply.status, reply.code, reply.message)
-        return await self._stream_chat(request, reply, conversation_id)
+            return _error(reply.status, reply.code, reply.message, reply.params)
+        return await self._stream(request, reply, reply.family("chat"), conversation_id)
 
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -147,53 +182,8 @@ class DifyEmulator:
             return body
         reply = self._next(body, 1)
         if reply.status != 200:
-            return _error(reply.status, reply.code, reply.message)
-        return await self._stream_chat(request, reply, "")
-
-    async def _stream_chat(
-        self, request: web.Request, reply: ScriptedReply, conversation_id: str
-    ) -> web.StreamResponse:
-        message_id = str(uuid.uuid4())
-        base = {
-            "task_id": str(uuid.uuid4()),
-            "message_id": message_id,
-            "conversation_id": conversation_id,
-            "created_at": int(time.time()),
-        }
-        response = await _open_stream(request)
-        for i, chunk in enumerate(reply.chunks):
-            if self._stopped(str(base["task_id"])):
-                break  # a stopped run still ends with message_end, as Dify's does
-            event = {"event": reply.event, "id": message_id, "answer": chunk, **base}
-            await _send(response, event, reply.ragged, ping=i % 7 == 3)
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
-        if reply.hang:
-            await asyncio.sleep(reply.hang)
-        if reply.error is not None:
-            code, message = reply.error
-            await _send(
-                response,
-                {"event": "error", "status": 400, "code": code, "message": message, **base},
-                reply.ragged,
-            )
-        elif reply.end:
-            resources = [
-                {"position": i + 1, "document_name": name, "dataset_name": "kb"}
-                for i, name in enumerate(reply.citations)
-            ]
-            await _send(
-                response,
-                {
-                    "event": "message_end",
-                    "id": message_id,
-                    **base,
-                    "metadata": {"usage": {"total_tokens": 42}, "retriever_resources": resources},
-                },
-                reply.ragged,
-            )
-        await response.write_eof()
-        return response
+            return _error(reply.status, reply.code, reply.message, reply.params)
+        return await self._stream(request, reply, reply.family("completion"), None)
 
     async def _workflow(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -201,39 +191,72 @@ class DifyEmulator:
             return body
         reply = self._next(body, 1)
         if reply.status != 200:
-            return _error(reply.status, reply.code, reply.message)
-        run_id = str(uuid.uuid4())
+            return _error(reply.status, reply.code, reply.message, reply.params)
+        return await self._stream(request, reply, "workflow", None)
+
+    async def _stream(
+        self, request: web.Request, reply: ScriptedReply, app: App, conversation_id: str | None
+    ) -> web.StreamResponse:
+        """Send `reply` as app type `app`, each event with the fields Dify puts on all."""
+        task_id, message_id, run_id = (str(uuid.uuid4()) for _ in range(3))
+        if app == "workflow":
+            common: dict[str, Any] = {"task_id": task_id, "workflow_run_id": run_id}
+        elif app == "completion":
+            common = {"task_id": task_id, "message_id": message_id, "id": message_id}
+        else:
+            common = {
+                "task_id": task_id,
+                "message_id": message_id,
+                "id": message_id,
+                "conversation_id": conversation_id or "",
+            }
         response = await _open_stream(request)
-        await _send(
-            response,
-            {"event": "workflow_started", "workflow_run_id": run_id, "data": {"id": run_id}},
-            reply.ragged,
-        )
-        for chunk in reply.chunks:
-            await _send(
-                response,
-                {"event": "text_chunk", "workflow_run_id": run_id, "data": {"text": chunk}},
-                reply.ragged,
-            )
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
-        status = "failed" if reply.error else "succeeded"
-        await _send(
-            response,
-            {
-                "event": "workflow_finished",
-                "workflow_run_id": run_id,
-                "data": {
-                    "id": run_id,
-                    "status": status,
-                    "error": reply.error[1] if reply.error else None,
-                    "outputs": {"answer": "".join(reply.chunks)},
-                },
-            },
-            reply.ragged,
-        )
+        sent = 0
+        for step in steps(reply, app, self._sign):
+            if isinstance(step, float | int):
+                await asyncio.sleep(step)
+                continue
+            if self._stopped(task_id) and step.get("event") not in ("message_end", "error"):
+                continue  # a stopped run still ends with message_end, as Dify's does
+            event = {**common, **step, "created_at": int(time.time())}
+            if step.get("event") == "error":
+                event.pop("task_id", None)  # Dify's error events carry no task_id
+            await _send(response, event, reply.ragged, ping=sent % 7 == 3)
+            sent += 1
         await response.write_eof()
         return response
+
+    # --- files the apps produce ----------------------------------------------------------
+
+    def _sign(self, file: EmulatorFile) -> str:
+        """The root-relative (or FILES_URL-based) signed link Dify gives a tool file."""
+        file_id = self._file_ids.get(id(file))
+        if file_id is None:
+            extension = "." + file.name.rpartition(".")[2] if "." in file.name else ".bin"
+            file_id = self._file_ids[id(file)] = uuid.uuid4().hex + extension
+            self._files[file_id] = file
+        timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
+        sign = self._signature(file_id, timestamp, nonce)
+        query = f"timestamp={timestamp}&nonce={nonce}&sign={sign}"
+        return f"{self.files_url}/files/tools/{file_id}?{query}"
+
+    def _signature(self, file_id: str, timestamp: str, nonce: str) -> str:
+        message = f"file-preview|{file_id}|{timestamp}|{nonce}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    async def _file(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        file = self._files.get(name)
+        q = request.query
+        timestamp, nonce, sign = q.get("timestamp", ""), q.get("nonce", ""), q.get("sign", "")
+        if file is None:
+            return web.Response(status=404, text="File not found")
+        if not hmac.compare_digest(sign, self._signature(name, timestamp, nonce)):
+            return web.Response(status=403, text="Invalid request.")
+        if not timestamp.isdigit() or time.time() - int(timestamp) > self.file_url_ttl:
+            return web.Response(status=403, text="Request has expired.")
+        self.file_downloads.append(file.name)
+        return web.Response(body=file.data, content_type=file.mime_type)
 
     async def _upload(self, request: web.Request) -> web.Response:
         denied = self._auth(request)
@@ -262,6 +285,8 @@ class DifyEmulator:
         file = form.get("file")
         if not isinstance(file, web.FileField):
             return _error(400, "no_audio_uploaded", "Please upload your audio.")
+        if file.content_type not in AUDIO_TYPES:
+            return _error(415, "unsupported_audio_type", "Audio type not allowed.")
         self.uploads.append(
             {
                 "audio": True,
@@ -276,9 +301,8 @@ class DifyEmulator:
         denied = self._auth(request)
         if denied is not None:
             return denied
-        return web.json_response(
-            {"opening_statement": self.opening_statement, "suggested_questions": []}
-        )
+        self.parameter_calls += 1
+        return web.json_response({**self.parameters, "opening_statement": self.opening_statement})
 
     def _stopped(self, task_id: str) -> bool:
         return any(stop["task_id"] == task_id for stop in self.stops)
@@ -306,8 +330,11 @@ class DifyEmulator:
         return web.json_response({"result": "success"})
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message, "status": status}, status=status)
+def _error(status: int, code: str, message: str, params: str = "") -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if params:
+        body["params"] = params
+    return web.json_response(body, status=status)
 
 
 async def _open_stream(request: web.Request) -> web.StreamResponse:

@@ -142,6 +142,19 @@ class Ignored:
 Outcome = Answered | Messages | Ignored
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerOptions:
+    """What a route wants an answer to show besides the app's text (config `routes[]`:
+    `show_tools`, `show_progress`, `reasoning`, `citations`, `show_usage`). Every field has
+    a default, so jobs kept before a field existed still read."""
+
+    show_tools: bool = False
+    show_progress: bool = True
+    reasoning: Literal["hide", "collapse", "show"] = "hide"
+    citations: bool = True
+    show_usage: bool = False
+
+
 @dataclass(slots=True, kw_only=True)
 class Job:
     """A routed, accepted message: everything a worker needs to answer it, as JSON."""
@@ -155,6 +168,7 @@ class Job:
     # The route's `inputs` templates; rendered in the worker, where a display name that the
     # event did not carry can be looked up without slowing the ack.
     input_templates: dict[str, str] = field(default_factory=dict)
+    options: AnswerOptions = field(default_factory=AnswerOptions)
     accepted_at: float
 
     def to_json(self) -> bytes:

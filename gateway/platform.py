@@ -20,7 +20,7 @@ request (`Upgrade`) and hands over as a framework-free `ServedSocket`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -121,14 +121,39 @@ class Capabilities:
 # --- reply sink --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """A file the app produced (an image it drew, a report it wrote), downloaded by the core
+    and handed to the sink to post as a real image or file.
+
+    `link` is a public URL the core may name instead when a platform cannot take the file;
+    it is never an internal or signed Dify URL (those expire and may not be reachable)."""
+
+    data: bytes
+    name: str
+    mime_type: str
+    link: str | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.mime_type.startswith("image/")
+
+
 class ReplySink(Protocol):
     """The outbound side of one answer, which may span several platform messages.
 
-    The core calls, in order: `begin()` once, then any number of `update(text)` and
+    The core calls, in order: `begin()` once, then any number of `update(text, status)` and
     `finish(text, last=False)` (each `finish` closes the current platform message; the next
     call starts a new one), and finally exactly one of `finish(text, last=True)` or
-    `fail(text)`. `text` is always the *whole* text of the current message, in standard
-    Markdown; the sink converts it to its dialect.
+    `fail(text)`. Before a successful end it may call `send_files(files)` once and
+    `fold_reasoning(text)` once. `text` is always the *whole* text of the current message,
+    in standard Markdown; the sink converts it to its dialect.
+
+    The **status** is a short line in the bot's language ("Using web_search…") that says
+    what the app is doing. While `text` is empty it takes the place of the thinking
+    placeholder; after text has started a sink may show it as a small line under the text
+    where the platform renders that cleanly, or not at all. `update("", None)` means "show
+    the thinking placeholder again". A final message never carries a status.
 
     Errors: raise `RateLimited` to slow the bot down (the core retries), `PlatformError` for
     anything else. A sink records each platform message it creates in `snapshot()`; given
@@ -142,14 +167,27 @@ class ReplySink(Protocol):
     async def begin(self) -> None:
         """Show a "thinking…" state where the platform can edit or stream; else nothing."""
 
-    async def update(self, text: str) -> None:
-        """Show `text` as the current message so far (only called when `can_edit`)."""
+    async def update(self, text: str, status: str | None = None) -> None:
+        """Show `text` as the current message so far, and `status` with it (only called
+        when `can_edit`)."""
 
     async def finish(self, text: str, *, last: bool) -> None:
         """Deliver `text` as the final content of the current message."""
 
     async def fail(self, text: str) -> None:
         """End the answer with `text` (a short readable error, maybe after partial text)."""
+
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        """Deliver the app's files with the answer: called once, after the text is complete
+        and before the final `finish(last=True)`. The sink uploads them now; it posts them
+        now or shows them in (or after) the final message. Returns the files it could not
+        deliver (a type or size the platform refuses, a failed upload): the core names them
+        in the text."""
+
+    def fold_reasoning(self, text: str) -> None:
+        """The model's reasoning, to show folded in the final message where the platform can
+        fold text (a collapsible panel, a small context block); a sink that cannot, drops
+        it. Called before the final `finish(last=True)`, only when a route asks for it."""
 
     def snapshot(self) -> dict[str, Any]:
         """JSON state that lets another process resume this answer."""

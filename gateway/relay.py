@@ -12,6 +12,10 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from gateway import dify_files
+from gateway.answer import AnswerBuilder
+from gateway.app_params import AppParameters, opening_statement
+from gateway.attachments import AttachmentFailed, Attachments, Prepared, file_input_value
 from gateway.config import DifyApp
 from gateway.dify import (
     ChatRequest,
@@ -19,18 +23,17 @@ from gateway.dify import (
     DeadlineExceeded,
     DifyClient,
     DifyError,
+    DifyHTTPError,
     FileOutput,
     Finished,
     Started,
-    TextDelta,
-    TextReplace,
 )
 from gateway.inbox import Progress
 from gateway.metrics import Metrics
-from gateway.models import InboundMessage, Job
+from gateway.models import ChatType, InboundMessage, Job
 from gateway.pacing import BotBudget
-from gateway.platform import Adapter, PlatformError
-from gateway.router import Router, render_inputs
+from gateway.platform import Adapter, OutputFile
+from gateway.router import Router, conversation_key, render_inputs
 from gateway.store import keys
 from gateway.store.base import Store, StoreUnavailable
 from gateway.streaming import AnswerStream
@@ -40,7 +43,9 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
 ANSWER_RECORD_TTL = 7 * 24 * 3600.0
-_DIFY_FILE_TYPES = {"image": "image", "document": "document", "audio": "audio", "video": "video"}
+CHAT_MODES = ("chat", "agent", "chatflow")
+# The name `_produce` catches it by: the only content was a file that could not be read.
+_AttachmentFailed = AttachmentFailed
 
 
 def _command(text: str) -> str | None:
@@ -69,6 +74,8 @@ class Relay:
         self._router = router
         self._metrics = metrics
         self._words = words
+        self._parameters = AppParameters(dify, apps)
+        self._attachments_of = Attachments(dify, self._parameters)
 
     async def answer(self, job: Job, progress: Progress) -> None:
         """Answer `job`. A resumed job (another attempt, maybe on another instance, worked
@@ -145,8 +152,8 @@ class Relay:
         finished: Finished | None = None
         try:
             async with asyncio.timeout(app.timeout_s):
-                query, files = await self._attachments(job, adapter, app)
-                finished = await self._stream_answer(job, app, stream, query, files, progress)
+                prepared = await self._attachments(job, adapter, app)
+                finished = await self._stream_answer(job, app, stream, prepared, progress)
         except TimeoutError:
             self._metrics.dify_errors.labels(job.app, "deadline").inc()
             late = DeadlineExceeded(f"no answer within {app.timeout_s:.0f}s")
@@ -176,38 +183,43 @@ class Relay:
         job: Job,
         app: DifyApp,
         stream: AnswerStream,
-        query: str,
-        files: list[dict[str, Any]],
+        prepared: Prepared,
         progress: Progress,
     ) -> Finished | None:
-        chat_like = app.mode in ("chat", "agent", "chatflow")
+        chat_like = app.mode in CHAT_MODES
         key = job.conversation_key
         conversation_id = await self._store.get_conversation(key) if chat_like else None
-        inputs: dict[str, str] = {}
-        if job.input_templates:
-            uses_name = any("{user_name}" in t for t in job.input_templates.values())
-            name = job.message.user_name
-            if uses_name and not name:
-                name = await self._adapters[job.message.bot].display_name(job.message)
-            inputs = render_inputs(job.input_templates, job.message, name)
+        words = self._words[job.message.bot]
+        greeting = await self._greeting(job, app, conversation_id)
+        builder = AnswerBuilder(
+            stream,
+            options=job.options,
+            words=words,
+            links=dify_files.FileLinks(lambda url: dify_files.is_dify_file(url, app)),
+            fetch=lambda output: self._fetch_file(job, app, output),
+            greeting="\n\n".join(filter(None, [greeting, *prepared.notes])),
+        )
+        if prepared.nothing_to_ask:
+            await builder.complete(None)
+            return None
         request = ChatRequest(
-            query=query,
+            query=prepared.query,
             user=job.dify_user,
-            inputs=inputs,
+            # Route inputs go with every message: Dify checks them on every turn.
+            inputs=await self._inputs(job),
             conversation_id=conversation_id,
-            files=files,
+            files=prepared.files,
             trace_id=job.job_id,
         )
+        if prepared.files and app.mode == "workflow" and app.file_input:
+            params = await self._parameters.get(job.app)
+            request.inputs[app.file_input] = file_input_value(params, app, prepared.files)
+            request.files = []
         finished: Finished | None = None
-        outputs: list[FileOutput] = []
         for attempt in (1, 2):
             try:
                 async for event in self._dify.stream(app, request):
-                    if isinstance(event, TextDelta):
-                        stream.append(event.text)
-                    elif isinstance(event, TextReplace):
-                        stream.replace(event.text)
-                    elif isinstance(event, Started):
+                    if isinstance(event, Started):
                         if event.task_id:
                             await progress.save(task_id=event.task_id)
                         if (
@@ -217,28 +229,67 @@ class Relay:
                         ):
                             conversation_id = event.conversation_id
                             await self._remember_conversation(key, conversation_id)
-                    elif isinstance(event, FileOutput):
-                        outputs.append(event)
-                    elif isinstance(event, Finished):
+                        continue
+                    if isinstance(event, Finished):
                         finished = event
+                    await builder.handle(event)
                 break
             except ConversationGone:
-                if attempt == 2 or stream.text:
+                if attempt == 2 or builder.text_started:
                     raise
                 log.info("conversation for %s is gone in Dify; starting a new one", key)
                 await self._store.delete_conversation(key)
                 conversation_id = request.conversation_id = None
-        if finished is not None and finished.output_text and not stream.text.strip():
-            stream.append(finished.output_text)
-        words = self._words[job.message.bot]
-        for output in outputs:
-            image = output.type == "image"
-            label = words.image if image else words.file
-            stream.append(f"\n\n{'!' if image else ''}[{label}]({output.url})")
-        if finished is not None and finished.citations:
-            sources = "\n".join(f"{i}. {name}" for i, name in enumerate(finished.citations, 1))
-            stream.append(f"\n\n---\n**{words.sources}**\n{sources}")
+            except DifyHTTPError as exc:
+                if exc.code == "conversation_completed" and chat_like:
+                    # Dify ended it: the next message starts a new one.
+                    await self._store.delete_conversation(key)
+                raise
+        await builder.complete(finished)
         return finished
+
+    async def _inputs(self, job: Job) -> dict[str, object]:
+        if not job.input_templates:
+            return {}
+        uses_name = any("{user_name}" in t for t in job.input_templates.values())
+        name = job.message.user_name
+        if uses_name and not name:
+            name = await self._adapters[job.message.bot].display_name(job.message)
+        return dict(render_inputs(job.input_templates, job.message, name))
+
+    async def _greeting(self, job: Job, app: DifyApp, conversation_id: str | None) -> str:
+        """The app's opening statement, the first time a user talks to the bot in a direct
+        chat (remembered per conversation key, so /reset does not greet again)."""
+        if (
+            conversation_id is not None
+            or app.mode not in CHAT_MODES
+            or job.message.chat_type is not ChatType.DIRECT
+        ):
+            return ""
+        marker = keys.greeted(job.conversation_key)
+        try:
+            if await self._store.get(marker) is not None:
+                return ""
+            statement = opening_statement(await self._parameters.get(job.app))
+            await self._store.set(marker, "1")
+        except StoreUnavailable as exc:
+            log.info("answer %s: greeting skipped: %s", job.job_id, exc)
+            return ""
+        return statement or ""
+
+    async def _fetch_file(self, job: Job, app: DifyApp, output: FileOutput) -> OutputFile | None:
+        """A file the app produced, fetched at once (its signed link expires in minutes)."""
+        try:
+            return await dify_files.fetch(
+                self._dify.http,
+                output.url,
+                name=output.name,
+                mime_type=output.mime_type,
+                link=dify_files.public_link(output.url, app),
+            )
+        except dify_files.FileFetchFailed as exc:
+            log.warning("answer %s: a file of the app could not be fetched: %s", job.job_id, exc)
+            return None
 
     async def _remember_conversation(self, key: str, conversation_id: str) -> None:
         """Store the conversation id Dify just named. The answer goes on regardless: if the
@@ -253,41 +304,9 @@ class Relay:
                     return
                 await asyncio.sleep(wait)
 
-    async def _attachments(
-        self, job: Job, adapter: Adapter, app: DifyApp
-    ) -> tuple[str, list[dict[str, Any]]]:
+    async def _attachments(self, job: Job, adapter: Adapter, app: DifyApp) -> Prepared:
         """Download the user's files (here, in the worker), hand them to Dify."""
-        query = job.message.text.strip()
-        files: list[dict[str, Any]] = []
-        for attachment in job.message.attachments:
-            try:
-                download = await adapter.download(attachment)
-                if attachment.kind == "audio":
-                    heard = await self._dify.audio_to_text(
-                        app, job.dify_user, download.name, download.data, download.mime_type
-                    )
-                    query = f"{query}\n{heard}".strip()
-                    continue
-                file_id = await self._dify.upload_file(
-                    app, job.dify_user, download.name, download.data, download.mime_type
-                )
-            except (PlatformError, DifyError) as exc:
-                log.warning("answer %s: attachment %s failed: %s", job.job_id, attachment.name, exc)
-                if not query:
-                    raise _AttachmentFailed() from exc
-                continue
-            files.append(
-                {
-                    "type": _DIFY_FILE_TYPES[attachment.kind],
-                    "transfer_method": "local_file",
-                    "upload_file_id": file_id,
-                }
-            )
-        if not query:
-            words = self._words[job.message.bot]
-            names = ", ".join(a.name for a in job.message.attachments)
-            query = words.files_without_text(names) if names else words.empty_message
-        return query, files
+        return await self._attachments_of.prepare(job, adapter, app, self._words[job.message.bot])
 
     async def _record_answer(self, job: Job, finished: Finished) -> None:
         """Keep what feedback on this answer needs. The answer is delivered by now: a store
@@ -327,18 +346,18 @@ class Relay:
     # --- hooks adapters may use (AssistantHooks) -----------------------------------------
 
     async def opening_statement(self, message: InboundMessage) -> str | None:
+        """For an adapter's welcome (a WeCom AI bot's `enter_chat`): the statement greets
+        the user there, so their first answer does not greet them again."""
         adapter = self._adapters[message.bot]
         decision = self._router.decide(
             message, threaded_groups=adapter.capabilities.threaded_groups
         )
-        app = self._apps[decision.app]
+        scope_key, _ = conversation_key(message, decision.scope)
         try:
-            params = await self._dify.parameters(app, f"{message.bot}:{message.user_id}")
-        except DifyError as exc:
-            log.warning("opening statement for %s: %s", message.bot, exc)
-            return None
-        statement = params.get("opening_statement")
-        return statement if isinstance(statement, str) and statement.strip() else None
+            await self._store.set(keys.greeted(keys.conversation(decision.app, scope_key)), "1")
+        except StoreUnavailable as exc:
+            log.info("welcome for %s not remembered: %s", message.bot, exc)
+        return opening_statement(await self._parameters.get(decision.app))
 
     async def feedback(self, job_id: str, rating: Literal["like", "dislike"] | None) -> None:
         raw = await self._store.get(keys.answer_record(job_id))
@@ -353,7 +372,3 @@ class Relay:
             await self._dify.feedback(app, record["message_id"], record["user"], rating)
         except DifyError as exc:
             log.warning("feedback for %s failed: %s", job_id, exc)
-
-
-class _AttachmentFailed(Exception):
-    """The only content of the message was a file we could not read."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import Config, Route, Scope
-from gateway.models import ChatType, InboundMessage, Job
+from gateway.models import AnswerOptions, ChatType, InboundMessage, Job
 from gateway.store import keys
 
 
@@ -29,6 +29,8 @@ class Router:
         self._routes = config.routes
         self._bots = config.bots
         self._defaults: dict[tuple[str, ChatType, bool], Decision] = {}
+        # Built once per route: a job is made on the ack path, for every message.
+        self._options = {id(route): _options(route) for route in config.routes}
 
     def decide(self, message: InboundMessage, *, threaded_groups: bool) -> Decision:
         route = None
@@ -68,8 +70,22 @@ class Router:
             conversation_key=keys.conversation(decision.app, key),
             dify_user=user,
             input_templates=dict(route.inputs) if route is not None and route.inputs else {},
+            options=_DEFAULT_OPTIONS if route is None else self._options[id(route)],
             accepted_at=accepted_at,
         )
+
+
+_DEFAULT_OPTIONS = AnswerOptions()
+
+
+def _options(route: Route) -> AnswerOptions:
+    return AnswerOptions(
+        show_tools=route.show_tools,
+        show_progress=route.show_progress,
+        reasoning=route.reasoning,
+        citations=route.citations,
+        show_usage=route.show_usage,
+    )
 
 
 def render_inputs(

@@ -9,6 +9,9 @@
 - Before a message would exceed the platform limit, it is finished and a new one started.
 - Sinks that cannot edit get finished paragraphs instead of updates, paced the same way.
 - `finish()`/`fail()` always deliver the exact final text, retrying through rate limits.
+- A **status** (`set_status`: "Using web_search…") goes to the sink with the text, paced the
+  same way; the final message never carries one. Files, folded reasoning and a footer
+  (`attach_files`, `fold_reasoning`, `set_footer`) go with the final message only.
 """
 
 from __future__ import annotations
@@ -16,11 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from gateway.pacing import BotBudget
-from gateway.platform import Capabilities, Pacing, PlatformError, RateLimited, ReplySink
+from gateway.platform import (
+    Capabilities,
+    OutputFile,
+    Pacing,
+    PlatformError,
+    RateLimited,
+    ReplySink,
+)
 from gateway.text import measure, paragraph_break, split_text
 from gateway.words import ENGLISH
 
@@ -54,6 +64,12 @@ class AnswerStream:
         self._offset = 0  # where the current platform message starts in _full
         self._reopen = ""  # a code fence reopened at the top of the current message
         self._shown = ""  # what the current message shows now
+        self._status: str | None = None  # what the app is doing, shown beside the text
+        self._shown_status: str | None = None
+        self._files: list[OutputFile] = []
+        self._name_file: Callable[[OutputFile], str] = lambda file: file.name
+        self._reasoning = ""
+        self._footer = ""
         # Pacing is timer-driven: between updates an answer holds one timer handle at most,
         # and a task only while an update is in flight (2,000 answers at once must stay
         # small: bench/README.md).
@@ -84,6 +100,32 @@ class AnswerStream:
         self._offset = min(self._offset, len(text))
         self._poke()
 
+    @property
+    def status(self) -> str | None:
+        return self._status
+
+    def set_status(self, status: str | None) -> None:
+        """Say what the app is doing now (None: nothing in particular)."""
+        if status != self._status:
+            self._status = status
+            self._poke()
+
+    def attach_files(
+        self, files: Sequence[OutputFile], name_file: Callable[[OutputFile], str]
+    ) -> None:
+        """Files to deliver with the final message; `name_file` gives the line that names a
+        file the sink could not deliver."""
+        self._files = list(files)
+        self._name_file = name_file
+
+    def fold_reasoning(self, text: str) -> None:
+        """Reasoning to show folded in the final message (where the platform can fold)."""
+        self._reasoning = text
+
+    def set_footer(self, text: str) -> None:
+        """Markdown that ends the final message (sources, tools used, usage); not streamed."""
+        self._footer = text
+
     # --- lifecycle -----------------------------------------------------------------------
 
     async def begin(self) -> None:
@@ -105,7 +147,24 @@ class AnswerStream:
             # shortened the text): there is nothing left to send.
             log.info("answer fully delivered before the end; no final part")
             return
+        missing = await self._send_files()
+        if self._reasoning:
+            self._sink.fold_reasoning(self._reasoning)
+        tail = "\n".join(self._name_file(file) for file in missing)
+        for extra in (tail, self._footer):
+            if extra.strip():
+                current = f"{current.rstrip()}\n\n{extra.strip()}"
         await self._deliver_all(current, failed=False)
+
+    async def _send_files(self) -> list[OutputFile]:
+        """Hand the files to the sink; the ones it could not deliver come back."""
+        if not self._files:
+            return []
+        try:
+            return list(await self._sink.send_files(self._files))
+        except Exception as exc:  # a file is an extra: the answer goes out regardless
+            log.warning("could not deliver the app's files: %s", exc)
+            return self._files
 
     async def fail(self, notice: str) -> None:
         await self._stop_pacer()
@@ -150,12 +209,14 @@ class AnswerStream:
         await self._roll_over()
         current = self._current()
         if self._caps.can_edit:
-            if (
-                current.strip()
-                and current != self._shown
-                and await self._best_effort(self._sink.update, current)
-            ):
-                self._shown = current
+            text = current if current.strip() else ""
+            status = self._status
+            changed = (text, status) != (self._shown, self._shown_status)
+            # Blank text shows the placeholder: send it only to show a status, or to take
+            # one away again.
+            wanted = bool(text) or status is not None or self._shown_status is not None
+            if changed and wanted and await self._best_effort(self._sink.update, text, status):
+                self._shown, self._shown_status = text, status
                 self.updates += 1
             return
         # Search the text without its trailing blank lines: the last paragraph stays back
@@ -181,7 +242,7 @@ class AnswerStream:
         """The first `consumed` characters of the current message went out in a part."""
         self._offset += max(1, consumed - len(self._reopen))
         self._reopen = reopen
-        self._shown = ""
+        self._shown, self._shown_status = "", None
         self.parts += 1
 
     def _current(self) -> str:

@@ -43,6 +43,22 @@ class Words:
     # The question Dify gets when a message has files but no text: the app answers it.
     files_without_text_template: str  # {names}
     empty_message: str  # the same, when the message had nothing readable at all
+    # The status line while the app works (`ReplySink.update`); never in a final message.
+    status_tools_template: str  # {tools}: the tools an agent is calling, by name
+    status_knowledge: str  # a knowledge-base search
+    status_reasoning: str  # the model reasons before it answers
+    status_step_template: str  # {step}: the title of the chatflow/workflow node running
+    tools_used_template: str  # {tools}: the footer of an agent's answer (`show_tools`)
+    usage_template: str  # {tokens}, {seconds}: the footer of an answer (`show_usage`)
+    usage_tokens_template: str  # {tokens}: the same, when Dify gave no latency
+    reasoning_title: str  # above the model's reasoning, where it is shown folded
+    file_missing_template: str  # {name}: a file of the app's the chat could not take
+    files_answer_template: str  # {names}: the text of an answer that is only files
+    run_stopped: str  # under an answer whose run was stopped before it finished
+    # An attachment the app does not take ({name}; {limit}: MB or a count)
+    attachment_refused_template: str  # {name}
+    attachment_too_large_template: str  # {name}, {limit}
+    attachment_too_many_template: str  # {name}, {limit}
 
     # --- failures ------------------------------------------------------------------------
     something_went_wrong: str
@@ -55,6 +71,15 @@ class Words:
     dify_stalled: str
     dify_rejected_template: str  # {code}: Dify's error code for a 400
     dify_error_template: str  # {code}: the code of a stream `error` event
+    quota_exhausted: str  # Dify Cloud's or the model provider's quota is used up
+    app_unavailable: str  # the app is not published, not set up, or the wrong kind
+    model_unavailable: str  # the app's model is not set up or not supported
+    model_failed: str  # the model provider failed to answer
+    invalid_inputs: str  # Dify refused the inputs (the log names which)
+    file_rejected: str  # Dify refused a file the user sent
+    conversation_completed: str  # Dify ended the conversation; the next message starts anew
+    run_failed: str  # a workflow or chatflow run failed
+    run_paused: str  # the run waits for a human input form the chat cannot show
 
     # --- messages the bot cannot read ----------------------------------------------------
     kind_not_supported_template: str  # {kind}: see `kind_not_supported`
@@ -91,6 +116,35 @@ class Words:
 
     def dify_error(self, code: str) -> str:
         return self.dify_error_template.format(code=code)
+
+    def status_tools(self, tools: str) -> str:
+        return self.status_tools_template.format(tools=tools)
+
+    def status_step(self, step: str) -> str:
+        return self.status_step_template.format(step=step)
+
+    def tools_used(self, tools: str) -> str:
+        return self.tools_used_template.format(tools=tools)
+
+    def usage(self, tokens: int, seconds: float | None) -> str:
+        if seconds is None:
+            return self.usage_tokens_template.format(tokens=f"{tokens:,}")
+        return self.usage_template.format(tokens=f"{tokens:,}", seconds=f"{seconds:.1f}")
+
+    def file_missing(self, name: str) -> str:
+        return self.file_missing_template.format(name=name)
+
+    def files_answer(self, names: str) -> str:
+        return self.files_answer_template.format(names=names)
+
+    def attachment_refused(self, name: str) -> str:
+        return self.attachment_refused_template.format(name=name)
+
+    def attachment_too_large(self, name: str, limit: int) -> str:
+        return self.attachment_too_large_template.format(name=name, limit=limit)
+
+    def attachment_too_many(self, name: str, limit: int) -> str:
+        return self.attachment_too_many_template.format(name=name, limit=limit)
 
     def kind_not_supported(self, kind: str) -> str:
         """`kind` is a name from `KINDS`, said in words; any other is the platform's own
@@ -140,6 +194,26 @@ ENGLISH = Words(
     file="file",
     files_without_text_template="(The user sent {names} without text.)",
     empty_message="(The user sent a message without text.)",
+    status_tools_template="Using {tools}…",
+    status_knowledge="Searching the knowledge base…",
+    status_reasoning="Reasoning…",
+    status_step_template="Working on: {step}…",
+    tools_used_template="Used: {tools}",
+    usage_template="{tokens} tokens · {seconds} s",
+    usage_tokens_template="{tokens} tokens",
+    reasoning_title="Reasoning",
+    file_missing_template="{name} (could not be attached here)",
+    files_answer_template="Files: {names}",
+    run_stopped="_(The assistant was stopped before it finished.)_",
+    attachment_refused_template=(
+        "({name} was not passed on: this assistant does not take this kind of file.)"
+    ),
+    attachment_too_large_template=(
+        "({name} was not passed on: it is larger than the {limit} MB this assistant takes.)"
+    ),
+    attachment_too_many_template=(
+        "({name} was not passed on: this assistant takes at most {limit} files at a time.)"
+    ),
     something_went_wrong="Sorry, something went wrong while answering. Please try again.",
     gave_up="Sorry, I could not answer this message. Please send it again.",
     unreadable_file="Sorry, I could not read the file you sent. Please try again.",
@@ -150,6 +224,26 @@ ENGLISH = Words(
     dify_stalled="Sorry, the assistant stopped responding. Please try again.",
     dify_rejected_template="Sorry, Dify could not process that message ({code}).",
     dify_error_template="Sorry, the assistant ran into an error ({code}).",
+    quota_exhausted=(
+        "Sorry, the assistant has used up its quota. Please tell the person who runs it."
+    ),
+    app_unavailable=(
+        "Sorry, this assistant is not available: its Dify app is not published or not set "
+        "up. Please tell the person who runs it."
+    ),
+    model_unavailable=(
+        "Sorry, the assistant's AI model cannot be used right now. Please tell the person "
+        "who runs it."
+    ),
+    model_failed="Sorry, the AI model failed to answer. Please try again.",
+    invalid_inputs=(
+        "Sorry, this chat does not give the assistant everything it needs. Please tell the "
+        "person who runs it."
+    ),
+    file_rejected="Sorry, the assistant could not take the file you sent.",
+    conversation_completed="This conversation has ended. Your next message starts a new one.",
+    run_failed="Sorry, the assistant's workflow failed. Please try again.",
+    run_paused="Sorry, the assistant needs a form filled in, which this chat cannot show.",
     kind_not_supported_template=(
         "Sorry, I can't read {kind} messages yet. "
         "Please send your question as text, an image or a file."
@@ -216,6 +310,20 @@ SIMPLIFIED_CHINESE = Words(
     file="文件",
     files_without_text_template="（用户发送了 {names}，没有附带文字。）",
     empty_message="（用户发送了一条没有文字的消息。）",
+    status_tools_template="正在使用 {tools}…",
+    status_knowledge="正在检索知识库…",
+    status_reasoning="正在深度思考…",
+    status_step_template="正在执行：{step}…",
+    tools_used_template="使用了：{tools}",
+    usage_template="{tokens} 个 token · 耗时 {seconds} 秒",
+    usage_tokens_template="{tokens} 个 token",
+    reasoning_title="思考过程",
+    file_missing_template="{name}（无法在此附上）",
+    files_answer_template="文件：{names}",
+    run_stopped="_（助手在完成前被停止了。）_",
+    attachment_refused_template="（{name} 未转交：该助手不接受这类文件。）",
+    attachment_too_large_template="（{name} 未转交：文件超过了该助手接受的 {limit} MB。）",
+    attachment_too_many_template="（{name} 未转交：该助手一次最多接受 {limit} 个文件。）",
     something_went_wrong="抱歉，回答时出了点问题，请稍后再试。",
     gave_up="抱歉，这条消息没能得到回答，请重新发送。",
     unreadable_file="抱歉，无法读取您发送的文件，请稍后再试。",
@@ -226,6 +334,15 @@ SIMPLIFIED_CHINESE = Words(
     dify_stalled="抱歉，助手没有响应，请重试。",
     dify_rejected_template="抱歉，Dify 无法处理这条消息（{code}）。",
     dify_error_template="抱歉，助手出错了（{code}）。",
+    quota_exhausted="抱歉，助手的额度已用完，请联系管理员。",
+    app_unavailable="抱歉，该助手暂不可用：它的 Dify 应用尚未发布或未配置好，请联系管理员。",
+    model_unavailable="抱歉，助手的 AI 模型暂时无法使用，请联系管理员。",
+    model_failed="抱歉，AI 模型没能给出回答，请重试。",
+    invalid_inputs="抱歉，当前会话没有提供助手所需的全部信息，请联系管理员。",
+    file_rejected="抱歉，助手无法接收您发送的文件。",
+    conversation_completed="本次对话已结束，您的下一条消息将开始新的对话。",
+    run_failed="抱歉，助手的工作流运行失败了，请重试。",
+    run_paused="抱歉，助手需要填写表单才能继续，而当前聊天无法显示表单。",
     kind_not_supported_template=("抱歉，暂时还无法读取{kind}消息，请用文字、图片或文件提问。"),
     kinds={
         "image": "图片",
@@ -272,10 +389,44 @@ def words_for(locale: Locale) -> Words:
     return CATALOGUE[locale]
 
 
+# Dify's error codes (HTTP bodies and stream `error` events) and what the user reads.
+_FAILURE_BY_CODE = {
+    "rate_limit_error": "quota_exhausted",  # Dify Cloud's quota: not retried
+    "provider_quota_exceeded": "quota_exhausted",
+    "too_many_requests": "dify_busy",  # the app's concurrency cap: retried first
+    "app_unavailable": "app_unavailable",
+    "not_chat_app": "app_unavailable",
+    "not_workflow_app": "app_unavailable",
+    "agent_not_published": "app_unavailable",
+    "workflow_version_execution_not_allowed": "app_unavailable",
+    "provider_not_initialize": "model_unavailable",
+    "model_currently_not_support": "model_unavailable",
+    "completion_request_error": "model_failed",
+    "invalid_param": "invalid_inputs",
+    "conversation_completed": "conversation_completed",
+    "workflow_failed": "run_failed",
+    "workflow_paused": "run_paused",
+    "file_too_large": "file_rejected",
+    "unsupported_file_type": "file_rejected",
+    "too_many_files": "file_rejected",
+    "no_file_uploaded": "file_rejected",
+    "filename_not_exists_error": "file_rejected",
+    "file_not_found": "file_rejected",
+    "file_access_denied": "file_rejected",
+    "audio_too_large": "file_rejected",
+    "unsupported_audio_type": "file_rejected",
+    "no_audio_uploaded": "file_rejected",
+    "provider_not_support_speech_to_text": "voice_not_supported",
+}
+
+
 def dify_failure(words: Words, error: DifyError) -> str:
     """What the user reads when Dify fails: the one place that maps Dify's errors to texts
     (`str(error)` is the English detail for the logs)."""
     if isinstance(error, DifyHTTPError):
+        entry = _FAILURE_BY_CODE.get(error.code)
+        if entry is not None:
+            return str(getattr(words, entry))
         if error.status in (401, 403):
             return words.dify_misconfigured
         if error.status == 400:
@@ -286,7 +437,8 @@ def dify_failure(words: Words, error: DifyError) -> str:
     if isinstance(error, StreamStalled):
         return words.dify_stalled
     if isinstance(error, DifyStreamError):
-        return words.dify_error(error.code or "error")
+        entry = _FAILURE_BY_CODE.get(error.code)
+        return str(getattr(words, entry)) if entry else words.dify_error(error.code or "error")
     if isinstance(error, DeadlineExceeded):
         return words.too_slow
     # DifyUnavailable, ConversationGone (after the retry), and anything new.

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.reply import Destination, MarkdownSender
-from gateway.platform import Pacing, PlatformError, RateLimited
+from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
 from gateway.words import Words
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class MarkdownSink:
     async def begin(self) -> None:
         """Markdown messages can't be edited, so there is no thinking message to replace."""
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str, status: str | None = None) -> None:
         """Nothing to show: a markdown message is only sent once its part is finished."""
 
     async def finish(self, text: str, *, last: bool) -> None:
@@ -58,6 +58,12 @@ class MarkdownSink:
 
     async def fail(self, text: str) -> None:
         await self.finish(text, last=True)
+
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        return list(files)
+
+    def fold_reasoning(self, text: str) -> None:
+        """DingTalk markdown cannot fold text: the reasoning stays hidden."""
 
     def snapshot(self) -> dict[str, Any]:
         return {"parts": self._parts}
@@ -93,7 +99,8 @@ class CardSink:
         if self._open is None:
             await self._create(self._thinking, PROCESSING)
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str, status: str | None = None) -> None:
+        text = self._with_status(text, status)
         if self._open is None:
             await self._create(text, INPUTING)
             self._inputing = True
@@ -110,8 +117,21 @@ class CardSink:
     async def fail(self, text: str) -> None:
         await self._close(text, FAILED)
 
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        return list(files)
+
+    def fold_reasoning(self, text: str) -> None:
+        """The AI card cannot fold text: the reasoning stays hidden."""
+
     def snapshot(self) -> dict[str, Any]:
         return {"cards": list(self._cards), "open": self._open}
+
+    def _with_status(self, text: str, status: str | None) -> str:
+        """The text with the status in italics under it; the status (else "Thinking…")
+        in its place while there is no text."""
+        if not text.strip():
+            return f"_{status}_" if status else self._thinking
+        return f"{text}\n\n_{status}_" if status else text
 
     @property
     def cards(self) -> list[str]:

@@ -9,13 +9,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.feishu import audio
 from adapters.feishu.api import PLATFORM, FeishuAPI
 from adapters.feishu.connection import FeishuSocket
 from adapters.feishu.convert import ACK, Context, to_message
 from adapters.feishu.sink import CARDKIT_PACING, CardKitSupport, FeishuReplySink
 from adapters.feishu.verify import open_body, verify_webhook
 from adapters.names import DisplayNames
+from gateway import audio
 from gateway.config import FeishuBot
 from gateway.files import file_name, image_type
 from gateway.longconn import LongConnection

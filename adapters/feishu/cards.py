@@ -26,6 +26,14 @@ def clean(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+def with_status(text: str, status: str | None, thinking: str) -> str:
+    """What the card shows while the answer streams: the text, with the status in grey
+    under it; without text, the status (else "Thinking…") in italics."""
+    if not text.strip():
+        return f"_{status or thinking}_"
+    return f"{text}\n\n<font color='grey'>{status}</font>" if status else text
+
+
 def summary(text: str) -> str:
     """A one-line plain preview for the chat list."""
     plain = " ".join(_MARKUP.sub("", text).split())

@@ -25,13 +25,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from adapters.feishu import cards
 from adapters.feishu.api import FeishuAPI
-from gateway.platform import Pacing, PlatformError, RateLimited
+from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
 from gateway.words import Words
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,12 @@ class FeishuReplySink:
         if self._card is None:
             await self._open(f"_{self._thinking}_", self._thinking)
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str, status: str | None = None) -> None:
         text = cards.clean(text)
+        preview = cards.summary(text) if text.strip() else status or self._thinking
+        text = cards.with_status(text, cards.clean(status or "") or None, self._thinking)
         if self._card is None:
-            await self._open(text, cards.summary(text))
+            await self._open(text, preview)
             return
         card = await self._sent_card()
         if text == card.shown:
@@ -154,6 +156,12 @@ class FeishuReplySink:
 
     async def fail(self, text: str) -> None:
         await self.finish(cards.failure_text(text), last=True)
+
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        return list(files)
+
+    def fold_reasoning(self, text: str) -> None:
+        """Not folded in this sink yet: the reasoning stays hidden."""
 
     # --- helpers -------------------------------------------------------------------------
 

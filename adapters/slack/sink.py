@@ -6,6 +6,10 @@
   `recipient_team_id` + `recipient_user_id`.
 - Update mode: a "Thinking…" placeholder posted with `chat.postMessage`, replaced by
   `chat.update` with mrkdwn `text`, about once a second.
+- Status ("Using web_search…"): in update mode it replaces the placeholder, and later shows
+  as an italic line under the text. A stream only appends, so a status that arrives before
+  any text moves the answer to update mode (the status would otherwise stay in the
+  message); once text streams, the status is not shown.
 
 `chat.startStream` is Tier 2 (about 20 a minute per workspace), so a busy bot takes update
 mode for new answers once the bot's start-stream bucket is empty. A stream that breaks
@@ -16,7 +20,7 @@ mode on the same message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +28,7 @@ from adapters.slack.api import SlackAPI
 from adapters.slack.mrkdwn import to_mrkdwn
 from gateway.models import InboundMessage
 from gateway.pacing import BotBudget
-from gateway.platform import Pacing, PlatformError, RateLimited
+from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
 from gateway.words import Words
 
 log = logging.getLogger(__name__)
@@ -64,7 +68,7 @@ class SlackReplySink:
         words: Words,
     ) -> None:
         self._api = api
-        self._placeholder = f"_{words.thinking}_"
+        self._thinking = words.thinking
         self._budget = budget
         self._support = support
         # Every reply goes in the message's thread (convert.py sets thread_id to the
@@ -105,13 +109,16 @@ class SlackReplySink:
         if self._ts is None:
             await self._open(None)
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str, status: str | None = None) -> None:
         if self._ts is None:
-            await self._open(text)
+            await self._open(text, status)
         elif self._mode == "stream":
-            await self._append(text)
+            if text:
+                await self._append(text)
+            elif status is not None and not self._streamed:
+                await self._to_update_mode("", status)
         else:
-            await self._edit(text)
+            await self._edit(text, status)
 
     async def finish(self, text: str, *, last: bool) -> None:
         if self._ts is None:
@@ -128,12 +135,23 @@ class SlackReplySink:
     async def fail(self, text: str) -> None:
         await self.finish(text, last=True)
 
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        return list(files)
+
+    def fold_reasoning(self, text: str) -> None:
+        """Slack has no folding in this sink yet: the reasoning stays hidden."""
+
     # --- helpers -------------------------------------------------------------------------
 
-    async def _open(self, text: str | None) -> None:
-        """Create the current message: a stream when allowed, else a posted message."""
-        if self._support.enabled and self._budget.try_take(
-            "slack.startStream", START_STREAM_PER_SECOND, START_STREAM_BURST
+    async def _open(self, text: str | None, status: str | None = None) -> None:
+        """Create the current message: a stream when allowed (and no status must show
+        before text), else a posted message."""
+        if (
+            (text or status is None)
+            and self._support.enabled
+            and self._budget.try_take(
+                "slack.startStream", START_STREAM_PER_SECOND, START_STREAM_BURST
+            )
         ):
             payload: dict[str, Any] = {"channel": self._channel, "thread_ts": self._thread_ts}
             if self._team and self._user:
@@ -150,9 +168,7 @@ class SlackReplySink:
                 if isinstance(exc, PlatformError) and exc.code in _NO_STREAMING:
                     log.warning("Slack streaming unavailable (%s); using chat.update", exc.code)
                     self._support.enabled = False
-        body = await self._api.call(
-            "chat.postMessage", self._text_message(text) if text else self._thinking()
-        )
+        body = await self._api.call("chat.postMessage", self._text_message(text or "", status))
         self._ts, self._mode = str(body["ts"]), "update"
 
     async def _append(self, text: str) -> None:
@@ -197,7 +213,7 @@ class SlackReplySink:
             return
         await self._to_update_mode(text)
 
-    async def _to_update_mode(self, text: str) -> None:
+    async def _to_update_mode(self, text: str, status: str | None = None) -> None:
         assert self._ts is not None
         try:
             await self._api.call("chat.stopStream", {"channel": self._channel, "ts": self._ts})
@@ -206,9 +222,9 @@ class SlackReplySink:
         except PlatformError as exc:
             log.info("chat.stopStream failed (%s)", exc.code)
         self._mode = "update"
-        await self._edit(text)
+        await self._edit(text, status)
 
-    async def _edit(self, text: str) -> None:
+    async def _edit(self, text: str, status: str | None = None) -> None:
         assert self._ts is not None
         if self._open_stream_left:
             self._open_stream_left = False
@@ -217,21 +233,22 @@ class SlackReplySink:
             except PlatformError as exc:
                 log.info("closing the stream left by a crash failed (%s)", exc.code)
         await self._api.call(
-            "chat.update", {"channel": self._channel, "ts": self._ts, "text": to_mrkdwn(text)}
+            "chat.update",
+            {"channel": self._channel, "ts": self._ts, "text": self._mrkdwn(text, status)},
         )
 
-    def _text_message(self, text: str) -> dict[str, Any]:
-        return {
-            "channel": self._channel,
-            "thread_ts": self._thread_ts,
-            "text": to_mrkdwn(text),
-            "mrkdwn": True,
-        }
+    def _mrkdwn(self, text: str, status: str | None) -> str:
+        """The message as Slack shows it: the text, or the status (else "Thinking…") in
+        italics in its place, and a status under text that has started."""
+        if not text.strip():
+            return f"_{status or self._thinking}_"
+        body = to_mrkdwn(text)
+        return f"{body}\n\n_{status}_" if status else body
 
-    def _thinking(self) -> dict[str, Any]:
+    def _text_message(self, text: str, status: str | None = None) -> dict[str, Any]:
         return {
             "channel": self._channel,
             "thread_ts": self._thread_ts,
-            "text": self._placeholder,
+            "text": self._mrkdwn(text, status),
             "mrkdwn": True,
         }

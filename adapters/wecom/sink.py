@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.wecom.api import WecomAPI
 from adapters.wecom.quota import MemberQuota
-from gateway.platform import Pacing, PlatformError
+from gateway.platform import OutputFile, Pacing, PlatformError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class WecomAppSink:
                 log.info("wecom: could not recall part of an interrupted answer: %s", exc.code)
         self._stale = []
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str, status: str | None = None) -> None:
         """Never called: the capabilities say `can_edit=False`."""
 
     async def finish(self, text: str, *, last: bool) -> None:
@@ -90,3 +90,9 @@ class WecomAppSink:
 
     async def fail(self, text: str) -> None:
         await self.finish(text, last=True)
+
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        return list(files)
+
+    def fold_reasoning(self, text: str) -> None:
+        """WeCom cannot fold text: the reasoning stays hidden."""

@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
 
-from gateway.platform import Pacing
+from gateway.platform import OutputFile, Pacing
 from gateway.text import measure, split_text
 from gateway.words import Words
 
@@ -71,6 +71,7 @@ class StreamSink:
         self._release = release
         self._spawn = spawn
         self._thinking = thinking
+        self._placeholder = words.thinking
         self._continued = "\n\n" + words.continued
         self._taking_long = "\n\n" + words.taking_long
         self._cut = "\n\n" + words.cut
@@ -104,10 +105,10 @@ class StreamSink:
         if not self._closed:
             self._timer = self._spawn(self._close_when_due())
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str, status: str | None = None) -> None:
         async with self._lock:
             if self._index == 0 and not self._closed:
-                await self._channel.show(text, finish=False)
+                await self._channel.show(self._with_status(text, status), finish=False)
                 self._shown = text
             # Later messages go out whole, in finish(): the overflow path cannot edit.
 
@@ -127,7 +128,19 @@ class StreamSink:
     async def fail(self, text: str) -> None:
         await self.finish(text, last=True)
 
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        return list(files)
+
+    def fold_reasoning(self, text: str) -> None:
+        """WeCom cannot fold text: the reasoning stays hidden."""
+
     # --- internals -----------------------------------------------------------------------
+
+    def _with_status(self, text: str, status: str | None) -> str:
+        """The status in place of the thinking text, or in italics under the answer."""
+        if not text.strip():
+            return status or self._placeholder
+        return f"{text}\n\n*{status}*" if status else text
 
     def _remainder(self, text: str) -> str:
         """The part of the current message that the stream did not show (it was closed at

@@ -52,6 +52,12 @@ def answer_record(job_id: str) -> str:
     return f"answer:{job_id}"
 
 
+def greeted(conversation_key: str) -> str:
+    """Set once the app's opening statement was shown for a conversation key (`<app>/<scope
+    key>`), so a user is greeted once; kept for good."""
+    return f"greeted:{conversation_key}"
+
+
 def platform_token(platform: str, *ids: str) -> TokenKey:
     """A platform access token and its expiry (JSON) that instances share, `ids` naming the
     app; kept until shortly before the token expires."""

@@ -340,7 +340,7 @@ async def test_voice_is_converted_for_dify_audio_to_text(
     await answered(gateway)
     (upload,) = dify.uploads
     assert upload["audio"] and upload["name"] == "voice.mp3"
-    assert upload["mime_type"] == "audio/mpeg"
+    assert upload["mime_type"] == "audio/mp3"  # Dify refuses audio/mpeg (415)
     assert dify.requests[0]["query"] == "transcribed audio"
 
 
@@ -376,7 +376,7 @@ async def test_without_pyav_voice_gets_a_polite_reply(
     feishu: FakeFeishu,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from adapters.feishu import audio
+    from gateway import audio
 
     monkeypatch.setattr(audio, "available", lambda: False)
     client, gateway = await start(gateway_factory, dify, feishu)

@@ -13,6 +13,7 @@ import pytest
 from gateway import dify as dify_module
 from gateway.config import DifyApp
 from gateway.dify import (
+    AgentStep,
     ChatRequest,
     ConversationGone,
     DifyClient,
@@ -222,8 +223,9 @@ async def test_other_events_are_ignored_and_malformed_lines_counted() -> None:
         )
     assert events == [
         Started("c", ""),
+        AgentStep(""),
         TextDelta("A"),
-        FileOutput("http://dify.test/files/x.png", "image"),
+        FileOutput("http://dify.test/files/x.png", "image", key="/files/x.png"),
         TextReplace("B"),
         Finished("c", "m"),
     ]
@@ -257,9 +259,13 @@ async def test_uploads_audio_parameters_and_feedback(
     client, app = DifyClient(http), app_for(dify)
     file_id = await client.upload_file(app, "u", "a.png", b"png", "image/png")
     assert dify.uploads[0]["id"] == file_id and dify.uploads[0]["user"] == "u"
-    assert (
-        await client.audio_to_text(app, "u", "v.mp3", b"mp3", "audio/mpeg") == "transcribed audio"
+    assert await client.audio_to_text(app, "u", "v.mp3", b"mp3", "audio/mp3") == (
+        "transcribed audio"
     )
+    # Dify takes Dify's exact audio types only.
+    with pytest.raises(DifyHTTPError) as refused:
+        await client.audio_to_text(app, "u", "v.mp3", b"mp3", "audio/mpeg")
+    assert (refused.value.status, refused.value.code) == (415, "unsupported_audio_type")
     assert (await client.parameters(app, "u"))["opening_statement"] == dify.opening_statement
     await client.feedback(app, "msg-1", "u", "like")
     assert dify.feedbacks == [{"message_id": "msg-1", "rating": "like", "user": "u"}]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.pacing import BotBudget
-from gateway.platform import Capabilities, Pacing, PlatformError, RateLimited
+from gateway.platform import Capabilities, OutputFile, Pacing, PlatformError, RateLimited
 from gateway.streaming import AnswerStream
 from gateway.words import SIMPLIFIED_CHINESE
 
@@ -21,14 +22,19 @@ class FakeSink:
     calls: list[tuple[float, str, str]] = field(default_factory=list)  # (when, kind, text)
     fail_updates: list[Exception] = field(default_factory=list)
     fail_finishes: list[Exception] = field(default_factory=list)
+    statuses: list[str | None] = field(default_factory=list)  # the status of each update
+    files: list[OutputFile] = field(default_factory=list)
+    refuse_files: bool = False
+    folded: str = ""
 
     async def begin(self) -> None:
         self.calls.append((time.monotonic(), "begin", ""))
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str, status: str | None = None) -> None:
         if self.fail_updates:
             raise self.fail_updates.pop(0)
         self.calls.append((time.monotonic(), "update", text))
+        self.statuses.append(status)
 
     async def finish(self, text: str, *, last: bool) -> None:
         if self.fail_finishes:
@@ -37,6 +43,15 @@ class FakeSink:
 
     async def fail(self, text: str) -> None:
         self.calls.append((time.monotonic(), "fail", text))
+
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        if self.refuse_files:
+            return list(files)
+        self.files.extend(files)
+        return []
+
+    def fold_reasoning(self, text: str) -> None:
+        self.folded = text
 
     def snapshot(self) -> dict[str, Any]:
         return {"parts": sum(1 for c in self.calls if c[1] == "part")}
@@ -219,3 +234,89 @@ async def test_checkpoints_follow_each_new_message() -> None:
     await stream.finish()
     assert saved[0] == {"parts": 0}
     assert saved[-1]["parts"] >= 2
+
+
+# --- the status, files, folded reasoning and the footer -----------------------------------
+
+
+async def test_a_status_takes_the_placeholders_place_and_never_stays() -> None:
+    sink = FakeSink(pacing=Pacing(0.05, "test", 100.0))
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.set_status("Using web_search…")
+    await asyncio.sleep(0.12)
+    stream.set_status(None)  # the tool answered: back to thinking
+    await asyncio.sleep(0.12)
+    stream.set_status("Using calculator…")
+    await asyncio.sleep(0.12)
+    stream.append("The answer")
+    stream.set_status(None)
+    await asyncio.sleep(0.12)
+    stream.set_status("Using calculator…")  # a tool after text started: under the text
+    await asyncio.sleep(0.12)
+    await stream.finish()
+    updates = list(zip(sink.texts("update"), sink.statuses, strict=True))
+    assert updates == [
+        ("", "Using web_search…"),
+        ("", None),
+        ("", "Using calculator…"),
+        ("The answer", None),
+        ("The answer", "Using calculator…"),
+    ]
+    assert sink.texts("last") == ["The answer"]
+
+
+async def test_no_status_means_no_update_before_text() -> None:
+    sink = FakeSink(pacing=Pacing(0.05, "test", 100.0))
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.set_status(None)
+    stream.append("   ")
+    await asyncio.sleep(0.12)
+    assert sink.kinds() == ["begin"]
+
+
+async def test_a_sink_that_cannot_edit_never_sees_a_status() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(can_edit=False), BotBudget())
+    await stream.begin()
+    stream.set_status("Using web_search…")
+    await asyncio.sleep(0.3)
+    stream.append("Done.")
+    await stream.finish()
+    assert sink.kinds() == ["begin", "last"] and sink.statuses == []
+
+
+async def test_files_reasoning_and_the_footer_go_with_the_final_message() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.append("Here is the chart.")
+    chart = OutputFile(b"png", "chart.png", "image/png")
+    stream.attach_files([chart], lambda f: f"(no {f.name})")
+    stream.fold_reasoning("I thought about it.")
+    stream.set_footer("*42 tokens*")
+    await stream.finish()
+    assert sink.files == [chart] and sink.folded == "I thought about it."
+    assert sink.texts("last") == ["Here is the chart.\n\n*42 tokens*"]
+
+
+async def test_files_the_sink_refuses_are_named_in_the_text() -> None:
+    sink = FakeSink(refuse_files=True)
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.append("Report:")
+    stream.attach_files([OutputFile(b"x", "r.xlsx", "application/x")], lambda f: f"- {f.name}")
+    await stream.finish()
+    assert sink.texts("last") == ["Report:\n\n- r.xlsx"]
+
+
+async def test_a_failed_answer_carries_no_files_or_footer() -> None:
+    sink = FakeSink()
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.append("Half")
+    stream.attach_files([OutputFile(b"x", "a.png", "image/png")], lambda f: f.name)
+    stream.set_footer("*footer*")
+    await stream.fail("Sorry.")
+    assert sink.files == [] and sink.texts("fail") == ["Half\n\nSorry."]

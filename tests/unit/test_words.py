@@ -46,6 +46,22 @@ TEMPLATES: dict[str, tuple[set[str], Callable[[Words], str]]] = {
     "kind_not_supported_template": ({"kind"}, lambda w: w.kind_not_supported("MARK")),
     "too_many_questions_template": ({"limit"}, lambda w: w.too_many_questions(7)),
     "too_many_messages_template": ({"limit"}, lambda w: w.too_many_messages(7)),
+    "status_tools_template": ({"tools"}, lambda w: w.status_tools("MARK")),
+    "status_step_template": ({"step"}, lambda w: w.status_step("MARK")),
+    "tools_used_template": ({"tools"}, lambda w: w.tools_used("MARK")),
+    "usage_template": ({"tokens", "seconds"}, lambda w: w.usage(7, 1.25)),
+    "usage_tokens_template": ({"tokens"}, lambda w: w.usage(7, None)),
+    "file_missing_template": ({"name"}, lambda w: w.file_missing("MARK.png")),
+    "files_answer_template": ({"names"}, lambda w: w.files_answer("MARK.png")),
+    "attachment_refused_template": ({"name"}, lambda w: w.attachment_refused("MARK.zip")),
+    "attachment_too_large_template": (
+        {"name", "limit"},
+        lambda w: w.attachment_too_large("MARK.zip", 7),
+    ),
+    "attachment_too_many_template": (
+        {"name", "limit"},
+        lambda w: w.attachment_too_many("MARK.zip", 7),
+    ),
 }
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -128,11 +144,65 @@ def test_dify_errors_map_to_texts(words: Words, error: DifyError, entry: str) ->
 
 @pytest.mark.parametrize("words", CATALOGUE.values(), ids=list(CATALOGUE))
 def test_dify_errors_with_a_code_show_the_code_and_never_the_detail(words: Words) -> None:
-    rejected = dify_failure(words, DifyHTTPError(400, "invalid_param", "secret detail"))
-    assert rejected == words.dify_rejected("invalid_param") and "secret" not in rejected
+    rejected = dify_failure(words, DifyHTTPError(400, "bad_request", "secret detail"))
+    assert rejected == words.dify_rejected("bad_request") and "secret" not in rejected
     failed = dify_failure(words, DifyStreamError("model_quota_exceeded", "secret detail"))
     assert failed == words.dify_error("model_quota_exceeded") and "secret" not in failed
     assert dify_failure(words, DifyStreamError("", "x")) == words.dify_error("error")
+
+
+CODES: list[tuple[str, int, str]] = [
+    ("rate_limit_error", 429, "quota_exhausted"),
+    ("provider_quota_exceeded", 400, "quota_exhausted"),
+    ("too_many_requests", 429, "dify_busy"),
+    ("app_unavailable", 400, "app_unavailable"),
+    ("not_chat_app", 400, "app_unavailable"),
+    ("not_workflow_app", 400, "app_unavailable"),
+    ("agent_not_published", 400, "app_unavailable"),
+    ("workflow_version_execution_not_allowed", 403, "app_unavailable"),
+    ("provider_not_initialize", 400, "model_unavailable"),
+    ("model_currently_not_support", 400, "model_unavailable"),
+    ("completion_request_error", 400, "model_failed"),
+    ("invalid_param", 400, "invalid_inputs"),
+    ("conversation_completed", 400, "conversation_completed"),
+    ("file_too_large", 413, "file_rejected"),
+    ("unsupported_file_type", 415, "file_rejected"),
+    ("too_many_files", 400, "file_rejected"),
+    ("no_file_uploaded", 400, "file_rejected"),
+    ("filename_not_exists_error", 400, "file_rejected"),
+    ("file_not_found", 404, "file_rejected"),
+    ("file_access_denied", 403, "file_rejected"),
+    ("audio_too_large", 413, "file_rejected"),
+    ("unsupported_audio_type", 415, "file_rejected"),
+    ("no_audio_uploaded", 400, "file_rejected"),
+    ("provider_not_support_speech_to_text", 400, "voice_not_supported"),
+]
+
+
+@pytest.mark.parametrize("words", CATALOGUE.values(), ids=list(CATALOGUE))
+@pytest.mark.parametrize(("code", "status", "entry"), CODES, ids=[c for c, _, _ in CODES])
+def test_every_dify_error_code_has_a_short_text(
+    words: Words, code: str, status: int, entry: str
+) -> None:
+    shown = dify_failure(words, DifyHTTPError(status, code, "secret detail", "secret_input"))
+    assert shown == getattr(words, entry)
+    assert "secret" not in shown and code not in shown
+
+
+@pytest.mark.parametrize("words", CATALOGUE.values(), ids=list(CATALOGUE))
+def test_stream_errors_and_failed_runs_have_short_texts(words: Words) -> None:
+    assert dify_failure(words, DifyStreamError("workflow_failed", "node x")) == words.run_failed
+    assert dify_failure(words, DifyStreamError("workflow_paused", "form")) == words.run_paused
+    assert dify_failure(words, DifyStreamError("provider_quota_exceeded", "q")) == (
+        words.quota_exhausted
+    )
+    assert dify_failure(words, DifyStreamError("invalid_param", "x")) == words.invalid_inputs
+
+
+def test_the_refused_input_is_named_in_the_log_only() -> None:
+    error = DifyHTTPError(400, "invalid_param", "department is required", "department")
+    assert "department" in str(error)
+    assert "department" not in dify_failure(ENGLISH, error)
 
 
 async def test_the_runtime_gives_each_bot_the_words_of_its_locale() -> None:

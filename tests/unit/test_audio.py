@@ -7,7 +7,7 @@ import io
 import av
 import pytest
 
-from adapters.feishu import audio
+from gateway import audio
 from tests.unit.feishu.audio_sample import opus_clip
 
 
@@ -19,7 +19,7 @@ def test_opus_becomes_mono_16k_mp3_of_the_same_length() -> None:
     clip = opus_clip(1.0)
     assert clip.startswith(b"OggS")
     data, name, mime = audio.convert(clip)
-    assert (name, mime) == ("voice.mp3", "audio/mpeg")
+    assert (name, mime) == ("voice.mp3", "audio/mp3")  # Dify refuses audio/mpeg
     with av.open(io.BytesIO(data)) as converted:
         stream = converted.streams.audio[0]
         assert stream.codec_context.name.startswith("mp3")
