@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from urllib.parse import urlsplit
 
 from gateway.dify_events import (
     AgentStep,
@@ -29,6 +31,7 @@ from gateway.dify_events import (
     TextReplace,
 )
 from gateway.dify_files import FileLinks, file_key
+from gateway.files import file_name
 from gateway.models import AnswerOptions
 from gateway.platform import OutputFile
 from gateway.reasoning import ThinkSplitter
@@ -74,7 +77,10 @@ class AnswerBuilder:
         self._used: list[str] = []
         self._node: NodeStarted | None = None
         self._files: list[OutputFile] = []
-        self._file_keys: set[str] = set()
+        # key -> where the file went: ("file", index in _files) or ("missing", index)
+        self._file_keys: dict[str, tuple[str, int]] = {}
+        self._named: set[str] = set()  # keys whose file has the name Dify gave it
+        self._missing: list[str] = []  # files that could not be fetched, by name
         if self._greeting:
             stream.append(self._greeting)
 
@@ -116,6 +122,9 @@ class AnswerBuilder:
         await self._fetch_links()
         if finished is not None and finished.stopped:
             self._stream.append(f"\n\n{self._words.run_stopped}")
+        if self._missing:
+            lines = "\n".join(self._words.file_missing(name) for name in self._missing)
+            self._stream.append(f"\n\n{lines}")
         if self._files and not self.text_started:
             names = ", ".join(file.name for file in self._files)
             self._stream.append(self._words.files_answer(names))
@@ -228,11 +237,38 @@ class AnswerBuilder:
     async def _file(self, output: FileOutput) -> None:
         key = output.key or file_key(output.url)
         if key in self._file_keys:
+            self._rename(key, output.name)
             return
-        self._file_keys.add(key)
-        file = await self._fetch(output)
-        if file is not None:
-            self._files.append(file)
+        if output.name:
+            self._named.add(key)
+        name = output.name or self._generic_name(output)
+        file = await self._fetch(replace(output, name=name))
+        if file is None:
+            self._file_keys[key] = ("missing", len(self._missing))
+            self._missing.append(name)
+            return
+        self._file_keys[key] = ("file", len(self._files))
+        self._files.append(file)
+
+    def _rename(self, key: str, name: str) -> None:
+        """A file named again, now with the name Dify gave it (a `message_file` has none;
+        `message_end.files` has)."""
+        where, index = self._file_keys[key]
+        if not name or key in self._named:
+            return
+        self._named.add(key)
+        if where == "missing":
+            self._missing[index] = name
+            return
+        file = self._files[index]
+        named = file_name(name, file.mime_type, keep_extension=True)
+        self._files[index] = replace(file, name=named)
+
+    def _generic_name(self, output: FileOutput) -> str:
+        """ "image.png" for a file Dify gave no name (the link's own name is a random id)."""
+        base = self._words.image if output.type == "image" else self._words.file
+        _, dot, extension = urlsplit(output.url).path.rpartition("/")[2].rpartition(".")
+        return f"{base}.{extension}" if dot and extension.isalnum() else base
 
     def _name_missing(self, file: OutputFile) -> str:
         if file.link:

@@ -91,11 +91,15 @@ class FileLinks:
 
     `feed(delta)` returns the text that may be shown now; a trailing bracket that may still
     become a link is held back until it is complete (or plainly not a link). A removed image
-    leaves nothing; a removed file link leaves its text (the file itself follows)."""
+    leaves nothing (nor the blank lines after it, when it stood on its own line); a removed
+    file link leaves its text (the file itself follows)."""
 
-    def __init__(self, is_file: Callable[[str], bool]) -> None:
+    def __init__(self, is_file: Callable[[str], bool], resolve: Callable[[str], str] = str) -> None:
         self._is_file = is_file
+        self._resolve = resolve  # links are reported absolute
         self._held = ""
+        self._last = "\n"  # the last character released (the start counts as a new line)
+        self._eat_breaks = False  # an image on its own line was removed at the very end
         self.links: list[Link] = []
 
     def feed(self, delta: str) -> str:
@@ -103,32 +107,53 @@ class FileLinks:
         if not text:
             return ""
         cut = len(text)
-        if "[" in text[-MAX_HELD_CHARS:]:
+        if "[" in text[-MAX_HELD_CHARS:] or text.endswith("!"):
             tail = _OPEN_LINK.search(text, max(0, len(text) - MAX_HELD_CHARS))
             if tail is not None:
                 cut = tail.start()
         self._held = text[cut:]
-        return self._strip(text[:cut])
+        return self._release(text[:cut])
 
     def flush(self) -> str:
         text, self._held = self._held, ""
-        return self._strip(text)
+        return self._release(text)
 
     def strip_all(self, text: str) -> str:
         """A whole text at once (a `message_replace`)."""
-        return self._strip(text)
+        self._last, self._eat_breaks = "\n", False
+        return self._release(text)
+
+    def _release(self, text: str) -> str:
+        if self._eat_breaks:
+            stripped = text.lstrip("\n")
+            self._eat_breaks = not stripped
+            text = stripped
+        if "](" in text:
+            text = self._strip(text)
+        if text:
+            self._last = text[-1]
+        return text
 
     def _strip(self, text: str) -> str:
-        if "](" not in text:
-            return text
-        return _LINK.sub(self._replace, text)
-
-    def _replace(self, match: re.Match[str]) -> str:
-        image, label, url = match.group(1) == "!", match.group(2), match.group(3)
-        if not self._is_file(url):
-            return match.group(0)
-        self.links.append(Link(url, label.strip(), image))
-        return "" if image else label
+        out: list[str] = []
+        pos = 0
+        for match in _LINK.finditer(text):
+            image, label, url = match.group(1) == "!", match.group(2), match.group(3)
+            if not self._is_file(url):
+                continue
+            self.links.append(Link(self._resolve(url), label.strip(), image))
+            out.append(text[pos : match.start()])
+            pos = match.end()
+            if not image:
+                out.append(label)
+                continue
+            before = "".join(out)[-1:] or self._last
+            if before == "\n":  # the image stood on its own line: so do the breaks after
+                rest = text[pos:].lstrip("\n")
+                self._eat_breaks = not rest
+                pos = len(text) - len(rest)
+        out.append(text[pos:])
+        return "".join(out)
 
 
 # --- fetching ------------------------------------------------------------------------------

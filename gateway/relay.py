@@ -195,7 +195,10 @@ class Relay:
             stream,
             options=job.options,
             words=words,
-            links=dify_files.FileLinks(lambda url: dify_files.is_dify_file(url, app)),
+            links=dify_files.FileLinks(
+                lambda url: dify_files.is_dify_file(url, app),
+                lambda url: dify_files.resolve(url, app),
+            ),
             fetch=lambda output: self._fetch_file(job, app, output),
             greeting="\n\n".join(filter(None, [greeting, *prepared.notes])),
         )

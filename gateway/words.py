@@ -38,8 +38,8 @@ class Words:
     thinking: str  # the placeholder until the first words of the answer arrive
     empty_answer: str
     sources: str  # the heading above a knowledge-base answer's citations
-    image: str  # the label of an image link the app produced
-    file: str  # the label of a file link the app produced
+    image: str  # the name of an image the app produced without one ("image.png")
+    file: str  # the name of a file the app produced without one
     # The question Dify gets when a message has files but no text: the app answers it.
     files_without_text_template: str  # {names}
     empty_message: str  # the same, when the message had nothing readable at all

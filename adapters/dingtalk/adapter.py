@@ -23,6 +23,7 @@ from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.connection import StreamClient
 from adapters.dingtalk.convert import PLATFORM, Skip, parse_robot_message
 from adapters.dingtalk.frames import FrameError, StreamFrame
+from adapters.dingtalk.media import MediaSender
 from adapters.dingtalk.reply import Destination, MarkdownSender
 from adapters.dingtalk.sink import CARD_PACING, MARKDOWN_PACING, CardSink, MarkdownSink
 from adapters.dingtalk.verify import verify_signature
@@ -154,7 +155,7 @@ class DingtalkAdapter:
         if template and (destination.group or destination.staff_id):
             return CardSink(self.api, destination, template, resume, words=self._context.words)
         sender = MarkdownSender(self.api, destination, self.bot, words=self._context.words)
-        return MarkdownSink(sender, resume)
+        return MarkdownSink(sender, MediaSender(self.api, destination), resume)
 
     async def download(self, attachment: Attachment) -> Download:
         code = str(attachment.source.get("download_code") or "")

@@ -28,6 +28,9 @@ from gateway.store.base import SharedState
 
 PLATFORM = "dingtalk"
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
+DEFAULT_API_BASE = "https://api.dingtalk.com"
+# Media upload lives on the old API host; a test or proxy `api_base` serves both.
+OLD_API_BASE = "https://oapi.dingtalk.com"
 THROTTLE_CODES = frozenset(
     {
         "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
@@ -96,6 +99,11 @@ def _token_refused(exc: PlatformError) -> bool:
     return isinstance(exc, TokenRefused)
 
 
+def _old_token_refused(exc: PlatformError) -> bool:
+    """The old API says a token went bad with errcode 40014 (invalid) or 42001 (expired)."""
+    return exc.code in ("40014", "42001")
+
+
 class DingtalkApi:
     def __init__(
         self,
@@ -119,6 +127,10 @@ class DingtalkApi:
     @property
     def base(self) -> str:
         return self._base
+
+    @property
+    def old_base(self) -> str:
+        return OLD_API_BASE if self._base == DEFAULT_API_BASE else self._base
 
     async def _fetch_token(self) -> tuple[str, float]:
         """`POST /v1.0/oauth2/accessToken` -> (accessToken, expireIn seconds)."""
@@ -179,6 +191,29 @@ class DingtalkApi:
         if not 200 <= fetched.status < 300:
             raise PlatformError(PLATFORM, f"http_{fetched.status}", "file download")
         return fetched.data, fetched.content_type
+
+    async def upload_media(self, kind: str, name: str, data: bytes, mime: str) -> str:
+        """`POST {oapi}/media/upload?access_token=…&type=image|file` (multipart field
+        `media`, as the official SDKs send it, with the app's access token); returns the
+        `media_id`."""
+        url = f"{self.old_base}/media/upload"
+
+        async def send(token: str) -> dict[str, Any]:
+            return await WEBHOOK.send(
+                self._http,
+                "POST",
+                url,
+                what="media/upload",
+                params={"access_token": token, "type": kind},
+                files={"media": (name, data, mime)},
+                timeout=60.0,
+            )
+
+        body = await with_token(self.token, send, rejected=_old_token_refused)
+        media_id = body.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise PlatformError(PLATFORM, "no_media_id", "media/upload")
+        return media_id
 
     # --- messages ----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.dingtalk.api import DingtalkApi
+from adapters.dingtalk.media import MediaSender
 from adapters.dingtalk.reply import Destination, MarkdownSender
 from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
 from gateway.words import Words
@@ -38,8 +39,14 @@ CARD_PACING = Pacing(min_interval=0.5, budget="card.streaming", budget_per_secon
 class MarkdownSink:
     """Replies as finished markdown messages; nothing shows until a part is complete."""
 
-    def __init__(self, sender: MarkdownSender, resume: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        sender: MarkdownSender,
+        media: MediaSender,
+        resume: Mapping[str, Any] | None = None,
+    ) -> None:
         self._sender = sender
+        self._media = media
         self._parts = int(resume.get("parts", 0)) if resume else 0
 
     @property
@@ -55,12 +62,14 @@ class MarkdownSink:
     async def finish(self, text: str, *, last: bool) -> None:
         await self._sender.send(text, mention=self._parts == 0)
         self._parts += 1
+        if last:
+            await self._media.send()
 
     async def fail(self, text: str) -> None:
         await self.finish(text, last=True)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
-        return list(files)
+        return await self._media.upload(files)
 
     def fold_reasoning(self, text: str) -> None:
         """DingTalk markdown cannot fold text: the reasoning stays hidden."""
@@ -82,6 +91,7 @@ class CardSink:
         words: Words,
     ) -> None:
         self._api = api
+        self._media = MediaSender(api, destination)
         self._thinking = f"_{words.thinking}_"
         self._to = destination
         self._template = template_id
@@ -113,12 +123,14 @@ class CardSink:
 
     async def finish(self, text: str, *, last: bool) -> None:
         await self._close(text, FINISHED)
+        if last:
+            await self._media.send()
 
     async def fail(self, text: str) -> None:
         await self._close(text, FAILED)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
-        return list(files)
+        return await self._media.upload(files)
 
     def fold_reasoning(self, text: str) -> None:
         """The AI card cannot fold text: the reasoning stays hidden."""

@@ -67,6 +67,13 @@ def _token_rejected(exc: PlatformError) -> bool:
     return exc.code in TOKEN_REJECTED
 
 
+def _key(data: dict[str, Any], name: str, what: str) -> str:
+    key = data.get(name)
+    if not isinstance(key, str) or not key:
+        raise PlatformError(PLATFORM, f"no_{name}", what)
+    return key
+
+
 class FeishuAPI:
     def __init__(self, http: httpx.AsyncClient, store: SharedState, config: FeishuBot) -> None:
         self._http = http
@@ -222,6 +229,58 @@ class FeishuAPI:
             f"/open-apis/cardkit/v1/cards/{card_id}",
             {"card": {"type": "card_json", "data": dumps(card)}, "sequence": sequence},
         )
+
+    async def add_elements(
+        self, card_id: str, elements: list[dict[str, Any]], sequence: int, *, before: str = ""
+    ) -> None:
+        """Add elements to a card entity, at the end or before element `before`
+        (`POST /open-apis/cardkit/v1/cards/:card_id/elements`)."""
+        body: dict[str, Any] = {
+            "type": "insert_before" if before else "append",
+            "elements": dumps(elements),
+            "sequence": sequence,
+        }
+        if before:
+            body["target_element_id"] = before
+        await self.call("POST", f"/open-apis/cardkit/v1/cards/{card_id}/elements", body)
+
+    # --- uploads (im:resource): https://open.feishu.cn/document/server-docs/im-v1/image/create
+
+    async def upload_image(self, name: str, data: bytes, mime: str) -> str:
+        """`POST /open-apis/im/v1/images` (multipart, `image_type=message`; ≤ 10 MB);
+        returns the `image_key` a card or an image message shows."""
+        data_out = await self._upload(
+            "/open-apis/im/v1/images", {"image_type": "message"}, ("image", name, data, mime)
+        )
+        return _key(data_out, "image_key", "im/v1/images")
+
+    async def upload_file(self, name: str, data: bytes, mime: str, file_type: str) -> str:
+        """`POST /open-apis/im/v1/files` (multipart; ≤ 30 MB); returns the `file_key` of a
+        file message. `file_type` is opus, mp4, pdf, doc, xls, ppt or stream."""
+        fields = {"file_type": file_type, "file_name": name}
+        data_out = await self._upload("/open-apis/im/v1/files", fields, ("file", name, data, mime))
+        return _key(data_out, "file_key", "im/v1/files")
+
+    async def _upload(
+        self, path: str, fields: dict[str, str], part: tuple[str, str, bytes, str]
+    ) -> dict[str, Any]:
+        field, name, data, mime = part
+
+        async def send(token: str) -> dict[str, Any]:
+            return await API.send(
+                self._http,
+                "POST",
+                self._base + path,
+                what=path,
+                data=fields,
+                files={field: (name, data, mime)},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60.0,
+            )
+
+        body = await with_token(self._token, send, rejected=_token_rejected)
+        out = body.get("data")
+        return out if isinstance(out, dict) else {}
 
     async def download(self, message_id: str, key: str, kind: str) -> tuple[bytes, str]:
         """A file or image the user sent: (bytes, content type)

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 ELEMENT_ID = "answer"  # letters, digits and _, starting with a letter, at most 20 chars
+REASONING_ID = "reasoning"
 SUMMARY_CHARS = 60
 # JSON escapes a control character as six bytes (\u0001), seven in the PATCH's doubly
 # escaped body, and none of them render: they are dropped (tab and newline stay).
@@ -57,11 +58,36 @@ def closing_settings(text: str) -> dict[str, Any]:
     return {"config": {"streaming_mode": False, "summary": {"content": summary(text)}}}
 
 
-def final_card(text: str) -> dict[str, Any]:
-    """A finished JSON 2.0 card: the full replacement when the element PUT cannot be used."""
+def final_card(
+    text: str, images: list[str] | None = None, panel: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A finished JSON 2.0 card: the full replacement when the element PUT cannot be used,
+    with the folded reasoning above the text and the app's images under it."""
     card = streaming_card(text, summary(text))
     card["config"]["streaming_mode"] = False
+    elements = card["body"]["elements"]
+    card["body"]["elements"] = [*([panel] if panel else []), *elements, *image_elements(images)]
     return card
+
+
+def image_elements(image_keys: list[str] | None) -> list[dict[str, Any]]:
+    """One `img` element per uploaded image (the same in card JSON 1.0 and 2.0)."""
+    return [
+        {"tag": "img", "img_key": key, "alt": {"tag": "plain_text", "content": ""}}
+        for key in image_keys or []
+    ]
+
+
+def reasoning_panel(title: str, text: str) -> dict[str, Any]:
+    """The model's reasoning in a collapsed panel (card JSON 2.0 `collapsible_panel`)."""
+    return {
+        "tag": "collapsible_panel",
+        "element_id": REASONING_ID,
+        "expanded": False,
+        "header": {"title": {"tag": "markdown", "content": f"**{title}**"}},
+        "border": {"color": "grey", "corner_radius": "5px"},
+        "elements": [{"tag": "markdown", "content": clean(text)}],
+    }
 
 
 def card_reference(card_id: str) -> dict[str, Any]:
@@ -69,11 +95,12 @@ def card_reference(card_id: str) -> dict[str, Any]:
     return {"type": "card", "data": {"card_id": card_id}}
 
 
-def plain_card(text: str) -> dict[str, Any]:
-    """The fallback: a JSON 1.0 interactive card, updatable with the message PATCH."""
+def plain_card(text: str, images: list[str] | None = None) -> dict[str, Any]:
+    """The fallback: a JSON 1.0 interactive card, updatable with the message PATCH (it
+    has no collapsible panel: folded reasoning stays out)."""
     return {
         "config": {"wide_screen_mode": True, "update_multi": True},
-        "elements": [{"tag": "markdown", "content": text}],
+        "elements": [{"tag": "markdown", "content": text}, *image_elements(images)],
     }
 
 

@@ -13,6 +13,11 @@ card's operations (a repeat gets 300317). We use milliseconds since the card was
 or the last value + 1 if larger: strictly increasing here, and still increasing when another
 process resumes the card from a snapshot that is a few operations old.
 
+The app's images are uploaded (`im/v1/images`) and shown in the final card under the text;
+other files are uploaded (`im/v1/files`) and sent as file messages in the same thread.
+Folded reasoning goes in a collapsed panel above the text (card JSON 2.0 only: the
+fallback card below leaves it out).
+
 Fallback, when CardKit fails on create or on the first PUT (no `cardkit:card:write` scope,
 old tenant): a JSON 1.0 interactive card updated with `PATCH /im/v1/messages/:id`, about
 once a second. A CardKit card that already shows "Thinking…" is recalled first, so the
@@ -40,6 +45,34 @@ CARDKIT_PACING = Pacing(min_interval=0.25, budget="cardkit", budget_per_second=1
 PATCH_PACING = Pacing(min_interval=1.0, budget="im.message.patch", budget_per_second=15)
 RESUME_SEQUENCE_GAP = 1000  # sequence numbers skipped when a card is taken over
 NO_SCOPE = "99991672"  # "Access denied. One of the following scopes is required"
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_FILE_BYTES = 30 * 1024 * 1024
+# What im/v1/images takes (TIFF and HEIC become JPG); anything else goes as a file.
+IMAGE_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "image/bmp",
+        "image/x-icon",
+        "image/vnd.microsoft.icon",
+        "image/tiff",
+        "image/heic",
+    }
+)
+# im/v1/files `file_type` by extension; everything else is `stream`.
+FILE_TYPES = {
+    "opus": "opus",
+    "mp4": "mp4",
+    "pdf": "pdf",
+    "doc": "doc",
+    "docx": "doc",
+    "xls": "xls",
+    "xlsx": "xls",
+    "ppt": "ppt",
+    "pptx": "ppt",
+}
 
 
 @dataclass(slots=True)
@@ -74,6 +107,9 @@ class FeishuReplySink:
     ) -> None:
         self._api = api
         self._thinking = words.thinking  # plain in the chat list, in italics in the card
+        self._reasoning_title = words.reasoning_title
+        self._images: list[str] = []  # image keys for the final card
+        self._panel: dict[str, Any] | None = None  # folded reasoning for the final card
         self._support = support
         self._reply_to = str(reply_to["message_id"])
         self._in_thread = bool(reply_to.get("in_thread"))
@@ -141,16 +177,23 @@ class FeishuReplySink:
 
     async def finish(self, text: str, *, last: bool) -> None:
         text = cards.clean(text)
+        images = self._images if last else []
+        panel = self._panel if last else None
         if self._card is None:
             # Nothing shown yet for this part: one finished card, one call.
-            self._done.append(await self._reply(cards.plain_card(text)))
+            card_json = (
+                cards.final_card(text, images, panel) if panel else cards.plain_card(text, images)
+            )
+            self._done.append(await self._reply(card_json))
             return
         card = await self._sent_card()
         if card.card_id is None:
-            if text != card.shown:
-                await self._api.patch_message(self._message_id(card), cards.plain_card(text))
+            if text != card.shown or images:
+                await self._api.patch_message(
+                    self._message_id(card), cards.plain_card(text, images)
+                )
         else:
-            await self._close(card, text)
+            await self._close(card, text, images, panel)
         self._done.append(self._message_id(card))
         self._card = None
 
@@ -158,10 +201,29 @@ class FeishuReplySink:
         await self.finish(cards.failure_text(text), last=True)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
-        return list(files)
+        """Images are uploaded for the final card; other files are uploaded and sent as
+        file messages now (the answer's card is already in the chat)."""
+        missing: list[OutputFile] = []
+        for file in files:
+            size = len(file.data)
+            try:
+                if file.mime_type in IMAGE_TYPES and 0 < size <= MAX_IMAGE_BYTES:
+                    key = await self._api.upload_image(file.name, file.data, file.mime_type)
+                    self._images.append(key)
+                elif 0 < size <= MAX_FILE_BYTES:
+                    extension = file.name.rpartition(".")[2].lower()
+                    kind = FILE_TYPES.get(extension, "stream")
+                    key = await self._api.upload_file(file.name, file.data, file.mime_type, kind)
+                    await self._reply_as("file", {"file_key": key})
+                else:
+                    missing.append(file)
+            except PlatformError as exc:
+                log.warning("Feishu could not send the file %s: %s", file.name, exc)
+                missing.append(file)
+        return missing
 
     def fold_reasoning(self, text: str) -> None:
-        """Not folded in this sink yet: the reasoning stays hidden."""
+        self._panel = cards.reasoning_panel(self._reasoning_title, text)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -172,9 +234,12 @@ class FeishuReplySink:
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     async def _reply(self, content: object, card_id: str | None = None) -> str:
+        return await self._reply_as("interactive", content, card_id)
+
+    async def _reply_as(self, msg_type: str, content: object, card_id: str | None = None) -> str:
         uuid = self._uuid(card_id)
         message_id = await self._api.reply(
-            self._reply_to, "interactive", content, in_thread=self._in_thread, uuid=uuid
+            self._reply_to, msg_type, content, in_thread=self._in_thread, uuid=uuid
         )
         self._sent += 1
         return message_id
@@ -225,13 +290,24 @@ class FeishuReplySink:
         await self._api.stream_text(card.card_id, cards.ELEMENT_ID, text, self._next_sequence(card))
         card.streamed, card.shown = True, text
 
-    async def _close(self, card: _Card, text: str) -> None:
-        """Final text, then streaming off; if either is refused, replace the card whole
-        (streaming also ends by itself after ~10 minutes, and then the PUT is refused)."""
+    async def _close(
+        self, card: _Card, text: str, images: list[str], panel: dict[str, Any] | None
+    ) -> None:
+        """Final text (and the reasoning panel and images), then streaming off; if any of
+        it is refused, replace the card whole (streaming also ends by itself after ~10
+        minutes, and then the PUT is refused)."""
         assert card.card_id is not None
         try:
             if text != card.shown:
                 await self._stream(card, text)
+            if panel is not None:
+                sequence = self._next_sequence(card)
+                await self._api.add_elements(
+                    card.card_id, [panel], sequence, before=cards.ELEMENT_ID
+                )
+            if images:
+                sequence = self._next_sequence(card)
+                await self._api.add_elements(card.card_id, cards.image_elements(images), sequence)
             settings = cards.closing_settings(text)
             await self._api.card_settings(card.card_id, settings, self._next_sequence(card))
         except RateLimited:
@@ -241,7 +317,7 @@ class FeishuReplySink:
                 await self._fall_back(card, text)
                 return
             log.info("closing CardKit card failed (%s); replacing it whole", exc.code)
-            final = cards.final_card(text)
+            final = cards.final_card(text, images, panel)
             await self._api.replace_card(card.card_id, final, self._next_sequence(card))
             card.shown = text
 

@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from adapters.download import follow
-from gateway.outbound import Answer, JsonApi
+from gateway.outbound import Answer, JsonApi, network_error
 from gateway.platform import PlatformError
 
 PLATFORM = "slack"
@@ -78,6 +78,16 @@ class SlackAPI:
             content=_json_body(payload or {}),
             headers=self._json_headers,
         )
+
+    async def upload(self, upload_url: str, data: bytes) -> None:
+        """Send a file's bytes to the URL `files.getUploadURLExternal` gave (a POST of the
+        raw bytes; no token: the URL is one)."""
+        try:
+            response = await self._http.post(upload_url, content=data, timeout=60.0)
+        except httpx.HTTPError as exc:
+            raise network_error(PLATFORM, "file upload", exc) from None
+        if response.status_code != 200:
+            raise PlatformError(PLATFORM, f"http_{response.status_code}", "file upload")
 
     def token_may_go_to(self, url: str) -> bool:
         """The bot token is only ever sent to Slack's own hosts (over HTTPS) or to the

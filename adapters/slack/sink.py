@@ -10,6 +10,12 @@
   as an italic line under the text. A stream only appends, so a status that arrives before
   any text moves the answer to update mode (the status would otherwise stay in the
   message); once text streams, the status is not shown.
+- Folded reasoning: Slack cannot fold, so it goes in a small grey `context` block under the
+  final text (`chat.stopStream` takes `blocks`; an edited message then carries its text as
+  `section` blocks, since `blocks` replace `text`).
+- Files: uploaded the external way (`files.getUploadURLExternal` with form fields, the bytes
+  to the upload URL, `files.completeUploadExternal` sharing them into the thread), so they
+  follow the answer in its thread as real images and files.
 
 `chat.startStream` is Tier 2 (about 20 a minute per workspace), so a busy bot takes update
 mode for new answers once the bot's start-stream bucket is empty. A stream that breaks
@@ -19,6 +25,7 @@ mode on the same message.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +36,7 @@ from adapters.slack.mrkdwn import to_mrkdwn
 from gateway.models import InboundMessage
 from gateway.pacing import BotBudget
 from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
+from gateway.text import split_text
 from gateway.words import Words
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,8 @@ STREAM_PACING = Pacing(min_interval=0.25, budget="slack.appendStream", budget_pe
 UPDATE_PACING = Pacing(min_interval=1.0, budget="slack.update", budget_per_second=50 / 60)
 START_STREAM_PER_SECOND = 20 / 60  # Tier 2
 START_STREAM_BURST = 3.0
+SECTION_CHARS = 2500  # a section block takes 3,000 chars of mrkdwn; escaping adds some
+CONTEXT_CHARS = 2900  # a context element takes 3,000
 # Errors that mean this workspace/token cannot stream at all: stop trying for this bot.
 _NO_STREAMING = {
     "unknown_method",
@@ -69,6 +79,8 @@ class SlackReplySink:
     ) -> None:
         self._api = api
         self._thinking = words.thinking
+        self._reasoning_title = words.reasoning_title
+        self._reasoning = ""  # folded under the final text
         self._budget = budget
         self._support = support
         # Every reply goes in the message's thread (convert.py sets thread_id to the
@@ -121,13 +133,17 @@ class SlackReplySink:
             await self._edit(text, status)
 
     async def finish(self, text: str, *, last: bool) -> None:
+        blocks = self._reasoning_blocks() if last else []
         if self._ts is None:
-            body = await self._api.call("chat.postMessage", self._text_message(text))
+            payload = self._text_message(text)
+            if blocks:
+                payload["blocks"] = [*_sections(text), *blocks]
+            body = await self._api.call("chat.postMessage", payload)
             self._done.append(str(body.get("ts") or ""))
         elif self._mode == "stream":
-            await self._stop(text)
+            await self._stop(text, blocks)
         else:
-            await self._edit(text)
+            await self._edit(text, blocks=blocks)
         if self._ts is not None:
             self._done.append(self._ts)
         self._ts, self._mode, self._streamed = None, None, ""
@@ -136,10 +152,39 @@ class SlackReplySink:
         await self.finish(text, last=True)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
-        return list(files)
+        """Upload each file, then share them all into the answer's thread at once."""
+        missing: list[OutputFile] = []
+        uploaded: list[tuple[OutputFile, dict[str, str]]] = []
+        for file in files:
+            try:
+                ticket = await self._api.call(
+                    "files.getUploadURLExternal",
+                    {"filename": file.name, "length": str(len(file.data))},
+                    form=True,
+                )
+                await self._api.upload(str(ticket["upload_url"]), file.data)
+                uploaded.append((file, {"id": str(ticket["file_id"]), "title": file.name}))
+            except (PlatformError, KeyError) as exc:
+                log.warning("Slack upload of %s failed: %s", file.name, exc)
+                missing.append(file)
+        if uploaded:
+            try:
+                await self._api.call(
+                    "files.completeUploadExternal",
+                    {
+                        "files": json.dumps([entry for _, entry in uploaded]),
+                        "channel_id": self._channel,
+                        "thread_ts": self._thread_ts,
+                    },
+                    form=True,
+                )
+            except PlatformError as exc:
+                log.warning("Slack could not share the uploaded files: %s", exc)
+                missing.extend(file for file, _ in uploaded)
+        return missing
 
     def fold_reasoning(self, text: str) -> None:
-        """Slack has no folding in this sink yet: the reasoning stays hidden."""
+        self._reasoning = text
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -195,12 +240,14 @@ class SlackReplySink:
             return
         self._streamed = text
 
-    async def _stop(self, text: str) -> None:
+    async def _stop(self, text: str, blocks: list[dict[str, Any]]) -> None:
         assert self._ts is not None
         if text.startswith(self._streamed):
             payload: dict[str, Any] = {"channel": self._channel, "ts": self._ts}
             if rest := text[len(self._streamed) :]:
                 payload["markdown_text"] = rest
+            if blocks:
+                payload["blocks"] = blocks
             try:
                 await self._api.call("chat.stopStream", payload)
                 return
@@ -209,11 +256,13 @@ class SlackReplySink:
             except PlatformError as exc:
                 log.info("chat.stopStream failed (%s); finishing with chat.update", exc.code)
             self._mode = "update"
-            await self._edit(text)
+            await self._edit(text, blocks=blocks)
             return
-        await self._to_update_mode(text)
+        await self._to_update_mode(text, blocks=blocks)
 
-    async def _to_update_mode(self, text: str, status: str | None = None) -> None:
+    async def _to_update_mode(
+        self, text: str, status: str | None = None, *, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
         assert self._ts is not None
         try:
             await self._api.call("chat.stopStream", {"channel": self._channel, "ts": self._ts})
@@ -222,9 +271,11 @@ class SlackReplySink:
         except PlatformError as exc:
             log.info("chat.stopStream failed (%s)", exc.code)
         self._mode = "update"
-        await self._edit(text, status)
+        await self._edit(text, status, blocks=blocks)
 
-    async def _edit(self, text: str, status: str | None = None) -> None:
+    async def _edit(
+        self, text: str, status: str | None = None, *, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
         assert self._ts is not None
         if self._open_stream_left:
             self._open_stream_left = False
@@ -232,10 +283,24 @@ class SlackReplySink:
                 await self._api.call("chat.stopStream", {"channel": self._channel, "ts": self._ts})
             except PlatformError as exc:
                 log.info("closing the stream left by a crash failed (%s)", exc.code)
-        await self._api.call(
-            "chat.update",
-            {"channel": self._channel, "ts": self._ts, "text": self._mrkdwn(text, status)},
-        )
+        payload: dict[str, Any] = {
+            "channel": self._channel,
+            "ts": self._ts,
+            "text": self._mrkdwn(text, status),
+        }
+        if blocks:
+            payload["blocks"] = [*_sections(text), *blocks]
+        await self._api.call("chat.update", payload)
+
+    def _reasoning_blocks(self) -> list[dict[str, Any]]:
+        """The folded reasoning as a small grey context block, or nothing."""
+        if not self._reasoning.strip():
+            return []
+        body = to_mrkdwn(self._reasoning.strip())
+        if len(body) > CONTEXT_CHARS:
+            body = body[: CONTEXT_CHARS - 1] + "…"
+        text = f"*{self._reasoning_title}*\n{body}"
+        return [{"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}]
 
     def _mrkdwn(self, text: str, status: str | None) -> str:
         """The message as Slack shows it: the text, or the status (else "Thinking…") in
@@ -252,3 +317,13 @@ class SlackReplySink:
             "text": self._mrkdwn(text, status),
             "mrkdwn": True,
         }
+
+
+def _sections(text: str) -> list[dict[str, Any]]:
+    """`text` as mrkdwn section blocks (a message with `blocks` shows them, not `text`)."""
+    parts = split_text(text, SECTION_CHARS, "chars") if text.strip() else []
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": to_mrkdwn(part.render())}}
+        for part in parts
+        if part.render().strip()
+    ]

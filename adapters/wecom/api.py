@@ -157,6 +157,42 @@ class WecomAPI:
             raise PlatformError(PLATFORM, "invaliduser", HINTS[81013])
         return str(body.get("msgid") or "")
 
+    async def send_media(self, touser: str, kind: str, media_id: str) -> str:
+        """`message/send` of an `image` or `file` (doc path/90236); returns WeCom's msgid."""
+        body = await self.call(
+            "message/send",
+            {
+                "touser": touser,
+                "msgtype": kind,
+                "agentid": self.agent_id,
+                kind: {"media_id": media_id},
+            },
+        )
+        if body.get("invaliduser"):
+            raise PlatformError(PLATFORM, "invaliduser", HINTS[81013])
+        return str(body.get("msgid") or "")
+
+    async def upload_media(self, kind: str, name: str, data: bytes, mime: str) -> str:
+        """`media/upload?type=image|voice|video|file` (doc path/96484; multipart field
+        `media`, whose filename is the name shown); returns a `media_id` valid 3 days."""
+
+        async def send(token: str) -> dict[str, Any]:
+            return await API.send(
+                self._http,
+                "POST",
+                f"{self._base}/cgi-bin/media/upload",
+                what="media/upload",
+                params={"access_token": token, "type": kind},
+                files={"media": (name, data, mime)},
+                timeout=60.0,
+            )
+
+        body = await with_token(self.token, send, rejected=_token_rejected)
+        media_id = body.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise PlatformError(PLATFORM, "invalid_json", "media/upload: no media_id")
+        return media_id
+
     async def recall(self, msgid: str) -> None:
         """`message/recall` (doc path/96460): withdraw a message sent within 24 h."""
         await self.call("message/recall", {"msgid": msgid})

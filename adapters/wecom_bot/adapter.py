@@ -170,7 +170,9 @@ class WecomBotAdapter:
                 shown = StreamState(self._words.thinking, False, 0.0)
             else:
                 shown = state.as_seen(time.time(), self._words.interrupted)
-            body = stream_body(callback.stream_id, shown.content, finish=shown.finish)
+            body = stream_body(
+                callback.stream_id, shown.content, finish=shown.finish, items=shown.items
+            )
             return Answered(seal(crypto, body), "stream refresh")
         if isinstance(callback, convert.EnterChat):
             welcome = await self._welcome(callback.message)

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -45,8 +47,11 @@ class StoreChannel:
         self._close_at = close_at
         self._response_url = response_url
 
-    async def show(self, content: str, *, finish: bool) -> None:
-        await self._state.write(self._sid, StreamState(content, finish, self._close_at))
+    async def show(
+        self, content: str, *, finish: bool, items: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        state = StreamState(content, finish, self._close_at, items=tuple(items))
+        await self._state.write(self._sid, state)
 
     async def overflow(self, content: str) -> None:
         await post_response_url(self._http, self._response_url, content)
@@ -62,8 +67,10 @@ class FrameChannel:
         self._req_id = req_id
         self._chat_id = chat_id
 
-    async def show(self, content: str, *, finish: bool) -> None:
-        body = stream_body(self._sid, content, finish=finish)
+    async def show(
+        self, content: str, *, finish: bool, items: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        body = stream_body(self._sid, content, finish=finish, items=items)
         await self._link.request("aibot_respond_msg", self._req_id, body)
 
     async def overflow(self, content: str) -> None:

@@ -13,15 +13,19 @@ Facts, from the official pages:
   `content` ≤ 20,480 UTF-8 bytes of Markdown, `feedback.id` ≤ 256 bytes and only on the
   first reply (path/101031; aibot-node-sdk `src/types/api.ts`).
 - The `enter_chat` welcome is `{"msgtype":"text","text":{"content":…}}` (path/101031).
+- Images go into the final stream reply only (`finish:true`): `stream.msg_item`, at most 10
+  items `{"msgtype":"image","image":{"base64","md5"}}`, JPG or PNG of at most 10 MB before
+  base64, `md5` of the raw bytes (path/101031).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.wecom.crypto import WecomCrypto
@@ -30,6 +34,9 @@ from gateway.platform import MalformedRequest, VerificationFailed
 
 MAX_CONTENT_BYTES = 20480
 MAX_FEEDBACK_ID_BYTES = 256
+MAX_ITEMS = 10
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png"})
 
 
 def stream_id(bot: str, msgid: str) -> str:
@@ -97,12 +104,30 @@ def seal(crypto: WecomCrypto, payload: Mapping[str, Any]) -> HttpResponse:
 
 
 def stream_body(
-    sid: str, content: str, *, finish: bool, feedback_id: str | None = None
+    sid: str,
+    content: str,
+    *,
+    finish: bool,
+    feedback_id: str | None = None,
+    items: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     stream: dict[str, Any] = {"id": sid, "finish": finish, "content": content}
     if feedback_id and len(feedback_id.encode()) <= MAX_FEEDBACK_ID_BYTES:
         stream["feedback"] = {"id": feedback_id}
+    if finish and items:
+        stream["msg_item"] = [dict(item) for item in items[:MAX_ITEMS]]
     return {"msgtype": "stream", "stream": stream}
+
+
+def image_item(data: bytes) -> dict[str, Any]:
+    """One `msg_item` image: base64 of the bytes and the md5 of the raw bytes."""
+    return {
+        "msgtype": "image",
+        "image": {
+            "base64": base64.b64encode(data).decode(),
+            "md5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        },
+    }
 
 
 def text_body(content: str) -> dict[str, Any]:

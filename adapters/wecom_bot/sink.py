@@ -12,6 +12,9 @@ message (doc path/100719, path/101031). So an answer has two places to go:
    only if it exceeds one message. In WebSocket mode it is `aibot_send_msg`, one message
    per part.
 
+The app's images (JPG or PNG) go into the final stream reply as `msg_item`s; other files
+cannot go through a stream, so the core names them in the text.
+
 Where the stream goes (the store for refresh callbacks, or WebSocket frames) is the
 `StreamChannel`'s business; this class only decides what to show where.
 """
@@ -24,6 +27,12 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
 
+from adapters.wecom_bot.protocol import (
+    IMAGE_TYPES,
+    MAX_IMAGE_BYTES,
+    MAX_ITEMS,
+    image_item,
+)
 from gateway.platform import OutputFile, Pacing
 from gateway.text import measure, split_text
 from gateway.words import Words
@@ -33,6 +42,7 @@ log = logging.getLogger(__name__)
 # Bytes kept free in the stream for a note under the text (`Words.continued`, `.taking_long`
 # and `.cut`: a test checks that every locale's notes fit).
 NOTE_MARGIN = 256
+MAX_ITEM_BYTES = 10 * 1024 * 1024  # all images of one answer, before base64 (the store holds it)
 
 
 class StreamChannel(Protocol):
@@ -43,7 +53,9 @@ class StreamChannel(Protocol):
     def overflow_once(self) -> bool:
         """True when the overflow path takes a single message (response_url)."""
 
-    async def show(self, content: str, *, finish: bool) -> None: ...
+    async def show(
+        self, content: str, *, finish: bool, items: Sequence[dict[str, Any]] = ()
+    ) -> None: ...
 
     async def overflow(self, content: str) -> None: ...
 
@@ -84,6 +96,7 @@ class StreamSink:
         self._shown = str(state.get("shown", ""))  # what the stream showed when it closed
         self._pending = str(state.get("pending", ""))  # overflow collected for response_url
         self._released = bool(state.get("released", False))
+        self._items: list[dict[str, Any]] = []  # images for the final reply
 
     @property
     def pacing(self) -> Pacing:
@@ -115,7 +128,9 @@ class StreamSink:
     async def finish(self, text: str, *, last: bool) -> None:
         async with self._lock:
             if self._index == 0 and not self._closed:
-                await self._channel.show(text if last else text + self._continued, finish=True)
+                items = self._items if last else []
+                content = text if last else text + self._continued
+                await self._channel.show(content, finish=True, items=items)
                 self._closed, self._shown = True, text
                 await self._let_go()
             else:
@@ -129,7 +144,25 @@ class StreamSink:
         await self.finish(text, last=True)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
-        return list(files)
+        """Images ride on the final stream reply; anything else, or an image once the
+        stream has closed, comes back to be named."""
+        missing: list[OutputFile] = []
+        total = 0
+        for file in files:
+            size = len(file.data)
+            if (
+                self._index != 0
+                or self._closed
+                or file.mime_type not in IMAGE_TYPES
+                or not 0 < size <= MAX_IMAGE_BYTES
+                or total + size > MAX_ITEM_BYTES
+                or len(self._items) >= MAX_ITEMS
+            ):
+                missing.append(file)
+                continue
+            total += size
+            self._items.append(image_item(file.data))
+        return missing
 
     def fold_reasoning(self, text: str) -> None:
         """WeCom cannot fold text: the reasoning stays hidden."""

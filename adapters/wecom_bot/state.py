@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.store import keys
 from gateway.store.base import Claims, SharedState
@@ -31,6 +31,7 @@ class StreamState:
     finish: bool
     close_at: float  # when our sink closes the stream at the latest (epoch seconds)
     refused: bool = False
+    items: tuple[dict[str, Any], ...] = ()  # images of the final reply (`msg_item`)
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -44,6 +45,7 @@ class StreamState:
                 finish=bool(data["finish"]),
                 close_at=float(data["close_at"]),
                 refused=bool(data.get("refused", False)),
+                items=tuple(i for i in data.get("items", ()) if isinstance(i, dict)),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -55,7 +57,7 @@ class StreamState:
         if self.finish or now < self.close_at + STALE_GRACE:
             return self
         content = f"{self.content}\n\n{interrupted}"
-        return StreamState(content, True, self.close_at, self.refused)
+        return StreamState(content, True, self.close_at, self.refused, self.items)
 
 
 class BotStore(Claims, SharedState, Protocol):

@@ -59,6 +59,7 @@ class FakeDingtalk:
         self.calls: list[Call] = []
         self.valid_tokens: set[str] = set()
         self.files: dict[str, tuple[bytes, str]] = {}
+        self.media: dict[str, tuple[str, str, bytes]] = {}  # media_id -> (type, name, bytes)
         self.cards: dict[str, Card] = {}
         self.acks: list[dict[str, Any]] = []
         self.connections = 0  # WebSocket sessions accepted so far
@@ -79,6 +80,7 @@ class FakeDingtalk:
         app.router.add_get("/stream", self._stream)
         app.router.add_post("/robot/sendBySession", self._session)
         app.router.add_get("/files/{code}", self._file)
+        app.router.add_post("/media/upload", self._upload)
         app.router.add_route("*", "/v1.0/{tail:.*}", self._openapi)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -117,7 +119,8 @@ class FakeDingtalk:
         return [c for c in self.calls if c.path == path]
 
     def texts(self) -> list[str]:
-        """The markdown/text of every robot message delivered, in order, by any route."""
+        """The markdown/text of every robot message delivered, in order, by any route (media
+        messages are in `media_sent()`)."""
         out: list[str] = []
         for call in self.calls:
             if call.path == "/robot/sendBySession":
@@ -126,7 +129,7 @@ class FakeDingtalk:
             elif call.path in (
                 "/v1.0/robot/oToMessages/batchSend",
                 "/v1.0/robot/groupMessages/send",
-            ):
+            ) and call.body.get("msgKey") in ("sampleText", "sampleMarkdown"):
                 param = json.loads(call.body["msgParam"])
                 out.append(param.get("text") or param.get("content") or "")
         return out
@@ -194,6 +197,36 @@ class FakeDingtalk:
         )
 
     # --- handlers ----------------------------------------------------------------------
+
+    def media_sent(self) -> list[tuple[str, dict[str, Any]]]:
+        """(msgKey, msgParam) of every robot media message sent through the OpenAPI."""
+        return [
+            (str(c.body["msgKey"]), json.loads(c.body["msgParam"]))
+            for c in self.calls
+            if c.path in ("/v1.0/robot/oToMessages/batchSend", "/v1.0/robot/groupMessages/send")
+            and c.body.get("msgKey") in ("sampleImageMsg", "sampleFile")
+        ]
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """`oapi …/media/upload?access_token&type` (multipart `media`, ≤ 20 MB)."""
+        form = await request.post()
+        self.calls.append(
+            Call(time.monotonic(), "POST", request.path, dict(request.query), None, {})
+        )
+        if request.query.get("access_token") not in self.valid_tokens:
+            return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
+        media = form.get("media")
+        kind = request.query.get("type", "")
+        if kind not in ("image", "voice", "video", "file") or not isinstance(media, web.FileField):
+            return web.json_response({"errcode": 40004, "errmsg": "invalid media type"})
+        data = media.file.read()
+        if not data or len(data) > 20 * 1024 * 1024:
+            return web.json_response({"errcode": 40006, "errmsg": "invalid size"})
+        media_id = f"@lAD{next(self._ids):06d}"
+        self.media[media_id] = (kind, str(media.filename), data)
+        return web.json_response(
+            {"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id, "created_at": 1}
+        )
 
     async def _record(self, request: web.Request) -> tuple[Call, web.Response | None]:
         raw = await request.read()
@@ -305,8 +338,14 @@ class FakeDingtalk:
         return web.json_response({"downloadUrl": f"{self.base_url}/files/{code}"})
 
     def _ok_send(self, body: dict[str, Any]) -> web.Response:
-        if body.get("msgKey") not in ("sampleText", "sampleMarkdown"):
+        key = body.get("msgKey")
+        if key not in ("sampleText", "sampleMarkdown", "sampleImageMsg", "sampleFile"):
             return web.json_response({"code": "invalidMsgKey", "message": "no"}, status=400)
+        param = json.loads(str(body.get("msgParam") or "{}"))
+        media = param.get("photoURL") if key == "sampleImageMsg" else param.get("mediaId")
+        known = {m.lstrip("@") for m in self.media} | set(self.media)
+        if key in ("sampleImageMsg", "sampleFile") and media not in known:
+            return web.json_response({"code": "invalidMediaId", "message": "no"}, status=400)
         return web.json_response({"processQueryKey": f"pqk-{next(self._ids)}"})
 
     def _card_create(self, body: dict[str, Any]) -> web.Response:

@@ -8,6 +8,9 @@ It behaves like Feishu where the gateway cares:
   documented form `{"config": {...}}` (other keys are ignored, so a wrong form is visible);
 - interactive cards PATCHed only when `update_multi` is true;
 - message resources, bot info, contact names;
+- image and file uploads (multipart, `im/v1/images` ≤ 10 MB, `im/v1/files` ≤ 30 MB, never
+  empty), image and file messages, CardKit elements added to a card (`append`,
+  `insert_before`), with the same `sequence` rule;
 - the long-connection endpoint and a WebSocket speaking `pbbp2.Frame`: pings answered with a
   pong carrying `ClientConfig`, events pushed (optionally in several parts), acks recorded.
 
@@ -118,6 +121,8 @@ class FakeFeishu:
         self.uuids: dict[str, str] = {}
         self.resources: dict[tuple[str, str], tuple[bytes, str, str]] = {}
         self.names: dict[str, str] = {}
+        self.images: dict[str, bytes] = {}  # image_key -> the bytes uploaded
+        self.files: dict[str, tuple[str, str, bytes]] = {}  # file_key -> (name, type, bytes)
         self.injections: list[Injection] = []
         self.bot_info_fails = 0
         # long connection
@@ -145,6 +150,9 @@ class FakeFeishu:
         r.add_put("/open-apis/cardkit/v1/cards/{cid}", self._replace_card)
         r.add_put("/open-apis/cardkit/v1/cards/{cid}/elements/{eid}/content", self._content)
         r.add_patch("/open-apis/cardkit/v1/cards/{cid}/settings", self._settings)
+        r.add_post("/open-apis/cardkit/v1/cards/{cid}/elements", self._add_elements)
+        r.add_post("/open-apis/im/v1/images", self._upload_image)
+        r.add_post("/open-apis/im/v1/files", self._upload_file)
         r.add_post("/callback/ws/endpoint", self._ws_endpoint)
         r.add_get("/ws", self._ws)
         return app
@@ -206,15 +214,30 @@ class FakeFeishu:
     def replies_to(self, message_id: str) -> list[FakeMessage]:
         return [self.messages[m] for m in self.order if self.messages[m].parent_id == message_id]
 
+    def file_messages(self) -> list[tuple[str, str, bytes]]:
+        """The files the bot sent as file messages: (name, file_type, bytes)."""
+        return [
+            self.files[str((self.messages[m].card or {}).get("file_key"))]
+            for m in self.order
+            if self.messages[m].msg_type == "file"
+        ]
+
     def transcript(self) -> list[str]:
-        """What each bot message that was not recalled shows, in order."""
-        return [self.visible(m) for m in self.order if not self.messages[m].deleted]
+        """What each bot card that was not recalled shows, in order (file messages are in
+        `file_messages()`)."""
+        return [
+            self.visible(m)
+            for m in self.order
+            if not self.messages[m].deleted and self.messages[m].msg_type == "interactive"
+        ]
 
     # --- plumbing ------------------------------------------------------------------------
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        raw = await request.read()
+        # A multipart body is left for the handler (aiohttp reads it only once).
+        multipart = request.content_type.startswith("multipart/")
+        raw = b"" if multipart else await request.read()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -278,6 +301,10 @@ class FakeFeishu:
         if body.get("msg_type") == "interactive" and size > CARD_LIMIT:
             return _fail(230025, "message content exceeds the limit")
         content = json.loads(body["content"])
+        if body.get("msg_type") == "file" and content.get("file_key") not in self.files:
+            return _fail(230001, "file_key not found")
+        if body.get("msg_type") == "image" and content.get("image_key") not in self.images:
+            return _fail(230001, "image_key not found")
         message = FakeMessage(
             f"om_bot_{len(self.messages) + 1}",
             parent,
@@ -394,6 +421,57 @@ class FakeFeishu:
         card.data = json.loads(body["card"]["data"])
         card.states.append((time.monotonic(), card.text()))
         return _ok({})
+
+    async def _add_elements(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        card = self.cards.get(request.match_info["cid"])
+        where = body.get("type")
+        if where not in ("append", "insert_before", "insert_after"):
+            return _fail(300312, "invalid type")
+        error = self._sequenced(card, body.get("sequence"), "elements")
+        if error is not None:
+            return error
+        assert card is not None
+        new = json.loads(body["elements"])
+        elements = card.data.setdefault("body", {}).setdefault("elements", [])
+        if where == "append":
+            elements.extend(new)
+        else:
+            target = body.get("target_element_id")
+            index = next((i for i, e in enumerate(elements) if e.get("element_id") == target), -1)
+            if index < 0:
+                return _fail(300311, "element not found")
+            elements[index + (where == "insert_after") : index] = new
+        return _ok({})
+
+    # --- uploads ---------------------------------------------------------------------------
+
+    async def _upload_image(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        image = form.get("image")
+        if form.get("image_type") != "message" or not isinstance(image, web.FileField):
+            return _fail(234001, "invalid request param")
+        data = image.file.read()
+        if not data or len(data) > 10 * 1024 * 1024:
+            return _fail(234006, "the image size exceeds the limit")
+        key = f"img_v3_{len(self.images) + 1:04d}"
+        self.images[key] = data
+        return _ok({"image_key": key})
+
+    async def _upload_file(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        file = form.get("file")
+        file_type = str(form.get("file_type") or "")
+        if not isinstance(file, web.FileField) or not form.get("file_name"):
+            return _fail(234001, "invalid request param")
+        if file_type not in ("opus", "mp4", "pdf", "doc", "xls", "ppt", "stream"):
+            return _fail(234001, "invalid file_type")
+        data = file.file.read()
+        if not data or len(data) > 30 * 1024 * 1024:
+            return _fail(234006, "the file size exceeds the limit")
+        key = f"file_v3_{len(self.files) + 1:04d}"
+        self.files[key] = (str(form["file_name"]), file_type, data)
+        return _ok({"file_key": key})
 
     # --- long connection -----------------------------------------------------------------
 

@@ -1,11 +1,17 @@
 """A fake Slack Web API (and Socket Mode server) on loopback that records every call and
-renders each message the way a user would see it."""
+renders each message the way a user would see it.
+
+File uploads work the external way, with Slack's own strictness: `files.getUploadURLExternal`
+takes form fields only (a JSON body gets `invalid_arguments`, as the real API answers), the
+bytes go to the upload URL, and `files.completeUploadExternal` shares them into a channel
+(a user id as `channel_id` is refused) and thread, where they show as a message."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -35,6 +41,8 @@ class Message:
     text: str = ""
     open: bool = True  # a stream not stopped yet
     states: list[tuple[float, str]] = field(default_factory=list)  # (when, visible text)
+    blocks: list[dict[str, Any]] | None = None  # the last blocks the message was given
+    files: list[dict[str, Any]] = field(default_factory=list)  # a file share: the files
 
     def show(self, text: str) -> None:
         self.text = text
@@ -50,6 +58,7 @@ class FakeSlack:
     acks: list[str] = field(default_factory=list)
     socket_connections: int = 0
     user_names: dict[str, str] = field(default_factory=dict)
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # file id -> upload
     base_url: str = ""
     _inject: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -106,6 +115,7 @@ class FakeSlack:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/files/{name}", self._file)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
@@ -135,7 +145,48 @@ class FakeSlack:
         if self._inject[method]:
             status, body, headers = self._inject[method].pop(0)
             return web.json_response(body, status=status, headers=headers)
+        if method.startswith("files.") and method.endswith("External"):
+            form = request.content_type != "application/json"
+            return web.json_response(self._files(method, payload, form))
         return web.json_response(self._respond(method, payload))
+
+    def _files(self, method: str, p: dict[str, Any], form: bool) -> dict[str, Any]:
+        if not form:
+            return {"ok": False, "error": "invalid_arguments"}  # JSON is not taken here
+        if method == "files.getUploadURLExternal":
+            length = str(p.get("length") or "")
+            if not p.get("filename") or not length.isdigit() or int(length) == 0:
+                return {"ok": False, "error": "missing_argument"}
+            file_id = f"F{len(self.uploads) + 1:08d}"
+            self.uploads[file_id] = {"name": p["filename"], "length": int(length), "data": None}
+            upload_url = self.base_url.replace("/api", f"/upload/{file_id}")
+            return {"ok": True, "upload_url": upload_url, "file_id": file_id}
+        channel = str(p.get("channel_id") or "")
+        if not re.fullmatch(r"[CGDZ][A-Z0-9]+", channel):
+            return {"ok": False, "error": "invalid_arguments"}
+        shared = json.loads(str(p.get("files") or "[]"))
+        for entry in shared:
+            upload = self.uploads.get(entry.get("id"))
+            if upload is None or upload["data"] is None:
+                return {"ok": False, "error": "file_not_found"}
+        ts = f"1700000000.{next(self._ts):06d}"
+        message = Message(channel, p.get("thread_ts"), ts, streaming=False, open=False)
+        message.files = [{**self.uploads[e["id"]], "title": e.get("title")} for e in shared]
+        message.show(" ".join(f["name"] for f in message.files))
+        self.messages[ts] = message
+        return {"ok": True, "files": [{"id": e["id"]} for e in shared]}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["file_id"])
+        data = await request.read()
+        if upload is None or len(data) != upload["length"]:
+            return web.Response(status=400, text="bad upload")
+        upload["data"] = data
+        return web.Response(text="OK - " + str(len(data)))
+
+    def shared_files(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The files shared into a thread, as Slack holds them."""
+        return [f for m in self.thread(channel, thread_ts) for f in m.files]
 
     def _respond(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
         ok = {"ok": True}
@@ -157,6 +208,7 @@ class FakeSlack:
                 str(p["channel"]), p.get("thread_ts"), ts, streaming=method == "chat.startStream"
             )
             msg.open = msg.streaming
+            msg.blocks = p.get("blocks")
             msg.show(str(p.get("markdown_text") or "") if msg.streaming else str(p.get("text")))
             self.messages[ts] = msg
             return {**ok, "ts": ts, "channel": p["channel"]}
@@ -165,6 +217,7 @@ class FakeSlack:
             return {"ok": False, "error": "message_not_found"}
         if method == "chat.update":
             msg.open = False
+            msg.blocks = p.get("blocks")
             msg.show(str(p.get("text")))
         elif method in ("chat.appendStream", "chat.stopStream"):
             if not msg.streaming or not msg.open:
@@ -173,6 +226,8 @@ class FakeSlack:
                 return {"ok": False, "error": "msg_too_long"}
             msg.show(msg.text + str(p.get("markdown_text") or ""))
             msg.open = method == "chat.appendStream"
+            if method == "chat.stopStream" and p.get("blocks"):
+                msg.blocks = p.get("blocks")
         else:
             return {"ok": False, "error": "unknown_method"}
         return {**ok, "ts": msg.ts}

@@ -52,6 +52,7 @@ class FakeQyapi:
     sent: list[Sent] = field(default_factory=list)
     recalled: list[str] = field(default_factory=list)
     media: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
+    uploads: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)  # id -> type, name
     names: dict[str, str] = field(default_factory=dict)
     base_url: str = ""
     tokens_issued: int = 0
@@ -101,7 +102,8 @@ class FakeQyapi:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         params = dict(request.query)
-        payload = await request.json() if request.method == "POST" else None
+        multipart = request.content_type.startswith("multipart/")
+        payload = await request.json() if request.method == "POST" and not multipart else None
         self.calls.append(Call(path, params, payload, time.monotonic()))
         if path == "gettoken":
             return web.json_response(self._gettoken(params))
@@ -119,6 +121,8 @@ class FakeQyapi:
             return web.json_response({"errcode": 0, "errmsg": "ok"})
         if path == "media/get":
             return self._media(params.get("media_id", ""))
+        if path == "media/upload" and multipart:
+            return web.json_response(await self._upload(request, params.get("type", "")))
         if path == "user/get":
             user = params.get("userid", "")
             if user not in self.names:
@@ -140,7 +144,13 @@ class FakeQyapi:
         if p.get("agentid") != AGENT_ID:
             return {"errcode": 40056, "errmsg": "invalid agentid"}
         msgtype = str(p.get("msgtype"))
-        content = str((p.get(msgtype) or {}).get("content") or "")
+        if msgtype in ("image", "file"):
+            media_id = str((p.get(msgtype) or {}).get("media_id") or "")
+            if self.uploads.get(media_id, ("",))[0] != msgtype:
+                return {"errcode": 40007, "errmsg": "invalid media_id"}
+            content = f"{msgtype}:{self.uploads[media_id][1]}"
+        else:
+            content = str((p.get(msgtype) or {}).get("content") or "")
         if not content:
             return {"errcode": 44004, "errmsg": "empty content"}
         if len(content.encode()) > 2048:
@@ -154,6 +164,23 @@ class FakeQyapi:
         dropped = len(recent) >= limit
         self.sent.append(Sent(touser, msgtype, content, msgid, now, dropped))
         return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": msgid}
+
+    async def _upload(self, request: web.Request, kind: str) -> dict[str, Any]:
+        """`media/upload` (doc path/96484): field `media`; > 5 bytes; image JPG/PNG ≤ 10 MB,
+        file ≤ 20 MB."""
+        form = await request.post()
+        media = form.get("media")
+        if kind not in ("image", "voice", "video", "file") or not isinstance(media, web.FileField):
+            return {"errcode": 40004, "errmsg": "invalid media type"}
+        data = media.file.read()
+        limit = 10 * 1024 * 1024 if kind == "image" else 20 * 1024 * 1024
+        if len(data) <= 5 or len(data) > limit:
+            return {"errcode": 40006, "errmsg": "invalid media size"}
+        if kind == "image" and not data.startswith((b"\x89PNG", b"\xff\xd8\xff")):
+            return {"errcode": 40005, "errmsg": "invalid file type"}
+        media_id = f"media-{len(self.uploads) + 1}"
+        self.uploads[media_id] = (kind, str(media.filename), data)
+        return {"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id}
 
     def _media(self, media_id: str) -> web.Response:
         if media_id not in self.media:

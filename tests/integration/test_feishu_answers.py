@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.emulator import DifyEmulator, Node, ScriptedReply, Thought
+from gateway.emulator import DifyEmulator, EmulatorFile, Node, ScriptedReply, Thought
 from gateway.runtime import Gateway
 from gateway.words import SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory
@@ -88,3 +88,111 @@ async def test_a_tool_called_after_text_started_shows_grey_under_it(
     states, _ = await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "agent"}})
     assert "First part. \n\n<font color='grey'>Using Web Search…</font>" in states
     assert states[-1] == "First part. Second part."
+
+
+# --- reasoning -----------------------------------------------------------------------------
+
+
+async def test_reasoning_is_hidden_with_a_status_meanwhile(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Fifteen days."], think="Policy says 15.", delay=0.4)
+    states, _ = await ask(gateway_factory, dify, feishu, reply)
+    assert "_Reasoning…_" in states
+    assert not any("Policy says" in s or "think>" in s for s in states)
+    assert states[-1] == "Fifteen days."
+
+
+async def test_reasoning_collapsed_is_a_collapsible_panel_above_the_answer(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Fifteen days."], think="Policy says 15.", delay=0.3)
+    routes = [{"match": {}, "reasoning": "collapse"}]
+    await ask(gateway_factory, dify, feishu, reply, routes=routes)
+    card = next(iter(feishu.cards.values()))
+    panel, answer = card.elements()
+    assert panel["tag"] == "collapsible_panel" and panel["expanded"] is False
+    assert panel["header"]["title"]["content"] == "**Reasoning**"
+    assert panel["elements"] == [{"tag": "markdown", "content": "Policy says 15."}]
+    assert answer["content"] == "Fifteen days." and not card.streaming
+
+
+async def test_reasoning_chunks_of_a_chatflow_are_folded_too(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Yes."], reasoning=["Thinking ", "hard."], delay=0.2)
+    routes = [{"match": {}, "reasoning": "collapse"}]
+    await ask(
+        gateway_factory, dify, feishu, reply, routes=routes, apps={"main": {"mode": "chatflow"}}
+    )
+    card = next(iter(feishu.cards.values()))
+    assert card.elements()[0]["elements"][0]["content"] == "Thinking hard."
+    assert card.text() == "Yes."
+
+
+# --- sources and usage ------------------------------------------------------------------------
+
+
+async def test_sources_are_compact_and_usage_is_a_small_footer(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Fifteen days."], citations=["Handbook.pdf", "FAQ", "FAQ"])
+    states, _ = await ask(
+        gateway_factory, dify, feishu, reply, routes=[{"match": {}, "show_usage": True}]
+    )
+    assert states[-1] == (
+        "Fifteen days.\n\n---\n**Sources**\n1. Handbook.pdf\n2. FAQ\n\n*42 tokens · 1.2 s*"
+    )
+
+
+async def test_citations_can_be_switched_off(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Fifteen days."], citations=["Handbook.pdf"])
+    states, _ = await ask(
+        gateway_factory, dify, feishu, reply, routes=[{"match": {}, "citations": False}]
+    )
+    assert states[-1] == "Fifteen days."
+
+
+# --- files the app produces ------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"chart" * 20
+CHART = EmulatorFile("chart.png", PNG, "image/png")
+REPORT = EmulatorFile("report.pdf", b"%PDF-1.7 report", "application/pdf", type="document")
+
+
+async def test_an_image_goes_into_the_card_and_a_file_into_a_file_message(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Here you are."], files=[CHART, REPORT])
+    await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "agent"}})
+    card = next(iter(feishu.cards.values()))
+    answer, image = card.elements()
+    assert answer["content"] == "Here you are."
+    assert image["tag"] == "img" and feishu.images[image["img_key"]] == PNG
+    assert feishu.file_messages() == [("report.pdf", "pdf", b"%PDF-1.7 report")]
+    assert all("/files/" not in text for _, text in card.states)
+
+
+async def test_a_workflows_files_arrive_too(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Chart ready."], files=[CHART])
+    await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "workflow"}})
+    card = next(iter(feishu.cards.values()))
+    assert [e["tag"] for e in card.elements()] == ["markdown", "img"]
+    assert list(feishu.images.values()) == [PNG]
+
+
+async def test_without_cardkit_the_image_is_in_the_patched_card(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    feishu.inject("POST", "cardkit/v1/cards$", code=99991672)
+    client, gateway = await start(gateway_factory, dify, feishu)
+    dify.reply(ScriptedReply(chunks=["Here."], files=[CHART]))
+    await post(client, message_event("draw"))
+    await answered(gateway, within=10)
+    (message,) = feishu.messages.values()
+    assert message.card is not None
+    assert [e["tag"] for e in message.card["elements"]] == ["markdown", "img"]

@@ -11,6 +11,7 @@ import pytest
 
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.convert import parse_robot_message
+from adapters.dingtalk.media import MediaSender
 from adapters.dingtalk.reply import Destination, MarkdownSender, preview_title
 from adapters.dingtalk.sink import (
     FAILED,
@@ -51,7 +52,9 @@ def message(
 
 
 def markdown_sink(api: DingtalkApi, msg: InboundMessage) -> MarkdownSink:
-    return MarkdownSink(MarkdownSender(api, Destination.of(msg), "ding", words=ENGLISH))
+    destination = Destination.of(msg)
+    sender = MarkdownSender(api, destination, "ding", words=ENGLISH)
+    return MarkdownSink(sender, MediaSender(api, destination))
 
 
 # --- markdown ------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from adapters.wecom_bot.sink import NOTE_MARGIN, StreamSink
-from gateway.platform import Pacing, PlatformError
+from gateway.platform import OutputFile, Pacing, PlatformError
 from gateway.text import measure
 from gateway.words import CATALOGUE, ENGLISH, Words
 
@@ -25,10 +25,14 @@ class Channel:
     def __init__(self, *, once: bool = True) -> None:
         self.overflow_once = once
         self.shown: list[tuple[str, bool]] = []
+        self.items: list[dict[str, Any]] = []  # the msg_items of the final reply
         self.overflows: list[str] = []
 
-    async def show(self, content: str, *, finish: bool) -> None:
+    async def show(
+        self, content: str, *, finish: bool, items: Sequence[dict[str, Any]] = ()
+    ) -> None:
         self.shown.append((content, finish))
+        self.items.extend(items)
 
     async def overflow(self, content: str) -> None:
         self.overflows.append(content)
@@ -230,3 +234,48 @@ def test_every_locales_notes_fit_the_room_kept_for_them() -> None:
     for words in CATALOGUE.values():
         for note in (words.continued, words.taking_long, words.cut):
             assert measure("\n\n" + note, "bytes") < NOTE_MARGIN, (words.locale, note)
+
+
+# --- the status and the app's images -------------------------------------------------------
+
+
+async def test_the_status_shows_in_place_of_thinking_and_under_text() -> None:
+    h = Harness()
+    sink = h.sink()
+    await sink.begin()
+    await sink.update("", "Using web_search…")
+    await sink.update("Partial", "Using calculator…")
+    await sink.finish("Partial answer.", last=True)
+    assert h.channel.shown == [
+        (ENGLISH.thinking, False),
+        ("Using web_search…", False),
+        ("Partial\n\n*Using calculator…*", False),
+        ("Partial answer.", True),
+    ]
+
+
+async def test_images_ride_on_the_final_reply_and_other_files_come_back() -> None:
+    import base64
+    import hashlib
+
+    h = Harness()
+    sink = h.sink()
+    await sink.begin()
+    png = OutputFile(b"\x89PNG\r\n\x1a\nimage", "chart.png", "image/png")
+    pdf = OutputFile(b"%PDF-1.7", "report.pdf", "application/pdf")
+    gif = OutputFile(b"GIF89a....", "anim.gif", "image/gif")
+    assert await sink.send_files([png, pdf, gif]) == [pdf, gif]
+    await sink.finish("Here.", last=True)
+    (item,) = h.channel.items
+    assert item["msgtype"] == "image"
+    assert base64.b64decode(item["image"]["base64"]) == png.data
+    assert item["image"]["md5"] == hashlib.md5(png.data).hexdigest()
+
+
+async def test_after_the_stream_closed_images_come_back_to_be_named() -> None:
+    h = Harness()
+    sink = h.sink()
+    await sink.begin()
+    await sink.finish("First part", last=False)
+    png = OutputFile(b"\x89PNG\r\n\x1a\nimage", "chart.png", "image/png")
+    assert await sink.send_files([png]) == [png]
