@@ -67,7 +67,7 @@ class AnswerBuilder:
         self._links = links
         self._fetch = fetch
         self._splitter = ThinkSplitter()
-        self._greeting = f"{greeting.strip()}\n\n" if greeting.strip() else ""
+        self._greeting = greeting.strip()  # comes first, apart from what follows
         self._answer = ""  # the app's answer as shown (after reasoning and links came out)
         self._reasoning = ""
         self._quoting = False  # `reasoning: show` is writing a quote now
@@ -81,6 +81,7 @@ class AnswerBuilder:
         self._file_keys: dict[str, tuple[str, int]] = {}
         self._named: set[str] = set()  # keys whose file has the name Dify gave it
         self._missing: list[str] = []  # files that could not be fetched, by name
+        self._apart = not self._greeting  # the text after the greeting is set apart
         if self._greeting:
             stream.append(self._greeting)
 
@@ -121,13 +122,13 @@ class AnswerBuilder:
             await self._show(self._links.flush())
         await self._fetch_links()
         if finished is not None and finished.stopped:
-            self._stream.append(f"\n\n{self._words.run_stopped}")
+            self._note(self._words.run_stopped)
         if self._missing:
             lines = "\n".join(self._words.file_missing(name) for name in self._missing)
-            self._stream.append(f"\n\n{lines}")
+            self._note(lines)
         if self._files and not self.text_started:
             names = ", ".join(file.name for file in self._files)
-            self._stream.append(self._words.files_answer(names))
+            self._append(self._words.files_answer(names))
         self._stream.attach_files(self._files, self._name_missing)
         if self._options.reasoning == "collapse" and self._reasoning.strip():
             self._stream.fold_reasoning(_cap(self._reasoning.strip(), MAX_FOLDED_REASONING))
@@ -147,7 +148,7 @@ class AnswerBuilder:
             # What went out as answer was reasoning (a lone </think> said so).
             taken, self._answer = self._answer, ""
             self._stream.replace(self._greeting)
-            self._quoting = False
+            self._quoting, self._apart = False, not self._greeting
             self._reason(taken)
         else:
             await self._show(self._links.feed(text))
@@ -160,10 +161,22 @@ class AnswerBuilder:
             self._stream.append("\n\n")
             text = text.lstrip()
         self._answer += text
-        self._stream.append(text)
+        self._append(text)
         if self.text_started:
             self._node = None  # the text gives way to no node title any more
         await self._fetch_links()
+
+    def _append(self, text: str) -> None:
+        """Append to the shown text, set apart from the greeting by a blank line."""
+        if not self._apart and text:
+            self._apart = True
+            self._stream.append("\n\n")
+        self._stream.append(text)
+
+    def _note(self, text: str) -> None:
+        """A paragraph of the gateway's own under what is shown."""
+        self._stream.append(f"\n\n{text}" if self._stream.text.strip() else text)
+        self._apart = True
 
     def _reason(self, text: str) -> None:
         if not text:
@@ -175,7 +188,7 @@ class AnswerBuilder:
             text = text.lstrip("\n")
             if not text:
                 return
-            self._stream.append("> ")
+            self._append("> ")
             self._quoting = True
         # Line breaks at the end wait for more reasoning: the quote must not end in an
         # empty line.
@@ -190,7 +203,9 @@ class AnswerBuilder:
         answer = "".join(part for kind, part in segments if kind == "answer")
         answer = self._links.strip_all(answer)
         self._answer, self._quoting = answer, False
-        self._stream.replace(self._greeting + answer)
+        apart = f"{self._greeting}\n\n" if self._greeting and answer else self._greeting
+        self._stream.replace(apart + answer)
+        self._apart = bool(answer) or not self._greeting
         await self._fetch_links()
 
     # --- status --------------------------------------------------------------------------

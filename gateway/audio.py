@@ -111,6 +111,6 @@ async def for_dify(data: bytes, declared: str, name: str) -> tuple[bytes, str, s
     elif not available():
         raise AudioUnsupported(file_type(data, declared))
     else:
-        data, name, mime = await asyncio.to_thread(convert, data)
+        data, _, mime = await asyncio.to_thread(convert, data)
     stem, dot, _ = safe_name(name, default="voice").rpartition(".")
     return data, (stem if dot and stem else "voice") + _EXTENSIONS[mime], mime

@@ -7,10 +7,11 @@ from typing import Any
 
 from gateway.emulator import DifyEmulator, EmulatorFile, Node, ScriptedReply, Thought
 from gateway.runtime import Gateway
-from gateway.words import SIMPLIFIED_CHINESE
+from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory
 from tests.fakes.feishu import FakeFeishu, message_event
 from tests.integration.test_feishu_e2e import answered, feishu, post, start
+from tests.unit.feishu.audio_sample import opus_clip
 
 __all__ = ["feishu"]  # the fixture, shared with test_feishu_e2e
 
@@ -196,3 +197,133 @@ async def test_without_cardkit_the_image_is_in_the_patched_card(
     (message,) = feishu.messages.values()
     assert message.card is not None
     assert [e["tag"] for e in message.card["elements"]] == ["markdown", "img"]
+
+
+# --- app modes -------------------------------------------------------------------------------
+
+
+async def test_a_workflow_takes_the_message_in_its_input_and_answers_from_an_output(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    apps = {"main": {"mode": "workflow", "query_input": "question", "output_key": "summary"}}
+    reply = ScriptedReply(outputs={"summary": "In short: yes.", "raw": "long"})
+    states, _ = await ask(gateway_factory, dify, feishu, reply, "is it?", apps=apps)
+    assert states[-1] == "In short: yes."
+    assert dify.requests[0]["inputs"] == {"question": "is it?"}
+
+
+async def test_a_workflow_with_several_outputs_lists_them(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(outputs={"title": "Q3", "summary": "Up 5%"})
+    states, _ = await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "workflow"}})
+    assert states[-1] == "- **title**: Q3\n- **summary**: Up 5%"
+
+
+async def test_a_failed_workflow_tells_the_user(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(error=("failed", "node crashed"))
+    await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "workflow"}})
+    (shown,) = feishu.transcript()
+    assert ENGLISH.run_failed in shown and "node crashed" not in shown
+
+
+async def test_a_failed_chatflow_is_a_failure_not_a_parameter_error(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Let me"], app="chatflow", error=("failed", "LLM timed out"))
+    await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "chatflow"}})
+    (shown,) = feishu.transcript()
+    assert shown.startswith("Let me") and ENGLISH.run_failed in shown
+    assert ENGLISH.invalid_inputs not in shown
+
+
+async def test_a_stopped_chatflow_says_so(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Partial"], stopped=True)
+    states, _ = await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "chatflow"}})
+    assert states[-1] == f"Partial\n\n{ENGLISH.run_stopped}"
+
+
+# --- the opening statement -------------------------------------------------------------------
+
+
+async def test_the_opening_statement_greets_a_user_once_in_a_direct_chat(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    dify.opening_statement = "您好。我负责回答人事问题。"
+    client, gateway = await start(gateway_factory, dify, feishu)
+    for question in ("first", "second"):
+        dify.reply(ScriptedReply(chunks=["Answer."]))
+        await post(client, message_event(question))
+        await answered(gateway)
+    assert feishu.transcript() == ["您好。我负责回答人事问题。\n\nAnswer.", "Answer."]
+    assert dify.parameter_calls == 1  # cached
+
+
+# --- the app's file upload settings ----------------------------------------------------------
+
+
+async def test_an_image_the_app_does_not_take_gets_a_note(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    dify.parameters["file_upload"] = {"document": {"enabled": True, "number_limits": 2}}
+    client, gateway = await start(gateway_factory, dify, feishu)
+    event = message_event(message_type="image", content={"image_key": "img_v3_1"})
+    feishu.add_resource(
+        event["event"]["message"]["message_id"], "img_v3_1", PNG, "image", "image/png"
+    )
+    await post(client, event)
+    await answered(gateway)
+    assert dify.requests == [] and dify.uploads == []
+    assert feishu.transcript() == [ENGLISH.attachment_refused("image.png")]
+
+
+# --- voice -----------------------------------------------------------------------------------
+
+
+async def test_voice_for_an_app_without_speech_to_text_gets_a_notice(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    dify.parameters["speech_to_text"] = {"enabled": False}
+    client, gateway = await start(gateway_factory, dify, feishu)
+    event = message_event(message_type="audio", content={"file_key": "file_v3_voice"})
+    message_id = event["event"]["message"]["message_id"]
+    feishu.add_resource(message_id, "file_v3_voice", opus_clip(0.5), "file", "audio/opus")
+    await post(client, event)
+    await answered(gateway)
+    assert dify.requests == [] and dify.uploads == []
+    assert feishu.transcript() == [ENGLISH.voice_not_supported]
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+async def test_an_exhausted_quota_is_said_in_the_bots_language(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(status=429, code="rate_limit_error", message="quota")
+    await ask(gateway_factory, dify, feishu, reply, bot={"locale": "zh-CN"})
+    (shown,) = feishu.transcript()
+    assert SIMPLIFIED_CHINESE.quota_exhausted in shown
+    assert len(dify.requests) == 1
+
+
+async def test_a_model_provider_quota_mid_stream_is_said(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Half"], error=("provider_quota_exceeded", "quota"))
+    await ask(gateway_factory, dify, feishu, reply)
+    (shown,) = feishu.transcript()
+    assert shown.startswith("Half") and ENGLISH.quota_exhausted in shown
+
+
+async def test_refused_inputs_are_said_without_naming_them(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(status=400, code="invalid_param", message="bad", params="department")
+    await ask(gateway_factory, dify, feishu, reply)
+    (shown,) = feishu.transcript()
+    assert ENGLISH.invalid_inputs in shown and "department" not in shown

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from gateway import audio
 from gateway.emulator import DifyEmulator, EmulatorFile, Node, ScriptedReply, Thought
+from gateway.words import ENGLISH
 from tests.conftest import GatewayFactory
 from tests.fakes.slack import FakeSlack
-from tests.integration.slack_helpers import direct, envelope
+from tests.integration.slack_helpers import direct, envelope, mention
 from tests.integration.test_slack_e2e import answered, post, slack, start
+from tests.unit.feishu.audio_sample import opus_clip
 
 __all__ = ["slack"]  # the fixture, shared with test_slack_e2e
 
@@ -213,3 +218,321 @@ async def test_a_file_slack_refuses_is_named_in_the_answer(
     slack.fail_next("files.getUploadURLExternal", error="file_uploads_disabled")
     states = await ask(gateway_factory, dify, slack, ScriptedReply(chunks=["Done."], files=[CHART]))
     assert states[-1] == "Done.\n\nchart.png (could not be attached here)"
+
+
+# --- app modes -------------------------------------------------------------------------------
+
+
+async def test_a_workflow_takes_the_message_in_its_input_and_answers_from_an_output(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    apps = {"main": {"mode": "workflow", "query_input": "question", "output_key": "summary"}}
+    reply = ScriptedReply(outputs={"summary": "In short: yes.", "raw": "long text", "n": 3})
+    states = await ask(gateway_factory, dify, slack, reply, "is it?", apps=apps)
+    assert states[-1] == "In short: yes."
+    assert dify.requests[0]["inputs"] == {"question": "is it?"}
+    assert "query" not in dify.requests[0]
+
+
+async def test_a_workflow_without_an_output_key_answers_with_its_one_text_output(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    reply = ScriptedReply(outputs={"result": "Forty-two.", "score": 0.9})
+    states = await ask(gateway_factory, dify, slack, reply, apps={"main": {"mode": "workflow"}})
+    assert states[-1] == "Forty-two."
+    assert dify.requests[0]["inputs"] == {"query": "hello"}
+
+
+async def test_a_streaming_workflow_shows_its_text_chunks(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    reply = ScriptedReply(chunks=["Stream", "ed."], outputs={"a": "x", "b": "y"})
+    states = await ask(gateway_factory, dify, slack, reply, apps={"main": {"mode": "workflow"}})
+    assert states[-1] == "Streamed."
+
+
+async def test_a_failed_workflow_tells_the_user(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    reply = ScriptedReply(chunks=["Half"], error=("failed", "node 'code' crashed"))
+    states = await ask(gateway_factory, dify, slack, reply, apps={"main": {"mode": "workflow"}})
+    assert states[-1] == f"Half\n\n{ENGLISH.run_failed}"
+
+
+async def test_a_stopped_workflow_says_so(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    reply = ScriptedReply(chunks=["Partial"], stopped=True)
+    states = await ask(gateway_factory, dify, slack, reply, apps={"main": {"mode": "workflow"}})
+    assert states[-1] == f"Partial\n\n{ENGLISH.run_stopped}"
+
+
+async def test_a_workflow_gets_the_users_file_in_its_file_input(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    dify.parameters["user_input_form"] = [
+        {"paragraph": {"variable": "query", "required": True}},
+        {"file": {"variable": "doc", "required": True, "allowed_file_types": ["image"]}},
+    ]
+    apps = {"main": {"mode": "workflow", "file_input": "doc"}}
+    client, gateway = await start(gateway_factory, dify, slack, apps=apps)
+    slack.files["chart.png"] = PNG
+    event = {**direct("what is this?"), "subtype": "file_share", "files": [slack_file(slack)]}
+    await post(client, envelope(event))
+    await answered(gateway)
+    (upload,) = dify.uploads
+    request = dify.requests[0]
+    assert request["inputs"]["doc"] == {
+        "type": "image",
+        "transfer_method": "local_file",
+        "upload_file_id": upload["id"],
+    }
+    assert "files" not in request
+
+
+async def test_a_failed_chatflow_is_a_failure_not_a_parameter_error(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    reply = ScriptedReply(chunks=["Let me"], app="chatflow", error=("failed", "LLM timed out"))
+    states = await ask(gateway_factory, dify, slack, reply, apps={"main": {"mode": "chatflow"}})
+    assert states[-1] == f"Let me\n\n{ENGLISH.run_failed}"
+
+
+async def test_a_completion_app_takes_the_configured_input(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    apps = {"main": {"mode": "completion", "query_input": "text"}}
+    states = await ask(
+        gateway_factory, dify, slack, ScriptedReply(chunks=["Done."]), "translate", apps=apps
+    )
+    assert states[-1] == "Done."
+    assert dify.requests[0]["inputs"] == {"text": "translate"}
+
+
+async def test_route_inputs_go_with_every_message(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    routes = [{"match": {}, "inputs": {"department": "IT", "where": "{chat_id}"}}]
+    client, gateway = await start(gateway_factory, dify, slack, routes=routes)
+    for text in ("first", "second"):
+        dify.reply(ScriptedReply(chunks=["ok"]))
+        await post(client, envelope(direct(text)))
+        await answered(gateway)
+    first, second = dify.requests
+    assert second["conversation_id"]  # the same conversation, continued
+    assert first["inputs"] == second["inputs"] == {"department": "IT", "where": "D111"}
+
+
+# --- the opening statement -------------------------------------------------------------------
+
+
+async def test_the_opening_statement_greets_a_user_once_in_a_direct_chat(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    dify.opening_statement = "Hi, I answer HR questions."
+    client, gateway = await start(gateway_factory, dify, slack)
+    texts = []
+    for question in ("first", "second"):
+        dify.reply(ScriptedReply(chunks=["Answer."]))
+        event = direct(question)
+        await post(client, envelope(event))
+        await answered(gateway)
+        texts.append(slack.thread("D111", event["ts"])[0].text)
+    assert texts == ["Hi, I answer HR questions.\n\nAnswer.", "Answer."]
+    # /reset starts a new conversation, not a new acquaintance.
+    await post(client, envelope(direct("/reset")))
+    await answered(gateway)
+    dify.reply(ScriptedReply(chunks=["Again."]))
+    event = direct("third")
+    await post(client, envelope(event))
+    await answered(gateway)
+    assert slack.thread("D111", event["ts"])[0].text == "Again."
+
+
+async def test_no_greeting_in_a_group(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    dify.opening_statement = "Hi, I answer HR questions."
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Answer."]))
+    event = mention("question")
+    await post(client, envelope(event))
+    await answered(gateway)
+    assert slack.thread("C111", event["ts"])[0].text == "Answer."
+
+
+# --- the app's file upload settings ----------------------------------------------------------
+
+
+def slack_file(
+    slack: FakeSlack, name: str = "chart.png", mimetype: str = "image/png"
+) -> dict[str, Any]:
+    return {
+        "id": f"F{name}",
+        "name": name,
+        "mimetype": mimetype,
+        "url_private_download": slack.base_url.replace("/api", f"/files/{name}"),
+    }
+
+
+async def test_a_file_the_app_does_not_take_gets_a_note_and_the_text_is_answered(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    dify.parameters["file_upload"] = {"image": {"enabled": True, "number_limits": 3}}
+    client, gateway = await start(gateway_factory, dify, slack)
+    slack.files["notes.pdf"] = b"%PDF-1.7 notes"
+    dify.reply(ScriptedReply(chunks=["Answer."]))
+    event = {
+        **direct("summarise this"),
+        "subtype": "file_share",
+        "files": [slack_file(slack, "notes.pdf", "application/pdf")],
+    }
+    await post(client, envelope(event))
+    await answered(gateway)
+    assert dify.uploads == []
+    assert "files" not in dify.requests[0]
+    (msg,) = slack.thread("D111", event["ts"])
+    assert msg.text == f"{ENGLISH.attachment_refused('notes.pdf')}\n\nAnswer."
+
+
+async def test_only_refused_files_are_answered_with_the_note_alone(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    dify.parameters["file_upload"] = {"enabled": False}
+    client, gateway = await start(gateway_factory, dify, slack)
+    slack.files["chart.png"] = PNG
+    event = {**direct(""), "subtype": "file_share", "files": [slack_file(slack)]}
+    await post(client, envelope(event))
+    await answered(gateway)
+    assert dify.requests == [] and dify.uploads == []
+    (msg,) = slack.thread("D111", event["ts"])
+    assert msg.text == ENGLISH.attachment_refused("chart.png")
+
+
+async def test_a_file_over_the_apps_size_limit_is_not_sent(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    dify.parameters["system_parameters"] = {
+        **dify.parameters["system_parameters"],
+        "image_file_size_limit": 1,
+    }
+    client, gateway = await start(gateway_factory, dify, slack)
+    slack.files["chart.png"] = PNG + b"\x00" * (1024 * 1024)
+    dify.reply(ScriptedReply(chunks=["Answer."]))
+    event = {**direct("look"), "subtype": "file_share", "files": [slack_file(slack)]}
+    await post(client, envelope(event))
+    await answered(gateway)
+    assert dify.uploads == []
+    assert ENGLISH.attachment_too_large("chart.png", 1) in slack.thread("D111", event["ts"])[0].text
+
+
+# --- voice -----------------------------------------------------------------------------------
+
+
+async def test_a_voice_clip_in_ogg_is_converted_and_transcribed(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    slack.files["clip.ogg"] = opus_clip(0.5)
+    dify.reply(ScriptedReply(chunks=["Heard you."]))
+    event = {
+        **direct(""),
+        "subtype": "file_share",
+        "files": [slack_file(slack, "clip.ogg", "audio/ogg")],
+    }
+    await post(client, envelope(event))
+    await answered(gateway)
+    (audio_upload,) = dify.uploads
+    assert audio_upload["mime_type"] == "audio/mp3" and audio_upload["name"] == "clip.mp3"
+    assert dify.requests[0]["query"] == "transcribed audio"
+
+
+async def test_without_pyav_a_clip_dify_cannot_take_gets_a_notice(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    slack: FakeSlack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(audio, "available", lambda: False)
+    client, gateway = await start(gateway_factory, dify, slack)
+    slack.files["clip.webm"] = b"\x1a\x45\xdf\xa3 webm bytes"
+    event = {
+        **direct(""),
+        "subtype": "file_share",
+        "files": [slack_file(slack, "clip.webm", "audio/webm")],
+    }
+    await post(client, envelope(event))
+    await answered(gateway)
+    assert dify.requests == [] and dify.uploads == []
+    assert slack.thread("D111", event["ts"])[0].text == ENGLISH.voice_not_supported
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+async def test_an_exhausted_quota_is_said_and_not_retried(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    reply = ScriptedReply(status=429, code="rate_limit_error", message="quota")
+    states = await ask(gateway_factory, dify, slack, reply)
+    assert states[-1] == ENGLISH.quota_exhausted
+    assert len(dify.requests) == 1
+
+
+async def test_the_apps_concurrency_cap_is_retried_before_the_first_byte(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(
+        ScriptedReply(status=429, code="too_many_requests", message="busy"),
+        ScriptedReply(chunks=["Got through."]),
+    )
+    event = direct("hello")
+    await post(client, envelope(event))
+    await answered(gateway, within=10)
+    assert len(dify.requests) == 2
+    assert slack.thread("D111", event["ts"])[0].text == "Got through."
+
+
+async def test_refused_inputs_are_named_in_the_log_not_the_chat(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reply = ScriptedReply(
+        status=400, code="invalid_param", message="department is required", params="department"
+    )
+    states = await ask(gateway_factory, dify, slack, reply)
+    assert states[-1] == ENGLISH.invalid_inputs and "department" not in states[-1]
+    assert any("department" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_completed_conversation_says_so_and_the_next_message_starts_anew(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    await gateway.store.set_conversation("main/user:slack-main:U222", "old-conversation")
+    dify.conversations["old-conversation"] = 3
+    dify.reply(ScriptedReply(status=400, code="conversation_completed", message="ended"))
+    event = direct("hello")
+    await post(client, envelope(event))
+    await answered(gateway)
+    assert slack.thread("D111", event["ts"])[0].text == ENGLISH.conversation_completed
+    assert await gateway.store.get_conversation("main/user:slack-main:U222") is None
+
+
+@pytest.mark.parametrize(
+    ("code", "entry"),
+    [
+        ("app_unavailable", "app_unavailable"),
+        ("model_currently_not_support", "model_unavailable"),
+        ("provider_quota_exceeded", "quota_exhausted"),
+        ("unsupported_file_type", "file_rejected"),
+    ],
+)
+async def test_dify_errors_have_short_texts(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, code: str, entry: str
+) -> None:
+    states = await ask(gateway_factory, dify, slack, ScriptedReply(status=400, code=code))
+    assert states[-1] == getattr(ENGLISH, entry)

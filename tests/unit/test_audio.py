@@ -40,3 +40,40 @@ def test_without_an_mp3_encoder_it_writes_wav(monkeypatch: pytest.MonkeyPatch) -
 def test_garbage_raises_conversion_error(garbage: bytes) -> None:
     with pytest.raises(audio.ConversionError):
         audio.convert(garbage)
+
+
+# --- what /audio-to-text gets ---------------------------------------------------------------
+
+MP3 = b"ID3\x03\x00\x00\x00" + b"\x00" * 32
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 24
+AMR = b"#!AMR\n" + b"\x00" * 16
+
+
+@pytest.mark.parametrize(
+    ("data", "declared", "name", "expected"),
+    [
+        (MP3, "audio/mpeg", "clip.mp3", ("clip.mp3", "audio/mp3")),
+        (MP3, "application/octet-stream", "voice", ("voice.mp3", "audio/mp3")),
+        (WAV, "audio/x-wav", "memo.wav", ("memo.wav", "audio/wav")),
+        (AMR, "audio/amr", "voice-1.amr", ("voice-1.amr", "audio/amr")),
+        (b"\x00" * 8 + b"ftypM4A " + b"\x00" * 8, "audio/x-m4a", "a.m4a", ("a.m4a", "audio/m4a")),
+    ],
+)
+async def test_accepted_codecs_get_difys_exact_type(
+    data: bytes, declared: str, name: str, expected: tuple[str, str]
+) -> None:
+    out, out_name, mime = await audio.for_dify(data, declared, name)
+    assert out == data and (out_name, mime) == expected
+
+
+async def test_other_codecs_are_converted_to_mp3() -> None:
+    data, name, mime = await audio.for_dify(opus_clip(0.5), "audio/webm", "clip.webm")
+    assert (name, mime) == ("clip.mp3", "audio/mp3") and data[:3] != b"Ogg"
+
+
+async def test_without_pyav_other_codecs_are_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audio, "available", lambda: False)
+    with pytest.raises(audio.AudioUnsupported):
+        await audio.for_dify(opus_clip(0.5), "audio/ogg", "clip.ogg")
+    # What Dify takes as it is needs no PyAV.
+    assert (await audio.for_dify(MP3, "audio/mpeg", "a.mp3"))[2] == "audio/mp3"

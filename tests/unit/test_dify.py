@@ -313,3 +313,39 @@ async def test_a_connection_dropped_mid_stream_is_unavailable_after_the_text(
         server.close()
         await server.wait_closed()
     assert TextDelta("half") in seen
+
+
+async def test_workflow_and_completion_apps_read_the_configured_input(
+    dify: DifyEmulator, http: httpx.AsyncClient
+) -> None:
+    client = DifyClient(http)
+    dify.reply(ScriptedReply(chunks=["a"]), ScriptedReply(chunks=["b"]))
+    workflow = app_for(dify, mode="workflow", query_input="question")
+    await collect(client, workflow, ChatRequest("q1", "u", inputs={"lang": "en"}))
+    completion = app_for(dify, mode="completion", query_input="text")
+    await collect(client, completion, ChatRequest("q2", "u", inputs={"text": "route wins"}))
+    assert dify.requests[0]["inputs"] == {"lang": "en", "question": "q1"}
+    assert dify.requests[1]["inputs"] == {"text": "route wins"}
+
+
+async def test_an_exhausted_cloud_quota_is_not_retried() -> None:
+    seen: list[httpx.Request] = []
+    quota = httpx.Response(
+        429, json={"code": "rate_limit_error", "message": "quota", "status": 429},
+        headers={"retry-after": "1"},
+    )  # fmt: skip
+    transport = scripted_transport([lambda r: quota, ok], seen)
+    async with httpx.AsyncClient(transport=transport) as h:
+        with pytest.raises(DifyHTTPError) as info:
+            await collect(DifyClient(h, sleep=no_sleep), APP, ChatRequest("q", "u"))
+    assert (info.value.status, info.value.code) == (429, "rate_limit_error")
+    assert len(seen) == 1
+
+
+async def test_the_refused_field_is_in_the_error_for_the_log() -> None:
+    body = {"code": "invalid_param", "message": "x is required", "params": "department"}
+    transport = httpx.MockTransport(lambda r: httpx.Response(400, json=body))
+    async with httpx.AsyncClient(transport=transport) as h:
+        with pytest.raises(DifyHTTPError) as info:
+            await collect(DifyClient(h), APP, ChatRequest("q", "u"))
+    assert info.value.params == "department" and "(department)" in str(info.value)
