@@ -327,3 +327,52 @@ async def test_refused_inputs_are_said_without_naming_them(
     await ask(gateway_factory, dify, feishu, reply)
     (shown,) = feishu.transcript()
     assert ENGLISH.invalid_inputs in shown and "department" not in shown
+
+
+async def test_show_progress_false_keeps_node_titles_out(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Yes."], nodes=[Node("Secret step", "code", seconds=1)])
+    states, _ = await ask(
+        gateway_factory,
+        dify,
+        feishu,
+        reply,
+        routes=[{"match": {}, "show_progress": False}],
+        apps={"main": {"mode": "chatflow"}},
+    )
+    assert not any("Secret step" in s for s in states)
+    assert states[-1] == "Yes."
+
+
+async def test_reasoning_shown_is_quoted_above_the_answer(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(chunks=["Fifteen days."], think="Policy says 15.")
+    states, _ = await ask(
+        gateway_factory, dify, feishu, reply, routes=[{"match": {}, "reasoning": "show"}]
+    )
+    assert states[-1] == "> Policy says 15.\n\nFifteen days."
+
+
+async def test_a_completion_app_takes_the_configured_input(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    apps = {"main": {"mode": "completion", "query_input": "text"}}
+    states, _ = await ask(
+        gateway_factory, dify, feishu, ScriptedReply(chunks=["Done."]), "translate", apps=apps
+    )
+    assert states[-1] == "Done." and dify.requests[0]["inputs"] == {"text": "translate"}
+
+
+async def test_route_inputs_go_with_every_message(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    routes = [{"match": {}, "inputs": {"department": "HR"}}]
+    client, gateway = await start(gateway_factory, dify, feishu, routes=routes)
+    for text in ("first", "second"):
+        await post(client, message_event(text))
+        await answered(gateway)
+    first, second = dify.requests
+    assert second["conversation_id"]
+    assert first["inputs"] == second["inputs"] == {"department": "HR"}
