@@ -164,6 +164,8 @@ class AnswerBuilder:
         self._append(text)
         if self.text_started:
             self._node = None  # the text gives way to no node title any more
+            # The model writes: its tools are done, even one that never said so.
+            self._steps = {key: replace(step, done=True) for key, step in self._steps.items()}
         await self._fetch_links()
 
     def _append(self, text: str) -> None:

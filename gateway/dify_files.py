@@ -15,6 +15,7 @@ is complete, so the raw link is never shown.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,8 +76,30 @@ def file_key(url: str) -> str:
 
 
 def public_link(url: str, app: DifyApp) -> str | None:
-    """`url` if it may go into the chat as a link: HTTPS and not a Dify file link."""
-    return url if url.startswith("https://") and not is_dify_file(url, app) else None
+    """`url` if it may go into the chat as a link: HTTPS, not a Dify file link, and not
+    plainly an internal host."""
+    if not url.startswith("https://") or is_dify_file(url, app) or _internal(url):
+        return None
+    return url
+
+
+def may_fetch(url: str, app: DifyApp) -> bool:
+    """Whether the gateway fetches `url`: a Dify file, or a public HTTPS file a tool linked.
+
+    A tool may hand back any URL, so the gateway does not fetch plain HTTP or plainly
+    internal hosts (loopback, private and link-local addresses, `localhost`) for it."""
+    return is_dify_file(url, app) or public_link(url, app) is not None
+
+
+def _internal(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if not host or host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global
 
 
 @dataclass(frozen=True, slots=True)

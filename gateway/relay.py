@@ -282,6 +282,9 @@ class Relay:
 
     async def _fetch_file(self, job: Job, app: DifyApp, output: FileOutput) -> OutputFile | None:
         """A file the app produced, fetched at once (its signed link expires in minutes)."""
+        if not dify_files.may_fetch(output.url, app):
+            log.warning("answer %s: a file of the app is on a host not fetched", job.job_id)
+            return None
         try:
             return await dify_files.fetch(
                 self._dify.http,

@@ -240,3 +240,9 @@ async def test_the_greeting_comes_before_the_answer() -> None:
     await h.run([NodeStarted("Search", "tool"), TextDelta("Hi")], END)
     assert h.final == "Welcome to HR.\n\nHi"
     assert h.statuses == ["Working on: Search…", None]
+
+
+async def test_a_tool_that_never_said_it_was_done_gives_way_to_the_text() -> None:
+    h = Harness()
+    await h.run([AgentStep("t1", ("web_search",)), TextDelta("Found it.")], END)
+    assert h.statuses == ["Using web_search…", None]

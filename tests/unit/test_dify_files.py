@@ -16,6 +16,7 @@ from gateway.dify_files import (
     fetch,
     file_key,
     is_dify_file,
+    may_fetch,
     public_link,
     resolve,
 )
@@ -157,3 +158,22 @@ async def test_a_slow_download_is_given_up() -> None:
     async with serve(slow) as http:
         with pytest.raises(FileFetchFailed, match="within"):
             await fetch(http, "https://d/f", within_s=0.1)
+
+
+@pytest.mark.parametrize(
+    ("url", "fetched"),
+    [
+        (f"http://dify.internal:5001/files/tools/a.png?{SIGNED}", True),  # Dify's own link
+        ("/files/tools/a.png", True),
+        ("https://cdn.example/a.png", True),
+        ("http://cdn.example/a.png", False),
+        ("https://127.0.0.1/a.png", False),
+        ("https://10.1.2.3/a.png", False),
+        ("https://169.254.169.254/latest/meta-data", False),
+        ("https://localhost/a.png", False),
+        ("https://minio.internal/a.png", False),
+        ("https://[::1]/a.png", False),
+    ],
+)
+def test_only_dify_files_and_public_https_files_are_fetched(url: str, fetched: bool) -> None:
+    assert may_fetch(url, app()) is fetched
