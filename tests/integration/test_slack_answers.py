@@ -536,3 +536,25 @@ async def test_dify_errors_have_short_texts(
 ) -> None:
     states = await ask(gateway_factory, dify, slack, ScriptedReply(status=400, code=code))
     assert states[-1] == getattr(ENGLISH, entry)
+
+
+async def test_reasoning_collapsed_under_a_streamed_answer_closes_the_stream_with_it(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(
+        gateway_factory, dify, slack, routes=[{"match": {}, "reasoning": "collapse"}]
+    )
+    # Quick reasoning: no status ever shows, so the answer streams.
+    dify.reply(ScriptedReply(chunks=["Fifteen ", "days."], think="Policy says 15."))
+    event = direct("how many days?")
+    await post(client, envelope(event))
+    await answered(gateway, within=10)
+    (msg,) = slack.thread("D111", event["ts"])
+    assert msg.streaming and not msg.open and msg.text == "Fifteen days."
+    stop = slack.of("chat.stopStream")[-1].payload
+    assert stop["blocks"] == [
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": "*Reasoning*\nPolicy says 15."}],
+        }
+    ]
