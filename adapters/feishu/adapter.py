@@ -36,6 +36,7 @@ from gateway.platform import (
     Download,
     MalformedRequest,
     PlatformError,
+    ReplySink,
 )
 
 # Card requests must stay under 30 KB. The fallback PATCH carries the card JSON as a string
@@ -135,7 +136,7 @@ class FeishuAdapter:
 
     def open_reply(
         self, message: InboundMessage, resume: Mapping[str, Any] | None = None
-    ) -> FeishuReplySink:
+    ) -> ReplySink:
         return FeishuReplySink(
             self._api,
             self._cardkit,

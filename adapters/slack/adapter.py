@@ -22,6 +22,7 @@ from gateway.platform import (
     Download,
     MalformedRequest,
     NotReady,
+    ReplySink,
 )
 
 # markdown_text takes 12,000 chars per call and Slack rejects markdown blocks past ~13k
@@ -103,7 +104,7 @@ class SlackAdapter:
 
     def open_reply(
         self, message: InboundMessage, resume: Mapping[str, Any] | None = None
-    ) -> SlackReplySink:
+    ) -> ReplySink:
         return SlackReplySink(
             self._api,
             self._context.budget,

@@ -31,6 +31,7 @@ from gateway.platform import (
     Capabilities,
     Download,
     MalformedRequest,
+    ReplySink,
     RouteHandler,
     ServedSocket,
     Upgrade,
@@ -138,7 +139,7 @@ class WebAdapter:
 
     def open_reply(
         self, message: InboundMessage, resume: Mapping[str, Any] | None = None
-    ) -> WebReplySink:
+    ) -> ReplySink:
         reply_to = str(message.reply_to.get("id") or message.event_id)
         return WebReplySink(self._mailbox, message.user_id, reply_to, resume)
 

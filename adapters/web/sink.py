@@ -2,17 +2,21 @@
 
 A browser can show growing text as fast as it comes, so the sink edits (`can_edit`) at up to
 ten updates a second per answer. Each update carries the whole text so far, so a socket that
-missed some (or joined late) is right again with the next one.
+missed some (or joined late) is right again with the next one, and the status line the page
+shows under it while the app works ("Using web_search…").
+
+The frames carry no files and nothing folds, so the app's files are named in the text (a
+public link where there is one) and folded reasoning is left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.web import frames
 from adapters.web.mailbox import Mailbox
-from gateway.platform import Pacing, PlatformError
+from gateway.platform import OutputFile, Pacing, PlatformError
 from gateway.store.base import StoreUnavailable
 
 # No platform limit to respect, only the store (a write and a publish per update): ten a
@@ -43,8 +47,9 @@ class WebReplySink:
         # Empty text: the page shows its thinking state (and knows the message arrived).
         await self._post(frames.update(self._reply_to, self._done), last=False)
 
-    async def update(self, text: str) -> None:
-        await self._post(frames.update(self._reply_to, self._done + text), last=False)
+    async def update(self, text: str, status: str | None = None) -> None:
+        frame = frames.update(self._reply_to, self._done + text, status or "")
+        await self._post(frame, last=False)
 
     async def finish(self, text: str, *, last: bool) -> None:
         if not last:
@@ -54,6 +59,12 @@ class WebReplySink:
 
     async def fail(self, text: str) -> None:
         await self._post(frames.error(self._reply_to, self._done + text), last=True)
+
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        return list(files)
+
+    def fold_reasoning(self, text: str) -> None:
+        """The page cannot fold text: the reasoning stays out."""
 
     def snapshot(self) -> dict[str, Any]:
         return {"done": self._done}

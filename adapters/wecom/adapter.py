@@ -41,6 +41,7 @@ from gateway.platform import (
     Capabilities,
     Download,
     MalformedRequest,
+    ReplySink,
     VerificationFailed,
 )
 from gateway.store import keys
@@ -149,7 +150,7 @@ class WecomAppAdapter:
 
     def open_reply(
         self, message: InboundMessage, resume: Mapping[str, Any] | None = None
-    ) -> WecomAppSink:
+    ) -> ReplySink:
         return WecomAppSink(self._api, self._quota, message.reply_to, resume)
 
     async def download(self, attachment: Attachment) -> Download:

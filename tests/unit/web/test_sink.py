@@ -11,7 +11,7 @@ import pytest
 from adapters.web import mailbox as mailbox_module
 from adapters.web.mailbox import Mailbox, Record
 from adapters.web.sink import WebReplySink
-from gateway.platform import PlatformError
+from gateway.platform import OutputFile, PlatformError
 from gateway.store import keys
 from gateway.store.base import StoreUnavailable
 from gateway.store.memory import MemoryStore
@@ -118,3 +118,22 @@ def test_records_that_are_not_ours_are_dropped() -> None:
     assert Record.decode('{"seq": 1}') is None
     assert Record.decode('{"seq": "x", "frame": {}}') is None
     assert Record.decode('{"seq": 1, "frame": {"type": "final"}}') is None  # no reply_to
+
+
+async def test_the_status_rides_on_the_update_frames_and_files_are_named() -> None:
+    store = MemoryStore()
+    mailbox = Mailbox(store, "web")
+    listening = await mailbox.listen("u1")
+    sink = WebReplySink(mailbox, "u1", "m2", None)
+    await sink.begin()
+    await sink.update("", "Using web_search…")
+    await sink.update("Found", None)
+    got = [await next_record(listening) for _ in range(3)]
+    assert [(r.frame["text"], r.frame["status"]) for r in got] == [
+        ("", ""),
+        ("", "Using web_search…"),
+        ("Found", ""),
+    ]
+    chart = OutputFile(b"png", "chart.png", "image/png")
+    assert await sink.send_files([chart]) == [chart]
+    await listening.aclose()
