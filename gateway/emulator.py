@@ -12,6 +12,7 @@ and `/parameters` as the tests set it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import hmac
 import json
@@ -82,7 +83,7 @@ class DifyEmulator:
     api_key: str = "emulator-key"
     responder: Callable[[dict[str, Any], int], ScriptedReply] = _echo
     opening_statement: str = ""
-    parameters: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMETERS))
+    parameters: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_PARAMETERS))
     parameter_calls: int = 0
     # Dify's FILES_URL: empty (the self-host default) makes every file link root-relative.
     files_url: str = ""
