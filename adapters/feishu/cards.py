@@ -95,12 +95,17 @@ def card_reference(card_id: str) -> dict[str, Any]:
     return {"type": "card", "data": {"card_id": card_id}}
 
 
-def plain_card(text: str, images: list[str] | None = None) -> dict[str, Any]:
-    """The fallback: a JSON 1.0 interactive card, updatable with the message PATCH (it
-    has no collapsible panel: folded reasoning stays out)."""
+def plain_card(
+    text: str, images: list[str] | None = None, panel: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The fallback: a JSON 1.0 interactive card, updatable with the message PATCH, with
+    the folded reasoning above the text. JSON 1.0 has the collapsible panel too (clients
+    7.9 and later; older ones show an "upgrade" placeholder in its place) but no
+    `element_id`, so that is left out."""
+    folded = [{k: v for k, v in panel.items() if k != "element_id"}] if panel else []
     return {
         "config": {"wide_screen_mode": True, "update_multi": True},
-        "elements": [{"tag": "markdown", "content": text}, *image_elements(images)],
+        "elements": [*folded, {"tag": "markdown", "content": text}, *image_elements(images)],
     }
 
 

@@ -15,8 +15,8 @@ process resumes the card from a snapshot that is a few operations old.
 
 The app's images are uploaded (`im/v1/images`) and shown in the final card under the text;
 other files are uploaded (`im/v1/files`) and sent as file messages in the same thread.
-Folded reasoning goes in a collapsed panel above the text (card JSON 2.0 only: the
-fallback card below leaves it out).
+Folded reasoning goes in a collapsed panel above the text (in the fallback card below
+too: JSON 1.0 has the panel as well).
 
 Fallback, when CardKit fails on create or on the first PUT (no `cardkit:card:write` scope,
 old tenant): a JSON 1.0 interactive card updated with `PATCH /im/v1/messages/:id`, about
@@ -182,15 +182,17 @@ class FeishuReplySink:
         if self._card is None:
             # Nothing shown yet for this part: one finished card, one call.
             card_json = (
-                cards.final_card(text, images, panel) if panel else cards.plain_card(text, images)
+                cards.final_card(text, images, panel)
+                if panel and self._cardkit
+                else cards.plain_card(text, images, panel)
             )
             self._done.append(await self._reply(card_json))
             return
         card = await self._sent_card()
         if card.card_id is None:
-            if text != card.shown or images:
+            if text != card.shown or images or panel:
                 await self._api.patch_message(
-                    self._message_id(card), cards.plain_card(text, images)
+                    self._message_id(card), cards.plain_card(text, images, panel)
                 )
         else:
             await self._close(card, text, images, panel)

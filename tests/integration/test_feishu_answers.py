@@ -131,6 +131,40 @@ async def test_reasoning_chunks_of_a_chatflow_are_folded_too(
     assert card.text() == "Yes."
 
 
+async def test_without_cardkit_the_reasoning_folds_in_the_patched_card(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    feishu.inject("POST", "cardkit/v1/cards$", code=99991672)
+    client, gateway = await start(
+        gateway_factory, dify, feishu, routes=[{"match": {}, "reasoning": "collapse"}]
+    )
+    dify.reply(ScriptedReply(chunks=["Fifteen days."], think="Policy says 15.", delay=0.3))
+    await post(client, message_event("how long?"))
+    await answered(gateway, within=10)
+    (message,) = feishu.messages.values()
+    assert message.card is not None and "schema" not in message.card  # still JSON 1.0
+    panel, answer = message.card["elements"]
+    assert panel["tag"] == "collapsible_panel" and panel["expanded"] is False
+    assert "element_id" not in panel  # a JSON 2.0 attribute
+    assert panel["header"]["title"]["content"] == "**Reasoning**"
+    assert panel["elements"] == [{"tag": "markdown", "content": "Policy says 15."}]
+    assert answer == {"tag": "markdown", "content": "Fifteen days."}
+
+
+async def test_without_cardkit_hidden_reasoning_leaves_no_panel(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    feishu.inject("POST", "cardkit/v1/cards$", code=99991672)
+    client, gateway = await start(gateway_factory, dify, feishu)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."], think="Policy says 15.", delay=0.3))
+    await post(client, message_event("how long?"))
+    await answered(gateway, within=10)
+    (message,) = feishu.messages.values()
+    assert message.card is not None
+    assert [e["tag"] for e in message.card["elements"]] == ["markdown"]
+    assert feishu.transcript() == ["Fifteen days."]
+
+
 # --- sources and usage ------------------------------------------------------------------------
 
 

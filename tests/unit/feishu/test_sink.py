@@ -132,6 +132,36 @@ async def test_create_failure_falls_back_to_a_patched_card(
     assert len(message.patches) == 2
 
 
+async def test_the_fallback_card_folds_reasoning_in_a_json_1_panel(
+    api: FeishuAPI, fake: FakeFeishu
+) -> None:
+    sink = _sink(api, CardKitSupport(enabled=False))
+    await sink.begin()
+    await sink.update("the answer")
+    sink.fold_reasoning("first this, then that")
+    await sink.finish("the answer", last=True)  # same text: the panel alone is news
+    (message,) = fake.messages.values()
+    assert message.card is not None and len(message.patches) == 2
+    panel, answer = message.card["elements"]
+    assert panel == {
+        k: v
+        for k, v in cards.reasoning_panel("Reasoning", "first this, then that").items()
+        if k != "element_id"
+    }
+    assert answer["content"] == "the answer"
+
+
+async def test_a_finished_fallback_card_sent_at_once_folds_reasoning_too(
+    api: FeishuAPI, fake: FakeFeishu
+) -> None:
+    sink = _sink(api, CardKitSupport(enabled=False))
+    sink.fold_reasoning("why")
+    await sink.finish("because", last=True)
+    (message,) = fake.messages.values()
+    assert message.card is not None and "schema" not in message.card
+    assert [e["tag"] for e in message.card["elements"]] == ["collapsible_panel", "markdown"]
+
+
 async def test_missing_cardkit_scope_disables_cardkit_for_the_bot(
     api: FeishuAPI, fake: FakeFeishu
 ) -> None:
