@@ -6,6 +6,11 @@ images as `sampleImageMsg` (`photoURL`: the media id), other files as `sampleFil
 (`mediaId` without its leading `@`, as DingTalk's connector sends it, `fileName`,
 `fileType`). A sessionWebhook takes no media messages, so a chat reachable only that way
 (an external user) gets the files named in the text instead.
+
+An AI card shows an uploaded image in its markdown, by the media id's download URL
+(`https://down.dingtalk.com/media/<id without @>`: DingTalk's own channel SDK and
+connector do so, and note that a bare media id does not render). So a card answer keeps its
+images in the card (`card_images`) and only its other files come as messages.
 """
 
 from __future__ import annotations
@@ -21,13 +26,30 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 20 * 1024 * 1024
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/bmp"})
+CARD_IMAGE_URL = "https://down.dingtalk.com/media/{media_id}"
+_ALT_UNSAFE = str.maketrans("", "", "[]()\\\n")
+
+
+def card_image(name: str, media_id: str) -> str:
+    """The markdown that shows an uploaded image inside an AI card."""
+    alt = name.translate(_ALT_UNSAFE)
+    return f"![{alt}]({CARD_IMAGE_URL.format(media_id=media_id.lstrip('@'))})"
 
 
 class MediaSender:
-    def __init__(self, api: DingtalkApi, destination: Destination) -> None:
+    def __init__(
+        self, api: DingtalkApi, destination: Destination, *, images_in_card: bool = False
+    ) -> None:
         self._api = api
         self._to = destination
+        self._images_in_card = images_in_card
         self._held: list[tuple[str, dict[str, str]]] = []  # (msgKey, msgParam) to send
+        self._card_images: list[str] = []  # markdown for the final card
+
+    def take_card_images(self) -> str:
+        """The uploaded images as card markdown (a paragraph each), once."""
+        images, self._card_images = self._card_images, []
+        return "\n\n".join(images)
 
     async def upload(self, files: Sequence[OutputFile]) -> list[OutputFile]:
         """Upload the files now; they are sent by `send()`. Returns those that cannot go."""
@@ -47,7 +69,9 @@ class MediaSender:
                 log.warning("dingtalk: could not upload %s: %s", file.name, exc)
                 missing.append(file)
                 continue
-            if image:
+            if image and self._images_in_card:
+                self._card_images.append(card_image(file.name, media_id))
+            elif image:
                 self._held.append(("sampleImageMsg", {"photoURL": media_id}))
             else:
                 extension = file.name.rpartition(".")[2].lower() if "." in file.name else "file"

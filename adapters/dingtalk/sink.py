@@ -91,7 +91,7 @@ class CardSink:
         words: Words,
     ) -> None:
         self._api = api
-        self._media = MediaSender(api, destination)
+        self._media = MediaSender(api, destination, images_in_card=True)
         self._thinking = f"_{words.thinking}_"
         self._to = destination
         self._template = template_id
@@ -122,7 +122,8 @@ class CardSink:
         await self._api.stream_card(self._open, uuid.uuid4().hex, CONTENT_KEY, text)
 
     async def finish(self, text: str, *, last: bool) -> None:
-        await self._close(text, FINISHED)
+        images = self._media.take_card_images() if last else ""
+        await self._close(f"{text.rstrip()}\n\n{images}" if images else text, FINISHED)
         if last:
             await self._media.send()
 
@@ -130,6 +131,8 @@ class CardSink:
         await self._close(text, FAILED)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        """Images go into the final card (as markdown images); other files come as robot
+        messages after it."""
         return await self._media.upload(files)
 
     def fold_reasoning(self, text: str) -> None:

@@ -86,19 +86,26 @@ async def test_dingtalk_uploads_and_sends_the_files_after_the_answer(
     assert ding.media["@" + file_param["mediaId"]][2] == REPORT.data
 
 
-async def test_dingtalk_card_answers_get_their_files_too(
+async def test_dingtalk_card_answers_show_images_in_the_card_and_send_other_files(
     gateway_factory: GatewayFactory, dify: DifyEmulator, ding: FakeDingtalk
 ) -> None:
     client, gateway = await ding_e2e.start(
         gateway_factory, dify, ding, card_template_id="tpl.schema"
     )
-    dify.responder = lambda request, turn: ScriptedReply(chunks=["Chart:"], files=[CHART])
+    reply = ScriptedReply(chunks=["Chart:"], files=[CHART, REPORT])
+    dify.responder = lambda request, turn: reply
     await ding_e2e.post(client, robot_message(ding, "chart", group=True))
     await ding_e2e.answered(gateway)
     (card,) = ding.cards.values()
-    assert card.content == "Chart:" and card.flow[-1] == "3"
-    ((key, param),) = ding.media_sent()
-    assert key == "sampleImageMsg" and ding.media[param["photoURL"]][2] == PNG
+    assert card.flow[-1] == "3"
+    (image_id,) = [m for m, (kind, _, _) in ding.media.items() if kind == "image"]
+    assert ding.media[image_id][2] == PNG
+    url = "https://down.dingtalk.com/media/" + image_id.removeprefix("@")
+    assert card.content == f"Chart:\n\n![chart.png]({url})"
+    assert all(f"![chart.png]({url})" not in state for state in card.states[:-1])
+    ((key, param),) = ding.media_sent()  # the image is not sent a second time
+    assert key == "sampleFile" and param["fileName"] == "report.pdf"
+    assert ding.media["@" + param["mediaId"]][2] == REPORT.data
 
 
 async def test_dingtalk_external_users_get_the_files_named(

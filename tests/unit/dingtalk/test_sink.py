@@ -11,7 +11,7 @@ import pytest
 
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.convert import parse_robot_message
-from adapters.dingtalk.media import MediaSender
+from adapters.dingtalk.media import MAX_BYTES, MediaSender, card_image
 from adapters.dingtalk.reply import Destination, MarkdownSender, preview_title
 from adapters.dingtalk.sink import (
     FAILED,
@@ -22,7 +22,7 @@ from adapters.dingtalk.sink import (
     MarkdownSink,
 )
 from gateway.models import InboundMessage
-from gateway.platform import PlatformError, RateLimited
+from gateway.platform import OutputFile, PlatformError, RateLimited
 from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.fakes.dingtalk import CLIENT_ID, FakeDingtalk
 
@@ -242,6 +242,29 @@ async def test_finish_without_an_open_card_posts_a_finished_card(
     await sink.finish("answer", last=True)
     card = fake.cards[sink.cards[0]]
     assert (card.states, card.flow) == (["answer"], [FINISHED])
+
+
+async def test_card_images_are_in_the_final_card_only(fake: FakeDingtalk, api: DingtalkApi) -> None:
+    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE, words=ENGLISH)
+    await sink.begin()
+    png = OutputFile(b"\x89PNG\r\n\x1a\nimg", "a [chart].png", "image/png")
+    big = OutputFile(b"x" * (MAX_BYTES + 1), "huge.png", "image/png")
+    assert await sink.send_files([png, big]) == [big]
+    await sink.finish("part one", last=False)  # a rollover part gets no images
+    await sink.finish("part two", last=True)
+    first, second = (fake.cards[track] for track in sink.cards)
+    assert first.content == "part one"
+    ((media_id, _),) = fake.media.items()
+    assert second.content == (
+        f"part two\n\n![a chart.png](https://down.dingtalk.com/media/{media_id[1:]})"
+    )
+    assert fake.media_sent() == []
+
+
+def test_card_image_markdown_drops_the_leading_at_and_link_syntax() -> None:
+    assert card_image("x](y).png", "@lADabc") == (
+        "![xy.png](https://down.dingtalk.com/media/lADabc)"
+    )
 
 
 async def test_closing_call_is_retried(fake: FakeDingtalk, api: DingtalkApi) -> None:
