@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.emulator import DifyEmulator, ScriptedReply, Thought
 from gateway.runtime import Gateway
 from gateway.words import ENGLISH
 from tests.conftest import GatewayFactory, make_config
@@ -129,6 +129,55 @@ async def test_an_answer_streams_as_updates_of_the_whole_text_then_a_final(
     assert frames[-1] == {"type": "final", "reply_to": "m1", "text": ANSWER}
     assert dify.requests[0]["user"] == "web:alice"
     assert dify.requests[0]["query"] == "What can you do?"
+
+
+async def test_the_status_shows_while_an_agent_works_and_the_final_carries_the_footer(
+    gateway_factory: GatewayFactory, dify: DifyEmulator
+) -> None:
+    """As on the other platforms: the tool in use on the update frames, none on the final,
+    whose text ends with the sources and the tools-used line."""
+    labels = {"web_search": {"en_US": "Web Search"}}
+    config = make_config(
+        dify,
+        {"web": web_bot()},
+        apps={"main": {"mode": "agent"}},
+        routes=[{"match": {}, "show_tools": True}],
+    )
+    client, _ = await gateway_factory(config)
+    dify.reply(
+        ScriptedReply(
+            chunks=["It is ", "sunny."],
+            app="agent",
+            thoughts=[Thought("web_search", labels, seconds=1.0)],
+            citations=["Forecast.pdf", "Forecast.pdf", "Almanac"],
+        )
+    )
+    async with client.ws_connect(ws_path()) as ws:
+        await ws.send_str(message("m1", "Weather?"))
+        frames = await until_final(ws, "m1")
+    updates = [f for f in frames if f["type"] == "update"]
+    assert {"type": "update", "reply_to": "m1", "text": "", "status": "Using Web Search…"} in (
+        updates
+    )
+    assert all("Used:" not in f["text"] and "Sources" not in f["text"] for f in updates)
+    assert frames[-1] == {
+        "type": "final",
+        "reply_to": "m1",
+        "text": "It is sunny.\n\n---\n**Sources**\n1. Forecast.pdf\n2. Almanac"
+        "\n\n*Used: Web Search*",
+    }
+
+
+async def test_sources_can_be_switched_off_on_the_web_too(
+    gateway_factory: GatewayFactory, dify: DifyEmulator
+) -> None:
+    config = make_config(dify, {"web": web_bot()}, routes=[{"match": {}, "citations": False}])
+    client, _ = await gateway_factory(config)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."], citations=["Handbook.pdf"]))
+    async with client.ws_connect(ws_path()) as ws:
+        await ws.send_str(message("m1", "How long?"))
+        frames = await until_final(ws, "m1")
+    assert frames[-1] == {"type": "final", "reply_to": "m1", "text": "Fifteen days."}
 
 
 async def test_a_resent_message_is_answered_once(
