@@ -4,7 +4,9 @@
   stream is a store write that any instance's `handle()` can read back. The overflow is the
   callback's `response_url` (one message).
 - **WebSocket mode is pushed**: each show is an `aibot_respond_msg` frame with the
-  callback's `req_id`; the overflow is `aibot_send_msg` to the chat (any number).
+  callback's `req_id`; the overflow is `aibot_send_msg` to the chat (any number). Files the
+  stream cannot carry are uploaded over the connection and sent with `aibot_send_msg` too
+  (`media.py`); webhook mode has no upload (`takes_files` is false).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Any
 
 import httpx
 
+from adapters.wecom_bot import media
 from adapters.wecom_bot.api import post_response_url
-from adapters.wecom_bot.connection import WsLink, new_req_id
+from adapters.wecom_bot.connection import PLATFORM, WsLink, new_req_id
 from adapters.wecom_bot.protocol import markdown_body, stream_body
 from adapters.wecom_bot.state import BotState, StreamState
-from gateway.platform import Pacing
+from gateway.platform import OutputFile, Pacing, PlatformError
 
 # A store write is cheap and nobody is rate-limited by it: WeCom's refresh rate is the
 # real pace. 0.5 s keeps the content fresh for each refresh without a write per token.
@@ -30,6 +33,7 @@ FRAME_PACING = Pacing(min_interval=0.5, budget="frames", budget_per_second=20.0)
 
 class StoreChannel:
     overflow_once = True
+    takes_files = False
     pacing = STORE_PACING
 
     def __init__(
@@ -56,9 +60,16 @@ class StoreChannel:
     async def overflow(self, content: str) -> None:
         await post_response_url(self._http, self._response_url, content)
 
+    async def upload_file(self, file: OutputFile) -> str:
+        raise PlatformError(PLATFORM, "no_upload", "webhook mode cannot send files")
+
+    async def send_file(self, media_id: str) -> None:
+        raise PlatformError(PLATFORM, "no_upload", "webhook mode cannot send files")
+
 
 class FrameChannel:
     overflow_once = False
+    takes_files = True
     pacing = FRAME_PACING
 
     def __init__(self, link: WsLink, *, stream_id: str, req_id: str, chat_id: str) -> None:
@@ -75,6 +86,13 @@ class FrameChannel:
 
     async def overflow(self, content: str) -> None:
         body = {"chatid": self._chat_id, **markdown_body(content)}
+        await self._link.request("aibot_send_msg", new_req_id("aibot_send_msg"), body)
+
+    async def upload_file(self, file: OutputFile) -> str:
+        return await media.upload(self._link, file)
+
+    async def send_file(self, media_id: str) -> None:
+        body = {"chatid": self._chat_id, **media.file_body(media_id)}
         await self._link.request("aibot_send_msg", new_req_id("aibot_send_msg"), body)
 
 

@@ -12,8 +12,9 @@ message (doc path/100719, path/101031). So an answer has two places to go:
    only if it exceeds one message. In WebSocket mode it is `aibot_send_msg`, one message
    per part.
 
-The app's images (JPG or PNG) go into the final stream reply as `msg_item`s; other files
-cannot go through a stream, so the core names them in the text.
+The app's images (JPG or PNG) go into the final stream reply as `msg_item`s. Other files
+cannot go through a stream: in WebSocket mode they are uploaded and sent as file messages
+after the answer; in webhook mode, which has no upload, the core names them in the text.
 
 Where the stream goes (the store for refresh callbacks, or WebSocket frames) is the
 `StreamChannel`'s business; this class only decides what to show where.
@@ -27,13 +28,14 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
 
+from adapters.wecom_bot import media
 from adapters.wecom_bot.protocol import (
     IMAGE_TYPES,
     MAX_IMAGE_BYTES,
     MAX_ITEMS,
     image_item,
 )
-from gateway.platform import OutputFile, Pacing
+from gateway.platform import OutputFile, Pacing, PlatformError
 from gateway.text import measure, split_text
 from gateway.words import Words
 
@@ -52,6 +54,15 @@ class StreamChannel(Protocol):
     @property
     def overflow_once(self) -> bool:
         """True when the overflow path takes a single message (response_url)."""
+
+    @property
+    def takes_files(self) -> bool:
+        """True when files can be uploaded and sent as messages (WebSocket mode)."""
+
+    async def upload_file(self, file: OutputFile) -> str:
+        """Upload `file`; returns its media id."""
+
+    async def send_file(self, media_id: str) -> None: ...
 
     async def show(
         self, content: str, *, finish: bool, items: Sequence[dict[str, Any]] = ()
@@ -97,6 +108,7 @@ class StreamSink:
         self._pending = str(state.get("pending", ""))  # overflow collected for response_url
         self._released = bool(state.get("released", False))
         self._items: list[dict[str, Any]] = []  # images for the final reply
+        self._media: list[str] = []  # files uploaded, to send after the answer
 
     @property
     def pacing(self) -> Pacing:
@@ -137,6 +149,7 @@ class StreamSink:
                 await self._overflow(self._remainder(text), last=last)
             self._index += 1
             if last:
+                await self._send_media()
                 await self._let_go()
                 self._stop_timer()
 
@@ -144,24 +157,31 @@ class StreamSink:
         await self.finish(text, last=True)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
-        """Images ride on the final stream reply; anything else, or an image once the
-        stream has closed, comes back to be named."""
+        """Images ride on the final stream reply; anything else (or an image once the
+        stream has closed) is uploaded now where the channel can, else comes back to be
+        named."""
         missing: list[OutputFile] = []
         total = 0
         for file in files:
             size = len(file.data)
             if (
-                self._index != 0
-                or self._closed
-                or file.mime_type not in IMAGE_TYPES
-                or not 0 < size <= MAX_IMAGE_BYTES
-                or total + size > MAX_ITEM_BYTES
-                or len(self._items) >= MAX_ITEMS
+                self._index == 0
+                and not self._closed
+                and file.mime_type in IMAGE_TYPES
+                and 0 < size <= MAX_IMAGE_BYTES
+                and total + size <= MAX_ITEM_BYTES
+                and len(self._items) < MAX_ITEMS
             ):
+                total += size
+                self._items.append(image_item(file.data))
+            elif self._channel.takes_files and media.fits(file):
+                try:
+                    self._media.append(await self._channel.upload_file(file))
+                except PlatformError as exc:
+                    log.warning("could not upload the file %s: %s", file.name, exc)
+                    missing.append(file)
+            else:
                 missing.append(file)
-                continue
-            total += size
-            self._items.append(image_item(file.data))
         return missing
 
     def fold_reasoning(self, text: str) -> None:
@@ -213,6 +233,16 @@ class StreamSink:
                 return
             self._closed = True
             await self._let_go()
+
+    async def _send_media(self) -> None:
+        """Send the uploaded files after the answer. A failure is logged: the text is out,
+        and a retried finish must not send a file twice."""
+        uploaded, self._media = self._media, []
+        for media_id in uploaded:
+            try:
+                await self._channel.send_file(media_id)
+            except PlatformError as exc:
+                log.warning("could not send a file of the answer: %s", exc)
 
     async def _let_go(self) -> None:
         if not self._released:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import secrets
 import time
@@ -155,6 +156,8 @@ class FakeWecomBotServer:
         self.used_codes: set[str] = set()
         self.fail_response_url: list[int] = []  # errcodes for the next response_url calls
         self.reply_errcode: dict[str, int] = {}  # cmd -> errcode for its next ack
+        self.uploads: dict[str, dict[str, Any]] = {}  # upload_id -> init body and chunks
+        self.files: dict[str, tuple[str, str, bytes]] = {}  # media_id -> type, name, bytes
         self.ack_pings = True
         self.connections = 0
         self.subscribed = asyncio.Event()
@@ -256,8 +259,38 @@ class FakeWecomBotServer:
         elif cmd == "ping":
             if self.ack_pings:
                 await ws.send_json(_ack(req_id, 0))
+        elif cmd.startswith("aibot_upload_media_"):
+            await ws.send_json(self._upload(cmd, req_id, body))
         elif cmd.startswith("aibot_"):
             await ws.send_json(_ack(req_id, self.reply_errcode.pop(cmd, 0)))
+
+    def _upload(self, cmd: str, req_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The three upload steps (aibot-node-sdk `uploadMedia`): init -> upload_id, chunks
+        (<= 512 KB raw each), finish -> media_id, checked against the declared size and md5."""
+        errcode = self.reply_errcode.pop(cmd, 0)
+        if errcode:
+            return _ack(req_id, errcode)
+        if cmd == "aibot_upload_media_init":
+            upload_id = f"up{len(self.uploads)}"
+            self.uploads[upload_id] = {**body, "chunks": {}}
+            return {**_ack(req_id, 0), "body": {"upload_id": upload_id}}
+        upload = self.uploads.get(str(body.get("upload_id")))
+        if upload is None:
+            return _ack(req_id, 40058)
+        if cmd == "aibot_upload_media_chunk":
+            data = base64.b64decode(body["base64_data"])
+            if len(data) > 512 * 1024:
+                return _ack(req_id, 40058)
+            upload["chunks"][int(body["chunk_index"])] = data
+            return _ack(req_id, 0)
+        chunks = upload["chunks"]
+        data = b"".join(chunks[i] for i in sorted(chunks))
+        complete = len(chunks) == upload["total_chunks"] and len(data) == upload["total_size"]
+        if not complete or hashlib.md5(data).hexdigest() != upload["md5"]:
+            return _ack(req_id, 40058)
+        media_id = f"media-{len(self.files)}"
+        self.files[media_id] = (upload["type"], upload["filename"], data)
+        return {**_ack(req_id, 0), "body": {"media_id": media_id}}
 
     async def push(self, cmd: str, body: dict[str, Any]) -> str:
         """Send a callback frame on the newest connection; returns its req_id."""

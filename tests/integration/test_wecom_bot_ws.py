@@ -14,7 +14,7 @@ import pytest
 
 from adapters.wecom_bot.protocol import MAX_CONTENT_BYTES
 from adapters.wecom_bot.state import MAX_IN_FLIGHT
-from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.emulator import DifyEmulator, EmulatorFile, ScriptedReply
 from gateway.runtime import Gateway
 from gateway.store.base import StoreUnavailable
 from gateway.store.memory import MemoryStore
@@ -260,3 +260,53 @@ async def test_during_shutdown_a_message_is_not_taken(
     # Nothing was claimed during the drain: the same msgid is new to the fresh instance.
     assert frames[0]["content"] == THINKING and frames[-1]["content"] == "answered after all"
     assert len(dify.requests) == 1
+
+
+# --- the app's files ---------------------------------------------------------------------------
+
+
+async def test_files_are_uploaded_in_chunks_and_sent_after_the_answer(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    """Images ride on the final stream reply; any other file is uploaded over the socket
+    (several 512 KB chunks for a big one) and sent as a file message after the text; a file
+    WeCom cannot take (5 bytes or fewer) is named in the text."""
+    _client, gateway = await start(gateway_factory, dify, wecom)
+    png = b"\x89PNG\r\n\x1a\n" + b"chart" * 20
+    report = b"%PDF-1.7 " + bytes(range(256)) * 2400  # about 600 KB: two chunks
+    files = [
+        EmulatorFile("chart.png", png, "image/png"),
+        EmulatorFile("report.pdf", report, "application/pdf", type="document"),
+        EmulatorFile("tiny.txt", b"abc", "text/plain", type="document"),
+    ]
+    dify.reply(ScriptedReply(chunks=["图表如下。"], files=files))
+    req_id = await wecom.push("aibot_msg_callback", text_payload("ws-files", "画个图", chatid="C9"))
+    final = (await finished(wecom, req_id))[-1].body["stream"]
+    assert final["content"] == "图表如下。\n\n" + SIMPLIFIED_CHINESE.file_missing("tiny.txt")
+    assert len(final["msg_item"]) == 1  # the image
+    await wait_for(lambda: gateway.inbox.in_flight == 0, what="answer done")
+    chunks = wecom.of("aibot_upload_media_chunk")
+    assert len(chunks) == 2
+    (init,) = wecom.of("aibot_upload_media_init")
+    assert init.body["type"] == "file" and init.body["total_chunks"] == 2
+    ((media_id, stored),) = wecom.files.items()
+    assert stored == ("file", "report.pdf", report)
+    (sent,) = wecom.of("aibot_send_msg")
+    assert sent.body == {"chatid": "C9", "msgtype": "file", "file": {"media_id": media_id}}
+    # The file message comes after the finished stream.
+    finish_at = max(c.at for c in wecom.replies(req_id) if c.body["stream"]["finish"])
+    assert sent.at >= finish_at
+
+
+async def test_a_file_whose_upload_fails_is_named_instead(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
+) -> None:
+    _client, gateway = await start(gateway_factory, dify, wecom)
+    wecom.reply_errcode["aibot_upload_media_init"] = 40058
+    report = EmulatorFile("report.pdf", b"%PDF-1.7 report", "application/pdf", type="document")
+    dify.reply(ScriptedReply(chunks=["报告。"], files=[report]))
+    req_id = await wecom.push("aibot_msg_callback", text_payload("ws-fail", "报告"))
+    final = (await finished(wecom, req_id))[-1].body["stream"]
+    assert final["content"] == "报告。\n\n" + SIMPLIFIED_CHINESE.file_missing("report.pdf")
+    await wait_for(lambda: gateway.inbox.in_flight == 0, what="answer done")
+    assert wecom.files == {} and wecom.of("aibot_send_msg") == []

@@ -22,11 +22,16 @@ CUT = "\n\n" + ENGLISH.cut
 class Channel:
     pacing = Pacing(0.5, "test", 10.0)
 
-    def __init__(self, *, once: bool = True) -> None:
+    def __init__(self, *, once: bool = True, files: bool = False) -> None:
         self.overflow_once = once
+        self.takes_files = files  # WebSocket mode
         self.shown: list[tuple[str, bool]] = []
         self.items: list[dict[str, Any]] = []  # the msg_items of the final reply
         self.overflows: list[str] = []
+        self.uploaded: list[str] = []  # file names
+        self.sent: list[str] = []  # media ids, after the shown content
+        self.refuse: set[str] = set()  # file names whose upload fails
+        self.send_fails = False
 
     async def show(
         self, content: str, *, finish: bool, items: Sequence[dict[str, Any]] = ()
@@ -37,6 +42,19 @@ class Channel:
     async def overflow(self, content: str) -> None:
         self.overflows.append(content)
 
+    async def upload_file(self, file: OutputFile) -> str:
+        assert self.takes_files
+        if file.name in self.refuse:
+            raise PlatformError("wecom_bot", "40058")
+        self.uploaded.append(file.name)
+        return f"media:{file.name}"
+
+    async def send_file(self, media_id: str) -> None:
+        assert self.shown[-1][1], "a file goes after the finished stream"
+        if self.send_fails:
+            raise PlatformError("wecom_bot", "600039")
+        self.sent.append(media_id)
+
 
 class Harness:
     def __init__(
@@ -46,8 +64,9 @@ class Harness:
         close_in: float = 60.0,
         limit: int = 1000,
         words: Words = ENGLISH,
+        files: bool = False,
     ) -> None:
-        self.channel = Channel(once=once)
+        self.channel = Channel(once=once, files=files)
         self.words = words
         self.releases = 0
         self.tasks: list[asyncio.Task[None]] = []
@@ -279,3 +298,34 @@ async def test_after_the_stream_closed_images_come_back_to_be_named() -> None:
     await sink.finish("First part", last=False)
     png = OutputFile(b"\x89PNG\r\n\x1a\nimage", "chart.png", "image/png")
     assert await sink.send_files([png]) == [png]
+
+
+async def test_where_the_channel_takes_files_they_are_uploaded_and_sent_after_the_answer() -> None:
+    h = Harness(once=False, files=True)
+    sink = h.sink()
+    await sink.begin()
+    png = OutputFile(b"\x89PNG\r\n\x1a\nimage", "chart.png", "image/png")
+    pdf = OutputFile(b"%PDF-1.7", "report.pdf", "application/pdf")
+    gif = OutputFile(b"GIF89a....", "anim.gif", "image/gif")  # not a stream image: a file
+    tiny = OutputFile(b"abc", "tiny.txt", "text/plain")  # too small for WeCom
+    bad = OutputFile(b"%PDF-1.7 bad", "bad.pdf", "application/pdf")
+    h.channel.refuse.add("bad.pdf")
+    assert await sink.send_files([png, pdf, gif, tiny, bad]) == [tiny, bad]
+    assert h.channel.uploaded == ["report.pdf", "anim.gif"]
+    assert h.channel.sent == []  # not before the text
+    await sink.finish("Here.", last=True)
+    assert h.channel.sent == ["media:report.pdf", "media:anim.gif"]
+    assert len(h.channel.items) == 1
+    await h.close()
+
+
+async def test_a_file_that_cannot_be_sent_after_the_answer_is_only_logged() -> None:
+    h = Harness(once=False, files=True)
+    sink = h.sink()
+    await sink.begin()
+    pdf = OutputFile(b"%PDF-1.7", "report.pdf", "application/pdf")
+    assert await sink.send_files([pdf]) == []
+    h.channel.send_fails = True
+    await sink.finish("Here.", last=True)  # the text is out: no error for the core
+    assert h.channel.shown[-1] == ("Here.", True) and h.releases == 1
+    await h.close()
