@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.emulator import DifyEmulator, ScriptedReply, Thought
+from gateway.emulator import DifyEmulator, EmulatorFile, ScriptedReply, Thought
 from gateway.runtime import Gateway
 from gateway.words import ENGLISH
 from tests.conftest import GatewayFactory, make_config
@@ -178,6 +178,23 @@ async def test_sources_can_be_switched_off_on_the_web_too(
         await ws.send_str(message("m1", "How long?"))
         frames = await until_final(ws, "m1")
     assert frames[-1] == {"type": "final", "reply_to": "m1", "text": "Fifteen days."}
+
+
+async def test_the_apps_files_are_named_in_the_final_never_linked_to_dify(
+    gateway_factory: GatewayFactory, dify: DifyEmulator
+) -> None:
+    """The frames carry no files: the app's files are named (Dify's signed links expire and
+    may be internal, so they never reach the page)."""
+    client, _ = await start(gateway_factory, dify)
+    chart = EmulatorFile("chart.png", b"\x89PNG\r\n\x1a\n" + b"c" * 40, "image/png")
+    dify.reply(ScriptedReply(chunks=["Here you are."], files=[chart]))
+    async with client.ws_connect(ws_path()) as ws:
+        await ws.send_str(message("m1", "A chart?"))
+        frames = await until_final(ws, "m1")
+    final = frames[-1]
+    assert final["type"] == "final"
+    assert final["text"] == "Here you are.\n\n" + ENGLISH.file_missing("chart.png")
+    assert not any("/files/" in f.get("text", "") for f in frames)
 
 
 async def test_a_resent_message_is_answered_once(
