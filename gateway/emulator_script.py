@@ -6,7 +6,8 @@ them, per app type (Dify 1.14.1: `api/core/app/apps/*`, `task_entities.py`).
   `message_file` events carrying `answer` (Dify ≥ 1.11.2).
 - agent: `agent_thought` (re-sent with the same id once the tool answered) interleaved with
   `agent_message` chunks and `message_file` → `message_end`.
-- chatflow: `workflow_started` → `node_started`/`node_finished` → `message` chunks (files as
+- chatflow: `workflow_started` → `node_started`/`node_finished` (an iteration or loop
+  node: `iteration_started`/`_next`/`_completed`, `loop_…`) → `message` chunks (files as
   Markdown links in the text) → `message_end` (with `files`) → `workflow_finished`. A failed
   run: `workflow_finished(failed)` → `error` (`invalid_param`, "Run failed: …"), no
   `message_end`. A stopped run: `workflow_finished(stopped)` → `message_end`.
@@ -172,10 +173,17 @@ def _workflow_steps(
     yield {"event": "workflow_started", "data": {"id": run_id, "reason": "initial"}}
     for node in reply.nodes:
         data = {"id": str(uuid.uuid4()), "title": node.title, "node_type": node.node_type}
-        yield {"event": "node_started", "data": data}
+        # An iteration or loop node has events of its own, with a `_next` per round.
+        kind = node.node_type if node.node_type in ("iteration", "loop") else "node"
+        yield {"event": f"{kind}_started", "data": data}
         if node.seconds:
             yield node.seconds
-        yield {"event": "node_finished", "data": {**data, "status": "succeeded"}}
+        if kind != "node":
+            yield {"event": f"{kind}_next", "data": {**data, "index": 1}}
+            kind_done = f"{kind}_completed"
+        else:
+            kind_done = "node_finished"
+        yield {"event": kind_done, "data": {**data, "status": "succeeded"}}
     for i, piece in enumerate(reply.reasoning):
         final = i == len(reply.reasoning) - 1
         said: dict[str, Any] = {"reasoning": piece, "is_final": final, "node_id": "llm"}

@@ -78,6 +78,17 @@ async def test_a_chatflow_shows_the_running_node_until_text_streams(
     assert states[-1] == "Fifteen days."
 
 
+async def test_a_loop_shows_its_title_until_text_streams(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    reply = ScriptedReply(
+        chunks=["Checked."], nodes=[Node("Retry until valid", "loop", seconds=1.0)]
+    )
+    states, _ = await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "chatflow"}})
+    assert "_Working on: Retry until valid…_" in states
+    assert states[-1] == "Checked."
+
+
 async def test_a_tool_called_after_text_started_shows_grey_under_it(
     gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
 ) -> None:

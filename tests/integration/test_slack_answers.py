@@ -77,6 +77,17 @@ async def test_a_chatflow_shows_the_running_node_until_text_streams(
     assert states[-1] == "Fifteen days."
 
 
+async def test_an_iteration_shows_its_title_too(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    reply = ScriptedReply(
+        chunks=["All summarised."], nodes=[Node("Summarise each file", "iteration", seconds=1.5)]
+    )
+    states = await ask(gateway_factory, dify, slack, reply, apps={"main": {"mode": "workflow"}})
+    assert "_Working on: Summarise each file…_" in states
+    assert states[-1] == "All summarised."
+
+
 async def test_show_progress_false_keeps_node_titles_out(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
