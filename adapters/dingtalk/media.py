@@ -46,10 +46,14 @@ class MediaSender:
         self._held: list[tuple[str, dict[str, str]]] = []  # (msgKey, msgParam) to send
         self._card_images: list[str] = []  # markdown for the final card
 
-    def take_card_images(self) -> str:
-        """The uploaded images as card markdown (a paragraph each), once."""
-        images, self._card_images = self._card_images, []
-        return "\n\n".join(images)
+    @property
+    def card_images(self) -> str:
+        """The uploaded images as card markdown, a paragraph each (kept until the card
+        that shows them is closed: a closing call may be retried)."""
+        return "\n\n".join(self._card_images)
+
+    def card_images_shown(self) -> None:
+        self._card_images = []
 
     async def upload(self, files: Sequence[OutputFile]) -> list[OutputFile]:
         """Upload the files now; they are sent by `send()`. Returns those that cannot go."""

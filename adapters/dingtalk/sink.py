@@ -122,9 +122,10 @@ class CardSink:
         await self._api.stream_card(self._open, uuid.uuid4().hex, CONTENT_KEY, text)
 
     async def finish(self, text: str, *, last: bool) -> None:
-        images = self._media.take_card_images() if last else ""
+        images = self._media.card_images if last else ""
         await self._close(f"{text.rstrip()}\n\n{images}" if images else text, FINISHED)
         if last:
+            self._media.card_images_shown()
             await self._media.send()
 
     async def fail(self, text: str) -> None:

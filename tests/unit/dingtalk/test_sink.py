@@ -261,6 +261,19 @@ async def test_card_images_are_in_the_final_card_only(fake: FakeDingtalk, api: D
     assert fake.media_sent() == []
 
 
+async def test_a_retried_close_keeps_the_cards_images(fake: FakeDingtalk, api: DingtalkApi) -> None:
+    sink = CardSink(api, Destination.of(message(fake, "text_dm.json")), TEMPLATE, words=ENGLISH)
+    await sink.begin()
+    png = OutputFile(b"\x89PNG\r\n\x1a\nimg", "chart.png", "image/png")
+    assert await sink.send_files([png]) == []
+    fake.throttle("/v1.0/card/instances")
+    with pytest.raises(RateLimited):
+        await sink.finish("Done.", last=True)
+    await sink.finish("Done.", last=True)  # the core calls again
+    (card,) = fake.cards.values()
+    assert card.content.startswith("Done.\n\n![chart.png](https://down.dingtalk.com/media/")
+
+
 def test_card_image_markdown_drops_the_leading_at_and_link_syntax() -> None:
     assert card_image("x](y).png", "@lADabc") == (
         "![xy.png](https://down.dingtalk.com/media/lADabc)"
