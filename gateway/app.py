@@ -3,6 +3,10 @@
 SIGTERM/SIGINT: `/readyz` and every webhook answer 503 at once (so the load balancer and the
 platforms go elsewhere), answers in flight finish within `shutdown_grace_s`, then the server
 closes and the process exits 0.
+
+Connections are bounded in time (`read_timeout_s`, `keepalive_timeout_s`:
+`gateway.connections`) and in number (`max_connections`, kept under the open-file limit:
+`gateway.listener`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import inspect
 import logging
 import resource
 import signal
+import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -22,23 +27,47 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from gateway import gc_tuning
-from gateway.config import Config
+from gateway.config import Config, ServerConfig
+from gateway.connections import GuardedServer
 from gateway.http import Edge
+from gateway.listener import Listener, connection_cap
 from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
 _AIOHTTP_BODY_LIMIT = inspect.signature(web.BaseRequest).parameters["client_max_size"].default
+BACKLOG = 1024  # connections the kernel holds for us while we are at max_connections
+# Files besides sockets: the store's files, logs, the event loop's own, imports.
+OTHER_FILES = 64
 
 
-def create_server(gateway: Gateway) -> web.Server:
+def outbound_files(server: ServerConfig) -> int:
+    """Files the gateway may need besides inbound connections: each answer holds a Dify
+    stream and a platform connection and sometimes a file transfer; the store its pool."""
+    return 3 * server.max_concurrent_answers + server.store_max_connections + OTHER_FILES
+
+
+def file_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return sys.maxsize if soft == resource.RLIM_INFINITY else soft
+
+
+def create_server(gateway: Gateway) -> GuardedServer:
     """aiohttp's low-level server around the edge (call it with the event loop running).
 
     Every request is made with the configured body limit, which aiohttp then enforces on
     chunked bodies too (413); the edge also checks Content-Length before reading. With the
     default limit (1 MiB, as aiohttp's), aiohttp's own request factory already does that."""
-    limit = gateway.config.server.max_body_bytes
-    if limit == _AIOHTTP_BODY_LIMIT:
-        return web.Server(Edge(gateway), access_log=None)
+    server = gateway.config.server
+    cap = connection_cap(server.max_connections, outbound_files(server), file_limit())
+    if cap < server.max_connections:
+        log.warning(
+            "the open-file limit (%d) leaves room for %d inbound connections, not "
+            "server.max_connections (%d): raise the hard limit (ulimit -Hn)",
+            file_limit(),
+            cap,
+            server.max_connections,
+        )
+    limit = server.max_body_bytes
 
     def make_request(
         message: RawRequestMessage,
@@ -51,7 +80,14 @@ def create_server(gateway: Gateway) -> web.Server:
             message, payload, protocol, writer, task, task.get_loop(), client_max_size=limit
         )
 
-    return web.Server(Edge(gateway), request_factory=make_request, access_log=None)
+    return GuardedServer(
+        Edge(gateway),
+        read_timeout=server.read_timeout_s,
+        max_connections=cap,
+        keepalive_timeout=server.keepalive_timeout_s,
+        request_factory=None if limit == _AIOHTTP_BODY_LIMIT else make_request,
+        access_log=None,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -79,16 +115,26 @@ async def running(gateway: Gateway, *, manage_gc: bool = False) -> AsyncIterator
 @contextlib.asynccontextmanager
 async def serving(
     gateway: Gateway, host: str, port: int, *, manage_gc: bool = False
-) -> AsyncIterator[None]:
-    """The gateway running and listening on host:port, until the block ends."""
-    async with running(gateway, manage_gc=manage_gc):
-        runner = web.ServerRunner(create_server(gateway))
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port, backlog=1024).start()
-            yield
-        finally:
-            await runner.cleanup()
+) -> AsyncIterator[Listener]:
+    """The gateway running and listening on host:port, until the block ends (with port 0,
+    on a free port: the listener's `port`)."""
+    async with running(gateway, manage_gc=manage_gc), listening(gateway, host, port) as listener:
+        yield listener
+
+
+@contextlib.asynccontextmanager
+async def listening(gateway: Gateway, host: str, port: int) -> AsyncIterator[Listener]:
+    """The edge listening on host:port, without the gateway's lifetime (that is `running`)."""
+    server = create_server(gateway)
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    listener = Listener(server, host, port, backlog=BACKLOG)
+    try:
+        await listener.start()
+        yield listener
+    finally:
+        await listener.close()
+        await runner.cleanup()
 
 
 def raise_file_limit(wanted: int) -> None:
@@ -103,7 +149,7 @@ def raise_file_limit(wanted: int) -> None:
 
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
-    raise_file_limit(3 * config.server.max_concurrent_answers + 1024)
+    raise_file_limit(config.server.max_connections + outbound_files(config.server))
     gateway = Gateway(config)
     async with serving(gateway, config.server.host, config.server.port, manage_gc=True):
         await _until_stopped(config, gateway, ready)

@@ -49,6 +49,12 @@ class ServerConfig(_Strict):
     store_max_connections: int = Field(64, ge=2)
     # Unanswered messages the inbox holds per instance; past it webhooks get 503.
     max_queued_answers: int = Field(10_000, ge=1)
+    # A request (headers and body) must arrive within this, else its connection is closed.
+    read_timeout_s: float = Field(30.0, gt=0)
+    # A kept-alive connection idle for this long is closed.
+    keepalive_timeout_s: float = Field(75.0, gt=0)
+    # Inbound connections open at once; more wait to be accepted.
+    max_connections: int = Field(4096, ge=1)
 
 
 class InboxConfig(_Strict):

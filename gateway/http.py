@@ -15,13 +15,16 @@ mappings; and each endpoint runs inside the one catch-all in `Edge.__call__`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.connections import body_deadline
 from gateway.http_routes import AdapterRoute
+from gateway.logs import LogLimiter, describe, one_line
 from gateway.models import Answered, HttpResponse, Ignored, Messages, WebhookRequest
 from gateway.platform import Adapter, ServesRoutes, WebhookRejected
 from gateway.runtime import Gateway
@@ -33,6 +36,59 @@ Endpoint = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 READ_METHODS = frozenset({"GET", "HEAD"})
 WEBHOOK_METHODS = frozenset({"GET", "POST"})  # GET: URL checks (WeCom, Feishu)
 WEBHOOK_PREFIX = "/webhooks/"
+# What aiohttp decodes before the edge sees the body (it refuses br/zstd itself when their
+# library is missing). Any other coding would reach the adapter still encoded.
+DECODED_ENCODINGS = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
+TRACEBACK_EVERY_S = 60.0  # at most one traceback per bot per minute for adapter bugs
+
+
+class EdgeLog:
+    """The edge's log: one line per refused request, at most 10 a minute per bot and status
+    (then a count), and at most one traceback a minute per bot for unexpected errors."""
+
+    def __init__(self) -> None:
+        self._lines = LogLimiter(log)
+        self._tracebacks = LogLimiter(log, burst=1, window=TRACEBACK_EVERY_S)
+
+    def rejected(self, bot: str, status: int, reason: str) -> None:
+        level = logging.WARNING if status >= 500 else logging.INFO
+        key = f"bot {bot}: rejected webhooks ({status})"
+        self._lines.log(
+            key, level, "bot %s: rejected webhook (%d): %s", bot, status, one_line(reason)
+        )
+
+    def refused(self, status: int, reason: str) -> None:
+        """A request for no bot (an unknown path, a wrong method)."""
+        key = f"refused requests ({status})"
+        self._lines.log(key, logging.INFO, "refused request (%d): %s", status, one_line(reason))
+
+    def failed(self, subject: str, status: int, what: str, exc: Exception) -> None:
+        """An unexpected exception, answered with `status`: a traceback now and then.
+        `subject` is `bot <name>`, or `edge` outside any bot's webhook."""
+        if self._tracebacks.allow(subject):
+            log.error("%s: %s (%d)", subject, what, status, exc_info=exc)
+            return
+        self._lines.log(
+            f"{subject}: {what}",
+            logging.ERROR,
+            "%s: %s (%d): %s (tracebacks: at most one a minute)",
+            subject,
+            what,
+            status,
+            describe(exc),
+        )
+
+
+class Refused(Exception):
+    """The request is refused before the adapter sees it: `status`, the caller's `error`
+    word, and the log's `reason`. `close`: answer, then close the connection (the rest of
+    the body is unread or unreadable)."""
+
+    def __init__(self, status: int, error: str, reason: str, *, close: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.error = error
+        self.close = close
 
 
 def _reply(response: HttpResponse) -> web.Response:
@@ -46,49 +102,85 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-async def _read_body(request: web.BaseRequest, limit: int) -> bytes | None:
-    """The body, or None when it is over `limit` bytes (declared or actually sent)."""
+async def _answer_and_close(request: web.BaseRequest, response: web.Response) -> web.Response:
+    """Send `response`, then close the connection at once: aiohttp would otherwise spend up
+    to 10 s draining an unread body, or fail on one that does not decode."""
+    response.force_close()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client is gone already
+    request.protocol.force_close()
+    return response
+
+
+async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The body; raises `Refused` when it is over `limit` bytes (declared or actually sent),
+    encoded in a way aiohttp does not decode, broken, or not in by the read deadline."""
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and encoding.lower() not in DECODED_ENCODINGS:
+        reason = f"unsupported Content-Encoding {one_line(encoding, 40)}"
+        raise Refused(400, "bad request", reason, close=True)
     length = request.content_length
     if length is not None and length > limit:
-        return None  # refused before reading a byte of it
+        # Refused before reading a byte of it.
+        raise Refused(413, "body too large", f"declared {length} bytes, over {limit}")
     payload = request.content
-    if payload.is_eof():
+    if payload.is_eof() and payload.exception() is None:
         # The usual webhook: the whole body came in with the headers. Take it from the
         # buffer; `request.read()` would copy it through a bytearray in a read loop.
         body = payload.read_nowait()
-        return None if len(body) > limit else body
-    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
-        # curl and some proxies wait for this before sending a body over 1 KB or 1 MB.
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if len(body) > limit:
+            raise Refused(413, "body too large", f"over {limit} bytes")
+        return body
     try:
-        # The request was made with client_max_size=limit (app.create_server), which also
-        # bounds chunked bodies that declare no length.
-        return await request.read()
+        async with asyncio.timeout_at(body_deadline(request)):
+            if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == (
+                "100-continue"
+            ):
+                # curl and some proxies wait for this before sending a body over 1 KB or 1 MB.
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # The request was made with client_max_size=limit (app.create_server), which
+            # also bounds chunked bodies that declare no length.
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return None
+        raise Refused(413, "body too large", f"over {limit} bytes") from None
+    except TimeoutError:
+        raise Refused(
+            408, "request timeout", "body not in within read_timeout_s", close=True
+        ) from None
+    except ConnectionError as exc:
+        raise Refused(400, "bad request", f"client gone: {describe(exc)}", close=True) from None
+    except Exception as exc:  # aiohttp's RequestPayloadError: bad chunking, gzip that is not
+        raise Refused(400, "bad request", f"unreadable body: {describe(exc)}", close=True) from None
 
 
 class BotWebhook:
     """`/webhooks/<bot>`: one bot's adapter behind the shared ack path."""
 
-    __slots__ = ("_adapter", "_count", "_gateway", "_intake", "_max_body", "_name")
+    __slots__ = ("_adapter", "_count", "_gateway", "_intake", "_log", "_max_body", "_name")
 
-    def __init__(self, name: str, adapter: Adapter, gateway: Gateway) -> None:
+    def __init__(self, name: str, adapter: Adapter, gateway: Gateway, edge_log: EdgeLog) -> None:
         self._name = name
         self._adapter = adapter
         self._gateway = gateway
         self._intake = gateway.intake
         self._count = gateway.metrics.count_webhook
         self._max_body = gateway.config.server.max_body_bytes
+        self._log = edge_log
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         name, count = self._name, self._count
         if self._gateway.draining:
             return _error(503, "shutting down")
-        body = await _read_body(request, self._max_body)
-        if body is None:
-            count(name, "too_large")
-            return _error(413, "body too large")
+        try:
+            body = await _read_body(request, self._max_body)
+        except Refused as refused:
+            self._log.rejected(name, refused.status, str(refused))
+            count(name, "too_large" if refused.status == 413 else f"rejected_{refused.status}")
+            response = _error(refused.status, refused.error)
+            return await _answer_and_close(request, response) if refused.close else response
         req = WebhookRequest(  # positional: the ack path builds one per request
             request.method,
             request.path,
@@ -100,7 +192,7 @@ class BotWebhook:
         try:
             outcome = await self._adapter.handle(req)
         except WebhookRejected as exc:
-            log.info("bot %s: rejected webhook (%d): %s", name, exc.status, exc)
+            self._log.rejected(name, exc.status, str(exc))
             count(name, f"rejected_{exc.status}")
             return _error(exc.status, "rejected")
         except StoreUnavailable as exc:
@@ -108,9 +200,9 @@ class BotWebhook:
             log.error("bot %s: store unavailable while handling a webhook: %s", name, exc)
             count(name, "unavailable")
             return _error(503, "temporarily unavailable")
-        except Exception:
+        except Exception as exc:
             # An adapter bug on odd input must not become a 500: log it, refuse the input.
-            log.exception("bot %s: could not handle webhook", name)
+            self._log.failed(f"bot {name}", 400, "could not handle webhook", exc)
             count(name, "error")
             return _error(400, "bad request")
         if isinstance(outcome, Messages):
@@ -135,6 +227,7 @@ class Edge:
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
+        self._log = EdgeLog()
         self._routes: dict[str, tuple[frozenset[str], Endpoint]] = {
             "/healthz": (READ_METHODS, self._healthz),
             "/readyz": (READ_METHODS, self._readyz),
@@ -146,7 +239,7 @@ class Edge:
             if adapter.serves_webhook:
                 self._routes[WEBHOOK_PREFIX + name] = (
                     WEBHOOK_METHODS,
-                    BotWebhook(name, adapter, gateway),
+                    BotWebhook(name, adapter, gateway, self._log),
                 )
             if isinstance(adapter, ServesRoutes):  # the web chat's page and socket
                 for path, handler in adapter.routes().items():
@@ -158,14 +251,23 @@ class Edge:
             route = self._routes.get(request.path)
             if route is None:
                 unknown_bot = request.path.startswith(WEBHOOK_PREFIX)
+                self._log.refused(404, f"{request.method} {request.path}")
                 return _error(404, "unknown bot" if unknown_bot else "not found")
             methods, endpoint = route
             if request.method not in methods:
+                self._refuse_method(request)
                 return _error(405, "method not allowed", {"Allow": ", ".join(sorted(methods))})
             return await endpoint(request)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
+        except Exception as exc:
+            self._log.failed("edge", 503, "unhandled error", exc)
             return _error(503, "temporarily unavailable")
+
+    def _refuse_method(self, request: web.BaseRequest) -> None:
+        bot = request.path.removeprefix(WEBHOOK_PREFIX)
+        if bot != request.path:
+            self._log.rejected(bot, 405, f"method {request.method}")
+        else:
+            self._log.refused(405, f"{request.method} {request.path}")
 
     async def _healthz(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response({"status": "ok"})

@@ -1,14 +1,23 @@
-"""Logging to stderr, with every configured secret masked.
+"""Logging to stderr, with every configured secret masked; and log lines a hostile client
+cannot multiply or forge.
 
 Code never logs secrets on purpose; this filter is the belt to those braces (an exception
 message that echoes a URL with a token in it, a library's debug line).
+
+Whatever a client sends can end up in a log line (a rejection's reason, a path), and a
+client can send as many requests as it likes: `one_line` keeps such text on one bounded
+line, and `LogLimiter` keeps a flood of them to a few lines a minute.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -41,6 +50,91 @@ class RedactSecrets(logging.Filter):
                 record.exc_text = None
             record.msg, record.args = masked, None
         return True
+
+
+# Control characters, line separators, and the bidirectional overrides that make a line
+# display other than it reads.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """`text` as one log line: control characters (newlines too) escaped, at most `limit`
+    characters, so a client's bytes can neither forge a log line nor fill the log."""
+    line = _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], str(text))
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as `Class: message`, on one line."""
+    message = " ".join(str(exc).split())  # library messages span lines ("400, message:\n  ...")
+    return one_line(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+
+
+@dataclass(slots=True)
+class _Window:
+    ends: float
+    logged: int = 0
+    suppressed: int = 0
+
+
+class LogLimiter:
+    """At most `burst` lines per key per `window` seconds; the rest are counted and reported
+    as one line ("... K more in the last 60 s, not logged") when the window ends.
+
+    A key names a kind of line (`bot s: rejected webhooks (401)`); keys come from the
+    configuration and a few fixed kinds, never from what a client sends, so they stay few.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        burst: int = 10,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._burst = burst
+        self._window = window
+        self._clock = clock
+        self._windows: dict[str, _Window] = {}
+
+    def allow(self, key: str) -> bool:
+        """Take one line of `key`'s budget: True to log it, False if it is to be counted as
+        suppressed (and then it is)."""
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or now >= window.ends:
+            if window is not None:
+                self._report(key, window)
+            window = self._windows[key] = _Window(now + self._window)
+        if window.logged < self._burst:
+            window.logged += 1
+            return True
+        if window.suppressed == 0:
+            self._report_later(key, window)
+        window.suppressed += 1
+        return False
+
+    def log(self, key: str, level: int, msg: str, *args: object) -> None:
+        if self.allow(key):
+            self._logger.log(level, msg, *args)
+
+    def _report(self, key: str, window: _Window) -> None:
+        if window.suppressed:
+            self._logger.warning(
+                "%s: %d more in the last %g s, not logged", key, window.suppressed, self._window
+            )
+            window.suppressed = 0
+
+    def _report_later(self, key: str, window: _Window) -> None:
+        # Report when the window ends even if no further line comes to trigger it; without
+        # a running loop (sync callers) the next line of the key reports it instead.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(max(0.0, window.ends - self._clock()), self._report, key, window)
 
 
 def config_secrets(config: Config) -> list[str]:
