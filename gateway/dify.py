@@ -11,9 +11,11 @@ message, and a retry would post it twice.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -94,6 +96,29 @@ def _error_body(raw: bytes) -> tuple[str, str, str]:
     return str(body.get("code", "")), str(body.get("message", "")), str(params or "")
 
 
+# Visible ASCII but `%`, which starts an escape here.
+_NOT_HEADER_SAFE = re.compile(r"[^!-$&-~]")
+TRACE_ID_MAX = 128
+
+
+def trace_id_header(trace_id: str) -> str:
+    """`trace_id` (a job id, `<bot>:<platform message id>`) as an `X-Trace-Id` value: an id
+    of visible ASCII goes as it is; any other character (non-ASCII, a space, a control
+    character, `%`) is percent-encoded as UTF-8, since httpx refuses them in a header
+    and the platform chose the id, not us. Longer than 128 characters, the start is kept
+    and a hash of the whole id stands for the rest, so the value stays stable and distinct."""
+    safe = _NOT_HEADER_SAFE.sub(_percent_encoded, trace_id)
+    if len(safe) <= TRACE_ID_MAX:
+        return safe
+    digest = hashlib.sha256(trace_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    head = re.sub(r"%[0-9A-F]?$", "", safe[: TRACE_ID_MAX - len(digest) - 1])  # whole escapes
+    return f"{head}~{digest}"
+
+
+def _percent_encoded(match: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in match[0].encode("utf-8", "surrogatepass"))
+
+
 class DifyClient:
     """One client for every configured app; one shared `httpx.AsyncClient`."""
 
@@ -117,7 +142,7 @@ class DifyClient:
     def _headers(app: DifyApp, trace_id: str | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {app.api_key.get_secret_value()}"}
         if trace_id:
-            headers["X-Trace-Id"] = trace_id
+            headers["X-Trace-Id"] = trace_id_header(trace_id)
         return headers
 
     def _endpoint(self, app: DifyApp, req: ChatRequest) -> tuple[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -160,7 +161,7 @@ class FeishuAPI:
         """Reply to a message; returns the new message's id."""
         data = await self.data(
             "POST",
-            f"/open-apis/im/v1/messages/{message_id}/reply",
+            f"/open-apis/im/v1/messages/{_segment(message_id)}/reply",
             {
                 "msg_type": msg_type,
                 "content": dumps(content),
@@ -177,17 +178,17 @@ class FeishuAPI:
         """Replace an interactive card (`PATCH /open-apis/im/v1/messages/:id`; 5 QPS per
         message, 14 days, `update_multi` cards only)."""
         await self.call(
-            "PATCH", f"/open-apis/im/v1/messages/{message_id}", {"content": dumps(card)}
+            "PATCH", f"/open-apis/im/v1/messages/{_segment(message_id)}", {"content": dumps(card)}
         )
 
     async def delete_message(self, message_id: str) -> None:
         """Recall one of the bot's own messages (`DELETE /open-apis/im/v1/messages/:id`)."""
-        await self.call("DELETE", f"/open-apis/im/v1/messages/{message_id}")
+        await self.call("DELETE", f"/open-apis/im/v1/messages/{_segment(message_id)}")
 
     async def user_name(self, open_id: str) -> str | None:
         """A user's name (`GET /open-apis/contact/v3/users/:id`; needs a contact scope)."""
         data = await self.data(
-            "GET", f"/open-apis/contact/v3/users/{open_id}", user_id_type="open_id"
+            "GET", f"/open-apis/contact/v3/users/{_segment(open_id)}", user_id_type="open_id"
         )
         user = data.get("user")
         name = user.get("name") if isinstance(user, dict) else None
@@ -285,7 +286,7 @@ class FeishuAPI:
     async def download(self, message_id: str, key: str, kind: str) -> tuple[bytes, str]:
         """A file or image the user sent: (bytes, content type)
         (`GET /open-apis/im/v1/messages/:message_id/resources/:key?type=image|file`)."""
-        path = f"/open-apis/im/v1/messages/{message_id}/resources/{key}"
+        path = f"/open-apis/im/v1/messages/{_segment(message_id)}/resources/{_segment(key)}"
         return await with_token(
             self._token,
             lambda token: self._fetch_resource(path, kind, token),
@@ -325,3 +326,9 @@ class FeishuAPI:
         if not isinstance(data, dict) or not isinstance(data.get("URL"), str):
             raise PlatformError(PLATFORM, "no_ws_url", "callback/ws/endpoint")
         return data
+
+
+def _segment(event_value: str) -> str:
+    """An id taken from an event, as one URL path segment: whatever it holds (`/`, `?`, a
+    newline) cannot change which API is called, nor make the URL invalid."""
+    return quote(event_value, safe="")
