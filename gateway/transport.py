@@ -79,6 +79,22 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+class _Response(httpx.Response):
+    """httpx's client wraps each response's stream in a `BoundAsyncStream` that points back
+    at the response: a reference cycle per request, which only a full garbage collection
+    frees, and the gateway runs those rarely (`gateway/gc_tuning.py`). After a burst of
+    5,000 answers that was ~50 MB of garbage (bench/README.md, "Memory after a burst").
+    Once the response is closed its stream is spent: dropping it breaks the cycle, and
+    reference counting frees the response as soon as its last user lets go."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self.stream = _SPENT
+
+
+_SPENT = httpx.ByteStream(b"")
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int, keepalive_s: float = 30.0) -> None:
         self._max_connections = max_connections
@@ -120,7 +136,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     sock_read=timeout.get("read"),
                 ),
             )
-        return httpx.Response(
+        return _Response(
             status_code=response.status,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
             stream=_Body(response, request),
