@@ -177,6 +177,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     served = Served(proc, port, log_path)
+    started = time.monotonic()
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -189,6 +190,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield served
         served.healthy()
         served.check_log()
+        # Shown with -s (or -rP): the figures of a big run.
+        print(f"\nhttp fuzz: {served.inputs} inputs in {time.monotonic() - started:.0f} s")
     finally:
         proc.terminate()
         try:
