@@ -24,7 +24,7 @@ from aiohttp import web
 
 from gateway.connections import body_deadline
 from gateway.http_routes import AdapterRoute
-from gateway.logs import LogLimiter, describe, one_line
+from gateway.logs import EdgeLog, describe, one_line
 from gateway.models import Answered, HttpResponse, Ignored, Messages, WebhookRequest
 from gateway.platform import Adapter, ServesRoutes, WebhookRejected
 from gateway.runtime import Gateway
@@ -39,44 +39,6 @@ WEBHOOK_PREFIX = "/webhooks/"
 # What aiohttp decodes before the edge sees the body (it refuses br/zstd itself when their
 # library is missing). Any other coding would reach the adapter still encoded.
 DECODED_ENCODINGS = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
-TRACEBACK_EVERY_S = 60.0  # at most one traceback per bot per minute for adapter bugs
-
-
-class EdgeLog:
-    """The edge's log: one line per refused request, at most 10 a minute per bot and status
-    (then a count), and at most one traceback a minute per bot for unexpected errors."""
-
-    def __init__(self) -> None:
-        self._lines = LogLimiter(log)
-        self._tracebacks = LogLimiter(log, burst=1, window=TRACEBACK_EVERY_S)
-
-    def rejected(self, bot: str, status: int, reason: str) -> None:
-        level = logging.WARNING if status >= 500 else logging.INFO
-        key = f"bot {bot}: rejected webhooks ({status})"
-        self._lines.log(
-            key, level, "bot %s: rejected webhook (%d): %s", bot, status, one_line(reason)
-        )
-
-    def refused(self, status: int, reason: str) -> None:
-        """A request for no bot (an unknown path, a wrong method)."""
-        key = f"refused requests ({status})"
-        self._lines.log(key, logging.INFO, "refused request (%d): %s", status, one_line(reason))
-
-    def failed(self, subject: str, status: int, what: str, exc: Exception) -> None:
-        """An unexpected exception, answered with `status`: a traceback now and then.
-        `subject` is `bot <name>`, or `edge` outside any bot's webhook."""
-        if self._tracebacks.allow(subject):
-            log.error("%s: %s (%d)", subject, what, status, exc_info=exc)
-            return
-        self._lines.log(
-            f"{subject}: {what}",
-            logging.ERROR,
-            "%s: %s (%d): %s (tracebacks: at most one a minute)",
-            subject,
-            what,
-            status,
-            describe(exc),
-        )
 
 
 class Refused(Exception):
@@ -227,7 +189,7 @@ class Edge:
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
-        self._log = EdgeLog()
+        self._log = EdgeLog(log)
         self._routes: dict[str, tuple[frozenset[str], Endpoint]] = {
             "/healthz": (READ_METHODS, self._healthz),
             "/readyz": (READ_METHODS, self._readyz),
@@ -243,7 +205,8 @@ class Edge:
                 )
             if isinstance(adapter, ServesRoutes):  # the web chat's page and socket
                 for path, handler in adapter.routes().items():
-                    self._routes[path] = (READ_METHODS, AdapterRoute(name, handler, gateway))
+                    route = AdapterRoute(name, handler, gateway, self._log)
+                    self._routes[path] = (READ_METHODS, route)
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # The one catch-all: whatever slipped through becomes a logged 503, never a 500.

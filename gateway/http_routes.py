@@ -19,6 +19,7 @@ import time
 
 from aiohttp import WSMsgType, web
 
+from gateway.logs import EdgeLog
 from gateway.models import HttpResponse, WebhookRequest
 from gateway.platform import RouteHandler, SocketClosed, Upgrade, WebhookRejected
 from gateway.runtime import Gateway
@@ -87,10 +88,13 @@ class AiohttpSocket:
 class AdapterRoute:
     """One route of a bot's adapter, e.g. `/chat/<bot>` or `/chat/<bot>/ws`."""
 
-    __slots__ = ("_gateway", "_handler", "_max_frame", "_name")
+    __slots__ = ("_gateway", "_handler", "_log", "_max_frame", "_name")
 
-    def __init__(self, name: str, handler: RouteHandler, gateway: Gateway) -> None:
+    def __init__(
+        self, name: str, handler: RouteHandler, gateway: Gateway, edge_log: EdgeLog
+    ) -> None:
         self._name = name
+        self._log = edge_log
         self._handler = handler
         self._gateway = gateway
         self._max_frame = gateway.config.server.max_body_bytes
@@ -103,13 +107,13 @@ class AdapterRoute:
         try:
             result = await self._handler(req)
         except WebhookRejected as exc:
-            log.info("bot %s: refused %s (%d): %s", name, request.path, exc.status, exc)
+            self._log.rejected(name, exc.status, f"{request.path}: {exc}", what="request")
             return _refuse(exc.status, "rejected")
         except StoreUnavailable as exc:
             log.error("bot %s: store unavailable on %s: %s", name, request.path, exc)
             return _refuse(503, "temporarily unavailable")
-        except Exception:
-            log.exception("bot %s: could not answer %s", name, request.path)
+        except Exception as exc:
+            self._log.failed(f"bot {name}", 400, f"could not answer {request.path}", exc)
             return _refuse(400, "bad request")
         if isinstance(result, HttpResponse):
             return _respond(result)
@@ -128,9 +132,9 @@ class AdapterRoute:
         code = 1000
         try:
             await upgrade.run(socket)
-        except Exception:
-            log.exception("bot %s: socket session failed", self._name)
+        except Exception as exc:
             code = INTERNAL_ERROR
+            self._log.failed(f"bot {self._name}", code, "socket session failed", exc)
         finally:
             await socket.close(code)
         return ws

@@ -137,6 +137,53 @@ class LogLimiter:
         loop.call_later(max(0.0, window.ends - self._clock()), self._report, key, window)
 
 
+class EdgeLog:
+    """The HTTP edge's log: one line per refused request, at most 10 a minute per bot and
+    status (then a count), and at most one traceback a minute per bot (or for the edge) for
+    unexpected errors, then one line each."""
+
+    TRACEBACK_EVERY_S = 60.0
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._lines = LogLimiter(logger)
+        self._tracebacks = LogLimiter(logger, burst=1, window=self.TRACEBACK_EVERY_S)
+
+    def rejected(self, bot: str, status: int, reason: str, what: str = "webhook") -> None:
+        """A bot's webhook (or, `what`, another route of its) refused with `status`."""
+        level = logging.WARNING if status >= 500 else logging.INFO
+        self._lines.log(
+            f"bot {bot}: rejected {what}s ({status})",
+            level,
+            "bot %s: rejected %s (%d): %s",
+            bot,
+            what,
+            status,
+            one_line(reason),
+        )
+
+    def refused(self, status: int, reason: str) -> None:
+        """A request for no bot (an unknown path, a wrong method)."""
+        key = f"refused requests ({status})"
+        self._lines.log(key, logging.INFO, "refused request (%d): %s", status, one_line(reason))
+
+    def failed(self, subject: str, status: int, what: str, exc: Exception) -> None:
+        """An unexpected exception, answered with `status`. `subject` is `bot <name>`, or
+        `edge` outside any bot."""
+        if self._tracebacks.allow(subject):
+            self._log.error("%s: %s (%d)", subject, what, status, exc_info=exc)
+            return
+        self._lines.log(
+            f"{subject}: {what}",
+            logging.ERROR,
+            "%s: %s (%d): %s (tracebacks: at most one a minute)",
+            subject,
+            what,
+            status,
+            describe(exc),
+        )
+
+
 def config_secrets(config: Config) -> list[str]:
     values: list[str] = []
 

@@ -1,5 +1,5 @@
 """HTTP-level fuzz: random requests and raw malformed HTTP against a running gateway with
-one webhook bot of every platform.
+one webhook bot of every platform, and the web chat's page and WebSocket.
 
 The property, for every input: never a 500 (nor the edge's catch-all 503, "temporarily
 unavailable"), never a traceback or an unexpected error in the gateway's log, and the
@@ -76,7 +76,10 @@ BOTS: dict[str, dict[str, Any]] = {
         "client_id": "ding-f",
         "client_secret": DINGTALK_SECRET,
     },
+    # The web chat: its page and WebSocket (token auth: every random token is a 401).
+    "web": {"platform": "web", "signing_secret": "fuzz-web-signing-secret-0123"},
 }
+ROUTES = ["/chat/web", "/chat/web/ws"]
 # What the gateway may log that is no defect; anything else at ERROR, or these, is one.
 DEFECTS = (
     "Traceback",
@@ -213,6 +216,9 @@ header_names = st.one_of(
             "Expect",
             "Connection",
             "Upgrade",
+            "Sec-WebSocket-Key",
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Protocol",
             "X-Slack-Signature",
             "X-Slack-Request-Timestamp",
             "X-Lark-Request-Timestamp",
@@ -239,6 +245,8 @@ header_values = st.one_of(
             "keep-alive",
             "upgrade",
             "websocket",
+            "dGhlIHNhbXBsZSBub25jZQ==",
+            "13",
             "application/json",
             "application/x-www-form-urlencoded",
             "multipart/form-data; boundary=x",
@@ -253,7 +261,15 @@ header_values = st.one_of(
 )
 paths = st.one_of(
     st.sampled_from(
-        ["/healthz", "/readyz", "/metrics", *(f"/webhooks/{b}" for b in BOTS), "/webhooks/", "/"]
+        [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            *(f"/webhooks/{b}" for b in BOTS),
+            *ROUTES,
+            "/webhooks/",
+            "/",
+        ]
     ),
     st.sampled_from([f"/webhooks/{b}" for b in BOTS]).flatmap(
         lambda p: st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30).map(
