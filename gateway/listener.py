@@ -41,6 +41,10 @@ class Listener:
         self._limiter = LogLimiter(log, burst=1, window=10.0)
 
     @property
+    def server(self) -> GuardedServer:
+        return self._server
+
+    @property
     def port(self) -> int:
         return int(self._sockets[0].getsockname()[1]) if self._sockets else self._port
 

@@ -140,6 +140,52 @@ async def test_a_request_in_time_is_served_and_an_idle_connection_closes_at_keep
     assert 1.2 < time.monotonic() - last_answer < 2.2
 
 
+async def test_a_body_arriving_after_its_headers_leaves_the_connection_to_keepalive(
+    dify: DifyEmulator,
+) -> None:
+    # Bytes of the request's own body are not the start of a next request: a connection
+    # that sent its body in a second packet idles until the keep-alive timeout, as a load
+    # balancer's kept upstream connection must (closing it earlier races its next request).
+    async with gateway_on_port(dify, read_timeout_s=0.5, keepalive_timeout_s=1.5) as listener:
+        client = await Client.connect(listener.port)
+        await client.send(b"POST /webhooks/s HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n")
+        await asyncio.sleep(0.1)
+        await client.send(b"{}")
+        assert (await client.reader.readline()).startswith(b"HTTP/1.1 401 ")
+        await client.reader.readuntil(b"}")
+        last_answer = time.monotonic()
+        received, _ = await client.until_closed(within=5)
+    assert received == b""
+    assert 1.2 < time.monotonic() - last_answer < 2.2
+
+
+async def test_the_read_deadline_sweep_runs_only_while_connections_are_open(
+    dify: DifyEmulator,
+) -> None:
+    # One sweep per server checks every connection's deadline; it must not tick for an idle
+    # server, nor survive the server's shutdown and keep the event loop busy.
+    async with gateway_on_port(dify, read_timeout_s=0.4) as listener:
+        server = listener.server
+        assert not server.sweeping  # no connection yet
+        client = await Client.connect(listener.port)
+        await client.send(HEALTHZ)
+        assert await client.reader.readline() == b"HTTP/1.1 200 OK\r\n"
+        assert server.sweeping
+        client.close()
+        for _ in range(40):  # the last connection gone: the next tick (0.1 s) is the last
+            if not server.sweeping:
+                break
+            await asyncio.sleep(0.05)
+        assert not server.sweeping
+        silent = await Client.connect(listener.port)  # open while the server shuts down
+        await asyncio.sleep(0.05)
+        assert server.sweeping
+    assert not server.sweeping
+    assert server.open_connections == 0
+    assert await silent.reader.read() == b""  # closed by the shutdown
+    silent.close()
+
+
 async def test_connections_over_the_cap_wait_to_be_accepted(dify: DifyEmulator) -> None:
     async with gateway_on_port(dify, max_connections=3, read_timeout_s=30) as listener:
         holders = [await Client.connect(listener.port) for _ in range(3)]
