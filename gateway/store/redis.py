@@ -1,4 +1,5 @@
-"""Redis store: what several gateway instances behind a load balancer share.
+"""Redis store: what several gateway instances behind a load balancer share, on one Redis
+server or a Redis Cluster (the connection: `redis_client.py`).
 
 Claims are `SET NX` under a Lua script (all keys or none); the conversation lock is a token
 lock that its holder renews and only its holder can release. The durable inbox (stream
@@ -7,9 +8,12 @@ has its own namespace (`dify-gateway:claim:`, `conv:`, `lock:`, `kv:` for shared
 `bc:` for broadcast channels, in `redis_broadcast.py`), so the same key in two parts names
 two things.
 
-Connections come from a bounded pool whose callers *wait* for a free connection. redis-py's
-default async pool raises `MaxConnectionsError` for the 101st concurrent command instead, and
-a burst of answers (each issuing a few commands at once) failed wholesale that way.
+On a cluster, a Lua call may only touch keys of one hash slot. Every call here but `claim`
+has one key; the inbox keeps each shard in one slot. The claims of one `claim` call must
+share a slot, and a key must have the same name whatever it is claimed with, so on a cluster
+all claims carry one hash tag: `dify-gateway:{claim}:<key>`. They are few (messages are
+claimed by the inbox, in its shards' slots; only WeCom AI-bot callbacks claim here). On one
+server the names stay as they were, so an upgrade forgets no claim.
 """
 
 from __future__ import annotations
@@ -17,24 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from typing import Any
 
 from gateway.inbox.feed import JobFeed
 from gateway.models import Job
 from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable, Subscription
 from gateway.store.redis_broadcast import RedisBroadcast, listener_factory
+from gateway.store.redis_client import RedisConnection
 from gateway.store.redis_inbox import RedisInbox, RedisShardFeed, ShardKeys, instance_name
+from gateway.store.redis_url import parse_cluster_url
 
-T = TypeVar("T")
 PREFIX = "dify-gateway:"
 DEFAULT_MAX_CONNECTIONS = 64
-# How long a command waits for a free pooled connection before the store counts as down.
-POOL_WAIT_S = 10.0
 
 _CLAIM = """
 for _, key in ipairs(KEYS) do
@@ -66,35 +66,29 @@ class RedisStore:
     def __init__(
         self, url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS, shards: int = 16
     ) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=POOL_WAIT_S,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            socket_timeout=10,
-            health_check_interval=30,
-        )
-        # from_pool: the client owns the pool and closes it in aclose().
-        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        self._connection = RedisConnection(url, max_connections=max_connections)
+        self._redis = self._connection.client
+        self._do = self._connection.call
+        self._claims = f"{PREFIX}{{claim}}:" if self._connection.cluster else f"{PREFIX}claim:"
         self._claim = self._redis.register_script(_CLAIM)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._incr = self._redis.register_script(_INCR)
-        self._inbox = RedisInbox(self._redis, ShardKeys(PREFIX, shards), self._do)
+        self._inbox = RedisInbox(self._connection, ShardKeys(PREFIX, shards))
+        # On a cluster, PUBLISH reaches the subscribers on every node: listening on one node
+        # (the first one the URL lists) hears every channel.
+        listen_on = parse_cluster_url(url).single if self._connection.cluster else url
         self._broadcast = RedisBroadcast(
-            listener_factory(url), self._redis, self._do, prefix=f"{PREFIX}bc:"
+            listener_factory(listen_on), self._redis, self._do, prefix=f"{PREFIX}bc:"
         )
 
-    @staticmethod
-    async def _do(call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await call()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+    @property
+    def cluster(self) -> bool:
+        """Whether this store is on a Redis Cluster."""
+        return self._connection.cluster
 
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
-        names = [f"{PREFIX}claim:{k}" for k in keys]
+        names = [self._claims + k for k in keys]
         result = await self._do(lambda: self._claim(keys=names, args=[int(ttl * 1000)]))
         return bool(result)
 
@@ -170,4 +164,4 @@ class RedisStore:
 
     async def aclose(self) -> None:
         await self._broadcast.aclose()
-        await self._redis.aclose()
+        await self._connection.aclose()

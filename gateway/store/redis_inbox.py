@@ -37,18 +37,17 @@ import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from gateway.inbox.feed import JobRecord, LostJobs
 from gateway.models import Job
 from gateway.store.base import StoreUnavailable
+from gateway.store.redis_client import RedisConnection
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 GROUP = "workers"
 CHECKPOINT_TTL_MS = 24 * 3600 * 1000
@@ -103,12 +102,6 @@ return 0
 """
 
 
-class RedisCall(Protocol):
-    """Runs one Redis exchange, turning connection errors into `StoreUnavailable`."""
-
-    def __call__(self, call: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
-
-
 def instance_name() -> str:
     """A name for this process in Redis (consumer names, leases): readable, and unique even
     when a restarted container keeps its host name."""
@@ -148,15 +141,11 @@ class ShardKeys:
 class RedisInbox:
     """Accepting jobs (batched per loop tick) and this instance's feed of jobs."""
 
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        keys: ShardKeys,
-        do: RedisCall,
-    ) -> None:
-        self._redis = redis
+    def __init__(self, connection: RedisConnection, keys: ShardKeys) -> None:
+        self._connection = connection
+        self._redis = redis = connection.client  # a server's client or a cluster's
         self.keys = keys
-        self._do = do
+        self._do = connection.call
         self._accept = redis.register_script(_ACCEPT)
         self._begin = redis.register_script(_BEGIN)
         self._checkpoint = redis.register_script(_CHECKPOINT)
@@ -196,7 +185,7 @@ class RedisInbox:
             async def send() -> list[Any]:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for names, args, _ in batch:
-                        await self._accept(keys=names, args=args, client=pipe)
+                        await self._connection.queue_script(pipe, self._accept, names, args)
                     return list(await pipe.execute(raise_on_error=False))
 
             results: list[Any] = await self._do(send)
@@ -375,13 +364,15 @@ class RedisShardFeed:
     async def _create_group(self, stream: str) -> None:
         """The consumer group of a shard, reading from the start (jobs accepted before any
         instance ever ran are delivered too)."""
-        try:
-            await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):  # BUSYGROUP: it exists already
-                raise StoreUnavailable(f"redis: {exc}") from exc
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+        async def create() -> None:
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):  # BUSYGROUP: it exists already
+                    raise
+
+        await self._do(create)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -510,10 +501,11 @@ class RedisShardFeed:
             async def renew() -> list[Any]:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for shard in owned:
-                        await self._inbox._renew(
-                            keys=[self._keys.lease(shard)],
-                            args=[self.instance, self._lease_ms],
-                            client=pipe,
+                        await self._inbox._connection.queue_script(
+                            pipe,
+                            self._inbox._renew,
+                            [self._keys.lease(shard)],
+                            [self.instance, self._lease_ms],
                         )
                     return list(await pipe.execute())
 

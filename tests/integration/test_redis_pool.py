@@ -1,6 +1,7 @@
 """More answers at once than the Redis pool has connections: callers wait for a connection,
-and every message is answered. (redis-py's default async pool refused the 101st connection,
-and a burst of answers failed with `MaxConnectionsError`.)"""
+and every message is answered, on one Redis server and on a Redis Cluster. (redis-py's
+default async pool refused the 101st connection, and a burst of answers failed with
+`MaxConnectionsError`; its cluster client does the same per node.)"""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.emulator import DifyEmulator, ScriptedReply
+from tests import redis_servers
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack
 from tests.helpers import wait_for
@@ -29,16 +30,17 @@ async def slack() -> AsyncIterator[FakeSlack]:
     await fake.stop()
 
 
+@pytest.mark.parametrize("redis_fixture", ["redis_url", "redis_cluster_url"])
 async def test_a_burst_wider_than_the_pool_is_answered_in_full(
     gateway_factory: GatewayFactory,
     dify: DifyEmulator,
     slack: FakeSlack,
-    redis_url: str,
+    redis_fixture: str,
+    request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    flush = aioredis.Redis.from_url(redis_url)
-    await flush.flushdb()
-    await flush.aclose()
+    redis_url = str(request.getfixturevalue(redis_fixture))
+    await redis_servers.flush(redis_url)
     # Every answer streams for a while, so all of them hold the lock and talk to Redis at once.
     dify.responder = lambda request, turn: ScriptedReply(
         chunks=["one ", "two ", "three"], delay=0.05

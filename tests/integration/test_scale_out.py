@@ -1,6 +1,6 @@
-"""Two gateway instances behind a load balancer, sharing one real Redis: a platform retry that
-lands on the other instance is not answered again, and a conversation started on one
-instance continues on the other."""
+"""Two gateway instances behind a load balancer, sharing one real Redis (a server, or a Redis
+Cluster): a platform retry that lands on the other instance is not answered again, and a
+conversation started on one instance continues on the other."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.emulator import DifyEmulator
+from tests import redis_servers
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack
 from tests.helpers import wait_for
@@ -26,12 +26,11 @@ async def slack() -> AsyncIterator[FakeSlack]:
     await fake.stop()
 
 
-@pytest.fixture
-async def clean_redis(redis_url: str) -> str:
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushdb()
-    await client.aclose()
-    return redis_url
+@pytest.fixture(params=["redis_url", "redis_cluster_url"], ids=["redis", "redis-cluster"])
+async def clean_redis(request: pytest.FixtureRequest) -> str:
+    url = str(request.getfixturevalue(request.param))
+    await redis_servers.flush(url)
+    return url
 
 
 async def test_two_instances_share_dedupe_and_conversations(

@@ -341,3 +341,34 @@ def test_check_lists_web_bots_with_their_paths_and_warns_about_auth_none(
     assert "warning: bots.demo.auth is none" in captured.err
     assert "bots.site" not in captured.err
     assert "config OK" in captured.out
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379/0",
+        "rediss://:pw@redis.internal:6380/2",
+        "redis+cluster://10.0.0.1:7000",
+        "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002/0",
+        "rediss+cluster://user:pw@node-1:7000,node-2:7000/?ssl_cert_reqs=required",
+    ],
+)
+def test_redis_and_redis_cluster_store_urls(url: str) -> None:
+    assert parse_config(minimal(store=url), env={}).store == url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis+cluster://", "store: a Redis Cluster URL lists its nodes as host:port"),
+        ("redis+cluster://:s3cret@node-1", "store: a Redis Cluster URL lists its nodes"),
+        ("redis+cluster://node-1:7000,node-2", "store: a Redis Cluster URL lists its nodes"),
+        ("redis+cluster://node-1:70000", "store: a Redis Cluster URL lists its nodes"),
+        ("redis+cluster://:s3cret@node-1:7000/2", "store: a Redis Cluster has only database 0"),
+        ("redis-cluster://node-1:7000", "store: must be memory://"),
+    ],
+)
+def test_a_wrong_cluster_url_is_named_without_its_password(url: str, expected: str) -> None:
+    found = problems(minimal(store=url))
+    assert any(p.startswith(expected) for p in found), found
+    assert not any("s3cret" in p for p in found)

@@ -1,5 +1,6 @@
-"""Every test here that takes `store` runs once per backend: memory, SQLite and a real Redis.
-A test of one backend narrows it with `@pytest.mark.parametrize("backend", ["redis"])`."""
+"""Every test here that takes `store` runs once per backend: memory, SQLite, a real Redis and
+a real Redis Cluster. A test of some backends narrows them with
+`@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.store.base import Store
 from gateway.store.factory import open_store
+from tests import redis_servers
 
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", "redis", "redis-cluster"]
+REDIS_FIXTURES = {"redis": "redis_url", "redis-cluster": "redis_cluster_url"}
 
 
 @pytest.fixture(params=BACKENDS)
@@ -30,7 +32,7 @@ def make_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     if backend == "sqlite":
         path = tmp_path / "store.db"
         return lambda: open_store(f"sqlite:///{path}")
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue(REDIS_FIXTURES[backend])
     return lambda: open_store(url)
 
 
@@ -38,11 +40,14 @@ def make_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
 async def store(
     backend: str, make_store: Callable[[], Store], request: pytest.FixtureRequest
 ) -> AsyncIterator[Store]:
-    if backend == "redis":
-        # Each test worker has its own Redis database: start every test from an empty one.
-        flush = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
-        await flush.flushdb()
-        await flush.aclose()
+    if backend in REDIS_FIXTURES:
+        # Each test worker has its own Redis database and its own cluster: start every test
+        # from an empty one.
+        await redis_servers.flush(request.getfixturevalue(REDIS_FIXTURES[backend]))
     s = make_store()
+    if backend == "redis-cluster":
+        # The cluster client learns the cluster's layout on its first command (~50 ms):
+        # learn it now, so that the tests time only what they test.
+        await s.ping()
     yield s
     await s.aclose()

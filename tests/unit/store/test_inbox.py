@@ -103,7 +103,7 @@ async def test_a_dead_letter_leaves_the_inbox(store: Store, feed: JobFeed) -> No
     assert not await store.accept(["k1"], job(1))  # still a duplicate
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "redis-cluster"])
 async def test_kept_jobs_outlive_the_process_that_accepted_them(
     make_store: Callable[[], Store], store: Store
 ) -> None:

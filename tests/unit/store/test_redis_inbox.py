@@ -1,5 +1,6 @@
 """The Redis inbox across instances: shards shared evenly, taken over after a silent death,
-given up when another instance holds the lease, and handed on at shutdown."""
+given up when another instance holds the lease, and handed on at shutdown. On one Redis
+server and on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.models import Job
 from gateway.store.redis import RedisStore
 from gateway.store.redis_inbox import RedisShardFeed, ShardKeys
+from tests import redis_servers
 from tests.helpers import wait_for
 from tests.unit.store.test_inbox import job
 
@@ -19,15 +20,19 @@ LEASE_S = 0.6
 SHARDS = 8
 
 
+@pytest.fixture(params=["redis_url", "redis_cluster_url"], ids=["redis", "redis-cluster"])
+def any_redis(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on one Redis server and on a Redis Cluster."""
+    return str(request.getfixturevalue(request.param))
+
+
 @pytest.fixture
-async def stores(redis_url: str) -> AsyncIterator[Callable[[], RedisStore]]:
-    flush = aioredis.Redis.from_url(redis_url)
-    await flush.flushdb()
-    await flush.aclose()
+async def stores(any_redis: str) -> AsyncIterator[Callable[[], RedisStore]]:
+    await redis_servers.flush(any_redis)
     made: list[RedisStore] = []
 
     def make() -> RedisStore:
-        store = RedisStore(redis_url, shards=SHARDS)
+        store = RedisStore(any_redis, shards=SHARDS)
         made.append(store)
         return store
 
@@ -94,14 +99,14 @@ async def test_a_silent_instance_is_taken_over_with_its_checkpoint(
 
 
 async def test_an_instance_whose_lease_went_to_another_stops_that_work(
-    stores: Callable[[], RedisStore], redis_url: str
+    stores: Callable[[], RedisStore], any_redis: str
 ) -> None:
     store = stores()
     lost: list[Callable[[Job], bool]] = []
     a = await start(store, lost)
     mine = job(1, "conversation-x")
     shard = ShardKeys("dify-gateway:", SHARDS).shard_of(mine.conversation_key)
-    raw = aioredis.Redis.from_url(redis_url)
+    raw = redis_servers.client(any_redis)
     try:
         # Someone else holds the lease now (A was frozen for longer than the lease).
         await raw.set(f"dify-gateway:{{inbox:{shard}}}:lease", "someone-else")

@@ -1,5 +1,6 @@
 """AI-bot state in the store: stream state, the per-user in-flight count, first sight.
-Runs against the memory, SQLite and Redis backends, as several instances would share it."""
+Runs against the memory, SQLite, Redis and Redis Cluster backends, as several instances would
+share it."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from gateway.store.base import Store
 from gateway.store.factory import open_store
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "memory":
         url = "memory://"
     elif request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
+    elif request.param == "redis":
         url = request.getfixturevalue("redis_url")
+    else:
+        url = request.getfixturevalue("redis_cluster_url")
     backend = open_store(url)
     yield backend
     await backend.aclose()

@@ -1,0 +1,106 @@
+"""The Redis store's connection, to one server or to a Redis Cluster, and the one way its
+calls go out (`RedisConnection.call`).
+
+Connections are bounded, and a caller *waits* for a free one. redis-py's default async pool
+raises `MaxConnectionsError` for the 101st concurrent command instead, and a burst of answers
+(each issuing a few commands at once) failed wholesale that way. One server: a
+`BlockingConnectionPool`. A cluster: redis-py's cluster client keeps a pool per node that
+raises when full and has no blocking variant, so a semaphore lets at most `max_connections`
+calls run at once; each call holds at most one connection per node (a pipeline one per node
+it touches), so no node's pool fills up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisClusterException, RedisError
+
+from gateway.store.base import StoreUnavailable
+from gateway.store.redis_url import is_cluster, parse_cluster_url
+
+T = TypeVar("T")
+RedisClient = aioredis.Redis | RedisCluster
+RedisPipeline = Pipeline | ClusterPipeline
+
+# How long a command waits for a free connection before the store counts as down.
+POOL_WAIT_S = 10.0
+_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "health_check_interval": 30,
+}
+
+
+class RedisConnection:
+    """A Redis store's client. `cluster` tells which kind it is."""
+
+    def __init__(self, url: str, *, max_connections: int) -> None:
+        self.cluster = is_cluster(url)
+        self._slots: asyncio.Semaphore | None = None
+        if self.cluster:
+            self.client: RedisClient = _cluster_client(url, max_connections)
+            self._slots = asyncio.Semaphore(max_connections)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=POOL_WAIT_S, **_OPTIONS
+            )
+            # from_pool: the client owns the pool and closes it in aclose().
+            self.client = aioredis.Redis.from_pool(pool)
+
+    async def call(self, call: Callable[[], Awaitable[T]], /) -> T:
+        """Run one Redis exchange (a command, a script or a pipeline), turning every way
+        Redis can fail into `StoreUnavailable`."""
+        try:
+            if self._slots is None:
+                return await call()
+            try:
+                async with asyncio.timeout(POOL_WAIT_S):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise StoreUnavailable("redis: no free connection in time") from None
+            try:
+                return await call()
+            finally:
+                self._slots.release()
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    async def queue_script(
+        pipe: RedisPipeline, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> None:
+        """Queue a Lua script on a pipeline. A cluster pipeline sends the script's text
+        (`EVAL`): unlike one server's pipeline, it neither loads the script first nor runs
+        it again after `NOSCRIPT` (a node restarted, or failed over, has none loaded)."""
+        if isinstance(pipe, ClusterPipeline):
+            pipe.eval(script.script, len(keys), *keys, *args)  # type: ignore[arg-type]
+        else:
+            await script(keys=keys, args=args, client=pipe)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _cluster_client(url: str, max_connections: int) -> RedisCluster:
+    target = parse_cluster_url(url)
+    options: dict[str, Any] = dict(parse_url(target.single))
+    for seed_only in ("host", "port", "db"):
+        options.pop(seed_only, None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+        # One more than the calls let through at once: room for a topology refresh, which
+        # the client runs on a node's pool in the middle of a call.
+        max_connections=max_connections + 1,
+        **{**_OPTIONS, **options},
+    )
