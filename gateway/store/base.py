@@ -21,7 +21,8 @@ Which backend (the `store:` URL, built by `factory.open_store`):
 - `sqlite:///path.db`, the default: one gateway process, state survives restarts. The file is
   locked, so a second process on it is refused rather than answering retries twice.
 - `redis://` (or `rediss://`): several instances behind a load balancer share claims, locks
-  and state.
+  and state. `redis+cluster://host1:7000,host2:7001` (or `rediss+cluster://`): the same on a
+  Redis Cluster (`redis_url.py`).
 - `memory://`: tests and throwaway runs; nothing survives a restart.
 
 One parametrised suite per part (tests/unit/store/) runs against every backend, so they

@@ -5,7 +5,8 @@ kept under the old one (a chat forgets its Dify conversation, a retry is answere
 token is fetched again). tests/unit/store/test_keys.py pins them.
 
 A key only has to be unique within its part of the store (see base.py): the backends keep
-claims, conversations, locks and shared state apart (Redis under `dify-gateway:<part>:`).
+claims, conversations, locks and shared state apart (Redis under `dify-gateway:<part>:`; on
+a Redis Cluster the claims under `dify-gateway:{claim}:`, see redis.py).
 Within a part, each kind of key has its own shape, so kinds do not collide.
 """
 
