@@ -29,7 +29,7 @@ from gateway.inbox.feed import JobFeed
 from gateway.models import Job
 from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable, Subscription
 from gateway.store.redis_broadcast import RedisBroadcast, listener_factory
-from gateway.store.redis_client import RedisConnection
+from gateway.store.redis_client import RedisConnection, stop
 from gateway.store.redis_inbox import RedisInbox, RedisShardFeed, ShardKeys, instance_name
 from gateway.store.redis_url import parse_cluster_url
 
@@ -131,9 +131,7 @@ class RedisStore:
         try:
             yield
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await stop(renewer)
             with contextlib.suppress(StoreUnavailable):
                 await self._do(lambda: self._release(keys=[name], args=[token]))
 

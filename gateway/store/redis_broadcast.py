@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from gateway.store.base import StoreUnavailable
 from gateway.store.fanout import ChannelSubscription, Fanout, check_data
+from gateway.store.redis_client import stop
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +212,6 @@ class RedisBroadcast:
 
     async def aclose(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await stop(self._reader)
             self._reader = None
         await self._fanout.close_all()

@@ -13,6 +13,7 @@ it touches), so no node's pool fills up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -88,6 +89,21 @@ class RedisConnection:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+async def stop(task: asyncio.Task[Any]) -> None:
+    """Cancel a background loop that talks to Redis (a lease heartbeat, a lock renewer) and
+    wait for its end, cancelling again until it ends.
+
+    Once is not enough on Python 3.11: redis-py sends each command under `asyncio.wait_for`
+    (it has a socket timeout), and 3.11's `wait_for` returns the result, swallowing the
+    cancellation, when the send completes just as the cancel arrives. The loop then ran on
+    forever, and whoever awaited it (closing the inbox, leaving a lock) hung."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _cluster_client(url: str, max_connections: int) -> RedisCluster:

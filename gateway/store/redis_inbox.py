@@ -45,7 +45,7 @@ from redis.exceptions import ResponseError
 from gateway.inbox.feed import JobRecord, LostJobs
 from gateway.models import Job
 from gateway.store.base import StoreUnavailable
-from gateway.store.redis_client import RedisConnection
+from gateway.store.redis_client import RedisConnection, stop
 
 log = logging.getLogger(__name__)
 
@@ -354,9 +354,7 @@ class RedisShardFeed:
     async def close(self) -> None:
         self._stopping = True
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+            await stop(self._heartbeat)
         with contextlib.suppress(StoreUnavailable):
             await self._let_go(list(self._owned))
             await self._do(lambda: self._redis.zrem(self._keys.instances, self.instance))

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.store.base import Store, StoreUnavailable
 from gateway.store.redis import RedisStore
+from gateway.store.redis_client import stop
 from gateway.store.redis_inbox import ShardKeys
 from tests import redis_servers
 from tests.unit.store.test_inbox import job, no_loss
@@ -126,3 +127,26 @@ async def test_a_cluster_node_that_lost_its_scripts_still_runs_them(
     finally:
         await feed.close()
         await store.aclose()
+
+
+async def test_stop_ends_a_loop_that_swallowed_a_cancellation() -> None:
+    """Python 3.11's `asyncio.wait_for` (which redis-py sends every command under) can
+    swallow a cancellation; the inbox's heartbeat then ran on, and closing the inbox hung."""
+    swallowed = 0
+
+    async def heartbeat() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1  # as a send that completed just as the cancel arrived
+
+    task = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(2):
+        await stop(task)
+    assert task.cancelled()
+    assert swallowed == 1
