@@ -86,7 +86,7 @@ async def test_a_reader_that_falls_behind_gets_a_gap_not_an_endless_queue(
     await subscription.aclose()
 
 
-@pytest.mark.parametrize("backend", ["redis"])
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
 async def test_two_instances_on_one_redis_hear_each_other(
     store: Store, make_store: Callable[[], Store]
 ) -> None:
