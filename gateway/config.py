@@ -56,6 +56,20 @@ class ServerConfig(_Strict):
     keepalive_timeout_s: float = Field(75.0, gt=0)
     # Inbound connections open at once; more wait to be accepted.
     max_connections: int = Field(4096, ge=1)
+    # GET /status (docs/operating.md, "Status page"): served only when a token is set.
+    status_token: SecretStr | None = None
+    # Whether the status page shows the text of recent messages (not by default: privacy).
+    status_show_text: bool = False
+
+    @field_validator("status_token")
+    @classmethod
+    def _status_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # `${STATUS_TOKEN:-}` with the variable unset means "no status page".
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
 
 
 class InboxConfig(_Strict):
@@ -123,6 +137,8 @@ class _Bot(_Strict):
     api_base: str | None = None
     # The language of every text the bot writes itself (not the app's answers).
     locale: Locale | None = None
+    # Questions the whole bot takes per minute, on all instances together (0: no limit).
+    rate_limit_per_minute: int = Field(0, ge=0)
 
     @field_validator("api_base")
     @classmethod
@@ -322,6 +338,13 @@ class Route(_Strict):
     reasoning: Reasoning = "hide"  # the model's <think> text: dropped, folded or shown
     citations: bool = True  # the knowledge-base documents the answer drew on
     show_usage: bool = False  # tokens and latency in a small footer
+    # Limits and access (docs/operating.md, "Limits and access"): questions per user per
+    # minute (0: no limit); who may use the route (an empty allow list lets everyone in).
+    user_rate_limit_per_minute: int = Field(0, ge=0)
+    allow_users: tuple[str, ...] = ()
+    deny_users: tuple[str, ...] = ()
+    allow_chats: tuple[str, ...] = ()
+    deny_chats: tuple[str, ...] = ()
 
 
 class Config(_Strict):

@@ -124,6 +124,13 @@ class Metrics:
             registry=r,
         )
 
+        self.rate_limited = Counter(
+            "dify_gateway_rate_limited_total",
+            "Questions refused by a rate limit, by bot and scope (user, bot)",
+            ["bot", "scope"],
+            registry=r,
+        )
+
     def count_webhook(self, bot: str, result: str) -> None:
         self._webhooks.counts[(bot, result)] += 1
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from gateway import dify_files
+from gateway.activity import Activity
 from gateway.answer import AnswerBuilder
 from gateway.app_params import AppParameters, opening_statement
 from gateway.attachments import AttachmentFailed, Attachments, Prepared, file_input_value
@@ -29,6 +30,7 @@ from gateway.dify import (
     Started,
 )
 from gateway.inbox import Progress
+from gateway.limits import Limits, Refusal
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
 from gateway.pacing import BotBudget
@@ -65,6 +67,8 @@ class Relay:
         router: Router,
         metrics: Metrics,
         words: Mapping[str, Words],
+        limits: Limits,
+        activity: Activity,
     ) -> None:
         self._adapters = adapters
         self._budgets = budgets
@@ -74,6 +78,8 @@ class Relay:
         self._router = router
         self._metrics = metrics
         self._words = words
+        self._limits = limits
+        self._activity = activity
         self._parameters = AppParameters(dify, apps)
         self._attachments_of = Attachments(dify, self._parameters)
 
@@ -86,9 +92,16 @@ class Relay:
         shown, a platform that kept refusing the final text): the inbox retries then."""
         bot = job.message.bot
         adapter = self._adapters[bot]
+        refusal = await self._refusal(job, progress)
+        if refusal is not None:
+            stream = None
+            if refusal.notice is not None:
+                stream = await self._say(job, adapter, refusal.notice, progress)
+            self._finished(job, refusal.reason, stream)
+            return
         if job.message.notice is not None:
-            await self._say(job, adapter, job.message.notice, progress)
-            self._metrics.answers.labels(bot, "notice").inc()
+            stream = await self._say(job, adapter, job.message.notice, progress)
+            self._finished(job, "notice", stream)
             return
         command = _command(job.message.text)
         if command is not None and not job.message.attachments:
@@ -99,11 +112,46 @@ class Relay:
         stream = self._open_stream(job, adapter, progress)
         await stream.begin()
         result, finished = await self._produce(job, adapter, stream, progress)
-        self._metrics.answers.labels(bot, result).inc()
         self._metrics.updates.labels(bot).inc(stream.updates)
         self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
+        self._finished(job, result, stream)
         if finished is not None:
             await self._record_answer(job, finished)
+
+    def _finished(self, job: Job, result: str, stream: AnswerStream | None) -> None:
+        """Count a finished message, and keep it for the status page."""
+        message = job.message
+        self._metrics.answers.labels(message.bot, result).inc()
+        self._activity.record(
+            bot=message.bot,
+            chat_type=message.chat_type.value,
+            outcome=result,
+            accepted_at=job.accepted_at,
+            first_update_at=None if stream is None else stream.first_text_at,
+            text=message.text,
+        )
+
+    async def _refusal(self, job: Job, progress: Progress) -> Refusal | None:
+        """Whether limits or access refuse the job (gateway/limits.py). Decided once: the
+        decision is kept in the checkpoint when it refuses, so a resumed job is neither
+        counted again nor answered after all."""
+        kept = progress.checkpoint.get("refused")
+        if isinstance(kept, dict):
+            notice = kept.get("notice")
+            notice = notice if isinstance(notice, str) else None
+            if kept.get("reason") == "rate_limited":
+                return Refusal("rate_limited", notice)
+            return Refusal("refused", notice)
+        if progress.resumed:
+            return None  # the attempt before was let through
+        message = job.message
+        question = message.notice is None and (
+            _command(message.text) is None or bool(message.attachments)
+        )
+        refusal = await self._limits.check(job, question=question)
+        if refusal is not None:
+            await progress.save(refused={"reason": refusal.reason, "notice": refusal.notice})
+        return refusal
 
     def _open_stream(self, job: Job, adapter: Adapter, progress: Progress) -> AnswerStream:
         """The answer's stream, resuming the platform message a checkpoint names, and
@@ -141,7 +189,17 @@ class Relay:
     async def give_up(self, job: Job, progress: Progress) -> None:
         """The job failed too often: end its answer with a short notice."""
         stream = self._open_stream(job, self._adapters[job.message.bot], progress)
-        await stream.fail(self._words[job.message.bot].gave_up)
+        try:
+            await stream.fail(self._words[job.message.bot].gave_up)
+        finally:
+            self._activity.record(
+                bot=job.message.bot,
+                chat_type=job.message.chat_type.value,
+                outcome="gave_up",
+                accepted_at=job.accepted_at,
+                first_update_at=stream.first_text_at,
+                text=job.message.text,
+            )
 
     async def _produce(
         self, job: Job, adapter: Adapter, stream: AnswerStream, progress: Progress
@@ -340,14 +398,15 @@ class Relay:
             text = self._words[job.message.bot].new_conversation
         else:
             text = self._words[job.message.bot].help
-        await self._say(job, adapter, text, progress)
-        self._metrics.answers.labels(job.message.bot, command.lstrip("/")).inc()
+        stream = await self._say(job, adapter, text, progress)
+        self._finished(job, command.lstrip("/"), stream)
 
-    async def _say(self, job: Job, adapter: Adapter, text: str, progress: Progress) -> None:
+    async def _say(self, job: Job, adapter: Adapter, text: str, progress: Progress) -> AnswerStream:
         """Reply with a fixed text (a command's answer, a notice), no Dify involved."""
         stream = self._open_stream(job, adapter, progress)
         stream.append(text)
         await stream.finish()
+        return stream
 
     # --- hooks adapters may use (AssistantHooks) -----------------------------------------
 

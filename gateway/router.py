@@ -32,12 +32,15 @@ class Router:
         # Built once per route: a job is made on the ack path, for every message.
         self._options = {id(route): _options(route) for route in config.routes}
 
-    def decide(self, message: InboundMessage, *, threaded_groups: bool) -> Decision:
-        route = None
+    def route_for(self, message: InboundMessage) -> Route | None:
+        """The first route that matches `message`, if any."""
         for candidate in self._routes:
             if _matches(candidate, message):
-                route = candidate
-                break
+                return candidate
+        return None
+
+    def decide(self, message: InboundMessage, *, threaded_groups: bool) -> Decision:
+        route = self.route_for(message)
         if route is None:
             key = (message.bot, message.chat_type, threaded_groups)
             cached = self._defaults.get(key)

@@ -11,10 +11,12 @@ import logging
 
 import httpx
 
+from gateway.activity import Activity
 from gateway.config import Config
 from gateway.dify import DifyClient
 from gateway.inbox import Inbox
 from gateway.intake import Intake
+from gateway.limits import Limits
 from gateway.metrics import Metrics
 from gateway.pacing import BotBudget
 from gateway.platform import Adapter, AdapterContext, DrainsClients
@@ -82,6 +84,7 @@ class Gateway:
         self.budgets = {name: BotBudget() for name in config.bots}
         self.adapters: dict[str, Adapter] = {}
         self.words = {name: words_for(bot.resolved_locale) for name, bot in config.bots.items()}
+        self.activity = Activity(keep_text=config.server.status_show_text)
         self.relay = Relay(
             adapters=self.adapters,
             budgets=self.budgets,
@@ -91,6 +94,14 @@ class Gateway:
             store=self.store,
             router=self.router,
             metrics=self.metrics,
+            limits=Limits(
+                bots=config.bots,
+                router=self.router,
+                store=self.store,
+                metrics=self.metrics,
+                words=self.words,
+            ),
+            activity=self.activity,
         )
         self.inbox = Inbox(
             self.store,

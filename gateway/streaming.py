@@ -83,6 +83,8 @@ class AnswerStream:
         self._last_snapshot: dict[str, Any] | None = None
         self.updates = 0
         self.parts = 0
+        # Wall-clock time the chat first showed text of the answer (an update or a part).
+        self.first_text_at: float | None = None
 
     # --- input ---------------------------------------------------------------------------
 
@@ -218,6 +220,8 @@ class AnswerStream:
             if changed and wanted and await self._best_effort(self._sink.update, text, status):
                 self._shown, self._shown_status = text, status
                 self.updates += 1
+                if text:
+                    self._text_shown()
             return
         # Search the text without its trailing blank lines: the last paragraph stays back
         # until more text follows it, so the final part `finish()` sends is never empty.
@@ -225,6 +229,7 @@ class AnswerStream:
         if cut is None:
             return
         if await self._best_effort(self._sink.finish, current[:cut], last=False):
+            self._text_shown()
             self._advance(cut, "")
             await self._save_checkpoint()
 
@@ -235,6 +240,7 @@ class AnswerStream:
             parts = split_text(current, limit, unit)
             if not await self._best_effort(self._sink.finish, parts[0].render(), last=False):
                 return  # try again on the next step; finish() delivers regardless
+            self._text_shown()
             self._advance(len(parts[0].body), parts[1].prefix)
             await self._save_checkpoint()
 
@@ -308,6 +314,7 @@ class AnswerStream:
                 await asyncio.sleep(min(wait, MAX_RATE_LIMIT_WAIT))
             try:
                 await call(*args, **kwargs)
+                self._text_shown()
                 return
             except RateLimited as exc:
                 self._budget.slow_down(exc.retry_after)
@@ -318,6 +325,10 @@ class AnswerStream:
                     raise
                 log.warning("final reply failed (try %d): %s", attempt, exc)
                 await asyncio.sleep(0.5 * attempt)
+
+    def _text_shown(self) -> None:
+        if self.first_text_at is None:
+            self.first_text_at = time.time()
 
     async def _save_checkpoint(self) -> None:
         if self._checkpoint is None:

@@ -101,6 +101,11 @@ class Words:
     taking_long: str  # the note under a stream that closes before the answer is done
     cut: str  # the note under an answer longer than one message may be
 
+    # --- limits and access (gateway/limits.py) ----------------------------------------------
+    user_rate_limited: str  # a user asked more than their route allows in a minute
+    bot_rate_limited: str  # the bot as a whole took more questions than it allows in a minute
+    access_refused: str  # a route's allow/deny lists leave this user or chat out
+
     # --- DingTalk ------------------------------------------------------------------------
     reply_title: str  # the notification title of an answer with no plain text to preview
 
@@ -286,6 +291,15 @@ ENGLISH = Words(
     continued="*(continued in the next message)*",
     taking_long="*(This is taking a while: the rest of the answer follows in a new message.)*",
     cut="*(The answer was cut here: it is longer than WeCom allows for one answer.)*",
+    user_rate_limited=(
+        "You are asking faster than I can keep up with. Please wait a minute, then ask again."
+    ),
+    bot_rate_limited=(
+        "Many people are asking me questions right now. Please try again in a minute."
+    ),
+    access_refused=(
+        "Sorry, I am not available to you here yet. Your administrator can give you access."
+    ),
     reply_title="Reply",
     too_many_messages_template=(
         "You are sending messages faster than {limit} a minute. Please wait a moment, "
@@ -374,6 +388,9 @@ SIMPLIFIED_CHINESE = Words(
     continued="*（未完，见下一条消息）*",
     taking_long="*（回答用时较长，其余内容将在新消息中发送。）*",
     cut="*（回答超出了企业微信单条回答的长度上限，已在此截断。）*",
+    user_rate_limited="您提问有点快，请稍等一分钟后再问。",
+    bot_rate_limited="现在向我提问的人比较多，请一分钟后再试。",
+    access_refused="抱歉，您暂时无法在这里使用我。如需使用，请联系管理员开通。",
     reply_title="回复",
     too_many_messages_template=(
         "您发送消息太快了（每分钟最多 {limit} 条），请稍等片刻再重新发送这条消息。"

@@ -35,6 +35,12 @@ def wecom_bot_first_sight(bot: str, msgid: str) -> str:
     return f"wecom_bot:seen:{bot}:{msgid}"
 
 
+def access_notice(bot: str, user: str) -> str:
+    """Claimed when a user whom a route refuses is told so, held 1 h: they are told at most
+    once an hour, however often they write."""
+    return f"access:notified:{bot}:{user}"
+
+
 # --- Conversations and locks ------------------------------------------------------------------
 
 
@@ -86,6 +92,13 @@ def wecom_bot_in_flight(bot: str, user: str) -> str:
     """How many answers a user has in flight with a WeCom AI bot (at most 3); expires 7 min
     after its last change, so a crashed worker cannot lock the user out."""
     return f"wecom_bot:inflight:{bot}:{user}"
+
+
+def rate_count(scope: str, window_index: int) -> str:
+    """Questions counted against one rate limit (`scope`: `bot:<bot>` or
+    `user:<bot>:<user>`) in one minute (number `window_index` since the epoch); kept two
+    minutes."""
+    return f"rate:{scope}:{window_index}"
 
 
 # --- The web chat (adapters/web/) -------------------------------------------------------------

@@ -13,6 +13,7 @@ def test_claim_keys_are_unchanged() -> None:
     ]
     assert keys.dedupe_claims("b", ()) == []  # the intake then claims the job id
     assert keys.wecom_bot_first_sight("wecom-ai", "m1") == "wecom_bot:seen:wecom-ai:m1"
+    assert keys.access_notice("slack-main", "U1") == "access:notified:slack-main:U1"
 
 
 def test_conversation_key_is_unchanged() -> None:
@@ -35,6 +36,8 @@ def test_shared_state_keys_are_unchanged() -> None:
     )
     assert keys.wecom_bot_stream("wecom-ai", "s1") == "wecom_bot:stream:wecom-ai:s1"
     assert keys.wecom_bot_in_flight("wecom-ai", "u1") == "wecom_bot:inflight:wecom-ai:u1"
+    assert keys.rate_count("user:b:U1", 28333333) == "rate:user:b:U1:28333333"
+    assert keys.rate_count("bot:b", 28333333) == "rate:bot:b:28333333"
 
 
 def test_keys_of_different_bots_and_kinds_differ() -> None:
