@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway import status_page
 from gateway.connections import body_deadline
 from gateway.http_routes import AdapterRoute
 from gateway.logs import EdgeLog, describe, one_line
@@ -194,6 +195,7 @@ class Edge:
             "/healthz": (READ_METHODS, self._healthz),
             "/readyz": (READ_METHODS, self._readyz),
             "/metrics": (READ_METHODS, self._metrics),
+            "/status": (READ_METHODS, self._status),
         }
         for name, adapter in gateway.adapters.items():
             # Bots on a long connection (Slack Socket Mode, DingTalk Stream, ...) take no
@@ -244,3 +246,32 @@ class Edge:
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         metrics = self._gateway.metrics
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+    async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The status page (gateway/status_page.py): 404 unless a token is configured."""
+        gateway = self._gateway
+        token = gateway.config.server.status_token
+        if token is None:
+            self._log.refused(404, f"{request.method} {request.path}")
+            return _error(404, "not found")
+        if not status_page.authorized(token.get_secret_value(), request.headers, request.query):
+            self._log.refused(401, f"{request.method} {request.path}: no or wrong token")
+            return _error(401, "unauthorized", {"WWW-Authenticate": 'Bearer realm="status"'})
+        page = status_page.render(
+            bots=status_page.bot_rows(gateway.config.bots, gateway.adapters),
+            routes=gateway.config.routes,
+            activity=gateway.activity,
+            show_text=gateway.config.server.status_show_text,
+            instance=status_page.instance_name(),
+        )
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": status_page.content_security_policy(),
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff",
+                "X-Frame-Options": "DENY",
+            },
+        )

@@ -1,35 +1,19 @@
 """The web chat in a real browser: headless Chromium (Debian's `chromium` and
 `chromium-driver`, driven by selenium) opens the demo's chat page on a test gateway, asks a
 question, and watches the answer grow on screen until it is final. A screenshot goes to the
-test's tmp dir, and to $SCREENSHOT_DIR when set.
-
-Skipped when Chromium is not installed, except in CI (CI=true), where it must run."""
+test's tmp dir, and to $SCREENSHOT_DIR when set (tests/integration/browser.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gateway.emulator import DifyEmulator
 from tests.conftest import GatewayFactory, make_config
+from tests.integration.browser import save_screenshot
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
 # What the page shows for the bot's answer: its text, and its state (thinking: the dots;
 # writing: text with the cursor after it; done).
 READ_ANSWER = """
@@ -39,38 +23,6 @@ const state = bubble.querySelector('.typing') ? 'thinking'
     : bubble.querySelector('.cursor') ? 'writing' : 'done';
 return [bubble.innerText, state];
 """
-
-
-def _binaries() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium and driver:
-        return chromium, driver
-    missing = "chromium" if not chromium else "chromedriver (Debian: chromium-driver)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must run the browser test, but {missing} is not installed")
-    pytest.skip(f"{missing} is not installed: apt-get install chromium chromium-driver")
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    chromium, driver_path = _binaries()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.add_argument("--window-size=1280,860")
-    options.binary_location = chromium
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _watch_the_answer(driver: Any, within: float) -> tuple[list[str], str]:
@@ -87,15 +39,6 @@ def _watch_the_answer(driver: Any, within: float) -> tuple[list[str], str]:
                 partial.append(text)
         time.sleep(0.03)
     raise AssertionError(f"no final answer on the page within {within}s; saw {partial[-1:]}")
-
-
-def _save(driver: Any, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / name
-    assert driver.save_screenshot(str(path)), "the browser took no screenshot"
-    if target := os.environ.get("SCREENSHOT_DIR"):
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(target) / name)
-    return path
 
 
 async def test_a_person_chats_with_the_demo_in_a_real_browser(
@@ -131,9 +74,9 @@ async def test_a_person_chats_with_the_demo_in_a_real_browser(
         assert shown == words[: len(shown)], text
     assert "How do I reset my VPN password?" in final and "built-in Dify emulator" in final
     assert dify.requests[0]["user"].startswith("demo-web:u")  # the page's own random id
-    laptop = await asyncio.to_thread(_save, browser, tmp_path, "web-chat.png")
+    laptop = await asyncio.to_thread(save_screenshot, browser, tmp_path, "web-chat.png")
     await asyncio.to_thread(browser.set_window_size, 390, 844)
-    phone = await asyncio.to_thread(_save, browser, tmp_path, "web-chat-phone.png")
+    phone = await asyncio.to_thread(save_screenshot, browser, tmp_path, "web-chat-phone.png")
     for path in (laptop, phone):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     console = await asyncio.to_thread(browser.get_log, "browser")
