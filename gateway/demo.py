@@ -248,7 +248,9 @@ async def _serve_web_chat(url: str, answerer: str, out: Any, stop: asyncio.Event
 
 async def _wait_ready(http: httpx.AsyncClient) -> None:
     for _ in range(200):
-        if (await http.get("/readyz")).status_code == 200:
+        ready = await http.get("/readyz")
+        # The instance is ready before its bots are: the demo's bot must be up as well.
+        if ready.status_code == 200 and set(ready.json()["bots"].values()) == {"up"}:
             return
         await asyncio.sleep(0.05)
     raise RuntimeError("the gateway did not become ready")

@@ -238,10 +238,14 @@ class Edge:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, request: web.BaseRequest) -> web.StreamResponse:
-        problems = await self._gateway.readiness_problems()
+        # Each bot's state is for people and tests to read; it never decides the status.
+        gateway = self._gateway
+        problems = await gateway.readiness_problems()
+        bots = {state.bot: state.state.value for state in gateway.bot_states.snapshot()}
         if problems:
-            return web.json_response({"status": "not ready", "problems": problems}, status=503)
-        return web.json_response({"status": "ready"})
+            body = {"status": "not ready", "problems": problems, "bots": bots}
+            return web.json_response(body, status=503)
+        return web.json_response({"status": "ready", "bots": bots})
 
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         metrics = self._gateway.metrics

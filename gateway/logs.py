@@ -26,11 +26,24 @@ from gateway.config import Config
 MASK = "***"
 
 
+class Masker:
+    """Masks every configured secret in a text (for what leaves the process other than
+    through the log: the status page's last errors)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
 class RedactSecrets(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._secrets = Masker(secrets).secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:

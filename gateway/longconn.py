@@ -21,6 +21,9 @@ from typing import Literal
 
 import aiohttp
 
+from gateway.bot_state import connection_failed
+from gateway.logs import describe
+
 log = logging.getLogger(__name__)
 
 
@@ -130,6 +133,7 @@ async def keep_connected(
             wait = delay * random.uniform(0.8, 1.2)
             delay = min(delay * 2, max_delay)
             log.warning("%s: connection failed (%s); retrying in %.1fs", name, exc, wait)
+            connection_failed(describe(exc))
         if on_state:
             on_state(False)
         await sleep(wait)

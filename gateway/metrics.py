@@ -8,11 +8,11 @@ its label lookups.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -28,6 +28,39 @@ class _HotCounters(Collector):
         family = CounterMetricFamily(self.name, self.doc, labels=list(self.labels))
         for values, count in sorted(self.counts.items()):
             family.add_metric(list(values), count)
+        yield family
+
+
+class BotView(Protocol):
+    """What the bot gauge reads of each bot (gateway/bot_state.py `BotState`)."""
+
+    @property
+    def bot(self) -> str: ...
+
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def up(self) -> bool: ...
+
+
+class _BotsUp(Collector):
+    """`dify_gateway_bot_up`, read at scrape time: bots removed by a reload disappear."""
+
+    def __init__(self) -> None:
+        self.read: Callable[[], Sequence[BotView]] = list
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "dify_gateway_bot_up",
+            "1 while the bot's credentials work and its long connection (if any) is up",
+            labels=["bot", "platform", "mode"],
+        )
+        for state in self.read():
+            family.add_metric([state.bot, state.platform, state.mode], 1.0 if state.up else 0.0)
         yield family
 
 
@@ -60,6 +93,8 @@ class Metrics:
         )
         r.register(self._webhooks)
         r.register(self._events)
+        self._bots_up = _BotsUp()
+        r.register(self._bots_up)
         self.answers = Counter(
             "dify_gateway_answers_total",
             "Finished answers by bot and result",
@@ -136,6 +171,9 @@ class Metrics:
 
     def count_event(self, bot: str, fate: str) -> None:
         self._events.counts[(bot, fate)] += 1
+
+    def watch_bots(self, read: Callable[[], Sequence[BotView]]) -> None:
+        self._bots_up.read = read
 
     def watch_inbox(self, inbox: InboxView) -> None:
         self.queued.set_function(lambda: inbox.queued)

@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import httpx
 
 from gateway.activity import Activity
+from gateway.bot_state import BotStates, reporting_for
 from gateway.config import Config
 from gateway.dify import DifyClient
 from gateway.inbox import Inbox
 from gateway.intake import Intake
 from gateway.limits import Limits
+from gateway.logs import Masker, config_secrets, describe
 from gateway.metrics import Metrics
 from gateway.pacing import BotBudget
 from gateway.platform import Adapter, AdapterContext, DrainsClients
@@ -31,6 +34,7 @@ from gateway.words import words_for
 log = logging.getLogger(__name__)
 
 USER_AGENT = "dify-gateway/0.1"
+BOT_STATE_EVERY_S = 1.0
 
 
 def platform_client() -> httpx.AsyncClient:
@@ -53,6 +57,10 @@ def dify_client(max_concurrent: int) -> httpx.AsyncClient:
     )
 
 
+def _ready_of(adapter: Adapter) -> Callable[[], bool]:
+    return lambda: adapter.ready
+
+
 class Gateway:
     def __init__(
         self,
@@ -64,6 +72,9 @@ class Gateway:
     ) -> None:
         self.config = config
         self.metrics = Metrics()
+        # Each bot's state for the status page, `/metrics` and the log (gateway/bot_state.py).
+        self.bot_states = BotStates(mask=Masker(config_secrets(config)))
+        self.metrics.watch_bots(self.bot_states.snapshot)
         self.store = (
             store
             if store is not None
@@ -130,7 +141,11 @@ class Gateway:
                 max_body_bytes=config.server.max_body_bytes,
             )
             self.adapters[name] = create_adapter(name, bot, context)
+        for name, adapter in self.adapters.items():
+            bot = config.bots[name]
+            self.bot_states.add(name, bot.platform, bot.mode_name, _ready_of(adapter))
         self._starting: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the inbox's workers and every adapter, in the background: one bot that
@@ -138,25 +153,41 @@ class Gateway:
         who is not up yet."""
         await self.inbox.start()
         for name, adapter in self.adapters.items():
+            self._start_in_background(name, adapter)
+        self._watcher = asyncio.create_task(self._watch_bots(), name="bot states")
+
+    def _start_in_background(self, name: str, adapter: Adapter) -> None:
+        # The bot's tasks (its long connection's) report their failures as its last error.
+        with reporting_for(self.bot_states, name):
             task = asyncio.create_task(self._start_adapter(name, adapter), name=f"start {name}")
-            self._starting.add(task)
-            task.add_done_callback(self._starting.discard)
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
 
     async def _start_adapter(self, name: str, adapter: Adapter) -> None:
         delay = 1.0
         while True:
             try:
                 await adapter.start()
-                log.info("bot %s (%s) started", name, adapter.platform)
+                self.bot_states.started(name)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("bot %s failed to start: %s; retrying in %.0fs", name, exc, delay)
+                self.bot_states.failed(name, describe(exc))
+                log.info("bot %s: start failed; retrying in %.0fs", name, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
 
+    async def _watch_bots(self) -> None:
+        """Notice a long connection going down or coming back within a second, so its log
+        line and state change come when it happens, not at the next scrape."""
+        while True:
+            await asyncio.sleep(BOT_STATE_EVERY_S)
+            self.bot_states.refresh()
+
     async def readiness_problems(self) -> list[str]:
+        """Why this instance should get no traffic: shutting down, or the store does not
+        answer. A bot that is down is not one (gateway/bot_state.py says why)."""
         problems: list[str] = []
         if self.draining:
             problems.append("shutting down")
@@ -164,7 +195,6 @@ class Gateway:
             await asyncio.wait_for(self.store.ping(), 2.0)
         except (StoreUnavailable, TimeoutError) as exc:
             problems.append(f"store: {exc or 'timeout'}")
-        problems += [f"bot {n}: not ready" for n, a in self.adapters.items() if not a.ready]
         return problems
 
     def begin_shutdown(self) -> None:
@@ -192,7 +222,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         self.begin_shutdown()
-        for task in list(self._starting):
+        tasks = [*self._starting, *([self._watcher] if self._watcher is not None else [])]
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -200,6 +231,7 @@ class Gateway:
         # Let go of the inbox's shards now, so another instance resumes what is left at once.
         await self.inbox.close()
         for name, adapter in self.adapters.items():
+            self.bot_states.stop(name)
             try:
                 await adapter.aclose()
             except Exception as exc:

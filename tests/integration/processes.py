@@ -62,7 +62,10 @@ class GatewayProcess:
             deadline = asyncio.get_running_loop().time() + within
             while asyncio.get_running_loop().time() < deadline:
                 with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/readyz")).status_code == 200:
+                    # Ready, and every bot up: a bot still starting would refuse its first
+                    # webhooks (the instance is ready without it).
+                    ready = await http.get("/readyz")
+                    if ready.status_code == 200 and all_up(ready.json()):
                         return
                 if self.proc is not None and self.proc.returncode is not None:
                     break
@@ -125,3 +128,9 @@ def client_ports_of(pid: int) -> set[int]:
                 if fields[9] in inodes:
                     ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def all_up(readyz: dict[str, object]) -> bool:
+    """Whether every bot in a `/readyz` body is up."""
+    bots = readyz.get("bots")
+    return isinstance(bots, dict) and all(state == "up" for state in bots.values())

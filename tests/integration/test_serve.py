@@ -17,6 +17,7 @@ import yaml
 from gateway.demo import run_demo
 from gateway.emulator import DifyEmulator, ScriptedReply
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
+from tests.integration.processes import all_up
 from tests.integration.slack_helpers import (
     SIGNING_SECRET,
     body_of,
@@ -66,7 +67,8 @@ async def test_sigterm_drains_answers_and_exits_0(dify: DifyEmulator, tmp_path: 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             for _ in range(200):
                 try:
-                    if (await http.get("/readyz")).status_code == 200:
+                    ready = await http.get("/readyz")
+                    if ready.status_code == 200 and all_up(ready.json()):
                         break
                 except httpx.TransportError:
                     pass

@@ -21,7 +21,7 @@ from gateway.store.memory import MemoryStore
 from gateway.words import SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.wecom_bot import Call, FakeWecomBotServer, event_payload, text_payload
-from tests.helpers import wait_for
+from tests.helpers import bot_state, wait_for
 
 # The bots have no `locale`: a WeCom AI bot speaks Chinese by default.
 THINKING = SIMPLIFIED_CHINESE.thinking
@@ -165,7 +165,7 @@ async def test_the_bot_reconnects_after_the_server_closes_and_keeps_answering(
     assert [r["query"] for r in dify.requests] == ["before", "after"]
 
 
-async def test_a_refused_subscription_keeps_the_bot_unready(
+async def test_a_refused_subscription_is_reported_and_the_instance_stays_ready(
     gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
 ) -> None:
     wecom.secret = "rotated"  # the configured secret no longer matches
@@ -180,7 +180,14 @@ async def test_a_refused_subscription_keeps_the_bot_unready(
     client, gateway = await gateway_factory(make_config(dify, {"wecom-ws": bot}))
     await wait_for(lambda: bool(wecom.of("aibot_subscribe")), what="a subscribe attempt")
     assert not gateway.adapters["wecom-ws"].ready
-    assert (await client.get("/readyz")).status == 503
+    await wait_for(lambda: bot_state(gateway, "wecom-ws") == "retrying", what="retrying")
+    # The instance stays ready (other bots serve); the bot is reported, with the reason.
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["bots"] == {"wecom-ws": "retrying"}
+    state = gateway.bot_states.get("wecom-ws")
+    assert state is not None and state.last_error is not None
+    assert "40001" in state.last_error and "BOTSECRET" not in state.last_error
 
 
 async def test_a_redelivered_message_is_answered_once(
