@@ -262,7 +262,7 @@ class Edge:
             self._log.refused(401, f"{request.method} {request.path}: no or wrong token")
             return _error(401, "unauthorized", {"WWW-Authenticate": 'Bearer realm="status"'})
         page = status_page.render(
-            bots=status_page.bot_rows(gateway.config.bots, gateway.adapters),
+            bots=gateway.bot_states.snapshot(),
             routes=gateway.config.routes,
             activity=gateway.activity,
             show_text=gateway.config.server.status_show_text,

@@ -22,11 +22,10 @@ import socket
 import time
 from base64 import b64encode
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
-from typing import Protocol
 
 from gateway.activity import Activity, HourPoint, Record
+from gateway.bot_state import BotState
 from gateway.config import Route
 
 REFRESH_S = 15
@@ -42,41 +41,6 @@ def authorized(token: str, headers: Mapping[str, str], query: Mapping[str, str])
     expected = token.encode()
     # compare_digest on every candidate, so the time taken does not tell which one was close.
     return any([hmac.compare_digest(c.encode(), expected) for c in candidates if c])
-
-
-class _BotConfig(Protocol):
-    @property
-    def platform(self) -> str: ...
-
-    @property
-    def mode_name(self) -> str: ...
-
-
-class _Ready(Protocol):
-    @property
-    def ready(self) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class BotRow:
-    """One bot as the page shows it (state: starting, up, retrying, stopped)."""
-
-    bot: str
-    platform: str
-    mode: str
-    state: str
-    since: float | None = None
-    last_error: str | None = None
-
-
-def bot_rows(bots: Mapping[str, _BotConfig], adapters: Mapping[str, _Ready]) -> list[BotRow]:
-    """Each configured bot, up when its adapter is ready, else starting."""
-    rows = []
-    for name, bot in bots.items():
-        adapter = adapters.get(name)
-        state = "up" if adapter is not None and adapter.ready else "starting"
-        rows.append(BotRow(name, bot.platform, bot.mode_name, state))
-    return rows
 
 
 @functools.cache
@@ -115,6 +79,14 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
 
 
 def _pill(text: str, kind: str) -> str:
@@ -160,10 +132,10 @@ def _chart(title: str, points: Sequence[float | None], kind: str, total: str) ->
     )
 
 
-def _summary(hour: Sequence[HourPoint], p95: float | None, bots: Sequence[BotRow]) -> str:
+def _summary(hour: Sequence[HourPoint], p95: float | None, bots: Sequence[BotState]) -> str:
     answers = sum(p.answers for p in hour)
     errors = sum(p.errors for p in hour)
-    up = sum(b.state == "up" for b in bots)
+    up = sum(b.up for b in bots)
     cards = [
         ("Answers, last hour", f"{answers:,}", ""),
         ("Errors, last hour", f"{errors:,}", " bad" if errors else ""),
@@ -190,10 +162,10 @@ def _summary(hour: Sequence[HourPoint], p95: float | None, bots: Sequence[BotRow
     return f'<div class="cards">{body}</div><h2>Last hour</h2><div class="charts">{charts}</div>'
 
 
-def _bots(bots: Sequence[BotRow], now: float) -> str:
+def _bots(bots: Sequence[BotState], now: float) -> str:
     rows = []
     for b in bots:
-        since = "" if b.since is None else f"{_seconds(max(0.0, now - b.since))} ago"
+        since = f"{_duration(max(0.0, now - b.since))} ago"
         error = f'<td class="error">{_e(b.last_error)}</td>' if b.last_error else "<td></td>"
         rows.append(
             f"<tr><td><b>{_e(b.bot)}</b></td><td>{_e(b.platform)}</td><td>{_e(b.mode)}</td>"
@@ -250,7 +222,7 @@ def _recent(bot: str, records: Sequence[Record], show_text: bool) -> str:
 
 def render(
     *,
-    bots: Sequence[BotRow],
+    bots: Sequence[BotState],
     routes: Sequence[Route],
     activity: Activity,
     show_text: bool,

@@ -172,6 +172,12 @@ async def test_the_page_in_a_real_browser_after_real_traffic(
 ) -> None:
     client, gateway = await start(gateway_factory, dify, slack)
     await traffic(client, gateway, dify)
+
+    def retrying() -> bool:
+        state = gateway.bot_states.get("dingtalk-ops")
+        return state is not None and state.state == "retrying"
+
+    await wait_for(retrying, what="the DingTalk bot retrying")
     url = str(client.make_url("/status").with_query(token=TOKEN))
 
     def look(width: int, height: int, name: str) -> dict[str, Any]:
@@ -188,7 +194,8 @@ async def test_the_page_in_a_real_browser_after_real_traffic(
     assert laptop["cards"][3] == "BOTS UP: 1 / 2"
     assert laptop["bots"][0][:4] == ["slack-main", "slack", "events", "up"]
     assert laptop["bots"][1][:3] == ["dingtalk-ops", "dingtalk", "stream"]
-    assert laptop["bots"][1][3] != "up"
+    assert laptop["bots"][1][3] == "retrying" and "ConnectError" in laptop["bots"][1][5]
+    assert "ding-secret-value" not in text
     # Newest first: the rate-limited question, then the answers and the failure.
     outcomes = [row[4] for row in laptop["recent"]]
     assert outcomes == ["rate limited", "ok", "ok", "dify error", "ok", "ok"]
