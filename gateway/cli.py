@@ -71,6 +71,18 @@ def _check(args: argparse.Namespace) -> int:
     for line in warnings(config):
         print(line, file=sys.stderr)
     print("config OK")
+    if not args.probe:
+        return 0
+    from gateway import probe
+
+    rows = asyncio.run(probe.probe(config))
+    print()
+    for line in probe.table(rows):
+        print(line)
+    if probe.failed(rows):
+        print("probe FAILED: see the rows above", file=sys.stderr)
+        return 1
+    print("probe OK")
     return 0
 
 
@@ -173,6 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd.add_argument(
             "--config", help="config file (default: $DIFY_GATEWAY_CONFIG or config/gateway.yaml)"
         )
+        if name == "check":
+            cmd.add_argument(
+                "--probe",
+                action="store_true",
+                help="also try every bot's credentials and every Dify app over the network",
+            )
     sub.add_parser("schema", help="print the config's JSON Schema (for editors)")
     demo = sub.add_parser("demo", help="run the whole path locally, no accounts needed")
     demo.add_argument("--question", default=None, help="what the demo user asks")

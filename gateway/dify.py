@@ -305,6 +305,14 @@ class DifyClient:
             raise DifyUnavailable(f"Dify /parameters failed: {type(exc).__name__}") from exc
         return self._json_or_raise(response)
 
+    async def info(self, app: DifyApp) -> dict[str, Any]:
+        """`GET /info`: the app's name, description, tags, mode and author."""
+        try:
+            response = await self._http.get(f"{app.base_url}/info", headers=self._headers(app))
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify /info failed: {type(exc).__name__}") from exc
+        return self._json_or_raise(response)
+
     async def stop(self, app: DifyApp, task_id: str, user: str) -> None:
         """Stop a streaming run (`POST …/{task_id}/stop` with the run's `user`: Dify
         ignores a stop by anyone else). The path depends on the app's mode."""

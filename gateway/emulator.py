@@ -85,6 +85,16 @@ class DifyEmulator:
     opening_statement: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_PARAMETERS))
     parameter_calls: int = 0
+    # What `GET /info` says about the app (Dify: name, description, tags, mode, author_name).
+    info: dict[str, Any] = field(
+        default_factory=lambda: {
+            "name": "Emulated app",
+            "description": "dify-gateway's built-in Dify emulator",
+            "tags": [],
+            "mode": "advanced-chat",
+            "author_name": "dify-gateway",
+        }
+    )
     # Dify's FILES_URL: empty (the self-host default) makes every file link root-relative.
     files_url: str = ""
     file_url_ttl: float = FILE_URL_TTL
@@ -113,6 +123,7 @@ class DifyEmulator:
         app.router.add_post("/v1/files/upload", self._upload)
         app.router.add_post("/v1/audio-to-text", self._audio)
         app.router.add_get("/v1/parameters", self._parameters)
+        app.router.add_get("/v1/info", self._info)
         app.router.add_post("/v1/messages/{message_id}/feedbacks", self._feedback)
         app.router.add_post("/v1/chat-messages/{task_id}/stop", self._stop)
         app.router.add_post("/v1/completion-messages/{task_id}/stop", self._stop)
@@ -304,6 +315,10 @@ class DifyEmulator:
             return denied
         self.parameter_calls += 1
         return web.json_response({**self.parameters, "opening_statement": self.opening_statement})
+
+    async def _info(self, request: web.Request) -> web.Response:
+        denied = self._auth(request)
+        return denied if denied is not None else web.json_response(self.info)
 
     def _stopped(self, task_id: str) -> bool:
         return any(stop["task_id"] == task_id for stop in self.stops)

@@ -305,6 +305,38 @@ class DrainsClients(Protocol):
         block: close in tasks that `aclose()` awaits."""
 
 
+# --- `dify-gateway check --probe` ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeStep:
+    """One thing a probe tried: `what` (the call, e.g. `auth.test`), and its `error` (None:
+    it worked) or a `detail` worth printing (the bot's name on the platform). `skipped`: not
+    tried, `detail` says why. Never a secret: errors are masked again before printing."""
+
+    what: str
+    error: str | None = None
+    detail: str = ""
+    skipped: bool = False
+
+
+async def attempt(what: str, call: Callable[[], Awaitable[str]]) -> ProbeStep:
+    """Run one probe call (it returns the detail); any failure becomes the step's error."""
+    try:
+        return ProbeStep(what, detail=await call())
+    except Exception as exc:
+        return ProbeStep(what, error=str(exc) or type(exc).__name__)
+
+
+@runtime_checkable
+class Probes(Protocol):
+    """An adapter that can try its credentials without starting (`check --probe`)."""
+
+    async def probe(self) -> list[ProbeStep]:
+        """Try the bot's credentials against its platform (a token fetch, the bot's own
+        info), changing nothing there and opening no long connection."""
+
+
 class Adapter(Protocol):
     bot: str
     platform: str

@@ -22,7 +22,7 @@ from typing import Any
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.connection import StreamClient
 from adapters.dingtalk.convert import PLATFORM, Skip, parse_robot_message
-from adapters.dingtalk.frames import FrameError, StreamFrame
+from adapters.dingtalk.frames import SUBSCRIPTIONS, FrameError, StreamFrame
 from adapters.dingtalk.media import MediaSender
 from adapters.dingtalk.reply import Destination, MarkdownSender
 from adapters.dingtalk.sink import CARD_PACING, MARKDOWN_PACING, CardSink, MarkdownSink
@@ -45,7 +45,9 @@ from gateway.platform import (
     Download,
     MalformedRequest,
     PlatformError,
+    ProbeStep,
     ReplySink,
+    attempt,
 )
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,23 @@ class DingtalkAdapter:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+    async def probe(self) -> list[ProbeStep]:
+        """An access token (client_id and client_secret); in Stream mode also
+        `connections/open`, which hands out a ticket that nothing uses."""
+
+        async def token() -> str:
+            await self.api.token.get()
+            return "client_id and client_secret accepted"
+
+        async def stream() -> str:
+            await self.api.open_connection(SUBSCRIPTIONS)
+            return "Stream mode allowed"
+
+        steps = [await attempt("oauth2/accessToken", token)]
+        if self._config.mode == "stream":
+            steps.append(await attempt("gateway/connections/open", stream))
+        return steps
 
     # --- inbound -----------------------------------------------------------------------
 

@@ -36,7 +36,9 @@ from gateway.platform import (
     Download,
     MalformedRequest,
     PlatformError,
+    ProbeStep,
     ReplySink,
+    attempt,
 )
 
 # Card requests must stay under 30 KB. The fallback PATCH carries the card JSON as a string
@@ -87,6 +89,24 @@ class FeishuAdapter:
 
     async def aclose(self) -> None:
         await self._connection.stop()
+
+    async def probe(self) -> list[ProbeStep]:
+        """A tenant access token, then the bot's own info (the app has the bot ability)."""
+
+        async def token() -> str:
+            await self._api.check_token()
+            return "app_id and app_secret accepted"
+
+        async def info() -> str:
+            bot = await self._api.bot_info()
+            if not bot.get("open_id"):
+                raise PlatformError(self.platform, "no_open_id", "bot/v3/info: no bot")
+            return f"bot {bot.get('app_name') or bot['open_id']}"
+
+        steps = [await attempt("tenant_access_token", token)]
+        if steps[0].error is None:
+            steps.append(await attempt("bot/v3/info", info))
+        return steps
 
     # --- inbound -------------------------------------------------------------------------
 

@@ -146,11 +146,19 @@ class FeishuAPI:
 
     # --- the calls the adapter makes -----------------------------------------------------
 
-    async def bot_open_id(self) -> str:
-        """The bot's own open_id (`GET /open-apis/bot/v3/info`; the object is under `bot`)."""
+    async def check_token(self) -> None:
+        """Fetch a tenant access token (it proves app_id and app_secret)."""
+        await self._token.get()
+
+    async def bot_info(self) -> dict[str, Any]:
+        """`GET /open-apis/bot/v3/info`: the bot's `open_id`, `app_name`, … (under `bot`)."""
         body = await self.call("GET", "/open-apis/bot/v3/info")
         bot = body.get("bot")
-        open_id = bot.get("open_id") if isinstance(bot, dict) else None
+        return bot if isinstance(bot, dict) else {}
+
+    async def bot_open_id(self) -> str:
+        """The bot's own open_id."""
+        open_id = (await self.bot_info()).get("open_id")
         if not isinstance(open_id, str) or not open_id:
             raise PlatformError(PLATFORM, "no_open_id", "bot/v3/info")
         return open_id

@@ -22,7 +22,9 @@ from gateway.platform import (
     Download,
     MalformedRequest,
     NotReady,
+    ProbeStep,
     ReplySink,
+    attempt,
 )
 
 # markdown_text takes 12,000 chars per call and Slack rejects markdown blocks past ~13k
@@ -79,6 +81,31 @@ class SlackAdapter:
 
     async def aclose(self) -> None:
         await self._socket.stop()
+
+    async def probe(self) -> list[ProbeStep]:
+        """`auth.test` with the bot token; in Socket Mode also `apps.connections.open` with
+        the app token (it hands out a socket URL; nothing connects to it)."""
+
+        async def identity() -> str:
+            body = await self._api.call("auth.test", form=True)
+            team = body.get("team") or body.get("team_id") or "?"
+            return f"team {team}, bot user {body.get('user') or body.get('user_id') or '?'}"
+
+        steps = [await attempt("auth.test (bot_token)", identity)]
+        if self._config.mode == "socket":
+            assert self._config.app_token is not None  # the config check requires it
+            app_api = SlackAPI(
+                self._context.http,
+                self._config.resolved_api_base,
+                self._config.app_token.get_secret_value(),
+            )
+
+            async def socket_url() -> str:
+                await app_api.call("apps.connections.open", form=True)
+                return "Socket Mode allowed"
+
+            steps.append(await attempt("apps.connections.open (app_token)", socket_url))
+        return steps
 
     # --- inbound -------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from gateway.platform import (
     Capabilities,
     Download,
     MalformedRequest,
+    ProbeStep,
     ReplySink,
     RouteHandler,
     ServedSocket,
@@ -92,6 +93,10 @@ class WebAdapter:
     async def aclose(self) -> None:
         self.begin_shutdown()
         await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def probe(self) -> list[ProbeStep]:
+        """The web chat has no platform to try: the gateway serves it itself."""
+        return [ProbeStep("-", detail="no platform: the gateway serves the chat", skipped=True)]
 
     # --- the page and the socket ---------------------------------------------------------
 

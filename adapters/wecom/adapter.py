@@ -41,8 +41,10 @@ from gateway.platform import (
     Capabilities,
     Download,
     MalformedRequest,
+    ProbeStep,
     ReplySink,
     VerificationFailed,
+    attempt,
 )
 from gateway.store import keys
 
@@ -107,6 +109,22 @@ class WecomAppAdapter:
 
     async def aclose(self) -> None:
         """Nothing to close: the HTTP client belongs to the core."""
+
+    async def probe(self) -> list[ProbeStep]:
+        """`gettoken` (corp_id and secret), then `agent/get` (agent_id is this app's)."""
+
+        async def token() -> str:
+            await self._api.token.get()
+            return "corp_id and secret accepted"
+
+        async def agent() -> str:
+            body = await self._api.call("agent/get", agentid=str(self._config.agent_id))
+            return f"app {body.get('name') or self._config.agent_id}"
+
+        steps = [await attempt("gettoken", token)]
+        if steps[0].error is None:
+            steps.append(await attempt("agent/get", agent))
+        return steps
 
     # --- inbound -------------------------------------------------------------------------
 

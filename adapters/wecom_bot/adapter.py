@@ -60,6 +60,7 @@ from gateway.platform import (
     MalformedRequest,
     NotReady,
     PlatformError,
+    ProbeStep,
     ReplySink,
 )
 from gateway.store.base import StoreUnavailable
@@ -135,6 +136,16 @@ class WecomBotAdapter:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._link is not None:
             await self._link.aclose()
+
+    async def probe(self) -> list[ProbeStep]:
+        """Nothing is tried: in webhook mode the bot calls no WeCom API (its token and key
+        check WeCom's callbacks), and in WebSocket mode a second subscription with the same
+        bot_id would take the running gateway's connection over."""
+        if self._config.serves_webhook:
+            why = "webhook mode calls no WeCom API; token and key are checked on each callback"
+        else:
+            why = "subscribing would take over the running gateway's long connection"
+        return [ProbeStep("aibot_subscribe", detail=f"not tried: {why}", skipped=True)]
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run `work` in the background, tracked so `aclose()` can end it."""

@@ -123,6 +123,10 @@ class FakeQyapi:
             return self._media(params.get("media_id", ""))
         if path == "media/upload" and multipart:
             return web.json_response(await self._upload(request, params.get("type", "")))
+        if path == "agent/get":
+            if params.get("agentid") != str(AGENT_ID):
+                return web.json_response({"errcode": 301002, "errmsg": "not allow operate"})
+            return web.json_response({"errcode": 0, "agentid": AGENT_ID, "name": "HR helper"})
         if path == "user/get":
             user = params.get("userid", "")
             if user not in self.names:
