@@ -4,7 +4,9 @@
 - Access: a route's `deny_users` / `deny_chats` refuse, and a non-empty `allow_users` /
   `allow_chats` refuses everyone not on it (both lists must let a message through). A
   refused user is told so at most once an hour (a claim in the store); after that their
-  messages get no reply at all, so a pilot does not fill a group with refusals.
+  messages get no reply at all, so a pilot does not fill a group with refusals. Where the
+  user sees a reply pending for every message (the web chat, a WeCom AI bot), every
+  refused message gets the notice: silence would leave it pending.
 - Rate limits: `routes[].user_rate_limit_per_minute` (one user's questions to one bot) and
   `bots.<name>.rate_limit_per_minute` (the whole bot), each counted per calendar minute in
   the store (`SharedState.incr` with a TTL), so every instance counts against one number.
@@ -92,12 +94,16 @@ class Limits:
         self._words = words
         self._clock = clock
 
-    async def check(self, job: Job, *, question: bool) -> Refusal | None:
+    async def check(self, job: Job, *, question: bool, must_reply: bool = False) -> Refusal | None:
         """None when the message may be answered; else the refusal. `question`: it would go
-        to Dify (rate limits count only those)."""
+        to Dify (rate limits count only those). `must_reply`: the platform shows a reply
+        pending for every message (`Capabilities.awaits_every_reply`), so a refused user
+        is told every time rather than once an hour."""
         message = job.message
         route = self._router.route_for(message)
         if route is not None and not admits(route, message):
+            if must_reply:
+                return Refusal("refused", self._words[message.bot].access_refused)
             return Refusal("refused", await self._refusal_notice(message))
         if not question:
             return None

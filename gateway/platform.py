@@ -109,6 +109,9 @@ class Capabilities:
       bytes; the core rolls over to a new message before it.
     - `threaded_groups`: every group reply is threaded (Slack), so groups default to the
       `thread` conversation scope.
+    - `awaits_every_reply`: the user sees a reply pending for every message they send (the
+      web chat's thinking bubble, a WeCom AI bot's stream), so every message gets a reply,
+      even one the gateway would otherwise leave unanswered (a repeated access refusal).
     """
 
     can_edit: bool
@@ -116,6 +119,7 @@ class Capabilities:
     unit: Literal["chars", "bytes"]
     pacing: Pacing
     threaded_groups: bool = False
+    awaits_every_reply: bool = False
 
 
 # --- reply sink --------------------------------------------------------------------------

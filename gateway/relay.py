@@ -148,7 +148,8 @@ class Relay:
         question = message.notice is None and (
             _command(message.text) is None or bool(message.attachments)
         )
-        refusal = await self._limits.check(job, question=question)
+        must_reply = self._adapters[message.bot].capabilities.awaits_every_reply
+        refusal = await self._limits.check(job, question=question, must_reply=must_reply)
         if refusal is not None:
             await progress.save(refused={"reason": refusal.reason, "notice": refusal.notice})
         return refusal

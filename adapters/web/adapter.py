@@ -49,7 +49,11 @@ class WebAdapter:
         self._config = config
         self._context = context
         self.capabilities = Capabilities(
-            can_edit=True, max_message=MAX_ANSWER_CHARS, unit="chars", pacing=PACING
+            can_edit=True,
+            max_message=MAX_ANSWER_CHARS,
+            unit="chars",
+            pacing=PACING,
+            awaits_every_reply=True,  # the page shows a thinking bubble until the answer
         )
         self._mailbox = Mailbox(context.store, bot)
         secret = config.signing_secret

@@ -92,6 +92,7 @@ class WecomBotAdapter:
             max_message=MAX_CONTENT_BYTES - NOTE_MARGIN,  # room for the continuation note
             unit="bytes",
             pacing=FrameChannel.pacing if config.mode == "websocket" else StoreChannel.pacing,
+            awaits_every_reply=True,  # each message opens a stream that must be finished
         )
         # Tunables that tests shorten; production uses the platform's numbers.
         self.close_after = CLOSE_AFTER

@@ -105,6 +105,9 @@ async def test_a_refused_user_is_told_once_an_hour() -> None:
     again = await check.check(job(), question=False)
     assert first is not None and first.notice == ENGLISH.access_refused
     assert again is not None and again.reason == "refused" and again.notice is None
+    # Where a reply is pending for every message (web chat, WeCom AI bot), it is told each time.
+    pending = await check.check(job(), question=True, must_reply=True)
+    assert pending is not None and pending.notice == ENGLISH.access_refused
 
 
 class DownStore(MemoryStore):
