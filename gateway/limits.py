@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from gateway.config import Route
+from gateway.inbox import Progress
 from gateway.metrics import Metrics
 from gateway.models import InboundMessage, Job
 from gateway.router import Router
@@ -93,6 +94,26 @@ class Limits:
         self._metrics = metrics
         self._words = words
         self._clock = clock
+
+    async def admit(
+        self, job: Job, progress: Progress, *, question: bool, must_reply: bool
+    ) -> Refusal | None:
+        """`check`, decided once per job: a refusal is kept in the job's checkpoint, so a
+        resumed job (another attempt, maybe on another instance) is neither counted again
+        nor answered after all; a job an earlier attempt let through is not checked again."""
+        kept = progress.checkpoint.get("refused")
+        if isinstance(kept, dict):
+            notice = kept.get("notice")
+            notice = notice if isinstance(notice, str) else None
+            if kept.get("reason") == "rate_limited":
+                return Refusal("rate_limited", notice)
+            return Refusal("refused", notice)
+        if progress.resumed:
+            return None
+        refusal = await self.check(job, question=question, must_reply=must_reply)
+        if refusal is not None:
+            await progress.save(refused={"reason": refusal.reason, "notice": refusal.notice})
+        return refusal
 
     async def check(self, job: Job, *, question: bool, must_reply: bool = False) -> Refusal | None:
         """None when the message may be answered; else the refusal. `question`: it would go

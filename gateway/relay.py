@@ -30,7 +30,7 @@ from gateway.dify import (
     Started,
 )
 from gateway.inbox import Progress
-from gateway.limits import Limits, Refusal
+from gateway.limits import Limits
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
 from gateway.pacing import BotBudget
@@ -53,6 +53,12 @@ _AttachmentFailed = AttachmentFailed
 def _command(text: str) -> str | None:
     word = text.strip().lower()
     return word if word in ("/reset", "/help") else None
+
+
+def _asks_dify(message: InboundMessage) -> bool:
+    """Whether the message is a question for the app (what rate limits count), not a
+    command or a notice of the gateway's own."""
+    return message.notice is None and (_command(message.text) is None or bool(message.attachments))
 
 
 class Relay:
@@ -92,7 +98,10 @@ class Relay:
         shown, a platform that kept refusing the final text): the inbox retries then."""
         bot = job.message.bot
         adapter = self._adapters[bot]
-        refusal = await self._refusal(job, progress)
+        must_reply = adapter.capabilities.awaits_every_reply
+        refusal = await self._limits.admit(
+            job, progress, question=_asks_dify(job.message), must_reply=must_reply
+        )
         if refusal is not None:
             stream = None
             if refusal.notice is not None:
@@ -120,8 +129,12 @@ class Relay:
 
     def _finished(self, job: Job, result: str, stream: AnswerStream | None) -> None:
         """Count a finished message, and keep it for the status page."""
+        self._metrics.answers.labels(job.message.bot, result).inc()
+        self._remember(job, result, stream)
+
+    def _remember(self, job: Job, result: str, stream: AnswerStream | None) -> None:
+        """Keep a finished message for the status page (gateway/activity.py)."""
         message = job.message
-        self._metrics.answers.labels(message.bot, result).inc()
         self._activity.record(
             bot=message.bot,
             chat_type=message.chat_type.value,
@@ -130,29 +143,6 @@ class Relay:
             first_update_at=None if stream is None else stream.first_text_at,
             text=message.text,
         )
-
-    async def _refusal(self, job: Job, progress: Progress) -> Refusal | None:
-        """Whether limits or access refuse the job (gateway/limits.py). Decided once: the
-        decision is kept in the checkpoint when it refuses, so a resumed job is neither
-        counted again nor answered after all."""
-        kept = progress.checkpoint.get("refused")
-        if isinstance(kept, dict):
-            notice = kept.get("notice")
-            notice = notice if isinstance(notice, str) else None
-            if kept.get("reason") == "rate_limited":
-                return Refusal("rate_limited", notice)
-            return Refusal("refused", notice)
-        if progress.resumed:
-            return None  # the attempt before was let through
-        message = job.message
-        question = message.notice is None and (
-            _command(message.text) is None or bool(message.attachments)
-        )
-        must_reply = self._adapters[message.bot].capabilities.awaits_every_reply
-        refusal = await self._limits.check(job, question=question, must_reply=must_reply)
-        if refusal is not None:
-            await progress.save(refused={"reason": refusal.reason, "notice": refusal.notice})
-        return refusal
 
     def _open_stream(self, job: Job, adapter: Adapter, progress: Progress) -> AnswerStream:
         """The answer's stream, resuming the platform message a checkpoint names, and
@@ -193,14 +183,7 @@ class Relay:
         try:
             await stream.fail(self._words[job.message.bot].gave_up)
         finally:
-            self._activity.record(
-                bot=job.message.bot,
-                chat_type=job.message.chat_type.value,
-                outcome="gave_up",
-                accepted_at=job.accepted_at,
-                first_update_at=stream.first_text_at,
-                text=job.message.text,
-            )
+            self._remember(job, "gave_up", stream)
 
     async def _produce(
         self, job: Job, adapter: Adapter, stream: AnswerStream, progress: Progress

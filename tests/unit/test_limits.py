@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.config import Route, parse_config
+from gateway.inbox import Progress
 from gateway.limits import Limits, admits
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
@@ -125,3 +126,30 @@ async def test_a_store_that_does_not_answer_lets_questions_through() -> None:
     denied, _ = limits([{"deny_users": ["U1"]}], store=DownStore())
     refusal = await denied.check(job(), question=True)
     assert refusal is not None and refusal.notice is None  # refused, but not told
+
+
+class Checkpoints:
+    """The one call `Progress.save` makes of a job feed."""
+
+    def __init__(self) -> None:
+        self.saved: list[dict[str, Any]] = []
+
+    async def checkpoint(self, job: Job, checkpoint: dict[str, Any]) -> None:
+        self.saved.append(dict(checkpoint))
+
+
+async def test_a_refusal_is_decided_once_per_job_across_attempts() -> None:
+    check, _ = limits([{"user_rate_limit_per_minute": 1}])
+    feed = Checkpoints()
+    first = Progress(feed, job(), 1, {})
+    assert await check.admit(job(), first, question=True, must_reply=False) is None
+    # A resumed attempt of a job that was let through is not counted again.
+    again = Progress(feed, job(), 2, {})
+    assert await check.admit(job(), again, question=True, must_reply=False) is None
+    refused = Progress(feed, job(), 1, {})
+    refusal = await check.admit(job(), refused, question=True, must_reply=False)
+    assert refusal is not None and refusal.reason == "rate_limited"
+    assert feed.saved[-1]["refused"] == {"reason": "rate_limited", "notice": refusal.notice}
+    # Its next attempt repeats the refusal from the checkpoint, without counting.
+    resumed = Progress(feed, job(), 2, dict(feed.saved[-1]))
+    assert await check.admit(job(), resumed, question=True, must_reply=False) == refusal
