@@ -26,8 +26,9 @@ FAILURES = frozenset({"dify_error", "deadline", "error", "attachment_error", "ga
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One finished message. `first_update_s`: from the ack to the first text the chat
-    showed (None if none did); `total_s`: from the ack to the end."""
+    """One finished message. `first_update_s`: from the ack to the first thing the chat
+    showed of the answer, its thinking state included (None if nothing was shown);
+    `total_s`: from the ack to the end."""
 
     at: float
     bot: str

@@ -86,6 +86,8 @@ class Relay:
         self._words = words
         self._limits = limits
         self._activity = activity
+        # When the user first saw each answer in flight (job id -> epoch seconds).
+        self._first_seen: dict[str, float] = {}
         self._parameters = AppParameters(dify, apps)
         self._attachments_of = Attachments(dify, self._parameters)
 
@@ -103,14 +105,13 @@ class Relay:
             job, progress, question=_asks_dify(job.message), must_reply=must_reply
         )
         if refusal is not None:
-            stream = None
             if refusal.notice is not None:
-                stream = await self._say(job, adapter, refusal.notice, progress)
-            self._finished(job, refusal.reason, stream)
+                await self._say(job, adapter, refusal.notice, progress)
+            self._finished(job, refusal.reason)
             return
         if job.message.notice is not None:
-            stream = await self._say(job, adapter, job.message.notice, progress)
-            self._finished(job, "notice", stream)
+            await self._say(job, adapter, job.message.notice, progress)
+            self._finished(job, "notice")
             return
         command = _command(job.message.text)
         if command is not None and not job.message.attachments:
@@ -123,16 +124,16 @@ class Relay:
         result, finished = await self._produce(job, adapter, stream, progress)
         self._metrics.updates.labels(bot).inc(stream.updates)
         self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
-        self._finished(job, result, stream)
+        self._finished(job, result)
         if finished is not None:
             await self._record_answer(job, finished)
 
-    def _finished(self, job: Job, result: str, stream: AnswerStream | None) -> None:
+    def _finished(self, job: Job, result: str) -> None:
         """Count a finished message, and keep it for the status page."""
         self._metrics.answers.labels(job.message.bot, result).inc()
-        self._remember(job, result, stream)
+        self._remember(job, result)
 
-    def _remember(self, job: Job, result: str, stream: AnswerStream | None) -> None:
+    def _remember(self, job: Job, result: str) -> None:
         """Keep a finished message for the status page (gateway/activity.py)."""
         message = job.message
         self._activity.record(
@@ -140,7 +141,7 @@ class Relay:
             chat_type=message.chat_type.value,
             outcome=result,
             accepted_at=job.accepted_at,
-            first_update_at=None if stream is None else stream.first_text_at,
+            first_update_at=self._first_seen.pop(job.job_id, None),
             text=message.text,
         )
 
@@ -154,6 +155,9 @@ class Relay:
         async def checkpoint(snapshot: dict[str, Any]) -> None:
             await progress.save(sink=snapshot)
 
+        def seen() -> None:
+            self._first_seen.setdefault(job.job_id, time.time())
+
         bot = job.message.bot
         return AnswerStream(
             sink,
@@ -161,6 +165,7 @@ class Relay:
             self._budgets[bot],
             checkpoint=checkpoint,
             empty_answer=self._words[bot].empty_answer,
+            on_visible=seen,
         )
 
     async def _stop_replaced_run(self, job: Job, progress: Progress) -> None:
@@ -183,7 +188,7 @@ class Relay:
         try:
             await stream.fail(self._words[job.message.bot].gave_up)
         finally:
-            self._remember(job, "gave_up", stream)
+            self._remember(job, "gave_up")
 
     async def _produce(
         self, job: Job, adapter: Adapter, stream: AnswerStream, progress: Progress
@@ -382,15 +387,14 @@ class Relay:
             text = self._words[job.message.bot].new_conversation
         else:
             text = self._words[job.message.bot].help
-        stream = await self._say(job, adapter, text, progress)
-        self._finished(job, command.lstrip("/"), stream)
+        await self._say(job, adapter, text, progress)
+        self._finished(job, command.lstrip("/"))
 
-    async def _say(self, job: Job, adapter: Adapter, text: str, progress: Progress) -> AnswerStream:
+    async def _say(self, job: Job, adapter: Adapter, text: str, progress: Progress) -> None:
         """Reply with a fixed text (a command's answer, a notice), no Dify involved."""
         stream = self._open_stream(job, adapter, progress)
         stream.append(text)
         await stream.finish()
-        return stream
 
     # --- hooks adapters may use (AssistantHooks) -----------------------------------------
 

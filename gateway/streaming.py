@@ -53,8 +53,11 @@ class AnswerStream:
         checkpoint: Checkpoint | None = None,
         clock: Callable[[], float] = time.monotonic,
         empty_answer: str = ENGLISH.empty_answer,
+        on_visible: Callable[[], None] | None = None,
     ) -> None:
         self._sink = sink
+        # Called once, when the user first sees something of this answer.
+        self._on_visible = on_visible
         self._caps = capabilities
         self._budget = budget
         self._checkpoint = checkpoint
@@ -83,8 +86,6 @@ class AnswerStream:
         self._last_snapshot: dict[str, Any] | None = None
         self.updates = 0
         self.parts = 0
-        # Wall-clock time the chat first showed text of the answer (an update or a part).
-        self.first_text_at: float | None = None
 
     # --- input ---------------------------------------------------------------------------
 
@@ -131,7 +132,10 @@ class AnswerStream:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def begin(self) -> None:
-        await self._best_effort(self._sink.begin)
+        # Where the platform can edit, begin() shows the thinking state; elsewhere it shows
+        # nothing, and the first part of the answer is the first thing seen.
+        if await self._best_effort(self._sink.begin) and self._caps.can_edit:
+            self._visible()
         await self._save_checkpoint()
         self._rejoin()
         self._next_at = self._clock() + self._budget.interval(self._sink.pacing)
@@ -220,8 +224,7 @@ class AnswerStream:
             if changed and wanted and await self._best_effort(self._sink.update, text, status):
                 self._shown, self._shown_status = text, status
                 self.updates += 1
-                if text:
-                    self._text_shown()
+                self._visible()
             return
         # Search the text without its trailing blank lines: the last paragraph stays back
         # until more text follows it, so the final part `finish()` sends is never empty.
@@ -229,7 +232,7 @@ class AnswerStream:
         if cut is None:
             return
         if await self._best_effort(self._sink.finish, current[:cut], last=False):
-            self._text_shown()
+            self._visible()
             self._advance(cut, "")
             await self._save_checkpoint()
 
@@ -240,7 +243,7 @@ class AnswerStream:
             parts = split_text(current, limit, unit)
             if not await self._best_effort(self._sink.finish, parts[0].render(), last=False):
                 return  # try again on the next step; finish() delivers regardless
-            self._text_shown()
+            self._visible()
             self._advance(len(parts[0].body), parts[1].prefix)
             await self._save_checkpoint()
 
@@ -314,7 +317,7 @@ class AnswerStream:
                 await asyncio.sleep(min(wait, MAX_RATE_LIMIT_WAIT))
             try:
                 await call(*args, **kwargs)
-                self._text_shown()
+                self._visible()
                 return
             except RateLimited as exc:
                 self._budget.slow_down(exc.retry_after)
@@ -326,9 +329,10 @@ class AnswerStream:
                 log.warning("final reply failed (try %d): %s", attempt, exc)
                 await asyncio.sleep(0.5 * attempt)
 
-    def _text_shown(self) -> None:
-        if self.first_text_at is None:
-            self.first_text_at = time.time()
+    def _visible(self) -> None:
+        callback, self._on_visible = self._on_visible, None
+        if callback is not None:
+            callback()
 
     async def _save_checkpoint(self) -> None:
         if self._checkpoint is None:
