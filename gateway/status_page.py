@@ -168,11 +168,12 @@ def _bots(bots: Sequence[BotState], now: float) -> str:
         since = f"{_duration(max(0.0, now - b.since))} ago"
         error = f'<td class="error">{_e(b.last_error)}</td>' if b.last_error else "<td></td>"
         rows.append(
-            f"<tr><td><b>{_e(b.bot)}</b></td><td>{_e(b.platform)}</td><td>{_e(b.mode)}</td>"
+            f"<tr><td><b>{_e(b.bot)}</b></td>"
             f"<td>{_pill(b.state, _STATE_PILL.get(b.state, 'idle'))}</td>"
+            f'<td>{_e(b.platform)} <span class="muted">· {_e(b.mode)}</span></td>'
             f'<td class="muted">{_e(since)}</td>{error}</tr>'
         )
-    head = ("Bot", "Platform", "Mode", "Connection", "Since", "Last error")
+    head = ("Bot", "Connection", "Platform · mode", "Since", "Last error")
     return _table(head, rows, "No bots configured.")
 
 
@@ -207,13 +208,12 @@ def _recent(bot: str, records: Sequence[Record], show_text: bool) -> str:
         kind = "bad" if r.failed else _OUTCOME_PILL.get(r.outcome, "idle")
         text = f'<td class="text">{_e(r.text or "")}</td>' if show_text else ""
         rows.append(
-            f'<tr><td class="muted">{_clock(r.at)}</td><td>{_e(r.chat_type)}</td>'
+            f'<tr><td class="muted">{_clock(r.at)}</td>'
+            f"<td>{_pill(r.outcome.replace('_', ' '), kind)}</td><td>{_e(r.chat_type)}</td>"
             f'<td class="num">{_seconds(r.first_update_s)}</td>'
-            f'<td class="num">{_seconds(r.total_s)}</td>'
-            f"<td>{_pill(r.outcome.replace('_', ' '), kind)}</td>"
-            f"{text}</tr>"
+            f'<td class="num">{_seconds(r.total_s)}</td>{text}</tr>'
         )
-    head = ["Time (UTC)", "Chat", "First update #", "Total #", "Outcome"]
+    head = ["Time (UTC)", "Outcome", "Chat", "First update #", "Total #"]
     if show_text:
         head.append("Message")
     body = _table(head, rows, "No messages answered by this instance yet.")
