@@ -98,6 +98,12 @@ class Relay:
 
         Raises only for what a later attempt may fix (the store away before anything was
         shown, a platform that kept refusing the final text): the inbox retries then."""
+        try:
+            await self._answer(job, progress)
+        finally:
+            self._first_seen.pop(job.job_id, None)  # kept only while the answer runs
+
+    async def _answer(self, job: Job, progress: Progress) -> None:
         bot = job.message.bot
         adapter = self._adapters[bot]
         must_reply = adapter.capabilities.awaits_every_reply
@@ -141,7 +147,7 @@ class Relay:
             chat_type=message.chat_type.value,
             outcome=result,
             accepted_at=job.accepted_at,
-            first_update_at=self._first_seen.pop(job.job_id, None),
+            first_update_at=self._first_seen.get(job.job_id),
             text=message.text,
         )
 
@@ -189,6 +195,7 @@ class Relay:
             await stream.fail(self._words[job.message.bot].gave_up)
         finally:
             self._remember(job, "gave_up")
+            self._first_seen.pop(job.job_id, None)
 
     async def _produce(
         self, job: Job, adapter: Adapter, stream: AnswerStream, progress: Progress
