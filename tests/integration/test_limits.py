@@ -17,6 +17,7 @@ from gateway.runtime import Gateway
 from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack
+from tests.fakes.web import message, mint, until_final, web_bot
 from tests.helpers import wait_for
 from tests.integration.slack_helpers import body_of, direct, envelope, signed_headers, slack_bot
 
@@ -151,3 +152,22 @@ async def test_limits_are_counted_across_instances(
     # The refusal notice is remembered in the store too: told once, on either instance.
     assert await ask(a, gw_a, slack, "hi", user="U7") == ENGLISH.access_refused
     assert await ask(b, gw_b, slack, "hi", user="U7") == ""
+
+
+async def test_the_web_chat_gets_every_refusal_its_page_waits_for(
+    gateway_factory: GatewayFactory, dify: DifyEmulator
+) -> None:
+    """The page shows a thinking bubble for each message until its answer: a refused user
+    is told every time, or the bubble would spin forever."""
+    routes = [{"match": {"bot": "web"}, "allow_users": ["alice"]}]
+    client, _ = await gateway_factory(make_config(dify, {"web": web_bot()}, routes=routes))
+    async with client.ws_connect(f"/chat/web/ws?token={mint('mallory')}") as ws:
+        for n in range(2):
+            await ws.send_str(message(f"m{n}", "let me in"))
+            frames = await until_final(ws, f"m{n}")
+            assert frames[-1]["type"] == "final"
+            assert frames[-1]["text"] == ENGLISH.access_refused
+    async with client.ws_connect(f"/chat/web/ws?token={mint('alice')}") as ws:
+        await ws.send_str(message("a1", "hello"))
+        assert "hello" in (await until_final(ws, "a1"))[-1]["text"]
+    assert [r["query"] for r in dify.requests] == ["hello"]
