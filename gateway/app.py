@@ -2,7 +2,7 @@
 
 SIGTERM/SIGINT: `/readyz` and every webhook answer 503 at once (so the load balancer and the
 platforms go elsewhere), answers in flight finish within `shutdown_grace_s`, then the server
-closes and the process exits 0.
+closes and the process exits 0. SIGHUP reloads the config (gateway/reload.py).
 
 Connections are bounded in time (`read_timeout_s`, `keepalive_timeout_s`:
 `gateway.connections`) and in number (`max_connections`, kept under the open-file limit:
@@ -18,7 +18,8 @@ import logging
 import resource
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -31,6 +32,7 @@ from gateway.config import Config, ServerConfig
 from gateway.connections import GuardedServer
 from gateway.http import Edge
 from gateway.listener import Listener, connection_cap
+from gateway.reload import reload_config
 from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
@@ -147,13 +149,47 @@ def raise_file_limit(wanted: int) -> None:
         log.info("raised the open-file limit from %d to %d", soft, target)
 
 
-async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+async def serve(
+    config: Config,
+    *,
+    ready: asyncio.Event | None = None,
+    config_path: str | Path | None = None,
+    on_config: Callable[[Config], None] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully. With `config_path`, SIGHUP
+    reloads the config from it (`on_config` gets each config that took effect)."""
     raise_file_limit(config.server.max_connections + outbound_files(config.server))
     gateway = Gateway(config)
     async with serving(gateway, config.server.host, config.server.port, manage_gc=True):
-        await _until_stopped(config, gateway, ready)
+        with _reload_on_sighup(gateway, config_path, on_config):
+            await _until_stopped(config, gateway, ready)
     log.info("stopped")
+
+
+@contextlib.contextmanager
+def _reload_on_sighup(
+    gateway: Gateway, path: str | Path | None, on_config: Callable[[Config], None] | None
+) -> Iterator[None]:
+    """SIGHUP reloads the config from `path` (one reload at a time: `Gateway.apply` holds a
+    lock). Without a path, SIGHUP is only logged: it must never end the process."""
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        if path is None:
+            log.warning("SIGHUP: no config file to reload from; ignored")
+            return
+        task = loop.create_task(reload_config(gateway, path, on_applied=on_config))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        for task in reloads:
+            task.cancel()
 
 
 async def _until_stopped(config: Config, gateway: Gateway, ready: asyncio.Event | None) -> None:

@@ -75,7 +75,8 @@ class BotStates:
         on_change: OnChange | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._mask = mask
+        # Masks the configured secrets in errors (replaced when a reload brings new ones).
+        self.mask = mask
         self._on_change = on_change
         self._clock = clock
         self._states: dict[str, BotState] = {}
@@ -125,7 +126,7 @@ class BotStates:
         state = self._states.get(bot)
         if state is None or state.state is Phase.STOPPED:
             return
-        error = self._mask(error)
+        error = self.mask(error)
         if state.state is Phase.RETRYING:
             # Still down: remember the newest reason without a new log line.
             self._states[bot] = replace(state, last_error=error)
@@ -159,13 +160,15 @@ class BotStates:
 
 
 def _log_change(state: BotState) -> None:
+    # JSON logs get the bot and the new state as fields (gateway/logs.py).
+    extra = {"bot": state.bot, "event": f"bot_{state.state}"}
     if state.state is Phase.RETRYING:
         reason = state.last_error or "its connection is down"
-        log.warning("bot %s (%s) is retrying: %s", state.bot, state.platform, reason)
+        log.warning("bot %s (%s) is retrying: %s", state.bot, state.platform, reason, extra=extra)
     elif state.state is Phase.UP:
-        log.info("bot %s (%s, %s) is up", state.bot, state.platform, state.mode)
+        log.info("bot %s (%s, %s) is up", state.bot, state.platform, state.mode, extra=extra)
     else:
-        log.info("bot %s (%s) is %s", state.bot, state.platform, state.state)
+        log.info("bot %s (%s) is %s", state.bot, state.platform, state.state, extra=extra)
 
 
 # --- connection failures, reported from inside the bot's tasks ------------------------------

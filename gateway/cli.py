@@ -158,9 +158,16 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import serve
     from gateway.logs import config_secrets, setup_logging
 
-    config = _load(args.config)
-    setup_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), config_secrets(config))
-    asyncio.run(serve(config))
+    path = args.config or default_config_path()
+    config = load_config(path)
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+
+    def configure_logging(config: Config) -> None:
+        # Again after each reload: new bots bring new secrets to mask.
+        setup_logging(level, config_secrets(config), config.logging.format)
+
+    configure_logging(config)
+    asyncio.run(serve(config, config_path=path, on_config=configure_logging))
     return 0
 
 

@@ -72,6 +72,12 @@ class ServerConfig(_Strict):
         return value
 
 
+class LoggingConfig(_Strict):
+    # text: one readable line per event; json: one JSON object per line (time, level, bot,
+    # chat, trace_id, event, message), for log pipelines (docs/operating.md, "Logs").
+    format: Literal["text", "json"] = "text"
+
+
 class InboxConfig(_Strict):
     lease_s: float = Field(15.0, ge=1.0, le=600.0)
     max_attempts: int = Field(3, ge=1, le=100)
@@ -350,6 +356,7 @@ class Route(_Strict):
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     store: str = "sqlite:///dify-gateway.db"
+    logging: LoggingConfig = LoggingConfig()
     inbox: InboxConfig = InboxConfig()
     dify: DifyConfig
     bots: dict[str, BotConfig] = {}

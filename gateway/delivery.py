@@ -73,6 +73,9 @@ class Deliveries:
             return Delivery.REDELIVER
         try:
             await self._accept(outcome.messages)
+        except NotReady as exc:  # the bot was removed by a reload a moment ago
+            log.warning("bot %s: leaving a delivery to be delivered again: %s", bot, exc)
+            return Delivery.REDELIVER
         except StoreUnavailable as exc:
             log.error("bot %s: store unavailable; not acking a delivery: %s", bot, exc)
             return Delivery.REDELIVER

@@ -191,7 +191,16 @@ class Edge:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._log = EdgeLog(log)
-        self._routes: dict[str, tuple[frozenset[str], Endpoint]] = {
+        self._routes = self._route_table()
+        # A reload brings bots, and so paths, in and out: the table follows it.
+        gateway.on_reload(self._follow_reload)
+
+    def _follow_reload(self) -> None:
+        self._routes = self._route_table()  # one assignment: a request sees old or new
+
+    def _route_table(self) -> dict[str, tuple[frozenset[str], Endpoint]]:
+        gateway = self._gateway
+        routes: dict[str, tuple[frozenset[str], Endpoint]] = {
             "/healthz": (READ_METHODS, self._healthz),
             "/readyz": (READ_METHODS, self._readyz),
             "/metrics": (READ_METHODS, self._metrics),
@@ -201,14 +210,15 @@ class Edge:
             # Bots on a long connection (Slack Socket Mode, DingTalk Stream, ...) take no
             # webhooks: their path is as unknown as a bot that does not exist.
             if adapter.serves_webhook:
-                self._routes[WEBHOOK_PREFIX + name] = (
+                routes[WEBHOOK_PREFIX + name] = (
                     WEBHOOK_METHODS,
                     BotWebhook(name, adapter, gateway, self._log),
                 )
             if isinstance(adapter, ServesRoutes):  # the web chat's page and socket
                 for path, handler in adapter.routes().items():
                     route = AdapterRoute(name, handler, gateway, self._log)
-                    self._routes[path] = (READ_METHODS, route)
+                    routes[path] = (READ_METHODS, route)
+        return routes
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # The one catch-all: whatever slipped through becomes a logged 503, never a 500.

@@ -13,11 +13,12 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from gateway import lifelog
 from gateway.delivery import Deliveries
 from gateway.inbox import Inbox
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
-from gateway.platform import Adapter, Deliver
+from gateway.platform import Adapter, Deliver, NotReady
 from gateway.router import Router
 from gateway.store import keys
 
@@ -44,6 +45,11 @@ class Intake:
         self._settled = asyncio.Event()
         self._settled.set()
 
+    def rewire(self, router: Router, adapters: Mapping[str, Adapter]) -> None:
+        """Route with a reloaded config from the next message on."""
+        self._router = router
+        self._adapters = adapters
+
     def deliver_for(self, bot: str) -> Deliver:
         """The `AdapterContext.deliver` call of one bot."""
         return self._deliveries.for_bot(bot)
@@ -59,6 +65,10 @@ class Intake:
         now = time.time()
         for message in messages:
             bot = message.bot
+            if bot not in self._adapters:
+                # A long connection of a bot a reload removed, still open while its last
+                # answers finish: leave the delivery unacked.
+                raise NotReady(f"bot {bot} was removed by a reload")
             fate = "skipped"
             text = message.text
             if not message.from_bot and (
@@ -76,6 +86,8 @@ class Intake:
                     claims = keys.dedupe_claims(bot, message.dedupe_keys)
                     accepted = await self._claim(job, claims or [job.job_id])
                     fate = "accepted" if accepted else "duplicate"
+                    if accepted:
+                        lifelog.accepted(job)
             self._metrics.count_event(bot, fate)
 
     async def _claim(self, job: Job, claims: list[str]) -> bool:

@@ -12,12 +12,14 @@ line, and `LogLimiter` keeps a flood of them to a few lines a minute.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
@@ -48,6 +50,12 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:
             return True
+        for key in CONTEXT_KEYS:
+            value = getattr(record, key, None)
+            if isinstance(value, str):
+                for secret in self._secrets:
+                    value = value.replace(secret, MASK)
+                setattr(record, key, value)
         message = record.getMessage()
         masked = message
         for secret in self._secrets:
@@ -217,9 +225,51 @@ def config_secrets(config: Config) -> list[str]:
     return values
 
 
-def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+# The keys a line may carry besides its message (`extra=`): the message's life
+# (gateway/lifelog.py), a bot's state. JSON lines always have the first four.
+CONTEXT_KEYS = ("bot", "chat", "trace_id", "event")
+MEASURE_KEYS = ("app", "result", "dify_s", "since_ack_s", "total_s")
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, bot, chat, trace_id,
+    event (null when a line has none), message, the line's measures, and the traceback as
+    `exc` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": _iso_time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        for key in CONTEXT_KEYS:
+            line[key] = getattr(record, key, None)
+        line["message"] = record.getMessage()
+        for key in MEASURE_KEYS:
+            if hasattr(record, key):
+                line[key] = getattr(record, key)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def _iso_time(created: float) -> str:
+    stamp = datetime.fromtimestamp(created, tz=UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def setup_logging(
+    level: str = "INFO", secrets: Iterable[str] = (), log_format: str = "text"
+) -> None:
+    """Log to stderr in `log_format` (`text` or `json`), masking `secrets`. Called again on
+    a reload, with the new config's secrets and format."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

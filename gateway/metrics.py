@@ -16,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from gateway import outbound
+
 
 class _HotCounters(Collector):
     """A labelled counter kept as a plain tally (single-threaded event loop: no lock)."""
@@ -61,6 +63,22 @@ class _BotsUp(Collector):
         )
         for state in self.read():
             family.add_metric([state.bot, state.platform, state.mode], 1.0 if state.up else 0.0)
+        yield family
+
+
+class _PlatformErrors(Collector):
+    """`dify_gateway_platform_api_errors_total`: the process's tally in gateway/outbound.py,
+    where every platform call fails (one place, so no adapter can forget to count)."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "dify_gateway_platform_api_errors",
+            "Failed platform API calls by platform and error code (network, rate limits, "
+            "the platform's own codes)",
+            labels=["platform", "code"],
+        )
+        for (platform, code), count in sorted(outbound.ERRORS.items()):
+            family.add_metric([platform, code], count)
         yield family
 
 
@@ -165,6 +183,28 @@ class Metrics:
             ["bot", "scope"],
             registry=r,
         )
+        self.dify_first_token = Histogram(
+            "dify_gateway_dify_first_token_seconds",
+            "Time from sending a question to Dify to the first text of its answer",
+            ["app"],
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+            registry=r,
+        )
+        self.first_update = Histogram(
+            "dify_gateway_first_update_seconds",
+            "Time from the ack to the first thing the user sees in the chat (the thinking "
+            "state where the platform can show one, else the first part of the answer)",
+            ["bot"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.reloads = Counter(
+            "dify_gateway_reloads_total",
+            "Config reloads (SIGHUP) by outcome: ok, or error (the running config stayed)",
+            ["outcome"],
+            registry=r,
+        )
+        r.register(_PlatformErrors())
 
     def count_webhook(self, bot: str, result: str) -> None:
         self._webhooks.counts[(bot, result)] += 1

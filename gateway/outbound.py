@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -34,6 +35,17 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Body = dict[str, Any]
+
+# Failed platform calls of this process by (platform, code): every error below is made here,
+# so this is the one place that counts them (`dify_gateway_platform_api_errors_total`).
+ERRORS: Counter[tuple[str, str]] = Counter()
+MAX_CODE = 64  # codes come from platform answers; a longer one is cut, never a new label
+
+
+def counted(error: PlatformError) -> PlatformError:
+    """`error`, counted in `ERRORS`."""
+    ERRORS[(error.platform, error.code[:MAX_CODE])] += 1
+    return error
 
 
 def retry_after(
@@ -60,7 +72,7 @@ def network_error(platform: str, what: str, exc: httpx.HTTPError) -> PlatformErr
     """The error for a failed exchange: named by `what`, carrying only the exception's type
     (httpx messages can carry the URL). Raise it `from None` so no traceback shows the
     original either."""
-    return PlatformError(platform, "network", f"{what}: {type(exc).__name__}")
+    return counted(PlatformError(platform, "network", f"{what}: {type(exc).__name__}"))
 
 
 def json_object(content: bytes) -> Body | None:
@@ -134,7 +146,11 @@ class JsonApi:
         answer = Answer(status, headers, json_object(content), what)
         code = self.error_code(answer.body) if answer.body is not None else None
         self.raise_if_limited(status, headers, code)
-        return self.check(answer)
+        try:
+            return self.check(answer)
+        except PlatformError as exc:
+            counted(exc)
+            raise
 
     def raise_if_limited(self, status: int, headers: httpx.Headers, code: object = None) -> None:
         """Raise `RateLimited` if `status` is 429 or `code` is one of the rate-limit codes."""
@@ -142,9 +158,9 @@ class JsonApi:
         if isinstance(code, str | int) and code in self.rate_limit_codes:
             fixed = self.rate_limit_codes[code]
             wait = fixed if fixed is not None else self.wait(headers)
-            raise RateLimited(self.platform, wait, str(code))
+            raise counted(RateLimited(self.platform, wait, str(code)))
         if status == 429:
-            raise RateLimited(self.platform, self.wait(headers), self.http_429_code)
+            raise counted(RateLimited(self.platform, self.wait(headers), self.http_429_code))
 
     def wait(self, headers: httpx.Headers) -> float:
         return retry_after(

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from gateway import dify_files
+from gateway import dify_files, lifelog
 from gateway.activity import Activity
 from gateway.answer import AnswerBuilder
 from gateway.app_params import AppParameters, opening_statement
@@ -28,6 +28,8 @@ from gateway.dify import (
     FileOutput,
     Finished,
     Started,
+    TextDelta,
+    TextReplace,
 )
 from gateway.inbox import Progress
 from gateway.limits import Limits
@@ -91,6 +93,13 @@ class Relay:
         self._parameters = AppParameters(dify, apps)
         self._attachments_of = Attachments(dify, self._parameters)
 
+    def adapter(self, bot: str) -> Adapter | None:
+        """The adapter this relay answers `bot` with (None: not a bot of its config)."""
+        return self._adapters.get(bot)
+
+    def has_app(self, app: str) -> bool:
+        return app in self._apps
+
     async def answer(self, job: Job, progress: Progress) -> None:
         """Answer `job`. A resumed job (another attempt, maybe on another instance, worked
         on it before) stops the run it replaces and finishes in the same platform message
@@ -135,8 +144,9 @@ class Relay:
             await self._record_answer(job, finished)
 
     def _finished(self, job: Job, result: str) -> None:
-        """Count a finished message, and keep it for the status page."""
+        """Count a finished message, log its end, and keep it for the status page."""
         self._metrics.answers.labels(job.message.bot, result).inc()
+        lifelog.finished(job, result, time.time() - job.accepted_at)
         self._remember(job, result)
 
     def _remember(self, job: Job, result: str) -> None:
@@ -163,6 +173,9 @@ class Relay:
 
         def seen() -> None:
             self._first_seen.setdefault(job.job_id, time.time())
+            since_ack = time.time() - job.accepted_at
+            self._metrics.first_update.labels(bot).observe(since_ack)
+            lifelog.first_update(job, since_ack)
 
         bot = job.message.bot
         return AnswerStream(
@@ -273,9 +286,13 @@ class Relay:
             request.inputs[app.file_input] = file_input_value(params, app, prepared.files)
             request.files = []
         finished: Finished | None = None
+        sent, first_text = time.monotonic(), True
         for attempt in (1, 2):
             try:
                 async for event in self._dify.stream(app, request):
+                    if first_text and isinstance(event, TextDelta | TextReplace):
+                        first_text = False
+                        self._first_token(job, time.monotonic() - sent)
                     if isinstance(event, Started):
                         if event.task_id:
                             await progress.save(task_id=event.task_id)
@@ -304,6 +321,10 @@ class Relay:
                 raise
         await builder.complete(finished)
         return finished
+
+    def _first_token(self, job: Job, seconds: float) -> None:
+        self._metrics.dify_first_token.labels(job.app).observe(seconds)
+        lifelog.first_token(job, seconds)
 
     async def _inputs(self, job: Job) -> dict[str, object]:
         if not job.input_templates:

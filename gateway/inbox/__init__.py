@@ -3,7 +3,7 @@ instance's share of the kept jobs until each is answered. `durable.py` is the wh
 `scheduler.py` runs jobs in order per conversation; `feed.py` is what a store provides
 (`gateway/store/redis_inbox.py` for several instances)."""
 
-from gateway.inbox.durable import Inbox, Progress
+from gateway.inbox.durable import Inbox, Progress, Undeliverable
 from gateway.inbox.feed import InboxFull, JobFeed, JobRecord
 
-__all__ = ["Inbox", "InboxFull", "JobFeed", "JobRecord", "Progress"]
+__all__ = ["Inbox", "InboxFull", "JobFeed", "JobRecord", "Progress", "Undeliverable"]

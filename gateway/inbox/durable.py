@@ -70,6 +70,11 @@ class Progress:
             log.warning("job %s: checkpoint not saved: %s", self._job.job_id, exc)
 
 
+class Undeliverable(Exception):
+    """Raised by a worker for a job no attempt can answer (its bot or app was removed by a
+    reload): the job goes to the dead letters at once, with one log line."""
+
+
 JobWorker = Callable[[Job, Progress], Awaitable[None]]
 GiveUp = Callable[[Job, Progress], Awaitable[None]]
 
@@ -174,6 +179,9 @@ class Inbox:
                 await self._worker(job, progress)
             except asyncio.CancelledError:
                 raise
+            except Undeliverable as exc:
+                await self._dead_letter(job, progress, str(exc))
+                return
             except Exception:
                 log.exception("job %s: attempt %d failed", job.job_id, record.attempts)
                 await asyncio.sleep(STORE_RETRY_S[min(record.attempts, len(STORE_RETRY_S)) - 1])
@@ -181,18 +189,18 @@ class Inbox:
             await self._retry_store(lambda: self.feed.finish(job), job, "finish", FINISH_TRIES)
             return
 
-    async def _dead_letter(self, job: Job, progress: Progress) -> None:
-        log.error(
-            "job %s: gave up after %d attempts; moved to the dead letters",
-            job.job_id,
-            progress.attempt - 1,
-        )
+    async def _dead_letter(self, job: Job, progress: Progress, why: str | None = None) -> None:
+        if why is None:
+            reason = f"failed {progress.attempt - 1} attempts"
+            log.error("job %s: gave up after %s; moved to the dead letters", job.job_id, reason)
+        else:
+            reason = why
+            log.warning("job %s: %s; dropped (moved to the dead letters)", job.job_id, why)
         self._metrics.dead_letters.labels(job.message.bot).inc()
         try:
             await self._give_up(job, progress)
         except Exception as exc:
             log.warning("job %s: could not tell the user: %s", job.job_id, exc)
-        reason = f"failed {progress.attempt - 1} attempts"
         await self._retry_store(
             lambda: self.feed.dead_letter(job, reason), job, "dead-letter", FINISH_TRIES
         )

@@ -57,7 +57,15 @@ def test_the_command_prints_a_valid_json_schema(capsys: pytest.CaptureFixture[st
     printed = json.loads(capsys.readouterr().out)
     jsonschema.Draft202012Validator.check_schema(printed)
     assert printed["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert set(printed["properties"]) == {"server", "store", "inbox", "dify", "bots", "routes"}
+    assert set(printed["properties"]) == {
+        "server",
+        "store",
+        "logging",
+        "inbox",
+        "dify",
+        "bots",
+        "routes",
+    }
     assert printed["required"] == ["dify"]
     assert printed["additionalProperties"] is False
     assert {"SlackBot", "FeishuBot", "WecomBot", "WecomAIBot", "DingtalkBot"} <= set(
