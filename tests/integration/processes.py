@@ -87,6 +87,14 @@ class GatewayProcess:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGKILL)
 
+    def reload(self, config: dict[str, Any]) -> None:
+        """Write `config` (on this process's port) over its file and send SIGHUP."""
+        assert self.proc is not None
+        self.config = {**config, "server": {**config.get("server", {}), "port": self.port}}
+        self.config["server"].setdefault("host", "127.0.0.1")
+        self.path.write_text(yaml.safe_dump(self.config))
+        self.proc.send_signal(signal.SIGHUP)
+
     def terminate(self) -> None:
         if self.alive:
             assert self.proc is not None
