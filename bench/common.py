@@ -165,9 +165,10 @@ async def wait_port(port: int, path: str = "/healthz", within: float = 20.0) -> 
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            line = await reader.readline()
+            answer = await reader.read()
             writer.close()
-            if b" 200 " in line:
+            # /readyz is 200 before the bots are up: wait for those too (none "starting").
+            if b" 200 " in answer.split(b"\r\n", 1)[0] and b'"starting"' not in answer:
                 return
         except OSError:
             pass

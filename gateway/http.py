@@ -27,7 +27,7 @@ from gateway.connections import body_deadline
 from gateway.http_routes import AdapterRoute
 from gateway.logs import EdgeLog, describe, one_line
 from gateway.models import Answered, HttpResponse, Ignored, Messages, WebhookRequest
-from gateway.platform import Adapter, ServesRoutes, WebhookRejected
+from gateway.platform import Adapter, NotReady, ServesRoutes, WebhookRejected
 from gateway.runtime import Gateway
 from gateway.store.base import StoreUnavailable
 
@@ -171,6 +171,10 @@ class BotWebhook:
         if isinstance(outcome, Messages):
             try:
                 await self._intake.accept(outcome.messages)
+            except NotReady as exc:  # the bot was removed by a reload a moment ago
+                self._log.rejected(name, 503, str(exc))
+                count(name, "rejected_503")
+                return _error(503, "temporarily unavailable")
             except StoreUnavailable as exc:
                 log.error("bot %s: store unavailable, asking the platform to retry: %s", name, exc)
                 count(name, "unavailable")

@@ -234,12 +234,14 @@ class Gateway:
             self.bot_states.remove(name)
 
         async def close_when_idle() -> None:
-            await self._in_use.idle(adapter)
             try:
-                await adapter.aclose()
-            except Exception as exc:
-                log.warning("bot %s did not close cleanly: %s", name, exc)
-            log.info("bot %s: the replaced or removed adapter is closed", name)
+                await self._in_use.idle(adapter)
+            finally:  # also when the gateway shuts down first: its connection must end
+                try:
+                    await adapter.aclose()
+                except Exception as exc:
+                    log.warning("bot %s did not close cleanly: %s", name, exc)
+                log.info("bot %s: the replaced or removed adapter is closed", name)
 
         task = asyncio.create_task(close_when_idle(), name=f"retire {name}")
         self._retiring.add(task)
