@@ -12,6 +12,8 @@ Message text never goes into these lines.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from gateway.dify import trace_id_header
@@ -21,7 +23,11 @@ from gateway.models import Job
 log = logging.getLogger("gateway.message")
 
 
-def _line(event: str, job: Job, level: int = logging.INFO, **measures: float | str) -> None:
+def _line(
+    event: str, job: Job, level: int = logging.INFO, *, later: bool = False, **measures: float | str
+) -> None:
+    """Log one step. `later`: write it on the event loop's next turn (the time in it is
+    still now), so that a step on the ack path never waits for stderr."""
     if not log.isEnabledFor(level):
         return
     message = job.message
@@ -37,11 +43,18 @@ def _line(event: str, job: Job, level: int = logging.INFO, **measures: float | s
         for key, value in fields.items()
         if key != "event"
     )
-    log.log(level, "message %s: %s", event, text, extra=fields)
+    record = log.makeRecord(log.name, level, __file__, 0, "message %s: %s", (event, text), None)
+    record.__dict__.update(fields)
+    if later:
+        with contextlib.suppress(RuntimeError):  # no loop running: write it now
+            asyncio.get_running_loop().call_soon(log.handle, record)
+            return
+    log.handle(record)
 
 
 def accepted(job: Job) -> None:
-    _line("accepted", job, app=job.app)
+    """The message is kept: called on the ack path, so written after the ack."""
+    _line("accepted", job, later=True, app=job.app)
 
 
 def first_token(job: Job, seconds: float) -> None:

@@ -130,7 +130,7 @@ class Gateway:
         self.intake = Intake(
             self.router, self.inbox, self.metrics, self.adapters, draining=lambda: self.draining
         )
-        self.relay = self._wire(config, {})
+        self._wire(config, {})
         self._in_use = InUse()
         self._on_reload: list[Callable[[], None]] = []
         self._reloading = asyncio.Lock()
@@ -140,7 +140,7 @@ class Gateway:
 
     # --- wiring (at start, and again on each reload) ------------------------------------
 
-    def _wire(self, config: Config, keep: Mapping[str, Adapter]) -> Relay:
+    def _wire(self, config: Config, keep: Mapping[str, Adapter]) -> None:
         """Build what `config` describes, reusing the adapters in `keep`, and make it the
         running setup. Everything is built before anything is swapped, so a failure leaves
         the running setup as it was. Answers already running hold the relay (and through
@@ -183,14 +183,13 @@ class Gateway:
         )
         self.config, self.router, self.budgets, self.adapters = config, router, budgets, adapters
         self.words = words
-        self.relay = relay
+        self.relay: Relay = relay
         self.intake.rewire(router, adapters)
         self.bot_states.mask = Masker(config_secrets(config))
         for name, adapter in adapters.items():
             if name not in keep:
                 bot = config.bots[name]
                 self.bot_states.add(name, bot.platform, bot.mode_name, _ready_of(adapter))
-        return relay
 
     @property
     def _assistant(self) -> AssistantHooks:

@@ -3,6 +3,7 @@ format (one object per line, secrets masked), and the message life lines."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -175,3 +176,17 @@ def test_life_lines_carry_the_dify_trace_id_and_never_the_text(
     assert records[4].levelno == logging.WARNING
     assert f"trace_id={trace}" in records[0].getMessage()
     assert "secret question text" not in caplog.text
+
+
+async def test_the_accepted_line_waits_for_the_loop_but_keeps_its_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.message")
+    job = a_job()
+    before = time.time()
+    lifelog.accepted(job)  # on the ack path: nothing written yet
+    assert caplog.records == []
+    await asyncio.sleep(0)
+    (record,) = caplog.records
+    assert record.event == "accepted"  # type: ignore[attr-defined]
+    assert before <= record.created <= time.time()
