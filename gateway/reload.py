@@ -111,6 +111,9 @@ async def reload_config(
     """Read `path` and apply it. False (and the running config kept) when it is invalid.
     `on_applied` gets the new config after it took effect (the process re-reads its log
     settings and secrets there)."""
+    if gateway.draining:
+        log.warning("SIGHUP while shutting down: the config is not reloaded")
+        return False
     log.info("reloading the config from %s", path)
     try:
         config = load_config(path)
