@@ -60,3 +60,27 @@ async def test_latencies_errors_and_queue_after_real_answers(
     assert sample(gateway, "dify_gateway_oldest_queued_seconds") == 0.0
     assert sample(gateway, 'dify_gateway_bot_up{bot="s",mode="events",platform="slack"}') == 1.0
     assert sample(gateway, 'dify_gateway_reloads_total{outcome="ok"}') is None  # none yet
+
+
+async def test_queue_depth_and_the_oldest_wait_while_every_worker_is_busy(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    config = make_config(dify, {"s": slack_bot(slack)}, server={"max_concurrent_answers": 1})
+    client, gateway = await gateway_factory(config)
+    assert (await client.get("/healthz")).status == 200
+    await wait_for(lambda: bot_state(gateway, "s") == "up", what="bot up")
+    dify.reply(ScriptedReply(chunks=[f"w{i} " for i in range(10)], delay=0.1))
+    dify.reply(ScriptedReply(chunks=["second"]))
+    for user, channel in (("U1", "D1"), ("U2", "D2")):  # two conversations
+        body = body_of(envelope(direct("hi", user=user, channel=channel)))
+        response = await client.post("/webhooks/s", data=body, headers=signed_headers(body))
+        assert response.status == 200
+    await wait_for(lambda: len(dify.requests) == 1, what="the first answer running")
+    await asyncio.sleep(0.3)
+    assert sample(gateway, "dify_gateway_answers_running") == 1.0
+    assert sample(gateway, "dify_gateway_answers_queued") == 1.0
+    oldest = sample(gateway, "dify_gateway_oldest_queued_seconds")
+    assert oldest is not None and 0.2 <= oldest < 5
+    await asyncio.wait_for(gateway.inbox.wait_idle(), 10)
+    assert sample(gateway, "dify_gateway_answers_queued") == 0.0
+    assert sample(gateway, "dify_gateway_oldest_queued_seconds") == 0.0
