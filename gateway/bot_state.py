@@ -82,6 +82,9 @@ class BotStates:
         self._states: dict[str, BotState] = {}
         self._probes: dict[str, ReadyProbe] = {}
         self._started: set[str] = set()
+        # Bumped each time a bot is (re)added, so that the tasks of an adapter a reload
+        # replaced cannot report into its successor's state (`reporting_for`).
+        self._generation: dict[str, int] = {}
 
     # --- what readers use ----------------------------------------------------------------
 
@@ -100,7 +103,12 @@ class BotStates:
         """A bot to watch, from now on (at start, or added by a reload): starting."""
         self._probes[bot] = ready
         self._started.discard(bot)
+        self._generation[bot] = self._generation.get(bot, 0) + 1
         self._set(BotState(bot, platform, mode, Phase.STARTING, self._clock()))
+
+    def generation(self, bot: str) -> int:
+        """Which `add()` of `bot` is current."""
+        return self._generation.get(bot, 0)
 
     def remove(self, bot: str) -> None:
         """The bot is gone (removed or replaced by a reload): forget it, after logging it
@@ -180,7 +188,13 @@ _reporter: ContextVar[Callable[[str], None] | None] = ContextVar("bot_state_repo
 def reporting_for(states: BotStates, bot: str) -> Iterator[None]:
     """Within this block, and in every task started in it (a long connection's), a
     `connection_failed()` is recorded as `bot`'s last error."""
-    token = _reporter.set(lambda error: states.failed(bot, error))
+    generation = states.generation(bot)
+
+    def report(error: str) -> None:
+        if states.generation(bot) == generation:  # not an adapter a reload replaced
+            states.failed(bot, error)
+
+    token = _reporter.set(report)
     try:
         yield
     finally:

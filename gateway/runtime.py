@@ -298,7 +298,8 @@ class Gateway:
                 raise
             except Exception as exc:
                 self.bot_states.failed(name, describe(exc))
-                log.info("bot %s: start failed; retrying in %.0fs", name, delay)
+                # The state change was logged once (gateway/bot_state.py); each retry is not.
+                log.debug("bot %s: start failed; retrying in %.0fs", name, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 
 import pytest
@@ -136,3 +137,16 @@ def test_bot_state_is_a_plain_frozen_record() -> None:
     state = BotState("b", "web", "auth:token", Phase.UP, 1.0)
     with pytest.raises(AttributeError):
         state.state = Phase.STOPPED  # type: ignore[misc]
+
+
+def test_a_replaced_adapters_connection_does_not_report_into_its_successor() -> None:
+    states = watched([False])
+    with reporting_for(states, "s"):
+        old_adapters_tasks = contextvars.copy_context()
+    states.add("s", "slack", "socket", lambda: True)  # a reload rebuilt the bot
+    old_adapters_tasks.run(connection_failed, "the old socket dropped")
+    assert states.snapshot()[0].state is Phase.STARTING
+    assert states.snapshot()[0].last_error is None
+    with reporting_for(states, "s"):
+        connection_failed("the new socket dropped")
+    assert states.snapshot()[0].last_error == "the new socket dropped"
