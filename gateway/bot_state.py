@@ -201,8 +201,11 @@ def reporting_for(states: BotStates, bot: str) -> Iterator[None]:
         _reporter.reset(token)
 
 
-def connection_failed(error: str) -> None:
-    """A long connection of the current bot dropped with `error` (see `reporting_for`)."""
+def connection_failed(error: str) -> bool:
+    """A long connection of the current bot dropped with `error` (see `reporting_for`).
+    False when no bot's state took it (a connection outside any bot's context)."""
     report = _reporter.get()
-    if report is not None:
-        report(error)
+    if report is None:
+        return False
+    report(error)
+    return True

@@ -132,8 +132,11 @@ async def keep_connected(
                 delay = min_delay
             wait = delay * random.uniform(0.8, 1.2)
             delay = min(delay * 2, max_delay)
-            log.warning("%s: connection failed (%s); retrying in %.1fs", name, exc, wait)
-            connection_failed(describe(exc))
+            # A bot's connection is reported as its state, logged once per change
+            # (gateway/bot_state.py); each retry then only goes to the debug log.
+            reported = connection_failed(describe(exc))
+            level = logging.DEBUG if reported else logging.WARNING
+            log.log(level, "%s: connection failed (%s); retrying in %.1fs", name, exc, wait)
         if on_state:
             on_state(False)
         await sleep(wait)

@@ -4,6 +4,7 @@ Envelopes the gateway cannot take (store down, shutting down) are not acked."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from gateway.store.base import StoreUnavailable
 from gateway.store.memory import MemoryStore
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.helpers import wait_for
+from tests.helpers import bot_state, wait_for
 from tests.integration.slack_helpers import direct, envelope
 
 
@@ -175,3 +176,38 @@ async def test_during_shutdown_an_envelope_is_left_for_the_next_instance(
     await _answered(slack, event)
     # Nothing was claimed during the drain: the redelivery is new to the store.
     assert [r["query"] for r in dify.requests] == ["asked during the drain"]
+
+
+async def test_a_dropped_socket_is_reported_once_and_the_instance_stays_ready(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.bot_state")
+    client, gateway = await _socket_gateway(gateway_factory, dify, slack, MemoryStore())
+    await wait_for(lambda: bot_state(gateway, "slack-sock") == "up", what="up")
+    slack.fail_next("apps.connections.open", error="invalid_auth", times=2)
+    await slack.socket_drop()
+    await wait_for(lambda: bot_state(gateway, "slack-sock") == "retrying", what="retrying")
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["bots"] == {"slack-sock": "retrying"}
+    assert 'dify_gateway_bot_up{bot="slack-sock",mode="socket",platform="slack"} 0.0' in (
+        gateway.metrics.render().decode()
+    )
+    await wait_for(lambda: bot_state(gateway, "slack-sock") == "up", within=10, what="back up")
+    state = gateway.bot_states.get("slack-sock")
+    assert state is not None and state.last_error is not None
+    assert "invalid_auth" in state.last_error and APP_TOKEN not in state.last_error
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.bot_state"]
+    assert lines[0] == "bot slack-sock (slack) is starting"
+    assert lines[1:] == [
+        "bot slack-sock (slack, socket) is up",
+        lines[2],  # the reason: the drop, as the connection or the watcher saw it first
+        "bot slack-sock (slack, socket) is up",
+    ]
+    assert lines[2].startswith("bot slack-sock (slack) is retrying: ")
+    # Three failed tries (the drop, two refusals), one line; no warning per try either.
+    assert sum("is retrying" in line for line in lines) == 1
+    assert not [r for r in caplog.records if r.name == "gateway.longconn" and r.levelno > 20]
