@@ -17,7 +17,8 @@ import yaml
 
 from gateway.config import parse_config
 from gateway.emulator import DifyEmulator, ScriptedReply
-from gateway.models import ChatType, InboundMessage
+from gateway.models import ChatType, InboundMessage, Messages
+from gateway.platform import Delivery
 from gateway.reload import plan, reload_config
 from gateway.runtime import Gateway
 from tests.conftest import GatewayFactory, make_config
@@ -166,19 +167,7 @@ async def test_jobs_for_a_removed_bot_are_dead_lettered_and_the_worker_goes_on(
     client, gateway = await gateway_factory(tree)
     # A message for t waits in the durable inbox (the gateway has not started working yet)
     # when a reload removes t.
-    orphan = InboundMessage(
-        bot="t",
-        platform="slack",
-        event_id="Ev-orphan",
-        message_id="D111:1.1",
-        chat_id="D111",
-        chat_type=ChatType.DIRECT,
-        user_id="U222",
-        text="for a bot about to go",
-        dedupe_keys=("msg:D111:1.1",),
-        reply_to={"thread_ts": "1.1"},
-        received_at=time.time(),
-    )
+    orphan = message_for("t")
     await gateway.intake.accept([orphan])
     await gateway.apply(parse_config(make_config(dify, {"s": slack_bot(slack)}), env={}))
     await started(client, gateway, "s")
@@ -191,6 +180,37 @@ async def test_jobs_for_a_removed_bot_are_dead_lettered_and_the_worker_goes_on(
     assert "bot t no longer exists (removed by a reload); dropped" in caplog.text
     assert metric(gateway, 'dify_gateway_dead_letters_total{bot="t"}') == 1.0
     assert not any(r.exc_info for r in caplog.records)  # no worker traceback
+
+
+def message_for(bot: str) -> InboundMessage:
+    return InboundMessage(
+        bot=bot,
+        platform="slack",
+        event_id="Ev-orphan",
+        message_id="D111:1.1",
+        chat_id="D111",
+        chat_type=ChatType.DIRECT,
+        user_id="U222",
+        text="for a bot about to go",
+        dedupe_keys=("msg:D111:1.1",),
+        reply_to={"thread_ts": "1.1"},
+        received_at=time.time(),
+    )
+
+
+async def test_a_removed_bots_long_connection_deliveries_are_left_for_redelivery(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    tree = make_config(dify, {"s": slack_bot(slack), "t": slack_bot(slack)})
+    client, gateway = await gateway_factory(tree)
+    await started(client, gateway, "s", "t")
+    deliver_to_t = gateway.intake.deliver_for("t")  # what t's long connection holds
+    await gateway.apply(parse_config(make_config(dify, {"s": slack_bot(slack)}), env={}))
+    # t's connection stays open while its last answers finish: what it still receives is
+    # not acked, so the platform delivers it again (to an instance that still has t).
+    verdict = await deliver_to_t(lambda: Messages((message_for("t"),)))
+    assert verdict is Delivery.REDELIVER
+    assert await gateway.intake.deliver_for("s")(lambda: Messages(())) is Delivery.ACK
 
 
 def test_the_plan_names_each_bots_fate() -> None:
@@ -217,3 +237,21 @@ def test_the_plan_names_each_bots_fate() -> None:
     assert change.restart_only == ["server"]
     assert change.summary() == "added: d; removed: c; restarted: b"
     assert plan(old, old).summary() == "no bot changed"
+
+
+async def test_a_web_chat_added_by_a_reload_serves_its_page(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    tree = make_config(dify, {"s": slack_bot(slack)})
+    client, gateway = await gateway_factory(tree)
+    await started(client, gateway, "s")
+    assert (await client.get("/chat/help")).status == 404
+    web = {"platform": "web", "app": "main", "auth": "none"}
+    await gateway.apply(
+        parse_config(make_config(dify, {"s": slack_bot(slack), "help": web}), env={})
+    )
+    page = await client.get("/chat/help")
+    assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+    await gateway.apply(parse_config(tree, env={}))
+    assert (await client.get("/chat/help")).status == 404
+    assert bot_state(gateway, "help") == "missing"
