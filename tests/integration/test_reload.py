@@ -255,3 +255,21 @@ async def test_a_web_chat_added_by_a_reload_serves_its_page(
     await gateway.apply(parse_config(tree, env={}))
     assert (await client.get("/chat/help")).status == 404
     assert bot_state(gateway, "help") == "missing"
+
+
+async def test_a_removed_bots_answer_in_flight_finishes(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    tree = make_config(dify, {"s": slack_bot(slack), "t": slack_bot(slack)})
+    client, gateway = await gateway_factory(tree)
+    await started(client, gateway, "s", "t")
+    words = [f"w{i} " for i in range(10)]
+    dify.reply(ScriptedReply(chunks=words, delay=0.1))
+    slow = direct("a slow question")
+    assert await post(client, "s", slow) == 200
+    await wait_for(lambda: len(dify.requests) == 1, what="the answer under way")
+    await gateway.apply(parse_config(make_config(dify, {"t": slack_bot(slack)}), env={}))
+    assert await post(client, "s", direct("too late")) == 404
+    await asyncio.wait_for(gateway.inbox.wait_idle(), 10)
+    assert slack.final_texts("D111", slow["ts"]) == ["".join(words)]
+    assert [r["query"] for r in dify.requests] == ["a slow question"]
