@@ -84,7 +84,10 @@ async def deployment(
     config = {
         "server": {"shutdown_grace_s": 10},
         "store": redis.url,
-        "inbox": {"lease_s": 2, "shards": 4},
+        # A draining instance hands its shards over at once, so the lease only bounds a
+        # takeover after a crash; 6 s keeps a loop stalled by a loaded CI machine from
+        # losing its lease mid-answer (which would ask Dify twice, as a crash does).
+        "inbox": {"lease_s": 6, "shards": 4},
         "dify": {"apps": {"main": {"base_url": dify.base_url, "api_key": dify.api_key}}},
         "bots": {"slack-main": slack_bot(slack)},
     }
