@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.frames import (
@@ -41,6 +42,14 @@ IDLE_TIMEOUT = 300.0  # no frame at all for this long: assume the socket is dead
 # Hands one robot-message frame to the core. The frame is acked only on `Delivery.ACK`;
 # left unacked (the store is down, the gateway is shutting down), DingTalk delivers it again.
 OnMessage = Callable[[StreamFrame], Awaitable[Delivery]]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one frame asks of the session: an ack to send, and whether to reconnect."""
+
+    ack: str | None = None
+    reconnect: bool = False
 
 
 class StreamClient:
@@ -78,15 +87,22 @@ class StreamClient:
                         "bot %s: no Stream frame for %.0fs; reconnecting", self._bot, IDLE_TIMEOUT
                     )
                     return
-                try:
-                    frame = parse_frame(received.text)
-                except (FrameError, UnicodeDecodeError) as exc:
-                    log.warning("bot %s: ignoring a bad Stream frame: %s", self._bot, exc)
-                    continue
-                robot_message = frame.type == CALLBACK and frame.topic == ROBOT_TOPIC
-                if robot_message and await self._on_message(frame) is Delivery.REDELIVER:
-                    continue  # unacked: DingTalk delivers it again
-                await ws.send_text(ack_for(frame))
-                if frame.type == SYSTEM and frame.topic == DISCONNECT:
+                step = await self.read_frame(received.data)
+                if step.ack is not None:
+                    await ws.send_text(step.ack)
+                if step.reconnect:
                     log.info("bot %s: DingTalk asked for a reconnect", self._bot)
                     return
+
+    async def read_frame(self, data: str | bytes) -> Step:
+        """One down frame, whatever its bytes: the ack to send (if any), and whether
+        DingTalk asked for a reconnect. Never raises for what the frame holds."""
+        try:
+            frame = parse_frame(data)
+        except FrameError as exc:
+            log.warning("bot %s: ignoring a bad Stream frame: %s", self._bot, exc)
+            return Step()
+        robot_message = frame.type == CALLBACK and frame.topic == ROBOT_TOPIC
+        if robot_message and await self._on_message(frame) is Delivery.REDELIVER:
+            return Step()  # unacked: DingTalk delivers it again
+        return Step(ack_for(frame), reconnect=frame.type == SYSTEM and frame.topic == DISCONNECT)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway import safejson
 from gateway.models import Attachment, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
 from gateway.words import Words
@@ -34,8 +35,15 @@ class Skip:
     reason: str
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+_text = safejson.text
+
+
+def _conversation_type(value: object) -> str:
+    """The conversation type as DingTalk sends it, "1" or "2" (a number counts as its
+    digits; any other type as none)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _text(value)
 
 
 def _content(payload: dict[str, Any]) -> dict[str, Any]:
@@ -108,9 +116,10 @@ def parse_robot_message(
     msg_id = _required(payload, "msgId")
     conversation_id = _required(payload, "conversationId")
     sender_id = _required(payload, "senderId")
-    chat_type = _CHAT_TYPES.get(str(payload.get("conversationType")))
+    conversation_type = _conversation_type(payload.get("conversationType"))
+    chat_type = _CHAT_TYPES.get(conversation_type)
     if chat_type is None:
-        return Skip(f"unknown conversationType {payload.get('conversationType')!r}")
+        return Skip(f"unknown conversationType {safejson.shown(payload.get('conversationType'))}")
     msgtype = _text(payload.get("msgtype"))
     text, attachments, notice = _body(payload, msgtype, words)
     staff_id = _text(payload.get("senderStaffId"))
@@ -138,7 +147,7 @@ def parse_robot_message(
             "session_webhook": _text(payload.get("sessionWebhook")),
             "session_webhook_expires_ms": expires if isinstance(expires, int) else 0,
             "conversation_id": conversation_id,
-            "conversation_type": str(payload.get("conversationType")),
+            "conversation_type": conversation_type,
             "sender_staff_id": staff_id,
             "sender_nick": _text(payload.get("senderNick")),
             "robot_code": _text(payload.get("robotCode")),

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
+from gateway import safejson
+
 ROBOT_TOPIC = "/v1.0/im/bot/messages/get"
 SUBSCRIPTIONS = [
     {"type": "EVENT", "topic": "*"},
@@ -42,28 +44,35 @@ class StreamFrame:
     def payload(self) -> Any:
         """The decoded `data` (the second JSON decode). Raises `FrameError`."""
         try:
-            return json.loads(self.data) if self.data else None
-        except ValueError as exc:
-            raise FrameError(f"frame data is not JSON: {exc}") from None
+            return safejson.loads(self.data) if self.data else None
+        except safejson.JSONError as exc:
+            raise FrameError(f"frame data: {exc}") from None
 
 
-def parse_frame(text: str) -> StreamFrame:
+def _message_id(value: object) -> str:
+    # A string in every frame seen; a number is taken as its digits, anything else as none.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return safejson.text(value)
+
+
+def parse_frame(text: str | bytes) -> StreamFrame:
+    """A down frame, whatever its bytes. Raises `FrameError`."""
     try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise FrameError(f"frame is not JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise FrameError("frame is not a JSON object")
+        raw = safejson.loads_object(text)
+    except safejson.JSONError as exc:
+        raise FrameError(f"frame: {exc}") from None
     headers = raw.get("headers")
     headers = headers if isinstance(headers, dict) else {}
     data = raw.get("data")
     if data is not None and not isinstance(data, str):
-        # The SDK always sends a string; tolerate an object by re-encoding it.
+        # The SDK always sends a string; tolerate an object by re-encoding it (safe: the
+        # parser bounded its depth).
         data = json.dumps(data, ensure_ascii=False)
     return StreamFrame(
-        type=str(raw.get("type") or ""),
-        topic=str(headers.get("topic") or ""),
-        message_id=str(headers.get("messageId") or ""),
+        type=safejson.text(raw.get("type")),
+        topic=safejson.text(headers.get("topic")),
+        message_id=_message_id(headers.get("messageId")),
         data=data or "",
         headers=headers,
     )

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from adapters.feishu.api import FeishuAPI
 from adapters.feishu.frames import CONTROL, DATA, Frame, FrameError, decode, encode
+from gateway import safejson
 from gateway.longconn import ConnectionClosed, WebSocket, connect
 from gateway.platform import Delivery
 
@@ -42,7 +44,9 @@ log = logging.getLogger(__name__)
 
 PARTS_TTL_S = 10.0  # a multi-part event not complete by then is dropped (Feishu re-pushes)
 MAX_PARTS = 64
+MAX_PARTIAL_EVENTS = 256  # multi-part events being assembled at once
 MIN_UP_S = 1.0  # a connection that lasted less counts as a failed attempt (backoff)
+MAX_INTERVAL_S = 3600.0  # a ClientConfig interval beyond this is not taken
 
 # Takes one event's JSON bytes; the verdict says whether to answer 200 or 500 (re-push).
 EventHandler = Callable[[bytes], Awaitable[Delivery]]
@@ -117,7 +121,9 @@ class FeishuSocket:
             ("ReconnectNonce", "reconnect_nonce"),
         ):
             value = config.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if math.isfinite(value) and 0 <= value <= MAX_INTERVAL_S:
                 setattr(self, attr, float(value))
         self._reconfigured.set()
 
@@ -171,8 +177,8 @@ class FeishuSocket:
 
     def _pong(self, payload: bytes) -> None:
         try:
-            self.configure(json.loads(payload))
-        except ValueError:
+            self.configure(safejson.loads(payload))
+        except safejson.JSONError:
             log.debug("%s: pong with a payload that is not JSON", self._name)
 
     async def _data(self, ws: WebSocket, frame: Frame) -> None:
@@ -212,6 +218,9 @@ class FeishuSocket:
         now = time.monotonic()
         self._partial = {k: p for k, p in self._partial.items() if p.expires > now}
         key = frame.header("message_id") or ""
+        if key not in self._partial and len(self._partial) >= MAX_PARTIAL_EVENTS:
+            log.warning("%s: too many events in parts at once; dropping a part", self._name)
+            return None
         partial = self._partial.setdefault(key, _Partial([None] * total, now + PARTS_TTL_S))
         if len(partial.parts) != total:
             return None

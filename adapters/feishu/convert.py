@@ -13,12 +13,12 @@ because Feishu re-pushes for ~7.1 h and a re-push may come with a new event id.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from adapters.feishu.richtext import Mentions, post_to_markdown
+from gateway import safejson
 from gateway.models import Attachment, ChatType, HttpResponse, InboundMessage
 from gateway.platform import NotReady
 from gateway.words import Words
@@ -45,7 +45,13 @@ _KINDS = {
 _IMAGE_EXT = {"png", "jpg", "jpeg", "gif", "webp", "bmp", "svg"}
 _AUDIO_EXT = {"mp3", "m4a", "wav", "webm", "amr", "mpga", "mpeg"}
 _VIDEO_EXT = {"mp4", "mov", "mpeg4", "avi", "mkv"}
-_V1_AT_TAG = re.compile(r"<at[^>]*>\s*(.*?)\s*</\s*at\s*>", re.DOTALL)
+# The tags around a v1 mention (`<at open_id="ou_…">@Name</at>`): removed, the name kept.
+# Tags only, never what lies between them: a pattern spanning open tag to close tag took
+# seconds per kilobyte on text with an unclosed `<at>` (backtracking).
+_V1_AT_TAG = re.compile(r"<at\b[^<>]*>|</\s*at\s*>")
+
+
+_text = safejson.text
 
 
 def not_supported(message_type: str, words: Words) -> str:
@@ -87,39 +93,37 @@ def _content(
 ) -> tuple[str, tuple[Attachment, ...], str | None]:
     """(text, attachments, notice) for one message's `content` string."""
     try:
-        content = _dict(json.loads(raw)) if isinstance(raw, str) else {}
-    except ValueError:
+        content = _dict(safejson.loads(raw)) if isinstance(raw, str) else {}
+    except safejson.JSONError:
         content = {}
     if message_type == "text":
-        return mentions.resolve(str(content.get("text") or "")), (), None
+        return mentions.resolve(_text(content.get("text"))), (), None
     if message_type == "post":
         text, images = post_to_markdown(content, mentions)
         files = tuple(_resource("image", "image", message_id, k, "image") for k in images)
         return text, files, None
-    if message_type == "image" and content.get("image_key"):
-        key = str(content["image_key"])
-        return "", (_resource("image", "image", message_id, key, "image"),), None
-    if message_type == "file" and content.get("file_key"):
-        name = str(content.get("file_name") or "file")
-        key = str(content["file_key"])
-        return "", (_resource(_file_kind(name), name, message_id, key, "file"),), None
-    if message_type == "audio" and content.get("file_key"):
+    image_key, file_key = _text(content.get("image_key")), _text(content.get("file_key"))
+    if message_type == "image" and image_key:
+        return "", (_resource("image", "image", message_id, image_key, "image"),), None
+    if message_type == "file" and file_key:
+        name = _text(content.get("file_name")) or "file"
+        return "", (_resource(_file_kind(name), name, message_id, file_key, "file"),), None
+    if message_type == "audio" and file_key:
         if not ctx.voice:
             return "", (), ctx.words.voice_not_supported
-        key = str(content["file_key"])
-        return "", (_resource("audio", "voice.opus", message_id, key, "file", True),), None
+        return "", (_resource("audio", "voice.opus", message_id, file_key, "file", True),), None
     return "", (), not_supported(message_type, ctx.words)
 
 
 def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
     header = _dict(payload.get("header"))
     if header.get("event_type") != MESSAGE_EVENT:
-        return f"event {header.get('event_type')!r} is not handled"
+        return f"event {safejson.shown(header.get('event_type'))} is not handled"
     event = _dict(payload.get("event"))
     sender, message = _dict(event.get("sender")), _dict(event.get("message"))
-    open_id = str(_dict(sender.get("sender_id")).get("open_id") or "")
-    message_id, chat_id = str(message.get("message_id") or ""), str(message.get("chat_id") or "")
-    event_id = str(header.get("event_id") or "")
+    open_id = _text(_dict(sender.get("sender_id")).get("open_id"))
+    message_id, chat_id = _text(message.get("message_id")), _text(message.get("chat_id"))
+    event_id = _text(header.get("event_id"))
     if not (open_id and message_id and chat_id and event_id):
         return "message event without sender, message, chat or event id"
     chat_type = ChatType.DIRECT if message.get("chat_type") == "p2p" else ChatType.GROUP
@@ -127,11 +131,11 @@ def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
         # Whether the bot is mentioned needs its open_id: let Feishu retry shortly.
         raise NotReady("bot open_id (bot/v3/info) not known yet")
     mentions = Mentions.parse(message.get("mentions"), ctx.bot_open_id)
-    message_type = str(message.get("message_type") or "")
+    message_type = _text(message.get("message_type"))
     text, attachments, notice = _content(
         message_type, message.get("content"), message_id, mentions, ctx
     )
-    thread = str(message.get("thread_id") or message.get("root_id") or "") or None
+    thread = _text(message.get("thread_id")) or _text(message.get("root_id")) or None
     return InboundMessage(
         bot=ctx.bot,
         platform=ctx.platform,
@@ -143,7 +147,7 @@ def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
         text=text,
         mentioned=mentions.bot_mentioned,
         # Apps (other bots, and our own echoes) send as "app".
-        from_bot=str(sender.get("sender_type") or "user") in ("app", "bot"),
+        from_bot=sender.get("sender_type") in ("app", "bot"),
         thread_id=thread,
         attachments=attachments,
         dedupe_keys=(f"event:{event_id}", f"msg:{message_id}"),
@@ -151,7 +155,7 @@ def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
         reply_to={
             "message_id": message_id,
             "chat_id": chat_id,
-            "in_thread": bool(message.get("thread_id")),
+            "in_thread": bool(_text(message.get("thread_id"))),
         },
         received_at=ctx.received_at,
     )
@@ -160,20 +164,20 @@ def _v2_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
 def _v1_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
     event = _dict(payload.get("event"))
     if event.get("type") != "message":
-        return f"v1 event {event.get('type')!r} is not handled"
-    uuid, message_id = str(payload.get("uuid") or ""), str(event.get("open_message_id") or "")
-    chat_id, open_id = str(event.get("open_chat_id") or ""), str(event.get("open_id") or "")
+        return f"v1 event {safejson.shown(event.get('type'))} is not handled"
+    uuid, message_id = _text(payload.get("uuid")), _text(event.get("open_message_id"))
+    chat_id, open_id = _text(event.get("open_chat_id")), _text(event.get("open_id"))
     if not (uuid and message_id and chat_id and open_id):
         return "v1 message event without uuid, message, chat or sender id"
-    message_type = str(event.get("msg_type") or "")
+    message_type = _text(event.get("msg_type"))
     text, notice = "", None
     if message_type == "text":
-        raw = str(event.get("text_without_at_bot") or event.get("text") or "")
-        text = _V1_AT_TAG.sub(r"\1", raw).strip()
+        raw = _text(event.get("text_without_at_bot")) or _text(event.get("text"))
+        text = _V1_AT_TAG.sub("", raw).strip()
     else:
         notice = not_supported(message_type, ctx.words)
     chat_type = ChatType.DIRECT if event.get("chat_type") == "private" else ChatType.GROUP
-    root = str(event.get("root_id") or "") or None
+    root = _text(event.get("root_id")) or None
     return InboundMessage(
         bot=ctx.bot,
         platform=ctx.platform,
@@ -199,4 +203,4 @@ def to_message(payload: dict[str, Any], ctx: Context) -> InboundMessage | str:
         return _v2_message(payload, ctx)
     if "uuid" in payload:
         return _v1_message(payload, ctx)
-    return f"callback type {payload.get('type')!r} is not handled"
+    return f"callback type {safejson.shown(payload.get('type'))} is not handled"

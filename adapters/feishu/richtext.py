@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.safejson import text as _text
+
 _PLACEHOLDER = re.compile(r"(@_user_\d+|@_all)( ?)")
 _LOCALES = ("zh_cn", "en_us", "ja_jp")
 
@@ -32,11 +34,14 @@ class Mentions:
     by_key: dict[str, Mention]
     bot_open_id: str | None
     bot_mentioned: bool = field(init=False)
+    # By open_id too, so a text of many `at` tags costs a lookup each, not a scan each.
+    _by_open_id: dict[str, Mention] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.bot_mentioned = self.bot_open_id is not None and any(
-            m.open_id == self.bot_open_id for m in self.by_key.values()
-        )
+        self._by_open_id = {}
+        for mention in self.by_key.values():
+            self._by_open_id.setdefault(mention.open_id, mention)
+        self.bot_mentioned = self.bot_open_id is not None and self.bot_open_id in self._by_open_id
 
     @classmethod
     def parse(cls, raw: object, bot_open_id: str | None) -> Mentions:
@@ -45,8 +50,8 @@ class Mentions:
             if not isinstance(item, dict) or not isinstance(item.get("key"), str):
                 continue
             ids = item.get("id")
-            open_id = str(ids.get("open_id") or "") if isinstance(ids, dict) else ""
-            found[item["key"]] = Mention(item["key"], open_id, str(item.get("name") or ""))
+            open_id = _text(ids.get("open_id")) if isinstance(ids, dict) else ""
+            found[item["key"]] = Mention(item["key"], open_id, _text(item.get("name")))
         return cls(found, bot_open_id)
 
     def is_bot(self, mention: Mention) -> bool:
@@ -56,9 +61,7 @@ class Mentions:
         """`@Name` for a mention, or "" for this bot's own (removed from the query)."""
         if key_or_open_id == "@_all" or key_or_open_id == "all":
             return "@all"
-        mention = self.by_key.get(key_or_open_id) or next(
-            (m for m in self.by_key.values() if m.open_id == key_or_open_id), None
-        )
+        mention = self.by_key.get(key_or_open_id) or self._by_open_id.get(key_or_open_id)
         if mention is None:
             return f"@{fallback_name}" if fallback_name else key_or_open_id
         return "" if self.is_bot(mention) else f"@{mention.name or fallback_name}"
@@ -75,7 +78,7 @@ class Mentions:
 
 
 def _styled(text: str, style: object) -> str:
-    styles = set(style) if isinstance(style, list) else set()
+    styles = {s for s in style if isinstance(s, str)} if isinstance(style, list) else set()
     core = text.strip()
     if not core or not styles:
         return text
@@ -93,24 +96,24 @@ def _styled(text: str, style: object) -> str:
 
 def _element(el: dict[str, Any], mentions: Mentions, images: list[str]) -> str:
     tag = el.get("tag")
-    text = str(el.get("text") or "")
+    text = _text(el.get("text"))
     if tag == "text":
         return _styled(text, el.get("style"))
     if tag == "a":
-        href = str(el.get("href") or "")
+        href = _text(el.get("href"))
         return f"[{text or href}]({href})" if href else text
     if tag == "at":
-        return mentions.render(str(el.get("user_id") or ""), str(el.get("user_name") or ""))
+        return mentions.render(_text(el.get("user_id")), _text(el.get("user_name")))
     if tag == "img":
-        if el.get("image_key"):
-            images.append(str(el["image_key"]))
+        if _text(el.get("image_key")):
+            images.append(_text(el.get("image_key")))
         return ""
     if tag == "media":
         return "[video]"
     if tag == "emotion":
-        return f":{el.get('emoji_type') or 'emoji'}:"
+        return f":{_text(el.get('emoji_type')) or 'emoji'}:"
     if tag == "code_block":
-        return f"\n```{el.get('language') or ''}\n{text.rstrip()}\n```\n"
+        return f"\n```{_text(el.get('language'))}\n{text.rstrip()}\n```\n"
     if tag == "hr":
         return "\n---\n"
     return text  # `md` and unknown tags carry their text
@@ -131,7 +134,7 @@ def post_to_markdown(content: dict[str, Any], mentions: Mentions) -> tuple[str, 
     post = _unwrap(content)
     images: list[str] = []
     lines: list[str] = []
-    title = str(post.get("title") or "").strip()
+    title = _text(post.get("title")).strip()
     if title:
         lines += [f"**{title}**", ""]
     paragraphs = post.get("content")

@@ -18,12 +18,12 @@ problem, including a payload that will not decrypt, is `VerificationFailed` (401
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from adapters.feishu.crypto import DecryptError, decrypt, signature
+from gateway import safejson
 from gateway.platform import MalformedRequest, VerificationFailed
 
 MAX_SKEW_S = 300
@@ -42,11 +42,11 @@ def event_type(payload: Mapping[str, Any]) -> str:
     """`header.event_type` (schema 2.0), `event.type` (v1), or the top-level `type`."""
     if "schema" in payload:
         header = payload.get("header")
-        return str(header.get("event_type", "")) if isinstance(header, dict) else ""
+        return safejson.text(header.get("event_type")) if isinstance(header, dict) else ""
     if "uuid" in payload:
         event = payload.get("event")
-        return str(event.get("type", "")) if isinstance(event, dict) else ""
-    return str(payload.get("type", ""))
+        return safejson.text(event.get("type")) if isinstance(event, dict) else ""
+    return safejson.text(payload.get("type"))
 
 
 def _token(payload: Mapping[str, Any]) -> object:
@@ -57,19 +57,18 @@ def _token(payload: Mapping[str, Any]) -> object:
 
 
 def _same(given: object, expected: str) -> bool:
+    # surrogatepass: a string that came from anywhere but our JSON parser must not raise.
     return isinstance(given, str) and hmac.compare_digest(
-        given.encode("utf-8"), expected.encode("utf-8")
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8")
     )
 
 
 def open_body(body: bytes, encrypt_key: str | None) -> dict[str, Any]:
     """Parse the body and decrypt it if it is encrypted."""
     try:
-        outer = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedRequest("body is not JSON") from exc
-    if not isinstance(outer, dict):
-        raise MalformedRequest("body is not a JSON object")
+        outer = safejson.loads_object(body)
+    except safejson.JSONError as exc:
+        raise MalformedRequest(f"body is not a JSON object ({exc})") from None
     if "encrypt" not in outer:
         return outer
     if not encrypt_key:
@@ -77,12 +76,9 @@ def open_body(body: bytes, encrypt_key: str | None) -> dict[str, Any]:
     if not isinstance(outer["encrypt"], str):
         raise VerificationFailed("encrypt is not a string")
     try:
-        inner = json.loads(decrypt(encrypt_key, outer["encrypt"]))
-    except (DecryptError, ValueError, UnicodeDecodeError) as exc:
-        raise VerificationFailed(f"cannot decrypt the event: {exc}") from exc
-    if not isinstance(inner, dict):
-        raise VerificationFailed("decrypted event is not a JSON object")
-    return inner
+        return safejson.loads_object(decrypt(encrypt_key, outer["encrypt"]))
+    except (DecryptError, safejson.JSONError) as exc:
+        raise VerificationFailed(f"cannot decrypt the event: {exc}") from None
 
 
 def check_signature(
@@ -97,6 +93,10 @@ def check_signature(
         given = headers.get("x-lark-signature")
         if not timestamp or nonce is None or not given:
             raise VerificationFailed("missing X-Lark-Request-Timestamp/Nonce/Signature")
+        # The nonce is hashed as UTF-8; a header value the edge decoded with escapes (or
+        # anything not ASCII, which Feishu never sends) cannot be, so it fails here.
+        if not nonce.isascii():
+            raise VerificationFailed("malformed X-Lark-Request-Nonce")
     if timestamp is None:
         return
     # ASCII digits only, bounded: int() also takes " 12", "+12" and fullwidth digits.

@@ -17,16 +17,26 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from adapters.slack.api import SlackAPI
-from gateway.longconn import connect
+from gateway import safejson
+from gateway.longconn import Frame, connect
 from gateway.platform import Delivery
 
 log = logging.getLogger(__name__)
 
 # Hands an events_api payload to the core; the verdict says whether to ack the envelope.
 PayloadHandler = Callable[[dict[str, Any]], Awaitable[Delivery]]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one frame asks of the session: an ack to send, and whether to reconnect."""
+
+    ack: str | None = None
+    reconnect: bool = False
 
 
 class SocketModeSession:
@@ -51,22 +61,31 @@ class SocketModeSession:
             raise ConnectionError("apps.connections.open returned no WebSocket URL")
         async with connect(url, heartbeat=30.0) as ws:
             while True:
-                frame = await ws.receive()
-                try:
-                    message = json.loads(frame.text)
-                except ValueError:
-                    log.warning("%s: ignoring a non-JSON Socket Mode frame", self._name)
-                    continue
-                if not isinstance(message, dict):
-                    continue
-                kind = message.get("type")
-                if kind == "hello":
-                    self._on_state(True)
-                elif kind == "disconnect":
-                    log.info("%s: Slack asked to reconnect (%s)", self._name, message.get("reason"))
+                step = await self.read_frame(await ws.receive())
+                if step.ack is not None:
+                    await ws.send_text(step.ack)
+                if step.reconnect:
                     return
-                elif message.get("envelope_id") and await self._envelope(message):
-                    await ws.send_text(json.dumps({"envelope_id": message["envelope_id"]}))
+
+    async def read_frame(self, frame: Frame) -> Step:
+        """One frame from Slack, whatever its bytes: never raises for what it holds."""
+        try:
+            message = safejson.loads_object(frame.text)
+        except (safejson.JSONError, UnicodeDecodeError) as exc:
+            log.warning("%s: ignoring a Socket Mode frame: %s", self._name, exc)
+            return Step()
+        kind = message.get("type")
+        if kind == "hello":
+            self._on_state(True)
+            return Step()
+        if kind == "disconnect":
+            reason = safejson.shown(message.get("reason"))
+            log.info("%s: Slack asked to reconnect (%s)", self._name, reason)
+            return Step(reconnect=True)
+        envelope_id = message.get("envelope_id")
+        if isinstance(envelope_id, str) and envelope_id and await self._envelope(message):
+            return Step(ack=json.dumps({"envelope_id": envelope_id}))
+        return Step()
 
     async def _envelope(self, envelope: dict[str, Any]) -> bool:
         """Handle one envelope; True when it may be acked."""

@@ -11,8 +11,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-import orjson
-
+from gateway import safejson
 from gateway.models import (
     Answered,
     Attachment,
@@ -38,12 +37,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
     """JSON (Events API) or a form (ssl_check, slash commands, interactivity)."""
     if body[:1] == b"{" or body.lstrip()[:1] == b"{":
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedRequest("body is not valid JSON") from exc
-        if not isinstance(payload, dict):
-            raise MalformedRequest("body is not a JSON object")
-        return payload
+            return safejson.loads_object(body)
+        except safejson.JSONError as exc:
+            raise MalformedRequest(f"body is not a JSON object ({exc})") from None
     try:
         form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -63,7 +59,8 @@ def to_outcome(
     if payload.get("ssl_check") == "1":
         return Answered(HttpResponse(), "ssl_check")
     if kind != "event_callback":
-        return Ignored(f"payload type {kind or payload.get('command') or 'unknown'}")
+        command = safejson.text(payload.get("command"))
+        return Ignored(f"payload type {safejson.shown(kind or command or 'unknown')}")
     event = payload.get("event")
     if not isinstance(event, dict):
         raise MalformedRequest("event_callback without an event")
@@ -82,16 +79,17 @@ def to_message(
     received_at: float,
 ) -> InboundMessage | str:
     """The message to answer, or why there is none."""
+    text = safejson.text
     kind = event.get("type")
     if kind not in ("message", "app_mention"):
-        return f"event {kind}"
+        return f"event {safejson.shown(kind)}"
     subtype = event.get("subtype")
     if subtype not in _USER_SUBTYPES:
-        return f"message subtype {subtype}"
-    channel, ts, user = event.get("channel"), event.get("ts"), event.get("user")
-    if not isinstance(channel, str) or not isinstance(ts, str):
+        return f"message subtype {safejson.shown(subtype)}"
+    channel, ts, user = event.get("channel"), event.get("ts"), text(event.get("user"))
+    if not isinstance(channel, str) or not isinstance(ts, str) or not channel or not ts:
         return "event without channel or ts"
-    raw_text = str(event.get("text") or "")
+    raw_text = text(event.get("text"))
     from_bot = bool(event.get("bot_id")) or not user or user == bot_user_id
     channel_type = event.get("channel_type")
     direct = channel_type == "im" or (channel_type is None and channel.startswith("D"))
@@ -99,10 +97,10 @@ def to_message(
         bot_user_id is not None and f"<@{bot_user_id}" in raw_text
     )
     # Every Slack reply goes in a thread: the message's thread, or one under the message.
-    thread_ts = str(event.get("thread_ts") or ts)
-    team = str(event.get("team") or envelope.get("team_id") or "")
+    thread_ts = text(event.get("thread_ts")) or ts
+    team = text(event.get("team")) or text(envelope.get("team_id"))
     message_id = f"{channel}:{ts}"
-    event_id = str(envelope.get("event_id") or message_id)
+    event_id = text(envelope.get("event_id")) or message_id
     files = event.get("files")
     return InboundMessage(
         bot=bot,
@@ -111,7 +109,7 @@ def to_message(
         message_id=message_id,
         chat_id=channel,
         chat_type=ChatType.DIRECT if direct else ChatType.GROUP,
-        user_id=str(user or event.get("bot_id") or ""),
+        user_id=user or text(event.get("bot_id")),
         text=to_plain_text(raw_text, bot_user_id),
         mentioned=mentioned,
         from_bot=from_bot,
@@ -134,12 +132,12 @@ def _attachments(files: Any) -> tuple[Attachment, ...]:
         url = f.get("url_private_download") or f.get("url_private")
         if not isinstance(url, str):
             continue
-        mime = str(f.get("mimetype") or "application/octet-stream")
+        mime = safejson.text(f.get("mimetype")) or "application/octet-stream"
         kind = _KINDS.get(mime.split("/", 1)[0], "document")
         out.append(
             Attachment(
                 kind=kind,
-                name=str(f.get("name") or f.get("id") or "file"),
+                name=safejson.text(f.get("name")) or safejson.text(f.get("id")) or "file",
                 mime_type=mime,
                 size=f.get("size") if isinstance(f.get("size"), int) else None,
                 source={"url": url},

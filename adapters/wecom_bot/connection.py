@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from adapters.wecom_bot.api import RATE_LIMITED
+from gateway import safejson
 from gateway.longconn import ConnectionClosed, Frame, WebSocket, connect
 from gateway.platform import PlatformError, RateLimited
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "wecom_bot"
 CALLBACKS = ("aibot_msg_callback", "aibot_event_callback")
 OnCallback = Callable[[str, dict[str, Any], str], Awaitable[None]]  # cmd, body, req_id
+Callbacks = asyncio.Queue[tuple[str, dict[str, Any], str]]  # cmd, body, req_id
 
 
 def new_req_id(prefix: str) -> str:
@@ -98,7 +100,7 @@ class WsLink:
         async with asyncio.timeout(10.0):
             frame = await self._answer_to(ws, req_id)
         if frame.get("errcode", 0) != 0:
-            raise SubscribeFailed(f"errcode {frame.get('errcode')}: {frame.get('errmsg', '')}")
+            raise SubscribeFailed(f"errcode {_code(frame)}: {_errmsg(frame)}")
         self._subscribed = True
         self._missed_pings = 0
         log.info("wecom_bot: subscribed on the long connection")
@@ -106,36 +108,42 @@ class WsLink:
     @staticmethod
     async def _answer_to(ws: WebSocket, req_id: str) -> dict[str, Any]:
         while True:
-            frame = _parse(await ws.receive())
+            frame = parse(await ws.receive())
             if frame is not None and frame["headers"].get("req_id") == req_id:
                 return frame
 
     async def _serve(self, ws: WebSocket) -> None:
-        inbox: asyncio.Queue[tuple[str, dict[str, Any], str]] = asyncio.Queue()
+        inbox: Callbacks = asyncio.Queue()
         helpers = [asyncio.create_task(self._ping(ws)), asyncio.create_task(self._consume(inbox))]
         try:
             while True:
-                frame = _parse(await ws.receive())
-                if frame is None:
-                    continue
-                cmd, req_id = frame.get("cmd") or "", str(frame["headers"].get("req_id", ""))
-                raw_body = frame.get("body")
-                body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
-                if cmd in CALLBACKS and _is_displacement(body):
-                    raise ConnectionClosed("a newer connection for this bot took over")
-                if cmd in CALLBACKS:
-                    inbox.put_nowait((cmd, body, req_id))  # in order, off the reader
-                elif req_id in self._acks:
-                    if not self._acks[req_id].done():
-                        self._acks[req_id].set_result(frame)
-                elif req_id.startswith("ping"):
-                    self._missed_pings = 0
+                frame = parse(await ws.receive())
+                if frame is not None:
+                    self.route(frame, inbox)
         finally:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
 
-    async def _consume(self, inbox: asyncio.Queue[tuple[str, dict[str, Any], str]]) -> None:
+    def route(self, frame: dict[str, Any], inbox: Callbacks) -> None:
+        """Send one parsed frame where it goes: a callback to `inbox` (in order, off the
+        reader), an ack to its waiting reply, a heartbeat ack to the counter. Raises
+        `ConnectionClosed` when WeCom says a newer connection took over."""
+        cmd = safejson.text(frame.get("cmd"))
+        req_id = safejson.text(frame["headers"].get("req_id"))
+        raw_body = frame.get("body")
+        body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
+        if cmd in CALLBACKS and _is_displacement(body):
+            raise ConnectionClosed("a newer connection for this bot took over")
+        if cmd in CALLBACKS:
+            inbox.put_nowait((cmd, body, req_id))
+        elif req_id in self._acks:
+            if not self._acks[req_id].done():
+                self._acks[req_id].set_result(frame)
+        elif req_id.startswith("ping"):
+            self._missed_pings = 0
+
+    async def _consume(self, inbox: Callbacks) -> None:
         while True:
             cmd, body, req_id = await inbox.get()
             try:
@@ -207,10 +215,10 @@ class WsLink:
         finally:
             self._acks.pop(req_id, None)
         code = ack.get("errcode", 0)
-        if code in RATE_LIMITED:
+        if isinstance(code, int) and code in RATE_LIMITED:
             raise RateLimited(PLATFORM, 1.0, str(code))
         if code != 0:
-            raise PlatformError(PLATFORM, str(code), str(ack.get("errmsg", "")))
+            raise PlatformError(PLATFORM, _code(ack), _errmsg(ack))
         return ack
 
     async def aclose(self) -> None:
@@ -226,16 +234,26 @@ def _frame(cmd: str, req_id: str, body: dict[str, Any] | None = None) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def _parse(raw: Frame) -> dict[str, Any] | None:
+def parse(raw: Frame) -> dict[str, Any] | None:
+    """A frame as a JSON object with `headers`, or None (logged) for anything else."""
     try:
-        frame = json.loads(raw.text)
-    except (ValueError, UnicodeDecodeError):
-        log.warning("wecom_bot: ignoring a frame that is not JSON")
+        frame = safejson.loads_object(raw.data)
+    except safejson.JSONError as exc:
+        log.warning("wecom_bot: ignoring a frame: %s", exc)
         return None
-    if not isinstance(frame, dict) or not isinstance(frame.get("headers"), dict):
+    if not isinstance(frame.get("headers"), dict):
         log.warning("wecom_bot: ignoring a frame without headers")
         return None
     return frame
+
+
+def _code(frame: dict[str, Any]) -> str:
+    code = frame.get("errcode")
+    return str(code) if isinstance(code, int) else safejson.shown(code)
+
+
+def _errmsg(frame: dict[str, Any]) -> str:
+    return safejson.text(frame.get("errmsg"))[:200]
 
 
 def _is_displacement(body: dict[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from adapters.wecom_bot.protocol import stream_id
+from gateway import safejson
 from gateway.models import Attachment, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
 from gateway.words import Words
@@ -66,8 +67,11 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+_str = safejson.text
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def interpret(
@@ -98,10 +102,12 @@ def _event(bot: str, payload: dict[str, Any], received_at: float, words: Words) 
         feedback_id = _str(detail.get("id"))
         if not feedback_id:
             return Skip("feedback without an id")
-        ratings: dict[Any, Literal["like", "dislike"] | None] = {1: "like", 2: "dislike", 3: None}
-        if detail.get("type") not in ratings:
-            return Skip(f"feedback of unknown type {detail.get('type')!r}")
-        return Feedback(feedback_id, ratings[detail.get("type")])
+        ratings: dict[int, Literal["like", "dislike"] | None] = {1: "like", 2: "dislike", 3: None}
+        rating = detail.get("type")
+        # Only a number can be one (an object or list is not even hashable; true == 1).
+        if isinstance(rating, bool) or not isinstance(rating, int) or rating not in ratings:
+            return Skip(f"feedback of unknown type {safejson.shown(rating)}")
+        return Feedback(feedback_id, ratings[rating])
     return Skip(f"event {name or 'without a type'}")
 
 
@@ -164,7 +170,7 @@ def _content(
     if kind == "mixed":
         texts: list[str] = []
         images: list[Attachment] = []
-        for item in body.get("msg_item") or []:
+        for item in _list(body.get("msg_item")):
             item = _dict(item)
             if item.get("msgtype") == "text":
                 texts.append(_str(_dict(item.get("text")).get("content")))
@@ -191,7 +197,7 @@ def _quoted(quote: dict[str, Any]) -> str:
     if kind in ("text", "voice"):
         return _str(body.get("content")).strip()
     if kind == "mixed":
-        items = [_dict(i) for i in body.get("msg_item") or []]
+        items = [_dict(i) for i in _list(body.get("msg_item"))]
         texts = [_str(_dict(i.get("text")).get("content")) for i in items]
         return "\n".join(t for t in texts if t).strip()
     return ""
