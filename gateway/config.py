@@ -211,6 +211,12 @@ class FeishuBot(_Bot):
         return self.mode == "webhook"
 
 
+# WeCom signs each callback's timestamp (msg_signature covers it), so a callback older or
+# further ahead than `max_timestamp_age_s` is refused. It must stay well inside the 8 h
+# dedupe window: a replay young enough to pass is then always a duplicate.
+_MAX_WECOM_TIMESTAMP_AGE = 4 * 3600
+
+
 def _aes_key(value: SecretStr | None) -> SecretStr | None:
     if value is not None and not re.fullmatch(r"[A-Za-z0-9+/]{43}", value.get_secret_value()):
         raise ValueError("must be the 43-character EncodingAESKey from the WeCom console")
@@ -224,6 +230,7 @@ class WecomBot(_Bot):
     secret: SecretStr
     token: SecretStr
     encoding_aes_key: SecretStr
+    max_timestamp_age_s: int = Field(3600, ge=60, le=_MAX_WECOM_TIMESTAMP_AGE)
 
     @field_validator("encoding_aes_key")
     @classmethod
@@ -238,6 +245,7 @@ class WecomAIBot(_Bot):
     encoding_aes_key: SecretStr | None = None
     bot_id: str | None = None
     secret: SecretStr | None = None
+    max_timestamp_age_s: int = Field(3600, ge=60, le=_MAX_WECOM_TIMESTAMP_AGE)
 
     @field_validator("encoding_aes_key")
     @classmethod

@@ -8,8 +8,9 @@ Inbound (doc "接收消息与事件"; crypto doc path/91144):
   signature over `Encrypt` and decrypt with our corp id as receiveid (401), then ack with
   an empty 200 at once; the answer goes out later through `message/send`.
 
-WeCom signs no timestamp, so there is no freshness window to check; a replay is caught by
-the dedupe on MsgId.
+`msg_signature` covers the timestamp, so both are refused (401) when the timestamp is
+further than `max_timestamp_age_s` (default 1 h) from now, either way; inside that window a
+replay is caught by the dedupe on MsgId (kept 8 h).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from adapters.names import DisplayNames
 from adapters.wecom.api import WecomAPI
 from adapters.wecom.convert import parse_envelope, parse_xml, to_message
-from adapters.wecom.crypto import WecomCrypto
+from adapters.wecom.crypto import WecomCrypto, check_timestamp
 from adapters.wecom.quota import MemberQuota
 from adapters.wecom.sink import MAX_MESSAGE_BYTES, PACING, WecomAppSink
 from gateway.config import WecomBot
@@ -130,14 +131,16 @@ class WecomAppAdapter:
 
     async def handle(self, request: WebhookRequest) -> Outcome:
         if request.method == "GET":
-            return self._verify_url(request.query)
+            return self._verify_url(request.query, request.received_at)
         if request.method != "POST":
             raise MalformedRequest("WeCom calls with GET (URL check) or POST (callbacks)")
         # Parse first, so a hostile body is a fast 400 whatever its query says.
         envelope = parse_envelope(request.body)
+        timestamp = _param(request.query, "timestamp")
+        check_timestamp(timestamp, request.received_at, self._config.max_timestamp_age_s)
         plaintext = self._crypto.verify_and_decrypt(
             _param(request.query, "msg_signature"),
-            _param(request.query, "timestamp"),
+            timestamp,
             _param(request.query, "nonce"),
             envelope.encrypt,
         )
@@ -153,11 +156,13 @@ class WecomAppAdapter:
             return Ignored(result)
         return Messages((result,))
 
-    def _verify_url(self, query: Mapping[str, str]) -> Answered:
+    def _verify_url(self, query: Mapping[str, str], received_at: float) -> Answered:
         echostr = _param(query, "echostr")
+        timestamp = _param(query, "timestamp")
+        check_timestamp(timestamp, received_at, self._config.max_timestamp_age_s)
         plaintext = self._crypto.verify_and_decrypt(
             _param(query, "msg_signature"),
-            _param(query, "timestamp"),
+            timestamp,
             _param(query, "nonce"),
             echostr,
         )

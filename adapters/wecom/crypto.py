@@ -17,6 +17,10 @@ The scheme, as defined by the official doc "加解密方案说明"
 CBC has no integrity check of its own: the signature is what authenticates a callback, so
 `verify` must run before `decrypt`, and `decrypt` still fails closed on every malformed
 field (base64, padding, length, receiveid).
+
+The signature covers the timestamp, so a callback is only as fresh as its timestamp says:
+`check_timestamp` refuses one older (or further ahead) than the bot's window, and within the
+window the dedupe on the message id catches a replay.
 """
 
 from __future__ import annotations
@@ -53,6 +57,16 @@ def pkcs7_unpad(data: bytes, block: int = BLOCK) -> bytes:
     if not hmac.compare_digest(data[-pad:], bytes([pad]) * pad):
         raise VerificationFailed("wecom: bad padding")
     return data[:-pad]
+
+
+def check_timestamp(timestamp: str, now: float, max_age_s: float) -> None:
+    """Raise `VerificationFailed` unless `timestamp` (Unix seconds, as WeCom sends it in the
+    query) is within `max_age_s` of `now`, either way."""
+    # ASCII digits only, bounded: int() would take " 12", "+12", fullwidth digits, huge runs.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise VerificationFailed("wecom: malformed timestamp")
+    if abs(now - int(timestamp)) > max_age_s:
+        raise VerificationFailed("wecom: stale timestamp")
 
 
 def _utf8(value: str) -> bytes:

@@ -166,9 +166,9 @@ class WecomBotAdapter:
         if self._crypto is None:
             raise NotReady("wecom_bot: no token/encoding_aes_key for webhook mode")
         if request.method == "GET":
-            plaintext = verify_url(self._crypto, request)
+            plaintext = verify_url(self._crypto, request, self._config.max_timestamp_age_s)
             return Answered(HttpResponse(body=plaintext), "url verification")
-        payload = unseal(self._crypto, request)
+        payload = unseal(self._crypto, request, self._config.max_timestamp_age_s)
         callback = convert.interpret(self.bot, payload, request.received_at, {}, self._words)
         try:
             return await self._answer_callback(callback, self._crypto)

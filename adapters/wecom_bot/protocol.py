@@ -5,6 +5,8 @@ Facts, from the official pages:
 
 - Callbacks are JSON `{"encrypt": …}` with `msg_signature`, `timestamp` and `nonce` in the
   query; the plaintext is JSON, encrypted with receiveid `""` (doc path/101033, 加解密方案).
+  The signature covers the timestamp, so a callback (or URL check) whose timestamp is
+  further than the bot's `max_timestamp_age_s` from now is refused like a bad signature.
 - URL verification is a GET with `echostr`, answered with the bare plaintext (path/101033).
 - A reply is `{"encrypt","msgsignature","timestamp","nonce"}`, signed over its own
   timestamp and nonce; the official Python sample (WXBizJsonMsgCrypt) sends the timestamp as
@@ -28,7 +30,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from adapters.wecom.crypto import WecomCrypto
+from adapters.wecom.crypto import WecomCrypto, check_timestamp
+from gateway import safejson
 from gateway.models import HttpResponse, WebhookRequest
 from gateway.platform import MalformedRequest, VerificationFailed
 
@@ -42,7 +45,8 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png"})
 def stream_id(bot: str, msgid: str) -> str:
     """The stream id of the answer to `msgid`: derived, not random, so a retried callback
     (same msgid, maybe on another instance) gets the same stream back."""
-    return hashlib.sha256(f"{bot}\n{msgid}".encode()).hexdigest()[:32]
+    # surrogatepass: a msgid from anywhere but our JSON parser must not raise here.
+    return hashlib.sha256(f"{bot}\n{msgid}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _query(request: WebhookRequest, name: str) -> str:
@@ -57,37 +61,37 @@ def _base64_query(request: WebhookRequest, name: str) -> str:
     return _query(request, name).replace(" ", "+")
 
 
-def verify_url(crypto: WecomCrypto, request: WebhookRequest) -> bytes:
+def verify_url(crypto: WecomCrypto, request: WebhookRequest, max_age_s: float) -> bytes:
     """The echostr plaintext of a GET URL verification. Raises `VerificationFailed`."""
     echostr = _base64_query(request, "echostr")
-    signature = _query(request, "msg_signature")
-    crypto.verify(signature, _query(request, "timestamp"), _query(request, "nonce"), echostr)
+    signature, timestamp = _query(request, "msg_signature"), _query(request, "timestamp")
+    check_timestamp(timestamp, request.received_at, max_age_s)
+    crypto.verify(signature, timestamp, _query(request, "nonce"), echostr)
     return crypto.decrypt(echostr)
 
 
-def unseal(crypto: WecomCrypto, request: WebhookRequest) -> dict[str, Any]:
+def unseal(crypto: WecomCrypto, request: WebhookRequest, max_age_s: float) -> dict[str, Any]:
     """Verify and decrypt a POST callback into its JSON payload.
 
-    The signature is checked before anything is decrypted; a body that is not JSON at all
-    is a 400, everything that fails authentication a 401."""
+    The signature (and the age of the timestamp it covers) is checked before anything is
+    decrypted; a body that is not a JSON object is a 400, and so is a decrypted payload that
+    is not one; everything that fails authentication is a 401."""
     signature = _query(request, "msg_signature")
     timestamp, nonce = _query(request, "timestamp"), _query(request, "nonce")
     try:
-        envelope = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedRequest("wecom_bot: body is not JSON") from None
+        envelope = safejson.loads(request.body)
+    except safejson.JSONError as exc:
+        raise MalformedRequest(f"wecom_bot: body: {exc}") from None
     encrypt = envelope.get("encrypt") if isinstance(envelope, dict) else None
     if not isinstance(encrypt, str) or not encrypt:
         raise MalformedRequest("wecom_bot: body has no encrypt field")
+    check_timestamp(timestamp, request.received_at, max_age_s)
     crypto.verify(signature, timestamp, nonce, encrypt)
     plaintext = crypto.decrypt(encrypt)
     try:
-        payload = json.loads(plaintext)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedRequest("wecom_bot: decrypted callback is not JSON") from None
-    if not isinstance(payload, dict):
-        raise MalformedRequest("wecom_bot: decrypted callback is not a JSON object")
-    return payload
+        return safejson.loads_object(plaintext)
+    except safejson.JSONError as exc:
+        raise MalformedRequest(f"wecom_bot: decrypted callback: {exc}") from None
 
 
 def dumps(payload: Mapping[str, Any]) -> str:

@@ -235,14 +235,21 @@ def envelope(encrypt: str, agent_id: int = AGENT_ID) -> bytes:
     ).encode()
 
 
+def now() -> str:
+    """The current Unix time as WeCom puts it in a callback's query: a fresh timestamp."""
+    return str(int(time.time()))
+
+
 def signed_post(
     plaintext: bytes,
     *,
-    timestamp: str = "1700000000",
+    timestamp: str = "",
     nonce: str = "1372623149",
     sender: WecomCrypto | None = None,
 ) -> tuple[dict[str, str], bytes]:
-    """(query, body) of a POST callback carrying `plaintext`."""
+    """(query, body) of a POST callback carrying `plaintext`, signed now unless
+    `timestamp` says otherwise."""
+    timestamp = timestamp or now()
     c = sender or crypto()
     encrypt = c.encrypt(plaintext)
     query = {
@@ -253,8 +260,10 @@ def signed_post(
     return query, envelope(encrypt)
 
 
-def signed_get(echo: bytes, *, timestamp: str = "1700000000", nonce: str = "42") -> dict[str, str]:
-    """The query of a GET URL verification whose echostr decrypts to `echo`."""
+def signed_get(echo: bytes, *, timestamp: str = "", nonce: str = "42") -> dict[str, str]:
+    """The query of a GET URL verification whose echostr decrypts to `echo` (signed now
+    unless `timestamp` says otherwise)."""
+    timestamp = timestamp or now()
     c = crypto()
     echostr = c.encrypt(echo)
     return {

@@ -381,12 +381,16 @@ def make_adapter(
     return AdapterKit(adapter, store, assistant, intake, http)
 
 
-def webhook_request(query: dict[str, str], body: bytes, method: str = "POST") -> WebhookRequest:
+def webhook_request(
+    query: dict[str, str], body: bytes, method: str = "POST", received_at: float | None = None
+) -> WebhookRequest:
+    """The request as the edge passes it, received now (or at `received_at`: a known-answer
+    vector is checked as if it arrived when it was signed)."""
     return WebhookRequest(
         method=method,
         path="/webhooks/wecom-ai",
         query=query,
         headers={"content-type": "application/json"},
         body=body,
-        received_at=time.time(),
+        received_at=time.time() if received_at is None else received_at,
     )

@@ -151,10 +151,9 @@ async def test_a_retried_msgid_is_answered_once(
     dify.reply(ScriptedReply(chunks=["Answered once."]))
     plaintext = text_message("only once please")
     # WeCom retries with a new nonce and timestamp each time; MsgId stays.
+    sent = int(time.time())
     for attempt in range(3):
-        response = await post(
-            client, plaintext, nonce=f"n{attempt}", timestamp=f"17000000{attempt}"
-        )
+        response = await post(client, plaintext, nonce=f"n{attempt}", timestamp=str(sent + attempt))
         assert response.status == 200 and await response.read() == b""
     await answered(gateway)
     assert len(dify.requests) == 1

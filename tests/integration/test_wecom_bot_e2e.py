@@ -294,9 +294,10 @@ async def test_url_verification_and_bad_requests_at_the_edge(
 ) -> None:
     client, gateway = await start(gateway_factory, dify)
     echostr = SIDE.crypto.encrypt(b"5927782489442352469")
+    now = str(int(time.time()))
     query = {
-        "msg_signature": SIDE.crypto.signature("1411443780", "437374425", echostr),
-        "timestamp": "1411443780",
+        "msg_signature": SIDE.crypto.signature(now, "437374425", echostr),
+        "timestamp": now,
         "nonce": "437374425",
         "echostr": echostr,
     }
@@ -304,6 +305,12 @@ async def test_url_verification_and_bad_requests_at_the_edge(
     assert response.status == 200 and await response.read() == b"5927782489442352469"
     response = await client.get(PATH, params={**query, "nonce": "1"})
     assert response.status == 401
+    stale = {
+        **query,
+        "msg_signature": SIDE.crypto.signature("1411443780", "437374425", echostr),
+        "timestamp": "1411443780",  # signed right, but in 2014
+    }
+    assert (await client.get(PATH, params=stale)).status == 401
 
     signed, body = SIDE.seal(text_payload("msg-bad", "hi"))
     forged = {**signed, "msg_signature": "f" * 40}

@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from adapters.wecom.adapter import WecomAppAdapter
 from adapters.wecom.crypto import WecomCrypto
-from gateway.config import WecomBot
+from gateway.config import WecomAIBot, WecomBot
 from gateway.models import Answered, Ignored, InboundMessage, Messages, WebhookRequest
 from gateway.pacing import BotBudget
 from gateway.platform import AdapterContext, Delivery, MalformedRequest, Read, VerificationFailed
@@ -29,6 +30,7 @@ from tests.fakes.wecom import (
     crypto,
     envelope,
     message_xml,
+    now,
     signed_get,
     signed_post,
 )
@@ -47,6 +49,8 @@ from tests.unit.wecom.test_crypto import (
 )
 
 DATA = Path(__file__).parents[2] / "data" / "wecom"
+# The official vectors were signed in 2014: they are checked as if received then.
+GET_SENT, POST_SENT = float(GET_TIMESTAMP), float(POST_TIMESTAMP)
 
 
 class NoHooks:
@@ -105,14 +109,18 @@ def _official(http: httpx.AsyncClient) -> Any:
     )
 
 
-def _request(method: str, query: dict[str, str], body: bytes = b"") -> WebhookRequest:
+def _request(
+    method: str, query: dict[str, str], body: bytes = b"", received_at: float | None = None
+) -> WebhookRequest:
+    """The request as the edge passes it, received now (or when a known-answer vector's
+    timestamp says, so that it is fresh)."""
     return WebhookRequest(
         method=method,
         path="/webhooks/wecom-it",
         query=query,
         headers={},
         body=body,
-        received_at=time.time(),
+        received_at=time.time() if received_at is None else received_at,
     )
 
 
@@ -126,7 +134,7 @@ async def test_get_answers_the_bare_echostr_plaintext(http: httpx.AsyncClient) -
         "nonce": GET_NONCE,
         "echostr": GET_ECHOSTR,
     }
-    outcome = await _official(http).handle(_request("GET", query))
+    outcome = await _official(http).handle(_request("GET", query, received_at=GET_SENT))
     assert isinstance(outcome, Answered)
     assert outcome.response.status == 200
     assert outcome.response.body == b"1616140317555161061"
@@ -140,7 +148,7 @@ async def test_get_with_plus_decoded_as_space(http: httpx.AsyncClient) -> None:
         "echostr": GET_ECHOSTR.replace("+", " "),
     }
     assert "+" in GET_ECHOSTR
-    outcome = await _official(http).handle(_request("GET", query))
+    outcome = await _official(http).handle(_request("GET", query, received_at=GET_SENT))
     assert isinstance(outcome, Answered) and outcome.response.body == b"1616140317555161061"
 
 
@@ -176,7 +184,7 @@ async def test_official_sample_callback(http: httpx.AsyncClient) -> None:
         f"<Encrypt><![CDATA[{POST_ENCRYPT}]]></Encrypt>"
         "<AgentID><![CDATA[218]]></AgentID></xml>"
     ).encode()
-    outcome = await _official(http).handle(_request("POST", query, body))
+    outcome = await _official(http).handle(_request("POST", query, body, received_at=POST_SENT))
     assert isinstance(outcome, Messages)
     assert outcome.ack.status == 200 and outcome.ack.body == b""
     (message,) = outcome.messages
@@ -222,7 +230,8 @@ async def test_wrong_receiveid_is_401(http: httpx.AsyncClient) -> None:
 
 async def test_tampered_encrypt_is_401(http: httpx.AsyncClient) -> None:
     encrypt = crypto().encrypt(message_xml(Content="hi"))
-    query = {"msg_signature": crypto().signature("1", "2", encrypt), "timestamp": "1", "nonce": "2"}
+    ts = now()
+    query = {"msg_signature": crypto().signature(ts, "2", encrypt), "timestamp": ts, "nonce": "2"}
     tampered = ("B" if encrypt[0] == "A" else "A") + encrypt[1:]
     with pytest.raises(VerificationFailed):
         await _adapter(http).handle(_request("POST", query, envelope(tampered)))
@@ -234,6 +243,62 @@ async def test_post_without_a_parameter_is_401(http: httpx.AsyncClient, missing:
     del query[missing]
     with pytest.raises(VerificationFailed):
         await _adapter(http).handle(_request("POST", query, body))
+
+
+# --- the timestamp window ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("age", [3601, -3601, 86400 * 365 * 25])  # old, ahead, year 2001
+async def test_a_callback_signed_outside_the_window_is_401(
+    http: httpx.AsyncClient, age: int
+) -> None:
+    """msg_signature covers the timestamp, so a validly signed callback from 2001 (or one
+    an hour ahead) is a replay or a broken clock, not a message: refused."""
+    stamp = str(int(time.time()) - age)
+    query, body = signed_post(message_xml(Content="hi"), timestamp=stamp)
+    with pytest.raises(VerificationFailed, match="stale"):
+        await _adapter(http).handle(_request("POST", query, body))
+    with pytest.raises(VerificationFailed, match="stale"):
+        await _adapter(http).handle(_request("GET", signed_get(b"123", timestamp=stamp)))
+
+
+async def test_the_window_is_an_hour_by_default_and_configurable(
+    http: httpx.AsyncClient,
+) -> None:
+    stamp = str(int(time.time()) - 3000)
+    query, body = signed_post(message_xml(Content="hi"), timestamp=stamp)
+    assert isinstance(await _adapter(http).handle(_request("POST", query, body)), Messages)
+    tight = _adapter(http, max_timestamp_age_s=600)
+    with pytest.raises(VerificationFailed, match="stale"):
+        await tight.handle(_request("POST", query, body))
+
+
+def test_the_window_stays_well_inside_the_dedupe_window() -> None:
+    """Past 8 h a replay would no longer be a duplicate: the setting cannot go there."""
+    bot = {
+        "platform": "wecom",
+        "app": "main",
+        "corp_id": CORP_ID,
+        "agent_id": AGENT_ID,
+        "secret": SECRET,
+        "token": TOKEN,
+        "encoding_aes_key": AES_KEY,
+    }
+    assert WecomBot.model_validate(bot).max_timestamp_age_s == 3600
+    ai_bot = {"platform": "wecom_bot", "app": "main", "token": TOKEN, "encoding_aes_key": AES_KEY}
+    assert WecomAIBot.model_validate(ai_bot).max_timestamp_age_s == 3600
+    for model, base in ((WecomBot, bot), (WecomAIBot, ai_bot)):
+        for wrong in (8 * 3600, 10, 0):
+            with pytest.raises(ValidationError, match="max_timestamp_age_s"):
+                model.model_validate({**base, "max_timestamp_age_s": wrong})
+
+
+@pytest.mark.parametrize("stamp", ["", "17e8", "+1700000000", "\uff11\uff17\uff10\uff10", "9" * 13])
+async def test_a_malformed_timestamp_is_401(http: httpx.AsyncClient, stamp: str) -> None:
+    encrypt = crypto().encrypt(message_xml(Content="hi"))
+    query = {"msg_signature": crypto().signature(stamp, "2", encrypt), "timestamp": stamp}
+    with pytest.raises(VerificationFailed):
+        await _adapter(http).handle(_request("POST", {**query, "nonce": "2"}, envelope(encrypt)))
 
 
 @pytest.mark.parametrize("name", ["billion_laughs.xml", "xxe.xml"])
@@ -271,11 +336,8 @@ async def test_other_methods_are_400(http: httpx.AsyncClient) -> None:
 async def test_envelope_agent_is_not_trusted(http: httpx.AsyncClient) -> None:
     """The outer AgentID is unsigned; only the decrypted one counts."""
     encrypt = crypto().encrypt(message_xml(Content="hi", agent_id=1000099))
-    query = {
-        "msg_signature": crypto().signature("1", "2", encrypt),
-        "timestamp": "1",
-        "nonce": "2",
-    }
+    ts = now()
+    query = {"msg_signature": crypto().signature(ts, "2", encrypt), "timestamp": ts, "nonce": "2"}
     outcome = await _adapter(http).handle(_request("POST", query, envelope(encrypt, AGENT_ID)))
     assert isinstance(outcome, Ignored) and "1000099" in outcome.reason
 

@@ -16,7 +16,7 @@ import pytest
 
 from adapters.wecom.crypto import WecomCrypto
 from adapters.wecom_bot.protocol import stream_id
-from gateway.models import Answered, Messages
+from gateway.models import Answered, Messages, WebhookRequest
 from gateway.platform import MalformedRequest, VerificationFailed
 from tests.fakes.wecom_bot import (
     VECTOR_AES_KEY,
@@ -37,6 +37,7 @@ VECTOR_ENCRYPT = (
 VECTOR_SIGNATURE = "ae0c82895de8d90ffb0ab14e00cb501a874d625b"
 VECTOR_QUERY = {"msg_signature": VECTOR_SIGNATURE, "timestamp": "1700000000", "nonce": "nonce1"}
 VECTOR_BODY = json.dumps({"encrypt": VECTOR_ENCRYPT}).encode()
+VECTOR_SENT = 1700000000.0  # the vector is checked as if received when it was signed
 OTHER_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
 
 
@@ -54,8 +55,12 @@ def test_vector_c_known_answer() -> None:
     assert crypto.signature("1700000000", "nonce1", VECTOR_ENCRYPT) == VECTOR_SIGNATURE
 
 
+def vector_request(query: dict[str, str], body: bytes = VECTOR_BODY) -> WebhookRequest:
+    return webhook_request(query, body, received_at=VECTOR_SENT)
+
+
 async def test_vector_c_through_the_adapter(kit: AdapterKit) -> None:
-    outcome = await kit.adapter.handle(webhook_request(VECTOR_QUERY, VECTOR_BODY))
+    outcome = await kit.adapter.handle(vector_request(VECTOR_QUERY))
     assert isinstance(outcome, Messages)
     (message,) = outcome.messages
     assert (message.user_id, message.text, message.message_id) == ("zhangsan", "hello", "MSGID1")
@@ -73,7 +78,7 @@ async def test_vector_c_through_the_adapter(kit: AdapterKit) -> None:
 
 
 async def test_sealed_reply_is_signed_over_its_own_timestamp(kit: AdapterKit) -> None:
-    outcome = await kit.adapter.handle(webhook_request(VECTOR_QUERY, VECTOR_BODY))
+    outcome = await kit.adapter.handle(vector_request(VECTOR_QUERY))
     envelope = json.loads(outcome.ack.body)  # type: ignore[union-attr]
     assert isinstance(envelope["timestamp"], str) and envelope["timestamp"].isdigit()
     crypto = WecomCrypto(VECTOR_TOKEN, VECTOR_AES_KEY, "")
@@ -97,7 +102,7 @@ async def test_sealed_reply_is_signed_over_its_own_timestamp(kit: AdapterKit) ->
 )
 async def test_bad_signature_is_rejected(kit: AdapterKit, query: dict[str, str]) -> None:
     with pytest.raises(VerificationFailed):
-        await kit.adapter.handle(webhook_request(query, VECTOR_BODY))
+        await kit.adapter.handle(vector_request(query))
 
 
 async def test_tampered_ciphertext_is_rejected(kit: AdapterKit) -> None:
@@ -106,7 +111,7 @@ async def test_tampered_ciphertext_is_rejected(kit: AdapterKit) -> None:
     )
     body = json.dumps({"encrypt": tampered}).encode()
     with pytest.raises(VerificationFailed):
-        await kit.adapter.handle(webhook_request(VECTOR_QUERY, body))
+        await kit.adapter.handle(vector_request(VECTOR_QUERY, body))
 
 
 async def test_wrong_key_is_rejected() -> None:
@@ -125,12 +130,12 @@ async def test_wrong_receiveid_is_rejected(kit: AdapterKit) -> None:
     app_crypto = WecomCrypto(VECTOR_TOKEN, VECTOR_AES_KEY, "wx5823bf96d3bd56c7")
     encrypt = app_crypto.encrypt(VECTOR_PLAINTEXT)
     query = {
-        "msg_signature": app_crypto.signature("1", "n", encrypt),
-        "timestamp": "1",
+        "msg_signature": app_crypto.signature("1700000000", "n", encrypt),
+        "timestamp": "1700000000",
         "nonce": "n",
     }
     with pytest.raises(VerificationFailed, match="receiveid"):
-        await kit.adapter.handle(webhook_request(query, json.dumps({"encrypt": encrypt}).encode()))
+        await kit.adapter.handle(vector_request(query, json.dumps({"encrypt": encrypt}).encode()))
 
 
 async def test_message_padded_to_a_full_32_byte_block(kit: AdapterKit) -> None:
@@ -153,7 +158,7 @@ async def test_message_padded_to_a_full_32_byte_block(kit: AdapterKit) -> None:
 )
 async def test_unparseable_body_is_400(kit: AdapterKit, body: bytes) -> None:
     with pytest.raises(MalformedRequest):
-        await kit.adapter.handle(webhook_request(VECTOR_QUERY, body))
+        await kit.adapter.handle(vector_request(VECTOR_QUERY, body))
 
 
 async def test_authentic_but_non_json_plaintext_is_400(kit: AdapterKit) -> None:
@@ -173,16 +178,19 @@ async def test_url_verification_answers_the_bare_plaintext(kit: AdapterKit) -> N
         "nonce": "263014780",
         "echostr": echostr.replace("+", " "),  # how a decoded query delivers an unencoded +
     }
-    outcome = await kit.adapter.handle(webhook_request(query, b"", method="GET"))
+    sent = 1409659589.0
+    outcome = await kit.adapter.handle(webhook_request(query, b"", "GET", received_at=sent))
     assert isinstance(outcome, Answered)
     assert outcome.response.status == 200 and outcome.response.body == b"1616140317555161061"
 
     with pytest.raises(VerificationFailed):
         bad = {**query, "nonce": "263014781"}
-        await kit.adapter.handle(webhook_request(bad, b"", method="GET"))
+        await kit.adapter.handle(webhook_request(bad, b"", "GET", received_at=sent))
     with pytest.raises(VerificationFailed):
         missing = {k: v for k, v in query.items() if k != "echostr"}
-        await kit.adapter.handle(webhook_request(missing, b"", method="GET"))
+        await kit.adapter.handle(webhook_request(missing, b"", "GET", received_at=sent))
+    with pytest.raises(VerificationFailed, match="stale"):  # the same check, a day later
+        await kit.adapter.handle(webhook_request(query, b"", "GET", received_at=sent + 86400))
 
 
 def test_stream_id_is_stable_and_bot_specific() -> None:
