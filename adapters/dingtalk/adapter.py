@@ -4,8 +4,8 @@ markdown or AI-card replies.
 - Stream mode serves no webhook: messages arrive on the bot's WebSocket (connection.py) and go
   to the core through `context.deliver`, which accepts them exactly as webhooks are and says
   whether to ack the frame.
-- HTTP mode: `POST /webhooks/<bot>` signed with `timestamp` + `sign` (verify.py), acked at
-  once with `{}`.
+- HTTP mode: `POST /webhooks/<bot>` signed with `timestamp` + `sign` (verify.py), each sign
+  accepted once (replay.py), acked at once with `{}`.
 - With `card_template_id`, answers stream into an AI card; without, they arrive as finished
   markdown messages of at most 18,000 bytes (DingTalk rejects a message over 20,000 bytes:
   "message too long, exceed 20000 bytes").
@@ -13,7 +13,6 @@ markdown or AI-card replies.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -24,9 +23,11 @@ from adapters.dingtalk.connection import StreamClient
 from adapters.dingtalk.convert import PLATFORM, Skip, parse_robot_message
 from adapters.dingtalk.frames import SUBSCRIPTIONS, FrameError, StreamFrame
 from adapters.dingtalk.media import MediaSender
+from adapters.dingtalk.replay import SignLedger
 from adapters.dingtalk.reply import Destination, MarkdownSender
 from adapters.dingtalk.sink import CARD_PACING, MARKDOWN_PACING, CardSink, MarkdownSink
 from adapters.dingtalk.verify import verify_signature
+from gateway import safejson
 from gateway.config import DingtalkBot
 from gateway.files import file_name, file_type
 from gateway.models import (
@@ -73,6 +74,7 @@ class DingtalkAdapter:
             robot_code=config.resolved_robot_code,
         )
         self._stream = StreamClient(bot, self.api, self._on_stream_message)
+        self._signs = SignLedger(context.store, bot)
         self._started = False
         if config.card_template_id:
             self.capabilities = Capabilities(
@@ -126,17 +128,22 @@ class DingtalkAdapter:
     # --- inbound -----------------------------------------------------------------------
 
     async def handle(self, request: WebhookRequest) -> Outcome:
-        """HTTP mode: verify the sign (401), parse the body (400), ack with `{}`."""
+        """HTTP mode: verify the sign (401), parse the body (400), take the sign as used
+        (401 when another body used it; 503 when the store fails), ack with `{}`."""
         if request.method != "POST":
             raise MalformedRequest("DingTalk sends callbacks with POST")
-        verify_signature(request.headers, self._secret)
+        now_ms = int(request.received_at * 1000)
+        signed = verify_signature(request.headers, self._secret, now_ms=now_ms)
         try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise MalformedRequest("body is not JSON") from None
+            payload = safejson.loads(request.body)
+        except safejson.JSONError as exc:
+            raise MalformedRequest(f"body: {exc}") from None
         result = parse_robot_message(
             self.bot, payload, received_at=request.received_at, words=self._context.words
         )
+        # A robot message always has its msgId by now (parse_robot_message requires it).
+        msg_id = result.message_id if isinstance(result, InboundMessage) else payload["msgId"]
+        await self._signs.accept(signed.sign, msg_id, ttl=signed.valid_for(now_ms))
         if isinstance(result, Skip):
             return Ignored(result.reason, ack=HTTP_ACK)
         return Messages((result,), ack=HTTP_ACK)

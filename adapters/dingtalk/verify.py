@@ -7,9 +7,10 @@ help.dingtalk.io/open/development/receive-message):
 - `sign`: base64(HMAC-SHA256(key=appSecret, msg=timestamp + "\\n" + appSecret)).
 
 A request whose timestamp is more than one hour away from now, or whose sign does not match,
-is invalid. The sign covers only the timestamp, not the body: a captured request replays
-within the hour, so the msgId dedupe and the sessionWebhook host check are the real guards.
-Stream mode has no request signing.
+is invalid. The sign covers only the timestamp, not the body: a captured pair would carry any
+body for as long as its timestamp is valid. So each sign is accepted once (`replay.py`, a
+store claim made after this pure check), and the sessionWebhook host check bounds where
+answers go. Stream mode has no request signing.
 """
 
 from __future__ import annotations
@@ -20,12 +21,29 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from gateway.platform import VerificationFailed
 
 WINDOW_MS = 3600 * 1000
 _MAX_TIMESTAMP_DIGITS = 16  # ms until the year 318857; anything longer is garbage
 _SIGN_BYTES = 32  # an HMAC-SHA256 digest
+_CLOCK_MARGIN_S = 60.0  # instances' clocks differ a little: hold a used sign a bit longer
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """What a valid signature vouches for."""
+
+    timestamp_ms: int
+    # The sign in its one canonical spelling (base64 has a few for the same digest), so
+    # "accepted once" cannot be dodged by respelling it.
+    sign: str
+
+    def valid_for(self, now_ms: int) -> float:
+        """Seconds until the timestamp leaves the window (plus a margin): how long a used
+        sign must be remembered."""
+        return max(0.0, (self.timestamp_ms + WINDOW_MS - now_ms) / 1000) + _CLOCK_MARGIN_S
 
 
 def compute_sign(secret: str, timestamp: str) -> str:
@@ -35,7 +53,9 @@ def compute_sign(secret: str, timestamp: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def verify_signature(headers: Mapping[str, str], secret: str, *, now_ms: int | None = None) -> None:
+def verify_signature(
+    headers: Mapping[str, str], secret: str, *, now_ms: int | None = None
+) -> Signed:
     """Raise `VerificationFailed` unless `headers` (looked up by lower-case name) carry a
     fresh, valid sign. Side-effect free; every failure is a 401, never an exception of
     another kind."""
@@ -54,6 +74,7 @@ def verify_signature(headers: Mapping[str, str], secret: str, *, now_ms: int | N
         raise VerificationFailed("malformed sign header") from None
     if len(given) != _SIGN_BYTES:
         raise VerificationFailed("malformed sign header")
-    expected = base64.b64decode(compute_sign(secret, timestamp))
-    if not hmac.compare_digest(given, expected):
+    canonical = compute_sign(secret, timestamp)
+    if not hmac.compare_digest(given, base64.b64decode(canonical)):
         raise VerificationFailed("sign mismatch")
+    return Signed(int(timestamp), canonical)

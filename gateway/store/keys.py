@@ -41,6 +41,13 @@ def access_notice(bot: str, user: str) -> str:
     return f"access:notified:{bot}:{user}"
 
 
+def dingtalk_sign(bot: str, sign: str) -> str:
+    """Claimed when a DingTalk HTTP-mode callback's `sign` (canonical base64) is first
+    accepted, held while its timestamp is valid (up to 2 h: one hour either side of now),
+    so the pair cannot carry a second body."""
+    return f"dingtalk:sign:{bot}:{sign}"
+
+
 # --- Conversations and locks ------------------------------------------------------------------
 
 
@@ -63,6 +70,12 @@ def greeted(conversation_key: str) -> str:
     """Set once the app's opening statement was shown for a conversation key (`<app>/<scope
     key>`), so a user is greeted once; kept for good."""
     return f"greeted:{conversation_key}"
+
+
+def dingtalk_signed_message(bot: str, sign: str) -> str:
+    """The msgId a DingTalk `sign` was first accepted with (see `dingtalk_sign`), kept as
+    long as the claim, so a platform retry that reuses the sign is told from a forgery."""
+    return f"dingtalk:signed:{bot}:{sign}"
 
 
 def platform_token(platform: str, *ids: str) -> TokenKey:

@@ -430,10 +430,18 @@ def robot_message(
     return payload
 
 
+_last_ms = 0
+
+
 def signed_headers(secret: str = CLIENT_SECRET, timestamp: str | None = None) -> dict[str, str]:
-    """HTTP-mode headers: `timestamp` (ms) and `sign` (adapters/dingtalk/verify.py)."""
-    ts = timestamp or str(int(time.time() * 1000))
-    return {"timestamp": ts, "sign": compute_sign(secret, ts), "Content-Type": "application/json"}
+    """HTTP-mode headers: `timestamp` (ms) and `sign` (adapters/dingtalk/verify.py). Each
+    call is a new callback, so each gets a timestamp of its own (a sign is accepted once)."""
+    global _last_ms
+    if timestamp is None:
+        _last_ms = max(int(time.time() * 1000), _last_ms + 1)
+        timestamp = str(_last_ms)
+    sign = compute_sign(secret, timestamp)
+    return {"timestamp": timestamp, "sign": sign, "Content-Type": "application/json"}
 
 
 def dingtalk_bot(fake: FakeDingtalk, **extra: Any) -> dict[str, Any]:

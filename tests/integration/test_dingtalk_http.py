@@ -199,6 +199,26 @@ async def test_redelivered_message_is_answered_once(
     assert len(ding.texts()) == 1
 
 
+async def test_a_captured_timestamp_and_sign_carry_one_body(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, ding: FakeDingtalk
+) -> None:
+    """The sign covers only the timestamp. Once, one captured pair carried 20,000 forged
+    bodies (new msgIds, chosen senderStaffIds) and the bot DMed every chosen staff id: now
+    the pair is good for the one body it came with, and for a retry of that body."""
+    client, gateway = await start(gateway_factory, dify, ding)
+    captured = signed_headers()
+    real = robot_message(ding, "the real question")
+    assert (await post(client, real, captured)).status == 200
+    for n in range(20):
+        forged = robot_message(ding, "forged", staff_id=f"victim{n}", webhook="")
+        assert (await post(client, forged, captured)).status == 401
+    assert (await post(client, real, captured)).status == 200  # a retry: a duplicate
+    await answered(gateway)
+    assert [r["query"] for r in dify.requests] == ["the real question"]
+    assert len(ding.texts()) == 1
+    assert not any(call.path.endswith("batchSend") for call in ding.calls)
+
+
 @pytest.mark.parametrize(
     "changes",
     [

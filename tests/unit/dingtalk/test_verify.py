@@ -94,3 +94,20 @@ def test_tampered_sign_is_rejected() -> None:
     tampered = ("y" if SIGN[0] != "y" else "z") + SIGN[1:]
     with pytest.raises(VerificationFailed, match="mismatch"):
         verify_signature({"timestamp": TIMESTAMP, "sign": tampered}, SECRET, now_ms=NOW)
+
+
+def test_a_valid_sign_is_returned_in_its_canonical_spelling() -> None:
+    """Base64 spells one digest a few ways (the unused low bits of the last character);
+    what "accepted once" keys on must be the one spelling."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    respelled = SIGN[:42] + alphabet[alphabet.index(SIGN[42]) ^ 1] + SIGN[43:]
+    assert respelled != SIGN
+    signed = verify_signature({"timestamp": TIMESTAMP, "sign": respelled}, SECRET, now_ms=NOW)
+    assert (signed.sign, signed.timestamp_ms) == (SIGN, int(TIMESTAMP))
+
+
+def test_a_used_sign_is_remembered_while_its_timestamp_is_valid() -> None:
+    signed = verify_signature({"timestamp": TIMESTAMP, "sign": SIGN}, SECRET, now_ms=NOW)
+    assert signed.valid_for(NOW) == 3600 + 60  # the window, plus a margin for clocks
+    assert signed.valid_for(NOW - WINDOW_MS) == 2 * 3600 + 60  # signed an hour ahead of us
+    assert signed.valid_for(NOW + WINDOW_MS) == 60

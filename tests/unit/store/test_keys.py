@@ -14,6 +14,7 @@ def test_claim_keys_are_unchanged() -> None:
     assert keys.dedupe_claims("b", ()) == []  # the intake then claims the job id
     assert keys.wecom_bot_first_sight("wecom-ai", "m1") == "wecom_bot:seen:wecom-ai:m1"
     assert keys.access_notice("slack-main", "U1") == "access:notified:slack-main:U1"
+    assert keys.dingtalk_sign("ding", "xe0J+/8=") == "dingtalk:sign:ding:xe0J+/8="
 
 
 def test_conversation_key_is_unchanged() -> None:
@@ -38,11 +39,14 @@ def test_shared_state_keys_are_unchanged() -> None:
     assert keys.wecom_bot_in_flight("wecom-ai", "u1") == "wecom_bot:inflight:wecom-ai:u1"
     assert keys.rate_count("user:b:U1", 28333333) == "rate:user:b:U1:28333333"
     assert keys.rate_count("bot:b", 28333333) == "rate:bot:b:28333333"
+    assert keys.dingtalk_signed_message("ding", "xe0J+/8=") == "dingtalk:signed:ding:xe0J+/8="
 
 
 def test_keys_of_different_bots_and_kinds_differ() -> None:
     assert keys.dedupe_claims("a", ["msg:1"]) != keys.dedupe_claims("b", ["msg:1"])
     assert keys.wecom_bot_stream("bot", "x") != keys.wecom_bot_in_flight("bot", "x")
+    # A bot named "dingtalk" whose message id were "sign:…" is still another claim.
+    assert keys.dingtalk_sign("b", "S") not in keys.dedupe_claims("dingtalk", ["msg:S"])
     assert keys.platform_token("wecom", "ww1", "1") != keys.platform_token("wecom", "ww1", "2")
 
 
