@@ -29,6 +29,7 @@ from adapters.wecom_bot import convert
 from adapters.wecom_bot.api import download_media, media_key
 from adapters.wecom_bot.channels import FrameChannel, StoreChannel, close_time
 from adapters.wecom_bot.connection import WsLink
+from adapters.wecom_bot.hosts import redacted, refusal
 from adapters.wecom_bot.protocol import (
     MAX_CONTENT_BYTES,
     seal,
@@ -331,6 +332,8 @@ class WecomBotAdapter:
                 stream_id=sid,
                 close_at=close_at,
                 response_url=str(message.reply_to.get("response_url", "")),
+                api_base=self._config.resolved_api_base,
+                bot=self.bot,
             )
 
         async def release() -> None:
@@ -354,6 +357,10 @@ class WecomBotAdapter:
         key = media_key(str(per_url)) if per_url else self._media_key
         if not url or key is None:
             raise PlatformError(self.platform, "no_media", "the attachment cannot be fetched")
+        why = refusal(url, self._config.resolved_api_base, "media")
+        if why is not None:
+            log.warning("wecom_bot %s: refusing media URL %s (%s)", self.bot, redacted(url), why)
+            raise PlatformError(self.platform, "media_url_refused", why)
         media = await download_media(self._context.http, url, key)
         name = media.filename or attachment.name
         if attachment.kind == "image" and media.extension:

@@ -2,7 +2,8 @@
 
 - **Webhook mode is pulled**: WeCom polls with stream refresh callbacks, so showing the
   stream is a store write that any instance's `handle()` can read back. The overflow is the
-  callback's `response_url` (one message).
+  callback's `response_url` (one message), if it is WeCom's (hosts.py); a refused one leaves
+  the stream as the only way out, and what does not fit there is dropped with a log line.
 - **WebSocket mode is pushed**: each show is an `aibot_respond_msg` frame with the
   callback's `req_id`; the overflow is `aibot_send_msg` to the chat (any number). Files the
   stream cannot carry are uploaded over the connection and sent with `aibot_send_msg` too
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +22,7 @@ import httpx
 from adapters.wecom_bot import media
 from adapters.wecom_bot.api import post_response_url
 from adapters.wecom_bot.connection import PLATFORM, WsLink, new_req_id
+from adapters.wecom_bot.hosts import redacted, refusal
 from adapters.wecom_bot.protocol import markdown_body, stream_body
 from adapters.wecom_bot.state import BotState, StreamState
 from gateway.platform import OutputFile, Pacing, PlatformError
@@ -29,6 +32,8 @@ from gateway.platform import OutputFile, Pacing, PlatformError
 STORE_PACING = Pacing(min_interval=0.5, budget="store", budget_per_second=50.0)
 # Frames cost WeCom something; the SDK sets no rate, so stay near 2 per second per answer.
 FRAME_PACING = Pacing(min_interval=0.5, budget="frames", budget_per_second=20.0)
+
+log = logging.getLogger(__name__)
 
 
 class StoreChannel:
@@ -44,12 +49,20 @@ class StoreChannel:
         stream_id: str,
         close_at: float,
         response_url: str,
+        api_base: str,
+        bot: str,
     ) -> None:
         self._state = state
         self._http = http
         self._sid = stream_id
         self._close_at = close_at
         self._response_url = response_url
+        self._refusal = refusal(response_url, api_base, "response_url")
+        self._bot = bot
+
+    @property
+    def can_overflow(self) -> bool:
+        return self._refusal is None
 
     async def show(
         self, content: str, *, finish: bool, items: Sequence[dict[str, Any]] = ()
@@ -58,6 +71,16 @@ class StoreChannel:
         await self._state.write(self._sid, state)
 
     async def overflow(self, content: str) -> None:
+        if self._refusal is not None:
+            log.warning(
+                "wecom_bot %s: dropped %d characters of an answer: the response_url %s is "
+                "refused (%s)",
+                self._bot,
+                len(content),
+                redacted(self._response_url),
+                self._refusal,
+            )
+            return
         await post_response_url(self._http, self._response_url, content)
 
     async def upload_file(self, file: OutputFile) -> str:
@@ -70,6 +93,7 @@ class StoreChannel:
 class FrameChannel:
     overflow_once = False
     takes_files = True
+    can_overflow = True
     pacing = FRAME_PACING
 
     def __init__(self, link: WsLink, *, stream_id: str, req_id: str, chat_id: str) -> None:

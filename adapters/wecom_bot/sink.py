@@ -10,7 +10,8 @@ message (doc path/100719, path/101031). So an answer has two places to go:
    `response_url`, which takes **one** message within 1 h (path/101138): every further
    part is collected and sent at the end in that one message, cut (with a note saying so)
    only if it exceeds one message. In WebSocket mode it is `aibot_send_msg`, one message
-   per part.
+   per part. When there is no overflow path (a response_url that is not WeCom's), the
+   stream ends with the note that the answer was cut, and the rest is dropped.
 
 The app's images (JPG or PNG) go into the final stream reply as `msg_item`s. Other files
 cannot go through a stream: in WebSocket mode they are uploaded and sent as file messages
@@ -58,6 +59,11 @@ class StreamChannel(Protocol):
     @property
     def takes_files(self) -> bool:
         """True when files can be uploaded and sent as messages (WebSocket mode)."""
+
+    @property
+    def can_overflow(self) -> bool:
+        """False when there is no overflow path (a refused response_url): `overflow` then
+        drops what it is given, with a log line."""
 
     async def upload_file(self, file: OutputFile) -> str:
         """Upload `file`; returns its media id."""
@@ -141,7 +147,8 @@ class StreamSink:
         async with self._lock:
             if self._index == 0 and not self._closed:
                 items = self._items if last else []
-                content = text if last else text + self._continued
+                note = self._continued if self._channel.can_overflow else self._cut
+                content = text if last else text + note
                 await self._channel.show(content, finish=True, items=items)
                 self._closed, self._shown = True, text
                 await self._let_go()
@@ -226,8 +233,9 @@ class StreamSink:
         async with self._lock:
             if self._index != 0 or self._closed:
                 return
+            note = self._taking_long if self._channel.can_overflow else self._cut
             try:
-                await self._channel.show((self._shown + self._taking_long).lstrip(), finish=True)
+                await self._channel.show((self._shown + note).lstrip(), finish=True)
             except Exception as exc:
                 log.warning("could not close a stream at its deadline: %s", exc)
                 return

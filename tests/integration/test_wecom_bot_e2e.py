@@ -56,14 +56,22 @@ async def wecom() -> AsyncIterator[FakeWecomBotServer]:
 
 
 async def start(
-    gateway_factory: GatewayFactory, dify: DifyEmulator, **config: Any
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    *,
+    api_base: str | None = None,
+    **config: Any,
 ) -> tuple[Client, Gateway]:
+    """The gateway with the bot. Give `api_base` (the fake WeCom's) where a test's
+    response_url or media live on the fake: only WeCom's hosts and api_base's are used."""
     bot = {
         "platform": "wecom_bot",
         "app": "main",
         "token": VECTOR_TOKEN,
         "encoding_aes_key": VECTOR_AES_KEY,
     }
+    if api_base is not None:
+        bot["api_base"] = api_base
     client, gateway = await gateway_factory(make_config(dify, {"wecom-ai": bot}, **config))
     await wait_for(lambda: gateway.adapters["wecom-ai"].ready, what="bot ready")
     return client, gateway
@@ -186,7 +194,7 @@ async def test_a_fourth_answer_in_flight_is_refused_at_once(
 async def test_an_answer_over_20480_bytes_arrives_whole_through_response_url(
     gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
 ) -> None:
-    client, gateway = await start(gateway_factory, dify)
+    client, gateway = await start(gateway_factory, dify, api_base=wecom.base_url)
     text = "".join(
         f"第{i}段: 企业微信的流式消息最多两万字节. Paragraph {i}.\n\n" for i in range(400)
     )
@@ -206,10 +214,32 @@ async def test_an_answer_over_20480_bytes_arrives_whole_through_response_url(
     assert len(dify.requests) == 1
 
 
+async def test_a_response_url_off_wecoms_hosts_gets_no_answer(
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    wecom: FakeWecomBotServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An authentic callback whose response_url is not WeCom's (here: the fake, without
+    it being the api_base): the stream is the answer's only way out, and it says so."""
+    client, gateway = await start(gateway_factory, dify)
+    text = "".join(f"Paragraph {i}: more than one stream holds.\n\n" for i in range(600))
+    assert len(text.encode()) > MAX_CONTENT_BYTES
+    dify.reply(answer(text, 30))
+    # WeCom's response_url carries its capability in the query (response_code=…).
+    url = wecom.response_url("code-elsewhere") + "?response_code=SECRET"
+    first = await ask(client, text_payload("msg-elsewhere", "long", response_url=url))
+    stream = (await refresh_until_finished(client, first["id"]))[-1]
+    assert stream["content"].endswith(CUT)
+    await answered(gateway)
+    assert wecom.of("response_url") == []
+    assert "response_url" in caplog.text and "SECRET" not in caplog.text
+
+
 async def test_past_two_messages_the_cut_is_said_not_silent(
     gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
 ) -> None:
-    client, _gateway = await start(gateway_factory, dify)
+    client, _gateway = await start(gateway_factory, dify, api_base=wecom.base_url)
     text = "".join(
         f"Line {i}: a long answer that will not fit in two messages.\n" for i in range(900)
     )
@@ -229,7 +259,7 @@ async def test_past_two_messages_the_cut_is_said_not_silent(
 async def test_a_stream_past_its_window_finishes_through_response_url(
     gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
 ) -> None:
-    client, gateway = await start(gateway_factory, dify)
+    client, gateway = await start(gateway_factory, dify, api_base=wecom.base_url)
     adapter_of(gateway).close_after = 0.8  # stands in for WeCom's 6 minutes
     text = "slow words " * 20
     dify.reply(answer(text, 20, delay=0.08))
@@ -273,7 +303,7 @@ async def test_feedback_reaches_dify(
 async def test_a_dm_image_is_decrypted_and_given_to_dify(
     gateway_factory: GatewayFactory, dify: DifyEmulator, wecom: FakeWecomBotServer
 ) -> None:
-    client, _gateway = await start(gateway_factory, dify)
+    client, _gateway = await start(gateway_factory, dify, api_base=wecom.base_url)
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
     url = wecom.add_media("img1", png, VECTOR_AES_KEY)  # webhook mode: the bot's own key
     payload = text_payload("msg-img", "")

@@ -193,7 +193,7 @@ async def test_a_store_outage_asks_wecom_to_retry() -> None:
 async def test_downloads_decrypt_with_the_right_key() -> None:
     server = FakeWecomBotServer()
     await server.start()
-    kit = make_adapter()
+    kit = make_adapter(api_base=server.base_url)  # media on the api_base origin is allowed
     try:
         png = b"\x89PNG\r\n\x1a\n" + b"1" * 30
         url = server.add_media("webhook", png, VECTOR_AES_KEY)

@@ -22,9 +22,12 @@ CUT = "\n\n" + ENGLISH.cut
 class Channel:
     pacing = Pacing(0.5, "test", 10.0)
 
-    def __init__(self, *, once: bool = True, files: bool = False) -> None:
+    def __init__(
+        self, *, once: bool = True, files: bool = False, can_overflow: bool = True
+    ) -> None:
         self.overflow_once = once
         self.takes_files = files  # WebSocket mode
+        self.can_overflow = can_overflow
         self.shown: list[tuple[str, bool]] = []
         self.items: list[dict[str, Any]] = []  # the msg_items of the final reply
         self.overflows: list[str] = []
@@ -65,8 +68,9 @@ class Harness:
         limit: int = 1000,
         words: Words = ENGLISH,
         files: bool = False,
+        can_overflow: bool = True,
     ) -> None:
-        self.channel = Channel(once=once, files=files)
+        self.channel = Channel(once=once, files=files, can_overflow=can_overflow)
         self.words = words
         self.releases = 0
         self.tasks: list[asyncio.Task[None]] = []
@@ -147,6 +151,26 @@ async def test_overflow_past_one_message_is_cut_with_a_note() -> None:
     await sink.finish("end", last=True)
     (sent,) = h.channel.overflows
     assert sent.endswith(CUT) and measure(sent, "bytes") <= 600
+
+
+async def test_without_an_overflow_path_the_stream_says_the_answer_is_cut() -> None:
+    """A refused response_url: the stream is all the answer gets, and it does not promise
+    a next message that cannot come."""
+    h = Harness(can_overflow=False)
+    sink = h.sink()
+    await sink.begin()
+    await sink.finish("part one", last=False)
+    await sink.finish("part two", last=True)
+    assert h.channel.shown[-1] == ("part one" + CUT, True)
+    assert h.releases == 1
+    await h.close()
+    timed = Harness(can_overflow=False, close_in=0.05)
+    sink = timed.sink()
+    await sink.begin()
+    await sink.update("The first half")
+    await asyncio.sleep(0.1)
+    assert timed.channel.shown[-1] == ("The first half" + CUT, True)
+    await timed.close()
 
 
 async def test_websocket_overflow_sends_every_part() -> None:
