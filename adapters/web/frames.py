@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import safejson
+
 MAX_FILES = 5
 # Unique per user, chosen by the page. No `:`, so store keys holding it read back clearly.
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -53,12 +55,12 @@ class BadFrame(Exception):
 
 def parse_client_frame(raw: str) -> ClientMessage | None:
     """A `message` frame, or None for a type this gateway does not know."""
+    # safejson: a lone surrogate in `text` would pass here and break the job's JSON in
+    # the inbox, and deep nesting would recurse in whatever reads the value next.
     try:
-        frame = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise BadFrame("not JSON", close_code=INVALID_PAYLOAD) from None
-    if not isinstance(frame, dict):
-        raise BadFrame("not a JSON object", close_code=INVALID_PAYLOAD)
+        frame = safejson.loads_object(raw)
+    except safejson.JSONError:
+        raise BadFrame("not a JSON object", close_code=INVALID_PAYLOAD) from None
     if frame.get("type") != "message":
         return None
     message_id = frame.get("id")
@@ -83,10 +85,10 @@ def _files(value: object, reply_to: str) -> tuple[ClientFile, ...]:
         if not isinstance(item, dict):
             raise BadFrame("a file is not an object", reply_to=reply_to)
         name, mime_type, data = item.get("name"), item.get("type", ""), item.get("data")
-        if not isinstance(name, str) or not isinstance(mime_type, str) or not data:
+        if not (isinstance(name, str) and isinstance(mime_type, str) and isinstance(data, str)):
             raise BadFrame("a file needs a name, a type and data", reply_to=reply_to)
         try:
-            content = base64.b64decode(str(data), validate=True)
+            content = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise BadFrame("file data is not base64", reply_to=reply_to) from None
         if not content:

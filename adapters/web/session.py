@@ -166,11 +166,18 @@ class ChatSession:
             try:
                 message = frames.parse_client_frame(raw)
             except BadFrame as exc:
-                log.info("web %s: bad frame: %s", self._bot, exc)
                 if exc.close_code:
+                    log.info("web %s: bad frame, closing: %s", self._bot, exc)
                     await self._socket.close(exc.close_code)
                     return
-                self._say_error(exc.reply_to, self._words.unreadable_message)
+                # Bad frames count against the socket's message budget, so a page that
+                # sends them in a loop gets "too many" answers, not a log line each.
+                if self._rate.allow():
+                    log.info("web %s: bad frame: %s", self._bot, exc)
+                    self._say_error(exc.reply_to, self._words.unreadable_message)
+                else:
+                    limit = self._limits.messages_per_minute
+                    self._say_error(exc.reply_to, self._words.too_many_messages(limit))
                 continue
             if message is None:
                 continue  # a frame type this gateway does not know

@@ -16,11 +16,11 @@ import base64
 import binascii
 import hashlib
 import hmac  # compare_digest
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import safejson
 from gateway.platform import VerificationFailed
 
 MAX_TOKEN_CHARS = 4096
@@ -50,7 +50,7 @@ def verify_token(secret: bytes, token: str | None, now: float) -> WebUser:
     header_part, claims_part, signature_part = parts
     header = _json_object(header_part, "header")
     if header.get("alg") != "HS256":
-        raise VerificationFailed(f"algorithm {str(header.get('alg'))[:16]!r} is not accepted")
+        raise VerificationFailed(f"algorithm {safejson.shown(header.get('alg'))} is not accepted")
     if "crit" in header:  # extensions the token says must be understood: we understand none
         raise VerificationFailed("critical header extensions are not supported")
     signed = f"{header_part}.{claims_part}".encode("ascii")
@@ -103,10 +103,9 @@ def _decode(part: str, what: str) -> bytes:
 
 
 def _json_object(part: str, what: str) -> dict[str, Any]:
+    # safejson: a signed `sub` holding a lone surrogate would otherwise become a user id
+    # that breaks the first store key or job JSON built from it.
     try:
-        value = json.loads(_decode(part, what))
-    except (ValueError, RecursionError):
-        raise VerificationFailed(f"{what} is not JSON") from None
-    if not isinstance(value, dict):
-        raise VerificationFailed(f"{what} is not a JSON object")
-    return value
+        return safejson.loads_object(_decode(part, what))
+    except safejson.JSONError:
+        raise VerificationFailed(f"{what} is not a JSON object") from None

@@ -282,6 +282,23 @@ async def test_messages_past_the_rate_limit_get_an_error_frame(
     assert len(dify.requests) == 2
 
 
+async def test_bad_frames_count_against_the_rate_limit_and_log_no_line_past_it(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _ = await start(gateway_factory, dify, messages_per_minute=2)
+    with caplog.at_level(logging.INFO, logger="adapters.web.session"):
+        async with client.ws_connect(ws_path()) as ws:
+            for n in range(5):
+                await ws.send_str(message(f"b{n}", ""))  # no text, no files: a bad frame
+            answers = [await frame(ws) for _ in range(5)]
+    assert [a["message"] for a in answers] == [ENGLISH.unreadable_message] * 2 + [
+        ENGLISH.too_many_messages(2)
+    ] * 3
+    assert [a["reply_to"] for a in answers] == [f"b{n}" for n in range(5)]
+    logged = [r for r in caplog.records if "bad frame" in r.getMessage()]
+    assert len(logged) == 2 and not any(r.exc_info for r in logged)
+
+
 async def test_frames_that_are_not_the_protocol(
     gateway_factory: GatewayFactory, dify: DifyEmulator
 ) -> None:
