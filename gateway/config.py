@@ -359,6 +359,9 @@ class Route(_Strict):
     deny_users: tuple[str, ...] = ()
     allow_chats: tuple[str, ...] = ()
     deny_chats: tuple[str, ...] = ()
+    # What the answer offers, where the platform has buttons (docs/configuration.md).
+    feedback: bool = True  # 👍/👎 under the answer, sent to Dify as the message's rating
+    suggestions: bool = True  # the app's suggested follow-up questions, when it has them on
 
 
 class Config(_Strict):

@@ -111,6 +111,8 @@ class InboundMessage:
     # reply path as any answer.
     notice: str | None = None
     reply_to: dict[str, Any] = field(default_factory=dict)
+    # A click on a button the gateway posted (see `Action`); None for a message written.
+    action: Action | None = None
     received_at: float
 
 
@@ -142,17 +144,46 @@ class Ignored:
 Outcome = Answered | Messages | Ignored
 
 
+ActionKind = Literal["feedback", "suggestion", "stop"]
+
+
+@dataclass(slots=True, kw_only=True)
+class Action:
+    """A click on something the gateway posted: the 👍/👎 of an answer, a suggested
+    question, the Stop button of an answer being written (or the `/stop` command).
+
+    It arrives as an `InboundMessage` from whoever clicked, where they clicked (`action`
+    set), and goes the way of every message: intake, dedupe, the durable inbox, a worker
+    (gateway/clicks.py). `answer_id` is the job id (`<bot>:<message id>`) of the answer the
+    control belongs to: the store keeps what a click needs under it, for every instance
+    (gateway/answers.py).
+
+    - `feedback`: `value` is `like`, `dislike` or empty (withdrawn); `comment` a reason.
+    - `suggestion`: `value` is the question's position (0, 1, 2).
+    - `stop`: an empty `answer_id` means the answer being written in the conversation (the
+      `/stop` command); `value` `reset` stops it quietly, before a `/reset`.
+    """
+
+    kind: ActionKind
+    answer_id: str
+    value: str = ""
+    comment: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerOptions:
     """What a route wants an answer to show besides the app's text (config `routes[]`:
-    `show_tools`, `show_progress`, `reasoning`, `citations`, `show_usage`). Every field has
-    a default, so jobs kept before a field existed still read."""
+    `show_tools`, `show_progress`, `reasoning`, `citations`, `show_usage`) and offer with it
+    (`feedback`, `suggestions`). Every field has a default, so jobs kept before a field
+    existed still read."""
 
     show_tools: bool = False
     show_progress: bool = True
     reasoning: Literal["hide", "collapse", "show"] = "hide"
     citations: bool = True
     show_usage: bool = False
+    feedback: bool = True
+    suggestions: bool = True
 
 
 @dataclass(slots=True, kw_only=True)
@@ -169,7 +200,15 @@ class Job:
     # event did not carry can be looked up without slowing the ack.
     input_templates: dict[str, str] = field(default_factory=dict)
     options: AnswerOptions = field(default_factory=AnswerOptions)
+    # The queue the job waits in when it must not wait behind its conversation's answers
+    # (`/stop`, a Stop button, a rating): empty means the conversation's own queue.
+    lane: str = ""
     accepted_at: float
+
+    @property
+    def queue_key(self) -> str:
+        """What the inbox orders jobs by: one at a time per key, in the order accepted."""
+        return self.lane or self.conversation_key
 
     def to_json(self) -> bytes:
         return _job_adapter().dump_json(self)

@@ -88,6 +88,8 @@ def _options(route: Route) -> AnswerOptions:
         reasoning=route.reasoning,
         citations=route.citations,
         show_usage=route.show_usage,
+        feedback=route.feedback,
+        suggestions=route.suggestions,
     )
 
 
