@@ -103,9 +103,13 @@ class DifyEmulator:
     uploads: list[dict[str, Any]] = field(default_factory=list)
     feedbacks: list[dict[str, Any]] = field(default_factory=list)
     stops: list[dict[str, Any]] = field(default_factory=list)  # {"task_id", "user", "path"}
+    # What `GET /messages/{id}/suggested` answers (when /parameters turns it on).
+    suggested: list[str] = field(default_factory=list)
+    suggested_calls: list[dict[str, Any]] = field(default_factory=list)  # {message_id, user}
     conversations: dict[str, int] = field(default_factory=dict)
     script: deque[ScriptedReply] = field(default_factory=deque)
     _runner: web.AppRunner | None = None
+    _run_users: dict[str, str] = field(default_factory=dict)  # task id -> the run's user
     _files: dict[str, EmulatorFile] = field(default_factory=dict)
     _file_ids: dict[int, str] = field(default_factory=dict)
     _secret: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
@@ -125,6 +129,7 @@ class DifyEmulator:
         app.router.add_get("/v1/parameters", self._parameters)
         app.router.add_get("/v1/info", self._info)
         app.router.add_post("/v1/messages/{message_id}/feedbacks", self._feedback)
+        app.router.add_get("/v1/messages/{message_id}/suggested", self._suggested)
         app.router.add_post("/v1/chat-messages/{task_id}/stop", self._stop)
         app.router.add_post("/v1/completion-messages/{task_id}/stop", self._stop)
         app.router.add_post("/v1/workflows/tasks/{task_id}/stop", self._stop)
@@ -186,7 +191,7 @@ class DifyEmulator:
         if reply.status != 200:
             self.conversations[conversation_id] -= 1
             return _error(reply.status, reply.code, reply.message, reply.params)
-        return await self._stream(request, reply, reply.family("chat"), conversation_id)
+        return await self._stream(request, reply, reply.family("chat"), conversation_id, body)
 
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -195,7 +200,7 @@ class DifyEmulator:
         reply = self._next(body, 1)
         if reply.status != 200:
             return _error(reply.status, reply.code, reply.message, reply.params)
-        return await self._stream(request, reply, reply.family("completion"), None)
+        return await self._stream(request, reply, reply.family("completion"), None, body)
 
     async def _workflow(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -204,13 +209,21 @@ class DifyEmulator:
         reply = self._next(body, 1)
         if reply.status != 200:
             return _error(reply.status, reply.code, reply.message, reply.params)
-        return await self._stream(request, reply, "workflow", None)
+        return await self._stream(request, reply, "workflow", None, body)
 
     async def _stream(
-        self, request: web.Request, reply: ScriptedReply, app: App, conversation_id: str | None
+        self,
+        request: web.Request,
+        reply: ScriptedReply,
+        app: App,
+        conversation_id: str | None,
+        body: dict[str, Any],
     ) -> web.StreamResponse:
         """Send `reply` as app type `app`, each event with the fields Dify puts on all."""
         task_id, message_id, run_id = (str(uuid.uuid4()) for _ in range(3))
+        # A chat or completion stop by another user is ignored, as Dify's is; a workflow
+        # stop does not check the user.
+        self._run_users[task_id] = "" if app == "workflow" else str(body.get("user") or "")
         if app == "workflow":
             common: dict[str, Any] = {"task_id": task_id, "workflow_run_id": run_id}
         elif app == "completion":
@@ -321,7 +334,11 @@ class DifyEmulator:
         return denied if denied is not None else web.json_response(self.info)
 
     def _stopped(self, task_id: str) -> bool:
-        return any(stop["task_id"] == task_id for stop in self.stops)
+        owner = self._run_users.get(task_id, "")
+        return any(
+            stop["task_id"] == task_id and (not owner or stop["user"] == owner)
+            for stop in self.stops
+        )
 
     async def _stop(self, request: web.Request) -> web.Response:
         denied = self._auth(request)
@@ -336,6 +353,17 @@ class DifyEmulator:
             }
         )
         return web.json_response({"result": "success"})
+
+    async def _suggested(self, request: web.Request) -> web.Response:
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        setting = self.parameters.get("suggested_questions_after_answer") or {}
+        if not setting.get("enabled"):
+            return _error(400, "bad_request", "Suggested Questions Is Disabled.")
+        message_id = request.match_info["message_id"]
+        self.suggested_calls.append({"message_id": message_id, "user": request.query.get("user")})
+        return web.json_response({"result": "success", "data": list(self.suggested)})
 
     async def _feedback(self, request: web.Request) -> web.Response:
         denied = self._auth(request)
