@@ -109,9 +109,10 @@ class AnswerBuilder:
                 await self._file(file)
         self._show_status()
 
-    async def complete(self, finished: Finished | None) -> None:
+    async def complete(self, finished: Finished | None, *, stopped: bool = False) -> None:
         """The stream ended well: flush held text, then prepare what goes with the final
-        message (files, folded reasoning, sources and footer)."""
+        message (files, folded reasoning, sources and footer). `stopped`: someone stopped
+        the answer (gateway/clicks.py)."""
         for kind, text in self._splitter.flush():
             await self._segment(kind, text)
         await self._show(self._links.flush())
@@ -121,7 +122,9 @@ class AnswerBuilder:
                 await self._segment(kind, text)
             await self._show(self._links.flush())
         await self._fetch_links()
-        if finished is not None and finished.stopped:
+        if stopped:
+            self._note(self._words.stopped)
+        elif finished is not None and finished.stopped:
             self._note(self._words.run_stopped)
         if self._missing:
             lines = "\n".join(self._words.file_missing(name) for name in self._missing)

@@ -239,6 +239,11 @@ def speech_to_text(params: Mapping[str, Any]) -> bool:
     return not isinstance(setting, dict) or bool(setting.get("enabled", True))
 
 
+def suggests_questions(params: Mapping[str, Any]) -> bool:
+    """Whether the app suggests follow-up questions after an answer."""
+    return bool(_dict(params.get("suggested_questions_after_answer")).get("enabled"))
+
+
 class AppParameters:
     """`/parameters` per app, cached for `TTL_S`; {} (and a warning) when Dify fails."""
 

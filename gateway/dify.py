@@ -1,7 +1,8 @@
 """Dify API client: streaming answers, typed events, typed errors.
 
 API reference: Dify "chat-messages" / "completion-messages" / "workflows/run" (response_mode
-streaming), "files/upload", "audio-to-text", "parameters", "messages/:id/feedbacks".
+streaming), "files/upload", "audio-to-text", "parameters", "messages/:id/feedbacks",
+"messages/:id/suggested" and the stop endpoints.
 
 Retries happen only before the answer's first byte: on connect errors, 429 (honouring
 Retry-After) and 502/503/504 from a proxy. Never on a 500: Dify may already have stored the
@@ -330,16 +331,40 @@ class DifyClient:
             raise DifyUnavailable(f"Dify stop failed: {type(exc).__name__}") from exc
         self._json_or_raise(response)
 
-    async def feedback(self, app: DifyApp, message_id: str, user: str, rating: str | None) -> None:
+    async def feedback(
+        self, app: DifyApp, message_id: str, user: str, rating: str | None, content: str = ""
+    ) -> None:
+        """Rate a message (`None` withdraws the rating) as the `user` who asked it."""
+        body: dict[str, Any] = {"rating": rating, "user": user}
+        if content:
+            body["content"] = content
         try:
             response = await self._http.post(
                 f"{app.base_url}/messages/{message_id}/feedbacks",
                 headers=self._headers(app),
-                json={"rating": rating, "user": user},
+                json=body,
+                timeout=10.0,
             )
         except httpx.HTTPError as exc:
             raise DifyUnavailable(f"Dify feedback failed: {type(exc).__name__}") from exc
         self._json_or_raise(response)
+
+    async def suggested(self, app: DifyApp, message_id: str, user: str) -> list[str]:
+        """The follow-up questions the app suggests after a message (400 when it has them
+        turned off)."""
+        try:
+            response = await self._http.get(
+                f"{app.base_url}/messages/{message_id}/suggested",
+                params={"user": user},
+                headers=self._headers(app),
+                timeout=10.0,
+            )
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify suggested failed: {type(exc).__name__}") from exc
+        data = self._json_or_raise(response).get("data")
+        if not isinstance(data, list):
+            return []
+        return [q for q in data if isinstance(q, str) and q.strip()]
 
     @staticmethod
     def _json_or_raise(response: httpx.Response) -> dict[str, Any]:

@@ -5,6 +5,10 @@ treated the same however it arrived.
 Order matters for Slack: a `message` event and an `app_mention` for one human message carry
 the same (channel, ts) key. The rules run *before* the claim, so an ignored `message` (no
 mention) never claims the key that the `app_mention` behind it needs.
+
+Clicks (an `InboundMessage` with an `action`) take the same path: they need no mention in
+a group (a button is addressed to the bot), and the ones that must not wait behind the
+answer they are about get a lane of their own (gateway/commands.py), as `/stop` does.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
-from gateway import lifelog
+from gateway import commands, lifelog
 from gateway.delivery import Deliveries
 from gateway.inbox import Inbox
 from gateway.metrics import Metrics
@@ -71,8 +76,12 @@ class Intake:
                 raise NotReady(f"bot {bot} was removed by a reload")
             fate = "skipped"
             text = message.text
+            clicked = message.action is not None
             if not message.from_bot and (
-                (text and not text.isspace()) or message.attachments or message.notice is not None
+                (text and not text.isspace())
+                or message.attachments
+                or message.notice is not None
+                or clicked
             ):
                 decision = self._router.decide(
                     message, threaded_groups=self._adapters[bot].capabilities.threaded_groups
@@ -80,15 +89,32 @@ class Intake:
                 if (
                     message.chat_type != ChatType.GROUP
                     or message.mentioned
+                    or clicked
                     or not decision.require_mention
                 ):
                     job = self._router.job(message, decision, now)
-                    claims = keys.dedupe_claims(bot, message.dedupe_keys)
-                    accepted = await self._claim(job, claims or [job.job_id])
+                    accepted = await self._accept(job)
                     fate = "accepted" if accepted else "duplicate"
                     if accepted:
                         lifelog.accepted(job)
             self._metrics.count_event(bot, fate)
+
+    async def _accept(self, job: Job) -> bool:
+        """Claim and keep one routed message (and the quiet `/stop` a `/reset` brings)."""
+        message = job.message
+        claims = keys.dedupe_claims(message.bot, message.dedupe_keys) or [job.job_id]
+        if commands.needs_own_lane(job):
+            job = replace(job, lane=commands.own_lane(job))
+        elif (
+            message.action is None
+            and not message.attachments
+            and commands.command(message.text) == "/reset"
+        ):
+            # First the stop, then the reset: a retry of a delivery that failed between the
+            # two finds the stop claimed, and the reset still to take.
+            stop = commands.stop_before_reset(job)
+            await self._claim(stop, [claim + commands.STOP_BEFORE_RESET for claim in claims])
+        return await self._claim(job, claims)
 
     async def _claim(self, job: Job, claims: list[str]) -> bool:
         """`inbox.accept()`, counted for `settled()`."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from gateway.controls import Controls
 from gateway.models import Attachment, HttpResponse, InboundMessage, Outcome, WebhookRequest
 from gateway.words import ENGLISH, Words
 
@@ -112,6 +113,8 @@ class Capabilities:
     - `awaits_every_reply`: the user sees a reply pending for every message they send (the
       web chat's thinking bubble, a WeCom AI bot's stream), so every message gets a reply,
       even one the gateway would otherwise leave unanswered (a repeated access refusal).
+    - `buttons`: the sink shows `Controls` (Stop, 👍/👎, suggested questions) as buttons
+      whose clicks come back as actions (`ShowsControls`).
     """
 
     can_edit: bool
@@ -120,6 +123,7 @@ class Capabilities:
     pacing: Pacing
     threaded_groups: bool = False
     awaits_every_reply: bool = False
+    buttons: bool = False
 
 
 # --- reply sink --------------------------------------------------------------------------
@@ -197,6 +201,25 @@ class ReplySink(Protocol):
         """JSON state that lets another process resume this answer."""
 
 
+@runtime_checkable
+class ShowsControls(Protocol):
+    """A reply sink that shows buttons (`Capabilities.buttons`): Stop while the answer is
+    written, 👍/👎 and suggested questions under its final message. A click comes back as
+    an `InboundMessage` with an `Action` (gateway/controls.py says what a button carries).
+    """
+
+    def offer(self, controls: Controls) -> None:
+        """What to show with the answer: called before `begin()` (a Stop button while the
+        answer is written) and again before the final `finish(last=True)` (what goes under
+        the final message, `Controls.final`; no Stop any more)."""
+
+    async def show(self, controls: Controls) -> None:
+        """Show `controls` under the answer's finished last message in place of the ones it
+        shows (a rating chosen). The sink is one opened for the click's message (maybe in
+        another process than the answer's), which names the message clicked. Best effort:
+        raise `PlatformError`."""
+
+
 @dataclass(frozen=True, slots=True)
 class Download:
     data: bytes
@@ -212,9 +235,6 @@ class AssistantHooks(Protocol):
 
     async def opening_statement(self, message: InboundMessage) -> str | None:
         """The routed app's opening statement (for welcome events), if it has one."""
-
-    async def feedback(self, job_id: str, rating: Literal["like", "dislike"] | None) -> None:
-        """Record a user's rating of the answer to job `job_id` (`<bot>:<message_id>`)."""
 
 
 class Delivery(Enum):

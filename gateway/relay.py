@@ -6,18 +6,20 @@ The relay knows no platform; the adapter knows no Dify.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from gateway import dify_files, lifelog
+from gateway import commands, dify_files, lifelog
 from gateway.activity import Activity
 from gateway.answer import AnswerBuilder
+from gateway.answers import AnswerRecord, Answers
 from gateway.app_params import AppParameters, opening_statement
 from gateway.attachments import AttachmentFailed, Attachments, Prepared, file_input_value
+from gateway.clicks import Clicks
 from gateway.config import DifyApp
+from gateway.controls import Controls
 from gateway.dify import (
     ChatRequest,
     ConversationGone,
@@ -34,7 +36,7 @@ from gateway.dify import (
 from gateway.inbox import Progress
 from gateway.limits import Limits
 from gateway.metrics import Metrics
-from gateway.models import ChatType, InboundMessage, Job
+from gateway.models import Action, ChatType, InboundMessage, Job
 from gateway.pacing import BotBudget
 from gateway.platform import Adapter, OutputFile
 from gateway.router import Router, conversation_key, render_inputs
@@ -46,21 +48,27 @@ from gateway.words import Words, dify_failure
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
-ANSWER_RECORD_TTL = 7 * 24 * 3600.0
 CHAT_MODES = ("chat", "agent", "chatflow")
 # The name `_produce` catches it by: the only content was a file that could not be read.
 _AttachmentFailed = AttachmentFailed
 
 
-def _command(text: str) -> str | None:
-    word = text.strip().lower()
-    return word if word in ("/reset", "/help") else None
-
-
 def _asks_dify(message: InboundMessage) -> bool:
-    """Whether the message is a question for the app (what rate limits count), not a
-    command or a notice of the gateway's own."""
-    return message.notice is None and (_command(message.text) is None or bool(message.attachments))
+    """Whether the message is a question for the app (what rate limits count): not a
+    command, a click or a notice of the gateway's own. A suggested question clicked is
+    one: it asks the app like a typed one."""
+    if message.notice is not None:
+        return False
+    if message.action is not None:
+        return message.action.kind == "suggestion"
+    return commands.command(message.text) is None or bool(message.attachments)
+
+
+def _quiet_stop(message: InboundMessage) -> bool:
+    """The stop that goes ahead of a `/reset` (commands.stop_before_reset): the `/reset`
+    itself is admitted or refused, and says so once."""
+    action = message.action
+    return action is not None and action.kind == "stop" and action.value == "reset"
 
 
 class Relay:
@@ -92,6 +100,15 @@ class Relay:
         self._first_seen: dict[str, float] = {}
         self._parameters = AppParameters(dify, apps)
         self._attachments_of = Attachments(dify, self._parameters)
+        self._answers = Answers(store, {name: app.timeout_s for name, app in apps.items()})
+        self._clicks = Clicks(
+            adapters=adapters,
+            apps=apps,
+            dify=dify,
+            answers=self._answers,
+            parameters=self._parameters,
+            words=words,
+        )
 
     def adapter(self, bot: str) -> Adapter | None:
         """The adapter this relay answers `bot` with (None: not a bot of its config)."""
@@ -115,33 +132,53 @@ class Relay:
     async def _answer(self, job: Job, progress: Progress) -> None:
         bot = job.message.bot
         adapter = self._adapters[bot]
-        must_reply = adapter.capabilities.awaits_every_reply
-        refusal = await self._limits.admit(
-            job, progress, question=_asks_dify(job.message), must_reply=must_reply
-        )
-        if refusal is not None:
-            if refusal.notice is not None:
-                await self._say(job, adapter, refusal.notice, progress)
-            self._finished(job, refusal.reason)
-            return
+        if not _quiet_stop(job.message):
+            must_reply = adapter.capabilities.awaits_every_reply
+            refusal = await self._limits.admit(
+                job, progress, question=_asks_dify(job.message), must_reply=must_reply
+            )
+            if refusal is not None:
+                if refusal.notice is not None:
+                    await self._say(job, adapter, refusal.notice, progress)
+                self._finished(job, refusal.reason)
+                return
         if job.message.notice is not None:
             await self._say(job, adapter, job.message.notice, progress)
             self._finished(job, "notice")
             return
-        command = _command(job.message.text)
-        if command is not None and not job.message.attachments:
+        action = job.message.action
+        command = None if job.message.attachments else commands.command(job.message.text)
+        if command == "/stop" and action is None:
+            action = Action(kind="stop", answer_id="")
+        if action is not None:
+            question = await self._click(job, adapter, action, progress)
+            if question is None:
+                return
+            job = question
+        elif command is not None:
             await self._run_command(job, adapter, command, progress)
             return
         if progress.resumed:
             await self._stop_replaced_run(job, progress)
         stream = self._open_stream(job, adapter, progress)
+        if adapter.capabilities.buttons:
+            stream.offer(Controls(job.job_id, stop=True))
         await stream.begin()
-        result, finished = await self._produce(job, adapter, stream, progress)
+        result = await self._produce(job, adapter, stream, progress)
         self._metrics.updates.labels(bot).inc(stream.updates)
         self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
         self._finished(job, result)
-        if finished is not None:
-            await self._record_answer(job, finished)
+
+    async def _click(
+        self, job: Job, adapter: Adapter, action: Action, progress: Progress
+    ) -> Job | None:
+        """Handle a click (or `/stop`): the question to answer (a suggestion), or None."""
+        question, reply = await self._clicks.handle(job, action)
+        if reply is not None:
+            await self._say(job, adapter, reply, progress)
+        if question is None:
+            self._finished(job, action.kind)
+        return question
 
     def _finished(self, job: Job, result: str) -> None:
         """Count a finished message, log its end, and keep it for the status page."""
@@ -212,28 +249,27 @@ class Relay:
 
     async def _produce(
         self, job: Job, adapter: Adapter, stream: AnswerStream, progress: Progress
-    ) -> tuple[str, Finished | None]:
-        """Run Dify into the stream and deliver the end: (the result label, Dify's end)."""
+    ) -> str:
+        """Run Dify into the stream and deliver the end: the result label."""
         app = self._apps[job.app]
         words = self._words[job.message.bot]
-        finished: Finished | None = None
         try:
             async with asyncio.timeout(app.timeout_s):
                 prepared = await self._attachments(job, adapter, app)
-                finished = await self._stream_answer(job, app, stream, prepared, progress)
+                await self._stream_answer(job, app, stream, prepared, progress)
         except TimeoutError:
             self._metrics.dify_errors.labels(job.app, "deadline").inc()
             late = DeadlineExceeded(f"no answer within {app.timeout_s:.0f}s")
             await stream.fail(dify_failure(words, late))
-            return "deadline", None
+            return "deadline"
         except DifyError as exc:
             log.warning("answer %s: %s", job.job_id, exc)
             self._metrics.dify_errors.labels(job.app, type(exc).__name__).inc()
             await stream.fail(dify_failure(words, exc))
-            return "dify_error", None
+            return "dify_error"
         except _AttachmentFailed:
             await stream.fail(words.unreadable_file)
-            return "attachment_error", None
+            return "attachment_error"
         except StoreUnavailable:
             # Only reads before the first word reach here (conversation, token): the store
             # is away, not the answer broken. The inbox tries again, in the same message.
@@ -241,9 +277,9 @@ class Relay:
         except Exception:
             log.exception("answer %s failed", job.job_id)
             await stream.fail(words.something_went_wrong)
-            return "error", None
+            return "error"
         await stream.finish()
-        return "ok", finished
+        return "ok"
 
     async def _stream_answer(
         self,
@@ -252,7 +288,7 @@ class Relay:
         stream: AnswerStream,
         prepared: Prepared,
         progress: Progress,
-    ) -> Finished | None:
+    ) -> None:
         chat_like = app.mode in CHAT_MODES
         key = job.conversation_key
         conversation_id = await self._store.get_conversation(key) if chat_like else None
@@ -271,7 +307,7 @@ class Relay:
         )
         if prepared.nothing_to_ask:
             await builder.complete(None)
-            return None
+            return
         request = ChatRequest(
             query=prepared.query,
             user=job.dify_user,
@@ -287,6 +323,7 @@ class Relay:
             request.files = []
         finished: Finished | None = None
         sent, first_text = time.monotonic(), True
+        record: AnswerRecord | None = None
         for attempt in (1, 2):
             try:
                 async for event in self._dify.stream(app, request):
@@ -296,6 +333,8 @@ class Relay:
                     if isinstance(event, Started):
                         if event.task_id:
                             await progress.save(task_id=event.task_id)
+                            record = AnswerRecord.of(job, event.task_id, event.message_id)
+                            await self._keep(self._answers.started, record)
                         if (
                             chat_like
                             and event.conversation_id
@@ -319,8 +358,35 @@ class Relay:
                     # Dify ended it: the next message starts a new one.
                     await self._store.delete_conversation(key)
                 raise
-        await builder.complete(finished)
-        return finished
+        await self._end(job, builder, stream, finished, record)
+
+    async def _end(
+        self,
+        job: Job,
+        builder: AnswerBuilder,
+        stream: AnswerStream,
+        finished: Finished | None,
+        record: AnswerRecord | None,
+    ) -> None:
+        """The stream ended well: note a stop, offer what goes under the answer (👍/👎,
+        suggested questions), and mark the answer's record finished."""
+        stopped = record is not None and await self._clicks.stop_asked(job.job_id)
+        await builder.complete(finished, stopped=stopped)
+        controls, record = await self._clicks.final_controls(job, record, stopped)
+        if controls is not None and controls.final:
+            stream.offer(controls)
+        if record is not None:
+            await self._keep(self._answers.ended, record)
+
+    async def _keep(
+        self, write: Callable[[AnswerRecord], Awaitable[None]], record: AnswerRecord
+    ) -> None:
+        """Write an answer's record. The answer goes on regardless: without its record,
+        a click on it says it expired (logged)."""
+        try:
+            await write(record)
+        except StoreUnavailable as exc:
+            log.warning("answer %s: record not kept: %s", record.job_id, exc)
 
     def _first_token(self, job: Job, seconds: float) -> None:
         self._metrics.dify_first_token.labels(job.app).observe(seconds)
@@ -389,24 +455,6 @@ class Relay:
         """Download the user's files (here, in the worker), hand them to Dify."""
         return await self._attachments_of.prepare(job, adapter, app, self._words[job.message.bot])
 
-    async def _record_answer(self, job: Job, finished: Finished) -> None:
-        """Keep what feedback on this answer needs. The answer is delivered by now: a store
-        error is retried and logged, never shown under a complete answer."""
-        if not finished.message_id:
-            return
-        record = {"app": job.app, "user": job.dify_user, "message_id": finished.message_id}
-        for wait in (0.5, 2.0, None):
-            try:
-                await self._store.set(
-                    keys.answer_record(job.job_id), json.dumps(record), ANSWER_RECORD_TTL
-                )
-                return
-            except StoreUnavailable as exc:
-                if wait is None:
-                    log.error("answer %s: not recorded for feedback: %s", job.job_id, exc)
-                    return
-                await asyncio.sleep(wait)
-
     async def _run_command(
         self, job: Job, adapter: Adapter, command: str, progress: Progress
     ) -> None:
@@ -439,17 +487,3 @@ class Relay:
         except StoreUnavailable as exc:
             log.info("welcome for %s not remembered: %s", message.bot, exc)
         return opening_statement(await self._parameters.get(decision.app))
-
-    async def feedback(self, job_id: str, rating: Literal["like", "dislike"] | None) -> None:
-        raw = await self._store.get(keys.answer_record(job_id))
-        if raw is None:
-            log.info("feedback for unknown answer %s ignored", job_id)
-            return
-        record = json.loads(raw)
-        app = self._apps.get(record["app"])
-        if app is None:
-            return
-        try:
-            await self._dify.feedback(app, record["message_id"], record["user"], rating)
-        except DifyError as exc:
-            log.warning("feedback for %s failed: %s", job_id, exc)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from gateway.controls import Controls
 from gateway.pacing import BotBudget
 from gateway.platform import (
     Capabilities,
@@ -30,6 +31,7 @@ from gateway.platform import (
     PlatformError,
     RateLimited,
     ReplySink,
+    ShowsControls,
 )
 from gateway.text import measure, paragraph_break, split_text
 from gateway.words import ENGLISH
@@ -124,6 +126,11 @@ class AnswerStream:
     def fold_reasoning(self, text: str) -> None:
         """Reasoning to show folded in the final message (where the platform can fold)."""
         self._reasoning = text
+
+    def offer(self, controls: Controls) -> None:
+        """Buttons to show with the answer, where the sink draws them (`ShowsControls`)."""
+        if isinstance(self._sink, ShowsControls):
+            self._sink.offer(controls)
 
     def set_footer(self, text: str) -> None:
         """Markdown that ends the final message (sources, tools used, usage); not streamed."""

@@ -33,6 +33,14 @@ class Words:
     # --- commands ------------------------------------------------------------------------
     new_conversation: str  # the answer to /reset
     help: str  # the answer to /help
+    stopping: str  # the answer to /stop, when an answer was being written
+    nothing_to_stop: str  # the answer to /stop, when none was
+
+    # --- clicks on what the gateway posted (gateway/clicks.py) ---------------------------
+    expired: str  # a click on an answer the gateway no longer knows
+    not_yours_to_stop: str  # a Stop by someone who may not stop that answer
+    stop_button: str  # the label of the Stop button under an answer being written
+    stopped: str  # under an answer someone stopped
 
     # --- answers -------------------------------------------------------------------------
     thinking: str  # the placeholder until the first words of the answer arrive
@@ -190,8 +198,15 @@ ENGLISH = Words(
         "I pass your messages to an AI assistant and stream its answer here.\n\n"
         "Commands (send them as the whole message):\n"
         "- `/reset`: start a new conversation (the assistant forgets this one)\n"
+        "- `/stop`: stop the answer being written\n"
         "- `/help`: show this help"
     ),
+    stopping="Stopping the answer.",
+    nothing_to_stop="No answer is being written here.",
+    expired="Sorry, this has expired: ask again to get a new answer.",
+    not_yours_to_stop="Only the person who asked can stop this answer.",
+    stop_button="Stop",
+    stopped="_(stopped)_",
     thinking="Thinking…",
     empty_answer="_(The assistant returned an empty answer.)_",
     sources="Sources",
@@ -315,8 +330,15 @@ SIMPLIFIED_CHINESE = Words(
         "我会把您的消息转给 AI 助手，并在这里实时显示它的回答。\n\n"
         "命令（需单独发送）：\n"
         "- `/reset`：开始新的对话（助手将不再记得当前对话）\n"
+        "- `/stop`：停止正在生成的回答\n"
         "- `/help`：显示本帮助"
     ),
+    stopping="正在停止回答。",
+    nothing_to_stop="这里没有正在生成的回答。",
+    expired="抱歉，此内容已过期，请重新提问以获得新的回答。",
+    not_yours_to_stop="只有提问的人可以停止这个回答。",
+    stop_button="停止",
+    stopped="_（已停止）_",
     thinking="思考中…",
     empty_answer="_（助手没有返回任何内容。）_",
     sources="参考资料",

@@ -12,7 +12,7 @@ Two modes, one set of rules:
 
 Both: a retried msgid gets the same stream back (the stream id is derived from it), at most
 3 answers in flight per user (the 4th is told so at once), `enter_chat` gets a welcome,
-`feedback_event` goes to Dify's message feedback.
+`feedback_event` goes to Dify's message feedback, as a click (gateway/clicks.py).
 """
 
 from __future__ import annotations
@@ -191,8 +191,9 @@ class WecomBotAdapter:
             welcome = await self._welcome(callback.message)
             return Answered(seal(crypto, text_body(welcome)), "enter_chat welcome")
         if isinstance(callback, convert.Feedback):
-            self._spawn(self._feedback(callback))
-            return Ignored("feedback recorded")
+            if callback.click is None:
+                return Ignored("feedback from nobody known")
+            return Messages((callback.click,))
         if isinstance(callback, convert.Skip):
             return Ignored(callback.reason)
         message = callback.message
@@ -238,10 +239,11 @@ class WecomBotAdapter:
         return statement or self._words.welcome
 
     async def _feedback(self, feedback: convert.Feedback) -> None:
-        # feedback.id is the msgid of the question (set on the first stream reply).
-        await self._context.assistant.feedback(
-            f"{self.bot}:{feedback.feedback_id}", feedback.rating
-        )
+        """A rating on the long connection: a click like any other (its feedback id is the
+        msgid of the question, set on the first stream reply, so it names the answer)."""
+        click = feedback.click
+        if click is not None:
+            await self._context.deliver(lambda: Messages((click,)))
 
     # --- websocket mode ------------------------------------------------------------------
 

@@ -18,12 +18,12 @@ Payload shapes: doc path/100719 (接收消息) and the official SDK's `src/types
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from adapters.wecom_bot.protocol import stream_id
 from gateway import safejson
-from gateway.models import Attachment, ChatType, InboundMessage
+from gateway.models import Action, Attachment, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
 from gateway.words import Words
 
@@ -53,6 +53,9 @@ class EnterChat:
 class Feedback:
     feedback_id: str
     rating: Literal["like", "dislike"] | None
+    # The rating as the core takes every click: a message from the user who rated, with an
+    # `Action` naming the answer (the feedback id is the question's msgid: adapter.py).
+    click: InboundMessage | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +110,26 @@ def _event(bot: str, payload: dict[str, Any], received_at: float, words: Words) 
         # Only a number can be one (an object or list is not even hashable; true == 1).
         if isinstance(rating, bool) or not isinstance(rating, int) or rating not in ratings:
             return Skip(f"feedback of unknown type {safejson.shown(rating)}")
-        return Feedback(feedback_id, ratings[rating])
+        return Feedback(feedback_id, ratings[rating], _click(bot, payload, received_at, words, detail))
     return Skip(f"event {name or 'without a type'}")
+
+
+def _click(
+    bot: str, payload: dict[str, Any], received_at: float, words: Words, detail: dict[str, Any]
+) -> InboundMessage | None:
+    """The feedback event as a click on the answer it rates (None without msgid or user)."""
+    try:
+        message = _message(bot, {**payload, "msgtype": "text"}, received_at, {}, words)
+    except MalformedRequest:
+        return None
+    values: dict[Any, str] = {1: "like", 2: "dislike"}  # 3, withdrawn: no rating
+    action = Action(
+        kind="feedback",
+        answer_id=f"{bot}:{_str(detail.get('id'))}",
+        value=values.get(detail.get("type"), ""),
+        comment=_str(detail.get("content"))[:1000],
+    )
+    return replace(message, text="", notice=None, mentioned=True, action=action)
 
 
 def _message(

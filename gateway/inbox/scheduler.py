@@ -5,7 +5,9 @@ Jobs reach the scheduler from the durable inbox's feed, already in order within 
 conversation (gateway/inbox/__init__.py says how the feeds keep that order across
 instances). A later message must see the conversation the earlier one created, so the
 jobs of one conversation run one after the other; different conversations run
-concurrently, up to `max_concurrent`, and the rest wait here.
+concurrently, up to `max_concurrent`, and the rest wait here. A job with a `lane` of its own
+(`/stop`, a rating) waits only behind its lane (`Job.queue_key`), never behind the answer it
+is about.
 
 Acks first. An answer costs several times the CPU of an ack (a Dify stream and platform
 calls), so while messages keep arriving, new answers wait, and the ack path keeps the event
@@ -51,8 +53,8 @@ class Scheduler:
         self._max = max_concurrent
         self._on_done = on_done
         self._ready: deque[tuple[float, Job]] = deque()  # (ready since, job), oldest first
-        # conversation key -> jobs waiting behind the one that is queued or running (None
-        # until a second job arrives: most conversations never need the queue)
+        # queue key (the conversation's, or a lane) -> jobs waiting behind the one that is
+        # queued or running (None until a second job arrives: most never need the queue)
         self._waiting: dict[str, deque[Job] | None] = {}
         self._queued = 0  # enqueued, not started
         self._running: dict[asyncio.Task[None], Job] = {}
@@ -95,7 +97,7 @@ class Scheduler:
             return
         self._idle.clear()
         self._queued += 1
-        key = job.conversation_key
+        key = job.queue_key
         if key in self._waiting:
             waiting = self._waiting[key]
             if waiting is None:
@@ -118,13 +120,13 @@ class Scheduler:
             if gone(job):
                 # Nothing of this conversation runs: its whole queue goes.
                 dropped.append(job)
-                dropped += self._waiting.pop(job.conversation_key, None) or ()
+                dropped += self._waiting.pop(job.queue_key, None) or ()
             else:
                 keep.append((since, job))
         self._ready = keep
         for task, job in list(self._running.items()):
             if gone(job):
-                waiting = self._waiting.get(job.conversation_key)
+                waiting = self._waiting.get(job.queue_key)
                 if waiting:
                     dropped += waiting
                     waiting.clear()
@@ -172,14 +174,14 @@ class Scheduler:
         except Exception:
             log.exception("answer %s failed", job.job_id)
         finally:
-            self._next_of(job.conversation_key)
+            self._next_of(job.queue_key)
 
-    def _next_of(self, conversation_key: str) -> None:
-        waiting = self._waiting.get(conversation_key)
+    def _next_of(self, queue_key: str) -> None:
+        waiting = self._waiting.get(queue_key)
         if waiting:
             self._ready.append((time.monotonic(), waiting.popleft()))
         else:
-            self._waiting.pop(conversation_key, None)
+            self._waiting.pop(queue_key, None)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         job = self._running.pop(task)

@@ -61,9 +61,22 @@ def conversation(app: str, scope_key: str) -> str:
 
 
 def answer_record(job_id: str) -> str:
-    """The Dify app, user and message id of a finished answer (JSON), for user feedback;
-    kept 7 days."""
+    """What a click on an answer needs (JSON, `gateway.answers.AnswerRecord`): its Dify app,
+    user, task and message ids, who asked in which conversation, the reply sink's snapshot
+    and its suggested questions; kept 7 days."""
     return f"answer:{job_id}"
+
+
+def answer_running(conversation_key: str) -> str:
+    """The job id of the answer being written in a conversation (`<app>/<scope key>`), for
+    `/stop`; kept while it runs (at most the app's timeout)."""
+    return f"running:{conversation_key}"
+
+
+def answer_stop(job_id: str) -> str:
+    """Set when someone asked to stop an answer (the answer, wherever it runs, ends with a
+    note saying so); kept 1 h."""
+    return f"stop:{job_id}"
 
 
 def greeted(conversation_key: str) -> str:

@@ -5,7 +5,8 @@ stream of its conversation's shard: both happen or neither does. Calls from conc
 webhooks go out together, one pipeline per loop tick.
 
 Order within a conversation, across instances, comes from **shard ownership**: every job of
-a conversation goes to the same shard (a hash of the conversation key), and each shard has
+a conversation goes to the same shard (a hash of the conversation key: `Job.queue_key`, a
+lane of its own for the jobs that must not wait behind it), and each shard has
 one owner at a time, holding a lease it renews by heartbeat. The owner reads the shard's
 stream in order, through a consumer group, and runs each conversation's jobs one after the
 other. A per-conversation lock with sequence numbers was the alternative; it costs round
@@ -116,8 +117,8 @@ class ShardKeys:
         self.shards = shards
         self.instances = f"{prefix}inbox:instances"
 
-    def shard_of(self, conversation_key: str) -> int:
-        return zlib.crc32(conversation_key.encode()) % self.shards
+    def shard_of(self, queue_key: str) -> int:
+        return zlib.crc32(queue_key.encode()) % self.shards
 
     def _tag(self, shard: int) -> str:
         return f"{self.prefix}{{inbox:{shard}}}:"
@@ -158,7 +159,7 @@ class RedisInbox:
     # --- accepting -------------------------------------------------------------------
 
     async def accept(self, dedupe_keys: Sequence[str], job: Job, ttl: float) -> bool:
-        shard = self.keys.shard_of(job.conversation_key)
+        shard = self.keys.shard_of(job.queue_key)
         names = [self.keys.stream(shard), *(self.keys.claim(shard, k) for k in dedupe_keys)]
         args: list[Any] = [max(1, int(ttl * 1000)), job.to_json(), job.job_id]
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -205,23 +206,23 @@ class RedisInbox:
     # --- per job -----------------------------------------------------------------------
 
     async def begin(self, job: Job) -> JobRecord:
-        name = self.keys.record(self.keys.shard_of(job.conversation_key), job.job_id)
+        name = self.keys.record(self.keys.shard_of(job.queue_key), job.job_id)
         attempts, state = await self._do(lambda: self._begin(keys=[name], args=[CHECKPOINT_TTL_MS]))
         checkpoint = orjson.loads(state) if state else {}
         return JobRecord(int(attempts), checkpoint if isinstance(checkpoint, dict) else {})
 
     async def save(self, job: Job, state: Mapping[str, Any]) -> None:
-        name = self.keys.record(self.keys.shard_of(job.conversation_key), job.job_id)
+        name = self.keys.record(self.keys.shard_of(job.queue_key), job.job_id)
         data = orjson.dumps(dict(state))
         await self._do(lambda: self._checkpoint(keys=[name], args=[data, CHECKPOINT_TTL_MS]))
 
     async def finish(self, job: Job, entry: str) -> None:
-        shard = self.keys.shard_of(job.conversation_key)
+        shard = self.keys.shard_of(job.queue_key)
         names = [self.keys.stream(shard), self.keys.record(shard, job.job_id)]
         await self._do(lambda: self._finish(keys=names, args=[GROUP, entry]))
 
     async def dead_letter(self, job: Job, entry: str, reason: str, attempts: int) -> None:
-        shard = self.keys.shard_of(job.conversation_key)
+        shard = self.keys.shard_of(job.queue_key)
         names = [
             self.keys.stream(shard),
             self.keys.record(shard, job.job_id),
@@ -316,7 +317,7 @@ class RedisShardFeed:
     def done(self, job: Job) -> None:
         self._entries.pop(job.job_id, None)
         self._attempts.pop(job.job_id, None)
-        shard = self._keys.shard_of(job.conversation_key)
+        shard = self._keys.shard_of(job.queue_key)
         left = self._work.get(shard, 0) - 1
         if left > 0:
             self._work[shard] = left
@@ -328,7 +329,7 @@ class RedisShardFeed:
 
     def accepted(self, job: Job) -> None:
         self._accepted_since += 1
-        if self._keys.shard_of(job.conversation_key) in self._owned:
+        if self._keys.shard_of(job.queue_key) in self._owned:
             self._wake.set()  # ours: take it now rather than at the next poll
 
     def backlog(self) -> int:
@@ -555,7 +556,7 @@ class RedisShardFeed:
         self._reclaim -= shards
         if self._on_lost is not None and shards:
             keys = self._keys
-            self._on_lost(lambda job: keys.shard_of(job.conversation_key) in shards)
+            self._on_lost(lambda job: keys.shard_of(job.queue_key) in shards)
 
     async def _count_backlog(self) -> None:
         async def count() -> list[Any]:

@@ -161,9 +161,14 @@ async def test_a_bot_configured_for_english_speaks_english() -> None:
 async def test_feedback_goes_to_the_answered_job(kit: AdapterKit) -> None:
     detail = {"feedback_event": {"id": "m1", "type": 1}}
     outcome = await handle(kit, event_payload("feedback_event", detail))
-    assert isinstance(outcome, Ignored) and outcome.ack.body == b""
-    await wait_for(lambda: bool(kit.assistant.feedbacks))
-    assert kit.assistant.feedbacks == [("wecom-ai:m1", "like")]
+    assert isinstance(outcome, Messages) and outcome.ack.body == b""
+    (click,) = outcome.messages
+    assert click.action is not None and click.notice is None and click.text == ""
+    assert (click.action.kind, click.action.answer_id, click.action.value) == (
+        "feedback",
+        "wecom-ai:m1",
+        "like",
+    )
 
 
 async def test_other_events_are_ignored(kit: AdapterKit) -> None:
