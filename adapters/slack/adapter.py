@@ -48,6 +48,7 @@ class SlackAdapter:
             unit="chars",
             pacing=UPDATE_PACING,
             threaded_groups=True,
+            buttons=True,
         )
         self._streaming = StreamingSupport()
         self._bot_user_id: str | None = None

@@ -90,6 +90,8 @@ class SocketModeSession:
     async def _envelope(self, envelope: dict[str, Any]) -> bool:
         """Handle one envelope; True when it may be acked."""
         payload = envelope.get("payload")
-        if envelope.get("type") != "events_api" or not isinstance(payload, dict):
-            return True  # slash commands and interactivity are not handled: ack, no answer
+        if envelope.get("type") not in ("events_api", "interactive"):
+            return True  # slash commands are not handled: ack, no answer
+        if not isinstance(payload, dict):
+            return True
         return await self._handle(payload) is Delivery.ACK

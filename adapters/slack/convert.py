@@ -11,6 +11,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
+from adapters.slack.interactive import decode_form_payload, to_click
 from gateway import safejson
 from gateway.models import (
     Answered,
@@ -50,7 +51,12 @@ def parse_body(body: bytes) -> dict[str, Any]:
 def to_outcome(
     payload: dict[str, Any], *, bot: str, bot_user_id: str | None, received_at: float
 ) -> Outcome:
+    if isinstance(payload.get("payload"), str):  # interactivity over HTTP: a form
+        payload = decode_form_payload(payload)
     kind = payload.get("type")
+    if kind == "block_actions":
+        click = to_click(payload, bot=bot, received_at=received_at)
+        return Ignored(click) if isinstance(click, str) else Messages((click,))
     if kind == "url_verification":
         challenge = payload.get("challenge")
         if not isinstance(challenge, str):

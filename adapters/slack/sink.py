@@ -13,6 +13,11 @@
 - Folded reasoning: Slack cannot fold, so it goes in a small grey `context` block under the
   final text (`chat.stopStream` takes `blocks`; an edited message then carries its text as
   `section` blocks, since `blocks` replace `text`).
+- Buttons (`ShowsControls`): while the answer is written, a small message with a Stop
+  button follows it in the thread, deleted when the answer ends (a live stream may not
+  carry buttons). Under the final message, 👍/👎 and the suggested questions as `actions`
+  blocks (`chat.stopStream` and `chat.update` take them); a click's sink edits the message
+  clicked (`show`) from the blocks the click carried. Interactivity: interactive.py.
 - Files: uploaded the external way (`files.getUploadURLExternal` with form fields, the bytes
   to the upload URL, `files.completeUploadExternal` sharing them into the thread), so they
   follow the answer in its thread as real images and files.
@@ -33,6 +38,7 @@ from typing import Any, Literal
 
 from adapters.slack.api import SlackAPI
 from adapters.slack.mrkdwn import to_mrkdwn
+from gateway.controls import Controls, button_value
 from gateway.models import InboundMessage
 from gateway.pacing import BotBudget
 from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
@@ -48,6 +54,8 @@ START_STREAM_PER_SECOND = 20 / 60  # Tier 2
 START_STREAM_BURST = 3.0
 SECTION_CHARS = 2500  # a section block takes 3,000 chars of mrkdwn; escaping adds some
 CONTEXT_CHARS = 2900  # a context element takes 3,000
+BUTTON_CHARS = 75  # a button's text takes 75
+OUR_BLOCKS = "dgw_"  # the block_id prefix of the gateway's buttons
 # Errors that mean this workspace/token cannot stream at all: stop trying for this bot.
 _NO_STREAMING = {
     "unknown_method",
@@ -79,6 +87,9 @@ class SlackReplySink:
     ) -> None:
         self._api = api
         self._thinking = words.thinking
+        self._stop_label = words.stop_button
+        self._controls: Controls | None = None
+        self._clicked = message.reply_to  # a click's sink: the message clicked
         self._reasoning_title = words.reasoning_title
         self._reasoning = ""  # folded under the final text
         self._budget = budget
@@ -101,6 +112,10 @@ class SlackReplySink:
             self._ts, self._mode = str(resume["ts"]), "update"
             self._open_stream_left = resume.get("mode") == "stream"
             self._done = [str(t) for t in resume.get("done", [])]
+        # The Stop message of an answer taken over: deleted when the answer ends.
+        self._stop_ts: str | None = (
+            str(resume["stop_ts"]) if resume and resume.get("stop_ts") else None
+        )
 
     @property
     def pacing(self) -> Pacing:
@@ -113,6 +128,7 @@ class SlackReplySink:
             "ts": self._ts,
             "mode": self._mode,
             "done": list(self._done),
+            "stop_ts": self._stop_ts,
         }
 
     # --- ReplySink -----------------------------------------------------------------------
@@ -120,6 +136,7 @@ class SlackReplySink:
     async def begin(self) -> None:
         if self._ts is None:
             await self._open(None)
+        await self._post_stop()
 
     async def update(self, text: str, status: str | None = None) -> None:
         if self._ts is None:
@@ -133,7 +150,7 @@ class SlackReplySink:
             await self._edit(text, status)
 
     async def finish(self, text: str, *, last: bool) -> None:
-        blocks = self._reasoning_blocks() if last else []
+        blocks = [*self._reasoning_blocks(), *self._final_blocks()] if last else []
         if self._ts is None:
             payload = self._text_message(text)
             if blocks:
@@ -147,9 +164,36 @@ class SlackReplySink:
         if self._ts is not None:
             self._done.append(self._ts)
         self._ts, self._mode, self._streamed = None, None, ""
+        if last:
+            await self._delete_stop()
 
     async def fail(self, text: str) -> None:
+        self._controls = None  # nothing to rate
         await self.finish(text, last=True)
+
+    # --- ShowsControls -------------------------------------------------------------------
+
+    def offer(self, controls: Controls) -> None:
+        self._controls = controls
+
+    async def show(self, controls: Controls) -> None:
+        """Edit the message clicked: its own blocks, then the buttons as they are now."""
+        ts = str(self._clicked.get("message_ts") or "")
+        if not ts:
+            return
+        raw = self._clicked.get("blocks")
+        kept = [
+            b
+            for b in (raw if isinstance(raw, list) else [])
+            if isinstance(b, dict) and not str(b.get("block_id", "")).startswith(OUR_BLOCKS)
+        ]
+        text = str(self._clicked.get("text") or "")
+        if not kept and text.strip():
+            kept = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_CHARS]}}]
+        self._controls = controls
+        blocks = [*kept, *self._final_blocks()]
+        payload = {"channel": self._channel, "ts": ts, "text": text, "blocks": blocks}
+        await self._api.call("chat.update", payload)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
         """Upload each file, then share them all into the answer's thread at once."""
@@ -292,6 +336,58 @@ class SlackReplySink:
             payload["blocks"] = [*_sections(text), *blocks]
         await self._api.call("chat.update", payload)
 
+    async def _post_stop(self) -> None:
+        """The Stop button, in a small message under the answer (best effort)."""
+        controls = self._controls
+        if controls is None or not controls.stop or self._stop_ts is not None:
+            return
+        button = _button(self._stop_label, "dgw_stop", button_value("stop", controls.answer_id))
+        button["style"] = "danger"
+        payload = self._text_message(self._stop_label)
+        payload["blocks"] = [{"type": "actions", "block_id": "dgw_stop", "elements": [button]}]
+        try:
+            body = await self._api.call("chat.postMessage", payload)
+            self._stop_ts = str(body.get("ts") or "") or None
+        except PlatformError as exc:
+            log.info("Slack Stop button not posted: %s", exc)
+
+    async def _delete_stop(self) -> None:
+        stop_ts, self._stop_ts = self._stop_ts, None
+        if stop_ts is None:
+            return
+        try:
+            await self._api.call("chat.delete", {"channel": self._channel, "ts": stop_ts})
+        except PlatformError as exc:
+            log.info("Slack Stop button not deleted: %s", exc)
+
+    def _final_blocks(self) -> list[dict[str, Any]]:
+        """👍/👎 and the suggested questions under the final message, or nothing."""
+        controls = self._controls
+        if controls is None or not controls.final:
+            return []
+        blocks: list[dict[str, Any]] = []
+        answer = controls.answer_id
+        if controls.suggestions:
+            elements = [
+                _button(q, f"dgw_suggestion_{i}", button_value("suggestion", answer, str(i)))
+                for i, q in enumerate(controls.suggestions)
+            ]
+            blocks.append({"type": "actions", "block_id": "dgw_suggestions", "elements": elements})
+        if controls.feedback:
+            elements = []
+            for rating, face in (("like", "👍"), ("dislike", "👎")):
+                chosen = controls.rating == rating
+                # A second click on the choice withdraws it.
+                value = button_value("feedback", answer, "" if chosen else rating)
+                button = _button(face, f"dgw_{rating}", value)
+                if chosen:
+                    button["style"] = "primary"
+                elements.append(button)
+            # A new block id per choice: Slack redraws the buttons (their style).
+            block_id = f"dgw_feedback_{controls.rating or 'none'}"
+            blocks.append({"type": "actions", "block_id": block_id, "elements": elements})
+        return blocks
+
     def _reasoning_blocks(self) -> list[dict[str, Any]]:
         """The folded reasoning as a small grey context block, or nothing."""
         if not self._reasoning.strip():
@@ -317,6 +413,16 @@ class SlackReplySink:
             "text": self._mrkdwn(text, status),
             "mrkdwn": True,
         }
+
+
+def _button(text: str, action_id: str, value: str) -> dict[str, Any]:
+    label = text if len(text) <= BUTTON_CHARS else text[: BUTTON_CHARS - 1] + "…"
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "value": value,
+    }
 
 
 def _sections(text: str) -> list[dict[str, Any]]:

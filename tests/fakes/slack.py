@@ -54,6 +54,7 @@ class FakeSlack:
     streaming: bool = True
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, Message] = field(default_factory=dict)
+    deleted: list[Message] = field(default_factory=list)  # chat.delete took them away
     files: dict[str, bytes] = field(default_factory=dict)
     acks: list[str] = field(default_factory=list)
     socket_connections: int = 0
@@ -90,6 +91,56 @@ class FakeSlack:
         return [
             m for m in self.messages.values() if m.channel == channel and m.thread_ts == thread_ts
         ]
+
+    def click(
+        self,
+        message: Message,
+        action_id: str,
+        *,
+        user: str = "U222",
+        action_ts: str | None = None,
+    ) -> dict[str, Any]:
+        """The `block_actions` payload Slack sends when `user` clicks the button
+        `action_id` of `message` (its value and the message's blocks as Slack holds them)."""
+        buttons = [
+            element
+            for block in message.blocks or []
+            for element in block.get("elements", [])
+            if element.get("action_id") == action_id
+        ]
+        if not buttons:
+            raise AssertionError(f"no button {action_id} on the message")
+        (button,) = buttons
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": user, "team_id": TEAM_ID},
+            "api_app_id": "A111",
+            "team": {"id": TEAM_ID},
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": False,
+            },
+            "channel": {"id": message.channel},
+            "message": {
+                "ts": message.ts,
+                "thread_ts": message.thread_ts,
+                "text": message.text,
+                "blocks": message.blocks or [],
+            },
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "type": "button",
+                    "value": button["value"],
+                    "action_ts": action_ts or f"{time.time():.6f}",
+                }
+            ],
+            "trigger_id": "1.2.3",
+            "response_url": self.base_url + "/response",
+        }
 
     def final_texts(self, channel: str, thread_ts: str) -> list[str]:
         return [m.text for m in self.thread(channel, thread_ts)]
@@ -215,7 +266,9 @@ class FakeSlack:
         msg = self.messages.get(str(p.get("ts")))
         if msg is None:
             return {"ok": False, "error": "message_not_found"}
-        if method == "chat.update":
+        if method == "chat.delete":
+            self.deleted.append(self.messages.pop(msg.ts))
+        elif method == "chat.update":
             msg.open = False
             msg.blocks = p.get("blocks")
             msg.show(str(p.get("text")))

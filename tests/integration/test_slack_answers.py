@@ -118,9 +118,9 @@ async def test_reasoning_is_hidden_with_a_status_meanwhile(
 async def test_reasoning_collapsed_is_a_context_block_under_the_answer(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
-    client, gateway = await start(
-        gateway_factory, dify, slack, routes=[{"match": {}, "reasoning": "collapse"}]
-    )
+    # Without 👍/👎, the reasoning is the only block under the text.
+    routes = [{"match": {}, "reasoning": "collapse", "feedback": False}]
+    client, gateway = await start(gateway_factory, dify, slack, routes=routes)
     dify.reply(ScriptedReply(chunks=["Fifteen days."], **THINKING_REPLY))  # type: ignore[arg-type]
     event = direct("how many days?")
     await post(client, envelope(event))
@@ -552,9 +552,9 @@ async def test_dify_errors_have_short_texts(
 async def test_reasoning_collapsed_under_a_streamed_answer_closes_the_stream_with_it(
     gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
 ) -> None:
-    client, gateway = await start(
-        gateway_factory, dify, slack, routes=[{"match": {}, "reasoning": "collapse"}]
-    )
+    # Without 👍/👎, the reasoning is the only block under the text.
+    routes = [{"match": {}, "reasoning": "collapse", "feedback": False}]
+    client, gateway = await start(gateway_factory, dify, slack, routes=routes)
     # Quick reasoning: no status ever shows, so the answer streams.
     dify.reply(ScriptedReply(chunks=["Fifteen ", "days."], think="Policy says 15."))
     event = direct("how many days?")

@@ -1,0 +1,84 @@
+"""Slack interactivity payloads (a click on a button the gateway drew) -> a click message.
+
+Over HTTP they come form-encoded, one JSON `payload` field, signed exactly like events
+(https://docs.slack.dev/interactivity/handling-user-interaction); over Socket Mode as
+`interactive` envelopes. A `block_actions` payload names who clicked (`user.id`), where
+(`container.channel_id`, `container.message_ts`, `message.thread_ts`) and what
+(`actions[].value`: `gateway.controls.button_value`). Anything else (a view, a shortcut, a
+button of another app's) is ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway import safejson
+from gateway.controls import read_button_value
+from gateway.models import Action, ChatType, InboundMessage
+from gateway.platform import MalformedRequest
+
+MAX_COMMENT = 1000
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def decode_form_payload(form: dict[str, Any]) -> dict[str, Any]:
+    """The JSON object in an interactivity request's `payload` field."""
+    try:
+        return safejson.loads_object(form["payload"])
+    except safejson.JSONError as exc:
+        raise MalformedRequest(f"interactivity payload is not a JSON object ({exc})") from None
+
+
+def to_click(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMessage | str:
+    """The click to handle, or why there is none."""
+    if payload.get("type") != "block_actions":
+        return f"interactivity {_str(payload.get('type')) or 'unknown'}"
+    user = _str(_dict(payload.get("user")).get("id"))
+    container = _dict(payload.get("container"))
+    message = _dict(payload.get("message"))
+    channel = _str(container.get("channel_id")) or _str(_dict(payload.get("channel")).get("id"))
+    ts = _str(container.get("message_ts")) or _str(message.get("ts"))
+    if not user or not channel or not ts:
+        return "block_actions without user, channel or message"
+    actions = payload.get("actions")
+    for item in actions if isinstance(actions, list) else []:
+        item = _dict(item)
+        read = read_button_value(item.get("value"))
+        if read is not None:
+            break
+    else:
+        return "block_actions of no button of ours"
+    kind, answer_id, value = read
+    action_ts = _str(item.get("action_ts")) or str(received_at)
+    team = _str(_dict(payload.get("team")).get("id"))
+    blocks = message.get("blocks")
+    return InboundMessage(
+        bot=bot,
+        platform="slack",
+        event_id=f"action:{channel}:{ts}:{action_ts}",
+        message_id=f"{channel}:{ts}:{action_ts}",
+        chat_id=channel,
+        chat_type=ChatType.DIRECT if channel.startswith("D") else ChatType.GROUP,
+        user_id=user,
+        text="",
+        thread_id=_str(message.get("thread_ts")) or ts,
+        # A click is one per (message, action_ts, user): a replayed request is a duplicate.
+        dedupe_keys=(f"action:{channel}:{ts}:{action_ts}:{user}",),
+        # The sink of a click edits the message clicked (`ShowsControls.show`): its blocks
+        # as Slack sent them, and its text for notifications.
+        reply_to={
+            "team_id": team,
+            "message_ts": ts,
+            "blocks": blocks if isinstance(blocks, list) else [],
+            "text": _str(message.get("text")),
+        },
+        action=Action(kind=kind, answer_id=answer_id, value=value[:MAX_COMMENT]),
+        received_at=received_at,
+    )

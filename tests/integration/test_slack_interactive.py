@@ -1,0 +1,309 @@
+"""Slack buttons end to end: 👍/👎, suggested questions, Stop and `/stop`, through signed
+interactivity payloads, the inbox, the Dify emulator and the fake Slack API; and the clicks
+that must not work (forged, replayed, expired, a stop by someone who did not ask)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.runtime import Gateway
+from gateway.store import keys
+from gateway.words import ENGLISH
+from tests.conftest import GatewayFactory, make_config
+from tests.fakes.slack import FakeSlack, Message
+from tests.helpers import wait_for
+from tests.integration.slack_helpers import (
+    body_of,
+    direct,
+    envelope,
+    mention,
+    signed_headers,
+    slack_bot,
+)
+
+Client = TestClient[Any, Any]
+PATH = "/webhooks/slack-main"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+async def start(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, **config: Any
+) -> tuple[Client, Gateway]:
+    client, gateway = await gateway_factory(
+        make_config(dify, {"slack-main": slack_bot(slack)}, **config)
+    )
+    await wait_for(lambda: gateway.adapters["slack-main"].ready, what="slack bot ready")
+    return client, gateway
+
+
+async def ask(client: Client, event: dict[str, Any]) -> None:
+    body = body_of(envelope(event))
+    response = await client.post(PATH, data=body, headers=signed_headers(body))
+    assert response.status == 200
+
+
+def form_body(payload: dict[str, Any]) -> bytes:
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+async def click(client: Client, payload: dict[str, Any], body: bytes | None = None) -> int:
+    """Post a click as Slack does: form-encoded, signed like events."""
+    body = body or form_body(payload)
+    headers = {**signed_headers(body), "Content-Type": "application/x-www-form-urlencoded"}
+    response = await client.post(PATH, data=body, headers=headers)
+    return response.status
+
+
+async def answered(gateway: Gateway, within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        await gateway.inbox.wait_idle()
+
+
+def action_ids(message: Message) -> list[str]:
+    return [e["action_id"] for b in message.blocks or [] for e in b.get("elements", [])]
+
+
+async def answered_in_dm(
+    client: Client, gateway: Gateway, slack: FakeSlack, text: str = "hi"
+) -> tuple[dict[str, Any], Message]:
+    event = direct(text)
+    await ask(client, event)
+    await answered(gateway)
+    (message,) = slack.thread("D111", event["ts"])
+    return event, message
+
+
+# --- feedback --------------------------------------------------------------------------
+
+
+async def test_a_finished_answer_has_thumbs_and_a_click_rates_it_in_dify(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    event, message = await answered_in_dm(client, gateway, slack)
+    assert message.text == "Fifteen days."
+    assert action_ids(message) == ["dgw_like", "dgw_dislike"]
+    assert slack.deleted and action_ids(slack.deleted[0]) == ["dgw_stop"]  # gone at the end
+
+    assert await click(client, slack.click(message, "dgw_like")) == 200
+    await answered(gateway)
+    (rating,) = dify.feedbacks
+    assert rating["rating"] == "like" and rating["user"] == "slack-main:U222"
+    # The message shows the choice, its text kept.
+    like, dislike = (b for block in message.blocks or [] for b in block.get("elements", []))
+    assert like.get("style") == "primary" and "style" not in dislike
+    assert message.text == "Fifteen days."
+
+    # A second click on the choice withdraws it; the other one changes it.
+    await click(client, slack.click(message, "dgw_like"))
+    await answered(gateway)
+    await click(client, slack.click(message, "dgw_dislike"))
+    await answered(gateway)
+    assert [f["rating"] for f in dify.feedbacks] == ["like", None, "dislike"]
+    assert len(slack.thread("D111", event["ts"])) == 1  # nothing posted besides the answer
+
+
+async def test_feedback_false_shows_no_thumbs(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(
+        gateway_factory, dify, slack, routes=[{"match": {}, "feedback": False}]
+    )
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    _, message = await answered_in_dm(client, gateway, slack)
+    assert message.text == "Fifteen days." and not message.blocks
+
+
+async def test_a_forged_click_is_refused_and_a_replayed_one_counts_once(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    _, message = await answered_in_dm(client, gateway, slack)
+    payload = slack.click(message, "dgw_dislike")
+
+    body = form_body(payload)
+    forged = {**signed_headers(body, secret="not-the-secret")}
+    forged["Content-Type"] = "application/x-www-form-urlencoded"
+    response = await client.post(PATH, data=body, headers=forged)
+    assert response.status == 401
+
+    assert await click(client, payload, body) == 200
+    assert await click(client, payload, body) == 200  # the same request again
+    await answered(gateway)
+    await asyncio.sleep(0.3)
+    assert [f["rating"] for f in dify.feedbacks] == ["dislike"]
+
+
+async def test_a_click_on_an_answer_no_longer_known_says_it_expired(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    event, message = await answered_in_dm(client, gateway, slack)
+    answer_id = f"slack-main:D111:{event['ts']}"
+    await gateway.store.delete(keys.answer_record(answer_id))  # its TTL ran out
+
+    await click(client, slack.click(message, "dgw_like"))
+    await answered(gateway)
+    assert dify.feedbacks == []
+    assert slack.final_texts("D111", event["ts"])[-1] == ENGLISH.expired
+
+
+# --- suggested questions ---------------------------------------------------------------
+
+
+async def test_suggested_questions_are_buttons_and_a_click_asks_as_the_clicker(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    dify.parameters["suggested_questions_after_answer"] = {"enabled": True}
+    dify.suggested = ["How many in 2025?", "Who approves?", "Can I carry them over?", "More?"]
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    event = mention("how many days?")
+    await ask(client, event)
+    await answered(gateway)
+    (message,) = slack.thread("C111", event["ts"])
+    assert action_ids(message) == [
+        "dgw_suggestion_0",
+        "dgw_suggestion_1",
+        "dgw_suggestion_2",
+        "dgw_like",
+        "dgw_dislike",
+    ]
+    (call,) = dify.suggested_calls
+    assert call["user"] == "slack-main:thread:C111:" + event["ts"]  # the thread's Dify user
+
+    dify.reply(ScriptedReply(chunks=["Your manager."]))
+    await click(client, slack.click(message, "dgw_suggestion_1", user="U333"))
+    await answered(gateway)
+    asked = dify.requests[-1]
+    assert asked["query"] == "Who approves?"
+    # The thread's conversation goes on (a thread is one conversation, whoever asks).
+    assert list(dify.conversations) == [asked["conversation_id"]]
+    assert slack.final_texts("C111", event["ts"])[-1] == "Your manager."
+
+
+async def test_no_suggestions_when_the_app_has_them_off(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    dify.suggested = ["Never shown"]
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    _, message = await answered_in_dm(client, gateway, slack)
+    assert action_ids(message) == ["dgw_like", "dgw_dislike"]
+    assert dify.suggested_calls == []
+
+
+# --- stop ------------------------------------------------------------------------------
+
+SLOW = ScriptedReply(chunks=[f"word{i} " for i in range(60)], delay=0.1)
+
+
+async def stop_button(slack: FakeSlack, channel: str, thread_ts: str) -> Message:
+    def find() -> Message | None:
+        for m in slack.thread(channel, thread_ts):
+            if "dgw_stop" in action_ids(m):
+                return m
+        return None
+
+    await wait_for(lambda: find() is not None and bool(slack.thread(channel, thread_ts)[0].text))
+    found = find()
+    assert found is not None
+    return found
+
+
+async def test_the_stop_button_stops_the_run_and_the_answer_says_so(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(SLOW)
+    event = direct("write a lot")
+    await ask(client, event)
+    button = await stop_button(slack, "D111", event["ts"])
+    await wait_for(lambda: "word2" in slack.thread("D111", event["ts"])[0].text)
+    await click(client, slack.click(button, "dgw_stop"))
+    await answered(gateway)
+    (stop,) = dify.stops
+    assert stop["user"] == "slack-main:U222" and stop["path"].startswith("/v1/chat-messages/")
+    (message,) = slack.thread("D111", event["ts"])  # the Stop message is gone
+    assert message.text.startswith("word0 word1") and message.text.endswith("_(stopped)_")
+    assert "word59" not in message.text
+
+
+async def test_a_stop_by_someone_who_did_not_ask_is_refused(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    routes = [{"match": {}, "scope": "chat_user"}]  # each person has their own conversation
+    client, gateway = await start(gateway_factory, dify, slack, routes=routes)
+    dify.reply(ScriptedReply(chunks=[f"w{i} " for i in range(20)], delay=0.05))
+    event = mention("write a lot")
+    await ask(client, event)
+    button = await stop_button(slack, "C111", event["ts"])
+    await click(client, slack.click(button, "dgw_stop", user="U333"))
+    await answered(gateway)
+    assert dify.stops == []
+    texts = slack.final_texts("C111", event["ts"])
+    assert ENGLISH.not_yours_to_stop in texts
+    assert any(t.startswith("w0 ") and t.rstrip().endswith("w19") for t in texts), texts
+
+
+async def test_slash_stop_stops_the_answer_being_written(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(SLOW)
+    event = direct("write a lot")
+    await ask(client, event)
+    await stop_button(slack, "D111", event["ts"])
+    await ask(client, direct("/stop"))
+    await answered(gateway)
+    (stop,) = dify.stops
+    assert stop["user"] == "slack-main:U222"
+    (message,) = slack.thread("D111", event["ts"])
+    assert message.text.endswith("_(stopped)_")
+    assert ENGLISH.stopping in [m.text for m in slack.messages.values()]
+
+
+async def test_slash_stop_with_nothing_running_says_so(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    event = direct("/stop")
+    await ask(client, event)
+    await answered(gateway)
+    assert slack.final_texts("D111", event["ts"]) == [ENGLISH.nothing_to_stop]
+    assert dify.stops == [] and dify.requests == []
+
+
+async def test_reset_during_an_answer_stops_it_first(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(SLOW)
+    event = direct("write a lot")
+    await ask(client, event)
+    await stop_button(slack, "D111", event["ts"])
+    reset = direct("/reset")
+    await ask(client, reset)
+    await answered(gateway)
+    assert len(dify.stops) == 1
+    (message,) = slack.thread("D111", event["ts"])
+    assert message.text.endswith("_(stopped)_")
+    assert slack.final_texts("D111", reset["ts"]) == [ENGLISH.new_conversation]

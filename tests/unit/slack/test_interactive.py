@@ -1,0 +1,70 @@
+"""Slack interactivity payloads -> clicks, and everything else -> a clean rejection."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from adapters.slack.convert import parse_body, to_outcome
+from gateway.controls import button_value
+from gateway.models import Ignored, Messages
+from gateway.platform import MalformedRequest
+
+
+def block_actions(value: object, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "block_actions",
+        "user": {"id": "U2"},
+        "team": {"id": "T1"},
+        "container": {"type": "message", "message_ts": "17.2", "channel_id": "C1"},
+        "message": {"ts": "17.2", "thread_ts": "17.1", "text": "answer", "blocks": []},
+        "actions": [{"action_id": "a", "value": value, "action_ts": "18.0"}],
+        **extra,
+    }
+
+
+def outcome_of(payload: dict[str, Any]) -> Any:
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return to_outcome(parse_body(body), bot="b", bot_user_id="UBOT", received_at=1.0)
+
+
+def test_a_click_on_our_button_is_a_message_from_the_clicker_in_the_thread() -> None:
+    outcome = outcome_of(block_actions(button_value("feedback", "b:C1:17.1", "like")))
+    assert isinstance(outcome, Messages)
+    (click,) = outcome.messages
+    assert click.action is not None
+    assert (click.action.kind, click.action.answer_id, click.action.value) == (
+        "feedback",
+        "b:C1:17.1",
+        "like",
+    )
+    assert (click.user_id, click.chat_id, click.thread_id) == ("U2", "C1", "17.1")
+    assert click.dedupe_keys == ("action:C1:17.2:18.0:U2",)
+    assert click.reply_to["message_ts"] == "17.2"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 3, "", "plain", "dgw1|feedback|like|", "dgw1|vote|x|b:1", "dgw2|stop||b:1"],
+)
+def test_a_button_that_is_not_ours_is_ignored(value: object) -> None:
+    assert isinstance(outcome_of(block_actions(value)), Ignored)
+
+
+def test_a_click_without_who_or_where_is_ignored() -> None:
+    payload = block_actions(button_value("stop", "b:1"), user={}, container={}, message={})
+    assert isinstance(outcome_of(payload), Ignored)
+
+
+def test_other_interactivity_is_ignored() -> None:
+    assert isinstance(outcome_of({"type": "view_submission", "view": {}}), Ignored)
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[1, 2]", '"text"'])
+def test_a_payload_that_is_not_a_json_object_is_rejected(raw: str) -> None:
+    body = urlencode({"payload": raw}).encode()
+    with pytest.raises(MalformedRequest):
+        to_outcome(parse_body(body), bot="b", bot_user_id="UBOT", received_at=1.0)
