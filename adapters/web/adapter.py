@@ -54,6 +54,7 @@ class WebAdapter:
             unit="chars",
             pacing=PACING,
             awaits_every_reply=True,  # the page shows a thinking bubble until the answer
+            buttons=True,
         )
         self._mailbox = Mailbox(context.store, bot)
         secret = config.signing_secret

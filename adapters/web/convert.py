@@ -14,10 +14,10 @@ from __future__ import annotations
 import base64
 from typing import Literal
 
-from adapters.web.frames import ClientMessage
+from adapters.web.frames import ClientClick, ClientMessage
 from adapters.web.verify import WebUser
 from gateway.files import file_name, file_type
-from gateway.models import Attachment, ChatType, InboundMessage
+from gateway.models import Action, Attachment, ChatType, InboundMessage
 from gateway.platform import PlatformError
 from gateway.store import keys
 from gateway.store.base import SharedState
@@ -77,3 +77,26 @@ async def uploaded(store: SharedState, attachment: Attachment) -> bytes:
     if raw is None:
         raise PlatformError("web", "upload_expired", attachment.name)
     return base64.b64decode(raw)
+
+
+def click_to_inbound(
+    click: ClientClick, *, bot: str, user: WebUser, received_at: float
+) -> InboundMessage:
+    """A click as the core takes it: a message from the user, naming the answer (the job id
+    of the user's message `reply_to`, so a user can click only their own answers)."""
+    answer_id = f"{bot}:{user.id}:{click.reply_to}" if click.reply_to else ""
+    return InboundMessage(
+        bot=bot,
+        platform="web",
+        event_id=click.id,
+        message_id=f"{user.id}:{click.id}",
+        chat_id=user.id,
+        chat_type=ChatType.DIRECT,
+        user_id=user.id,
+        user_name=user.name,
+        text="",
+        dedupe_keys=(f"msg:{user.id}:{click.id}",),
+        reply_to={"id": click.id},
+        action=Action(kind=click.kind, answer_id=answer_id, value=click.value),
+        received_at=received_at,
+    )

@@ -2,9 +2,11 @@
 
 Client to server: `{"type": "message", "id": …, "text": …}`, optionally with `files` (the
 extension: `[{"name": …, "type": <MIME type>, "data": <base64>}]`, the whole frame within
-`server.max_body_bytes`). Other types are ignored, so a newer page works with an older
-gateway. Server to client: `update`, `final` and `error`, each naming the message it answers
-(`reply_to`).
+`server.max_body_bytes`); clicks: `feedback`, `suggestion` and `stop`, each with its own `id`
+and the `reply_to` of the answer clicked. Other types are ignored, so a newer page works
+with an older gateway. Server to client: `update`, `final` (with the answer's `feedback` and
+`suggestions` when it has them), `controls` (after a rating) and `error`, each naming the
+message it answers (`reply_to`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from gateway import safejson
 
@@ -43,6 +46,18 @@ class ClientMessage:
     files: tuple[ClientFile, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ClientClick:
+    """A click on an answer (`reply_to`; empty for a `stop` of the answer being written):
+    `value` is the rating (`like`, `dislike`, empty to withdraw it), or the position of the
+    suggested question."""
+
+    id: str
+    kind: Literal["feedback", "suggestion", "stop"]
+    reply_to: str
+    value: str = ""
+
+
 class BadFrame(Exception):
     """A frame the gateway cannot take: answer it with an error frame (`reply_to`, maybe
     None), or, when `close_code` is set, close the socket with it."""
@@ -53,15 +68,18 @@ class BadFrame(Exception):
         self.close_code = close_code
 
 
-def parse_client_frame(raw: str) -> ClientMessage | None:
-    """A `message` frame, or None for a type this gateway does not know."""
+def parse_client_frame(raw: str) -> ClientMessage | ClientClick | None:
+    """A `message` frame or a click, or None for a type this gateway does not know."""
     # safejson: a lone surrogate in `text` would pass here and break the job's JSON in
     # the inbox, and deep nesting would recurse in whatever reads the value next.
     try:
         frame = safejson.loads_object(raw)
     except safejson.JSONError:
         raise BadFrame("not a JSON object", close_code=INVALID_PAYLOAD) from None
-    if frame.get("type") != "message":
+    kind = frame.get("type")
+    if kind in ("feedback", "suggestion", "stop"):
+        return _click(frame, kind)
+    if kind != "message":
         return None
     message_id = frame.get("id")
     if not isinstance(message_id, str) or not MESSAGE_ID.fullmatch(message_id):
@@ -73,6 +91,34 @@ def parse_client_frame(raw: str) -> ClientMessage | None:
     if not text.strip() and not files:
         raise BadFrame("a message without text or files", reply_to=message_id)
     return ClientMessage(message_id, text, files)
+
+
+_RATINGS = {"like": "like", "dislike": "dislike", None: ""}
+
+
+def _click(frame: dict[str, Any], kind: Literal["feedback", "suggestion", "stop"]) -> ClientClick:
+    click_id = frame.get("id")
+    if not isinstance(click_id, str) or not MESSAGE_ID.fullmatch(click_id):
+        raise BadFrame("a click needs an id of 1 to 64 of A-Z a-z 0-9 _ . -")
+    reply_to = frame.get("reply_to", "")
+    if reply_to is None and kind == "stop":
+        reply_to = ""
+    if not isinstance(reply_to, str) or not (
+        MESSAGE_ID.fullmatch(reply_to) or (kind == "stop" and not reply_to)
+    ):
+        raise BadFrame("a click names the answer clicked in reply_to", reply_to=click_id)
+    value = ""
+    if kind == "feedback":
+        rating = frame.get("rating")
+        if not isinstance(rating, str | None) or rating not in _RATINGS:
+            raise BadFrame("rating is like, dislike or null", reply_to=click_id)
+        value = _RATINGS[rating]
+    elif kind == "suggestion":
+        index = frame.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10:
+            raise BadFrame("index is the suggestion's position", reply_to=click_id)
+        value = str(index)
+    return ClientClick(click_id, kind, reply_to, value)
 
 
 def _files(value: object, reply_to: str) -> tuple[ClientFile, ...]:
@@ -105,8 +151,20 @@ def update(reply_to: str, text: str, status: str = "") -> Frame:
     return {"type": "update", "reply_to": reply_to, "text": text, "status": status}
 
 
-def final(reply_to: str, text: str) -> Frame:
-    return {"type": "final", "reply_to": reply_to, "text": text}
+def final(reply_to: str, text: str, controls: Frame | None = None) -> Frame:
+    """The whole answer; `controls` (see `controls`) when it has 👍/👎 or suggestions."""
+    return {"type": "final", "reply_to": reply_to, "text": text, **(controls or {})}
+
+
+def controls(feedback: bool, rating: str | None, suggestions: Sequence[str]) -> Frame:
+    """What an answer offers: `feedback` (may be rated; `rating` the choice so far, or
+    null) and `suggestions` (follow-up questions, by position)."""
+    return {"feedback": feedback, "rating": rating, "suggestions": list(suggestions)}
+
+
+def controls_frame(reply_to: str, offered: Frame) -> Frame:
+    """The controls of an answer as they are now (after a click)."""
+    return {"type": "controls", "reply_to": reply_to, **offered}
 
 
 def error(reply_to: str | None, message: str) -> Frame:

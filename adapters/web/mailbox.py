@@ -88,6 +88,12 @@ class Mailbox:
         await self._store.set(keys.web_answer(self._bot, user, record.reply_to), data, ttl)
         await self._store.publish(keys.web_channel(self._bot, user), data)
 
+    async def notify(self, user: str, frame: Frame) -> None:
+        """Deliver `frame` to the user's sockets, not kept: a frame that adds to an answer
+        already delivered (its controls after a click), which a reconnect does not need."""
+        record = Record(self._seq(), frame)
+        await self._store.publish(keys.web_channel(self._bot, user), record.encode())
+
     async def owed(self, user: str) -> list[Record]:
         """The latest frame of each answer the user may have missed, oldest answer first."""
         records = []

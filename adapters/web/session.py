@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.web import frames
-from adapters.web.convert import to_inbound
-from adapters.web.frames import BadFrame, ClientMessage
+from adapters.web.convert import click_to_inbound, to_inbound
+from adapters.web.frames import BadFrame, ClientClick, ClientMessage
 from adapters.web.mailbox import Mailbox, Record
 from adapters.web.outbox import DEFAULT_LIMIT, DEFAULT_STALL_S, TRY_AGAIN_LATER, Outbox
 from adapters.web.verify import WebUser
@@ -190,7 +190,12 @@ class ChatSession:
                 await self._socket.close(TRY_AGAIN_LATER)
                 return
 
-    async def _inbound(self, message: ClientMessage) -> Messages:
+    async def _inbound(self, message: ClientMessage | ClientClick) -> Messages:
+        if isinstance(message, ClientClick):
+            click = click_to_inbound(
+                message, bot=self._bot, user=self._user, received_at=time.time()
+            )
+            return Messages((click,))
         inbound = await to_inbound(
             message, bot=self._bot, user=self._user, store=self._store, received_at=time.time()
         )

@@ -7,6 +7,10 @@ shows under it while the app works ("Using web_search…").
 
 The frames carry no files and nothing folds, so the app's files are named in the text (a
 public link where there is one) and folded reasoning is left out.
+
+Buttons (`ShowsControls`): the final frame carries the answer's `feedback` and
+`suggestions`; a rating sends a `controls` frame for the answer rated. The page shows its
+own Stop while an answer is written (any answer without a final frame can be stopped).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from adapters.web import frames
 from adapters.web.mailbox import Mailbox
+from gateway.controls import Controls
 from gateway.platform import OutputFile, Pacing, PlatformError
 from gateway.store.base import StoreUnavailable
 
@@ -38,6 +43,7 @@ class WebReplySink:
         # Parts finished before a rollover (only past MAX_ANSWER_CHARS): the bubble shows
         # them ahead of the current part.
         self._done = str(resume.get("done", "")) if resume else ""
+        self._controls: Controls | None = None
 
     async def begin(self) -> None:
         try:
@@ -55,7 +61,9 @@ class WebReplySink:
         if not last:
             self._done += text + "\n"
             return
-        await self._post(frames.final(self._reply_to, self._done + text), last=True)
+        offered = _offered(self._controls)
+        frame = frames.final(self._reply_to, self._done + text, offered)
+        await self._post(frame, last=True)
 
     async def fail(self, text: str) -> None:
         await self._post(frames.error(self._reply_to, self._done + text), last=True)
@@ -66,6 +74,19 @@ class WebReplySink:
     def fold_reasoning(self, text: str) -> None:
         """The page cannot fold text: the reasoning stays out."""
 
+    def offer(self, controls: Controls) -> None:
+        self._controls = controls
+
+    async def show(self, controls: Controls) -> None:
+        """The answer's controls as they are now, for the answer clicked (its id is the
+        last part of the answer's job id: message ids hold no `:`)."""
+        answer = controls.answer_id.rpartition(":")[2]
+        frame = frames.controls_frame(answer, _offered(controls) or {})
+        try:
+            await self._mailbox.notify(self._user, frame)
+        except StoreUnavailable as exc:
+            raise PlatformError("web", "store_unavailable", str(exc)) from exc
+
     def snapshot(self) -> dict[str, Any]:
         return {"done": self._done}
 
@@ -75,3 +96,9 @@ class WebReplySink:
         except StoreUnavailable as exc:
             # A PlatformError makes the engine retry the final frame, as any platform call.
             raise PlatformError("web", "store_unavailable", str(exc)) from exc
+
+
+def _offered(controls: Controls | None) -> frames.Frame | None:
+    if controls is None or not controls.final:
+        return None
+    return frames.controls(controls.feedback, controls.rating, controls.suggestions)

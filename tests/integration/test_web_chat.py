@@ -29,7 +29,13 @@ async def start(
     gateway_factory: GatewayFactory, dify: DifyEmulator, **bot: Any
 ) -> tuple[Any, Gateway]:
     server = bot.pop("server", None)
-    return await gateway_factory(make_config(dify, {"web": web_bot(**bot)}, server=server))
+    routes = bot.pop("routes", None)
+    config = make_config(dify, {"web": web_bot(**bot)}, server=server, routes=routes)
+    return await gateway_factory(config)
+
+
+# The final frame as it is without 👍/👎 (tests/integration/test_web_interactive.py has them).
+NO_FEEDBACK = [{"match": {}, "feedback": False}]
 
 
 def ws_path(sub: str = "u1", **token: Any) -> str:
@@ -116,7 +122,7 @@ async def test_auth_none_takes_the_pages_own_id(
 async def test_an_answer_streams_as_updates_of_the_whole_text_then_a_final(
     gateway_factory: GatewayFactory, dify: DifyEmulator
 ) -> None:
-    client, _ = await start(gateway_factory, dify)
+    client, _ = await start(gateway_factory, dify, routes=NO_FEEDBACK)
     dify.reply(ScriptedReply(chunks=WORDS, delay=0.06))
     async with client.ws_connect(ws_path("alice", name="Alice")) as ws:
         await ws.send_str(message("m1", "What can you do?"))
@@ -424,7 +430,7 @@ async def test_two_instances_socket_on_one_job_on_the_other(
     flush = aioredis.Redis.from_url(redis_url)
     await flush.flushdb()
     await flush.aclose()
-    config = make_config(dify, {"web": web_bot()}, store=redis_url)
+    config = make_config(dify, {"web": web_bot()}, store=redis_url, routes=NO_FEEDBACK)
     config["inbox"] = {"lease_s": 1}
     (a, gw_a), (_, gw_b) = await gateway_factory(config), await gateway_factory(config)
     # A holds the socket but works on no job: its share of the inbox goes to B.

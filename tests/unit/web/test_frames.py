@@ -89,3 +89,39 @@ def test_server_frames_have_the_contract_shape() -> None:
     assert frames.error(None, "no") == {"type": "error", "reply_to": None, "message": "no"}
     assert json.loads(frames.encode(frames.final("m1", "中文"))) == frames.final("m1", "中文")
     assert "中文" in frames.encode(frames.final("m1", "中文"))  # UTF-8 on the wire, not \\u escapes
+
+
+# --- clicks --------------------------------------------------------------------------------
+
+
+def test_clicks_parse_into_what_they_name() -> None:
+    parse = frames.parse_client_frame
+    assert parse('{"type": "feedback", "id": "c1", "reply_to": "m1", "rating": "like"}') == (
+        frames.ClientClick("c1", "feedback", "m1", "like")
+    )
+    assert parse('{"type": "feedback", "id": "c1", "reply_to": "m1", "rating": null}') == (
+        frames.ClientClick("c1", "feedback", "m1", "")
+    )
+    assert parse('{"type": "suggestion", "id": "c2", "reply_to": "m1", "index": 2}') == (
+        frames.ClientClick("c2", "suggestion", "m1", "2")
+    )
+    assert parse('{"type": "stop", "id": "s1"}') == frames.ClientClick("s1", "stop", "", "")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"type": "feedback", "reply_to": "m1", "rating": "like"}',
+        '{"type": "feedback", "id": "c:1", "reply_to": "m1", "rating": "like"}',
+        '{"type": "feedback", "id": "c1", "rating": "like"}',
+        '{"type": "feedback", "id": "c1", "reply_to": "m1", "rating": "love"}',
+        '{"type": "feedback", "id": "c1", "reply_to": "m1", "rating": 1}',
+        '{"type": "suggestion", "id": "c1", "reply_to": "m1", "index": -1}',
+        '{"type": "suggestion", "id": "c1", "reply_to": "m1", "index": true}',
+        '{"type": "suggestion", "id": "c1", "reply_to": "m1"}',
+        '{"type": "stop", "id": "c1", "reply_to": "a:b"}',
+    ],
+)
+def test_a_malformed_click_is_a_bad_frame(raw: str) -> None:
+    with pytest.raises(frames.BadFrame):
+        frames.parse_client_frame(raw)
