@@ -211,3 +211,31 @@ async def test_a_dropped_socket_is_reported_once_and_the_instance_stays_ready(
     # Three failed tries (the drop, two refusals), one line; no warning per try either.
     assert sum("is retrying" in line for line in lines) == 1
     assert not [r for r in caplog.records if r.name == "gateway.longconn" and r.levelno > 20]
+
+
+async def test_a_click_arrives_as_an_interactive_envelope_and_is_acked(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    bot = {
+        "platform": "slack",
+        "app": "main",
+        "mode": "socket",
+        "api_base": slack.base_url,
+        "bot_token": BOT_TOKEN,
+        "app_token": APP_TOKEN,
+    }
+    _client, gateway = await gateway_factory(make_config(dify, {"slack-sock": bot}))
+    await wait_for(lambda: gateway.adapters["slack-sock"].ready, what="socket connected")
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    event = direct("how many days?")
+    await slack.socket_send(socket_envelope(event, 1))
+    await wait_for(lambda: any(m.blocks for m in slack.thread("D111", event["ts"])))
+    await gateway.inbox.wait_idle()
+    (answer,) = slack.thread("D111", event["ts"])
+    clicked = {"envelope_id": "env-click", "type": "interactive", "payload": None}
+    clicked["payload"] = slack.click(answer, "dgw_like")
+    await slack.socket_send(clicked)
+    await wait_for(lambda: bool(dify.feedbacks), what="the rating in Dify")
+    await wait_for(lambda: "env-click" in slack.acks, what="the click acked")
+    (rating,) = dify.feedbacks
+    assert rating["rating"] == "like" and rating["user"] == "slack-sock:U222"
