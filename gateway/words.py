@@ -503,6 +503,9 @@ class ChatPageWords:
     session_expired: str  # the token was refused: the embedding site must mint a new one
     too_large: str  # a message or file over the size limit
     cut_off: str  # the gateway closed the socket because the page fell behind
+    stop: str  # the button that stops the answer being written
+    helpful: str  # the label of 👍 (for screen readers)
+    not_helpful: str  # the label of 👎
 
 
 CHAT_PAGES: dict[Locale, ChatPageWords] = {
@@ -521,6 +524,9 @@ CHAT_PAGES: dict[Locale, ChatPageWords] = {
         session_expired="Your session has expired. Please reload the page.",
         too_large="That is too large to send here.",
         cut_off="The connection fell behind. Catching up…",
+        stop="Stop",
+        helpful="Helpful",
+        not_helpful="Not helpful",
     ),
     "zh-CN": ChatPageWords(
         title="对话",
@@ -537,6 +543,9 @@ CHAT_PAGES: dict[Locale, ChatPageWords] = {
         session_expired="会话已过期，请刷新页面。",
         too_large="内容太大，无法在这里发送。",
         cut_off="连接跟不上了，正在追赶…",
+        stop="停止",
+        helpful="有帮助",
+        not_helpful="没帮助",
     ),
 }
 

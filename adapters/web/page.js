@@ -171,9 +171,10 @@
       const el = element("div", "msg bot");
       const body = element("div", "bubble md");
       const status = element("div", "status");
-      el.append(body, status);
+      const controls = element("div", "controls");
+      el.append(body, status, controls);
       log.appendChild(el);
-      b = { el, body, status, done: false };
+      b = { el, body, status, controls, done: false };
       bubbles.set(id, b);
       showEmpty();
     }
@@ -204,12 +205,71 @@
     }
     b.status.textContent = done ? "" : status;
     b.done = done;
+    if (!done) showStop(id, b);
+    else if (b.stopButton) {
+      b.stopButton.remove();
+      b.stopButton = null;
+    }
     scrollDown(false);
+  }
+
+  // --- buttons under an answer (docs/interactive.md) -----------------------------------------
+  function button(className, text, label, onClick) {
+    const el = element("button", className, text);
+    el.type = "button";
+    if (label) el.setAttribute("aria-label", label);
+    el.addEventListener("click", onClick);
+    return el;
+  }
+  function click(kind, replyTo, extra) {
+    const id = Date.now().toString(36) + "-" + randomId(6);
+    const frame = JSON.stringify(Object.assign({ type: kind, id, reply_to: replyTo }, extra));
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(frame);
+    return { id, frame };
+  }
+  function showStop(id, b) {
+    if (b.stopButton) return;
+    b.stopButton = button("stop", W.stop, "", () => {
+      click("stop", id, {});
+      b.stopButton.disabled = true;
+    });
+    b.controls.appendChild(b.stopButton);
+  }
+  function showControls(id, offered) {
+    const b = botBubble(id);
+    b.controls.textContent = "";
+    b.stopButton = null;
+    if (offered.feedback) {
+      for (const [rating, face, label] of [["like", "\u{1F44D}", W.helpful], ["dislike", "\u{1F44E}", W.not_helpful]]) {
+        const chosen = offered.rating === rating;
+        const el = button("rate" + (chosen ? " chosen" : ""), face, label, () => {
+          click("feedback", id, { rating: chosen ? null : rating });
+          showControls(id, Object.assign({}, offered, { rating: chosen ? null : rating }));
+        });
+        el.setAttribute("aria-pressed", String(chosen));
+        b.controls.appendChild(el);
+      }
+    }
+    (Array.isArray(offered.suggestions) ? offered.suggestions : []).forEach((question, index) => {
+      b.controls.appendChild(
+        button("suggestion", String(question), "", () => {
+          const sent = click("suggestion", id, { index });
+          const meta = addUser(sent.id, String(question), []);
+          remember({ role: "user", id: sent.id, text: String(question) });
+          pending.set(sent.id, { frame: sent.frame, meta });
+        })
+      );
+    });
+    const entry = history.find((h) => h.role === "bot" && h.id === id);
+    if (entry) remember(Object.assign({}, entry, { offered }));
   }
   function restore() {
     for (const h of history) {
       if (h.role === "user") addUser(h.id, h.text, h.files);
-      else render(h.id, h.text, { done: true, error: h.error });
+      else {
+        render(h.id, h.text, { done: true, error: h.error });
+        if (h.offered) showControls(h.id, h.offered);
+      }
     }
     scrollDown(true);
   }
@@ -292,6 +352,9 @@
     } else if (frame.type === "final") {
       render(id, String(frame.text || ""), { done: true });
       remember({ role: "bot", id, text: String(frame.text || "") });
+      if (frame.feedback || (frame.suggestions && frame.suggestions.length)) showControls(id, frame);
+    } else if (frame.type === "controls") {
+      if (bubbles.has(id)) showControls(id, frame);
     } else if (frame.type === "error") {
       const key = typeof id === "string" ? id : "error-" + randomId(4);
       render(key, String(frame.message || ""), { done: true, error: true });

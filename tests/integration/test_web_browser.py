@@ -82,3 +82,52 @@ async def test_a_person_chats_with_the_demo_in_a_real_browser(
     console = await asyncio.to_thread(browser.get_log, "browser")
     assert not [entry for entry in console if entry["level"] == "SEVERE"], console
     await gateway.inbox.wait_idle()
+
+
+async def test_the_page_rates_an_answer_and_asks_a_suggested_question(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    dify.parameters["suggested_questions_after_answer"] = {"enabled": True}
+    dify.suggested = ["Who approves it?"]
+    bot = {"platform": "web", "app": "main", "auth": "none"}
+    client, gateway = await gateway_factory(make_config(dify, {"demo-web": bot}))
+    url = str(client.make_url("/chat/demo-web"))
+
+    def rate_and_follow_up() -> list[str]:
+        browser.get(url)
+        deadline = time.monotonic() + 30
+        while "online" not in (browser.find_element(By.ID, "state").get_attribute("class") or ""):
+            assert time.monotonic() < deadline, "the page never connected"
+            time.sleep(0.05)
+        box = browser.find_element(By.ID, "input")
+        box.send_keys("How many days of leave?")
+        box.send_keys(Keys.ENTER)
+        _watch_the_answer(browser, within=60)
+        like, _dislike = browser.find_elements(By.CSS_SELECTOR, ".msg.bot .controls .rate")
+        like.click()
+        deadline = time.monotonic() + 10
+        while not dify.feedbacks:
+            assert time.monotonic() < deadline, "the rating never reached Dify"
+            time.sleep(0.05)
+        # The buttons are drawn again, the choice marked.
+        (chosen,) = browser.find_elements(By.CSS_SELECTOR, ".msg.bot .controls .rate.chosen")
+        assert chosen.get_attribute("aria-pressed") == "true"
+        browser.find_element(By.CSS_SELECTOR, ".msg.bot .controls .suggestion").click()
+        while len(browser.find_elements(By.CSS_SELECTOR, ".msg.bot")) < 2 or any(
+            b.find_elements(By.CSS_SELECTOR, ".cursor, .typing")
+            for b in browser.find_elements(By.CSS_SELECTOR, ".msg.bot")
+        ):
+            assert time.monotonic() < deadline + 30, "the suggested question got no answer"
+            time.sleep(0.05)
+        return [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".msg.user .bubble")]
+
+    questions = await asyncio.to_thread(rate_and_follow_up)
+    assert questions == ["How many days of leave?", "Who approves it?"]
+    assert dify.feedbacks[0]["rating"] == "like"
+    assert dify.requests[-1]["query"] == "Who approves it?"
+    console = await asyncio.to_thread(browser.get_log, "browser")
+    assert not [entry for entry in console if entry["level"] == "SEVERE"], console
+    await gateway.inbox.wait_idle()
