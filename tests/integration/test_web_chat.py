@@ -147,7 +147,7 @@ async def test_the_status_shows_while_an_agent_works_and_the_final_carries_the_f
         dify,
         {"web": web_bot()},
         apps={"main": {"mode": "agent"}},
-        routes=[{"match": {}, "show_tools": True}],
+        routes=[{"match": {}, "show_tools": True, "feedback": False}],
     )
     client, _ = await gateway_factory(config)
     dify.reply(
@@ -177,7 +177,9 @@ async def test_the_status_shows_while_an_agent_works_and_the_final_carries_the_f
 async def test_sources_can_be_switched_off_on_the_web_too(
     gateway_factory: GatewayFactory, dify: DifyEmulator
 ) -> None:
-    config = make_config(dify, {"web": web_bot()}, routes=[{"match": {}, "citations": False}])
+    config = make_config(
+        dify, {"web": web_bot()}, routes=[{"match": {}, "citations": False, "feedback": False}]
+    )
     client, _ = await gateway_factory(config)
     dify.reply(ScriptedReply(chunks=["Fifteen days."], citations=["Handbook.pdf"]))
     async with client.ws_connect(ws_path()) as ws:
