@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
@@ -148,3 +149,28 @@ async def test_a_malformed_click_gets_an_error_frame(
         await ws.send_str(click("suggestion", "c2", "m1", index="first"))
         assert (await until_final(ws, "c2"))[-1]["type"] == "error"
     assert dify.requests == [] and dify.feedbacks == []
+
+
+@pytest.mark.redis
+async def test_clicks_on_another_instance_stop_and_rate_the_answer(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, redis_url: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    flush = aioredis.Redis.from_url(redis_url)
+    await flush.flushdb()
+    await flush.aclose()
+    config = make_config(dify, {"web": web_bot()}, store=redis_url)
+    (a, _), (b, _) = await gateway_factory(config), await gateway_factory(config)
+    dify.reply(ScriptedReply(chunks=[f"w{i} " for i in range(60)], delay=0.1))
+    async with a.ws_connect(ws_path()) as on_a, b.ws_connect(ws_path()) as on_b:
+        await on_a.send_str(message("m1", "write a lot"))
+        while "w2" not in (await next_of(on_a, "update", "m1"))["text"]:
+            pass
+        await on_b.send_str(click("stop", "s1", "m1"))
+        final = (await until_final(on_a, "m1", within=30))[-1]
+        assert final["text"].endswith("_(stopped)_") and final["feedback"] is True
+        await on_b.send_str(click("feedback", "c1", "m1", rating="like"))
+        assert (await next_of(on_a, "controls", "m1"))["rating"] == "like"
+    assert [s["user"] for s in dify.stops] == ["web:u1"]
+    assert [(f["rating"], f["user"]) for f in dify.feedbacks] == [("like", "web:u1")]
