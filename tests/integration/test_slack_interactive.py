@@ -307,3 +307,30 @@ async def test_reset_during_an_answer_stops_it_first(
     (message,) = slack.thread("D111", event["ts"])
     assert message.text.endswith("_(stopped)_")
     assert slack.final_texts("D111", reset["ts"]) == [ENGLISH.new_conversation]
+
+
+@pytest.mark.parametrize(
+    ("mode", "path"),
+    [
+        ("agent", "/v1/chat-messages/{}/stop"),
+        ("completion", "/v1/completion-messages/{}/stop"),
+        ("workflow", "/v1/workflows/tasks/{}/stop"),
+    ],
+)
+async def test_slash_stop_calls_the_stop_endpoint_of_the_apps_mode(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, mode: str, path: str
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack, apps={"main": {"mode": mode}})
+    dify.reply(SLOW)
+    event = direct("write a lot")
+    await ask(client, event)
+    await stop_button(slack, "D111", event["ts"])
+    await wait_for(lambda: "word1" in slack.thread("D111", event["ts"])[0].text)
+    await ask(client, direct("/stop"))
+    await answered(gateway)
+    (stop,) = dify.stops
+    assert stop["path"] == path.format(stop["task_id"]) and stop["user"] == "slack-main:U222"
+    (message,) = slack.thread("D111", event["ts"])
+    assert message.text.startswith("word0") and message.text.endswith("_(stopped)_")
+    if mode == "workflow":  # a workflow run has no message to rate
+        assert "dgw_like" not in action_ids(message)
