@@ -188,12 +188,22 @@ class SlackReplySink:
             if isinstance(b, dict) and not str(b.get("block_id", "")).startswith(OUR_BLOCKS)
         ]
         text = str(self._clicked.get("text") or "")
-        if not kept and text.strip():
-            kept = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_CHARS]}}]
+        as_text = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_CHARS]}}]
         self._controls = controls
-        blocks = [*kept, *self._final_blocks()]
-        payload = {"channel": self._channel, "ts": ts, "text": text, "blocks": blocks}
-        await self._api.call("chat.update", payload)
+        payload = {"channel": self._channel, "ts": ts, "text": text}
+        try:
+            blocks = [*(kept or as_text), *self._final_blocks()]
+            await self._api.call("chat.update", {**payload, "blocks": blocks})
+        except RateLimited:
+            raise
+        except PlatformError as exc:
+            if not kept or not text.strip():
+                raise
+            # Slack may refuse a block it gave us (a streamed message's `markdown` block is
+            # reported to fail): the message's text then stands for it.
+            log.info("Slack refused the clicked message's blocks (%s); using its text", exc.code)
+            blocks = [*as_text, *self._final_blocks()]
+            await self._api.call("chat.update", {**payload, "blocks": blocks})
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
         """Upload each file, then share them all into the answer's thread at once."""

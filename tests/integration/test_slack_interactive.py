@@ -334,3 +334,20 @@ async def test_slash_stop_calls_the_stop_endpoint_of_the_apps_mode(
     assert message.text.startswith("word0") and message.text.endswith("_(stopped)_")
     if mode == "workflow":  # a workflow run has no message to rate
         assert "dgw_like" not in action_ids(message)
+
+
+async def test_a_rating_shows_with_the_text_when_slack_refuses_the_blocks_it_gave(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    _, message = await answered_in_dm(client, gateway, slack)
+    payload = slack.click(message, "dgw_like")
+    payload["message"]["blocks"].insert(0, {"type": "markdown", "text": "Fifteen days."})
+    slack.fail_next("chat.update", error="invalid_blocks")
+    await click(client, payload)
+    await answered(gateway)
+    assert [f["rating"] for f in dify.feedbacks] == ["like"]
+    first, *_ = message.blocks or []
+    assert first == {"type": "section", "text": {"type": "mrkdwn", "text": "Fifteen days."}}
+    assert "dgw_like" in action_ids(message)
