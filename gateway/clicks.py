@@ -129,7 +129,11 @@ class Clicks:
         sink = self._adapters[job.message.bot].open_reply(job.message)
         if isinstance(sink, ShowsControls):
             controls = Controls(
-                record.job_id, feedback=True, rating=rating, suggestions=record.suggestions
+                record.job_id,
+                feedback=True,
+                rating=rating,
+                ask_reason=rating == "dislike" and not action.comment,
+                suggestions=record.suggestions,
             )
             try:
                 await sink.show(controls)

@@ -7,7 +7,9 @@ adapter as an `InboundMessage` with an `Action` (gateway/models.py). A button ca
 value gives a click or None, never an exception).
 
 - `stop`: a Stop button while the answer is written.
-- `feedback`: 👍 and 👎 under the final message; `rating` the choice made so far.
+- `feedback`: 👍 and 👎 under the final message; `rating` the choice made so far, and
+  `ask_reason` a question why, after a 👎 (where the platform makes that easy: a Slack
+  modal).
 - `suggestions`: up to three follow-up questions the app suggests.
 
 A new kind of control (a form's actions, say) is a new field here, a new `ActionKind`, and
@@ -33,6 +35,7 @@ class Controls:
     stop: bool = False
     feedback: bool = False
     rating: Rating | None = None
+    ask_reason: bool = False
     suggestions: tuple[str, ...] = ()
 
     @property

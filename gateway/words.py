@@ -41,6 +41,11 @@ class Words:
     not_yours_to_stop: str  # a Stop by someone who may not stop that answer
     stop_button: str  # the label of the Stop button under an answer being written
     stopped: str  # under an answer someone stopped
+    # The question after a 👎 (a Slack modal: title and buttons at most 24 characters)
+    reason_title: str
+    reason_label: str
+    reason_send: str
+    reason_skip: str
 
     # --- answers -------------------------------------------------------------------------
     thinking: str  # the placeholder until the first words of the answer arrive
@@ -207,6 +212,10 @@ ENGLISH = Words(
     not_yours_to_stop="Only the person who asked can stop this answer.",
     stop_button="Stop",
     stopped="_(stopped)_",
+    reason_title="What went wrong?",
+    reason_label="Tell us what was wrong with the answer (optional).",
+    reason_send="Send",
+    reason_skip="Skip",
     thinking="Thinking…",
     empty_answer="_(The assistant returned an empty answer.)_",
     sources="Sources",
@@ -339,6 +348,10 @@ SIMPLIFIED_CHINESE = Words(
     not_yours_to_stop="只有提问的人可以停止这个回答。",
     stop_button="停止",
     stopped="_（已停止）_",
+    reason_title="哪里不好？",
+    reason_label="请告诉我们这个回答哪里有问题（可选）。",
+    reason_send="发送",
+    reason_skip="跳过",
     thinking="思考中…",
     empty_answer="_（助手没有返回任何内容。）_",
     sources="参考资料",

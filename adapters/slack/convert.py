@@ -54,7 +54,7 @@ def to_outcome(
     if isinstance(payload.get("payload"), str):  # interactivity over HTTP: a form
         payload = decode_form_payload(payload)
     kind = payload.get("type")
-    if kind == "block_actions":
+    if kind in ("block_actions", "view_submission"):
         click = to_click(payload, bot=bot, received_at=received_at)
         return Ignored(click) if isinstance(click, str) else Messages((click,))
     if kind == "url_verification":

@@ -4,8 +4,9 @@ Over HTTP they come form-encoded, one JSON `payload` field, signed exactly like 
 (https://docs.slack.dev/interactivity/handling-user-interaction); over Socket Mode as
 `interactive` envelopes. A `block_actions` payload names who clicked (`user.id`), where
 (`container.channel_id`, `container.message_ts`, `message.thread_ts`) and what
-(`actions[].value`: `gateway.controls.button_value`). Anything else (a view, a shortcut, a
-button of another app's) is ignored.
+(`actions[].value`: `gateway.controls.button_value`). A `view_submission` of the gateway's
+own modal (the reason for a 👎, `REASON_VIEW`) is a click too: the rating again, with the
+reason. Anything else (another view, a shortcut, a button of another app's) is ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from gateway.models import Action, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
 
 MAX_COMMENT = 1000
+REASON_VIEW = "dgw_reason"  # the callback_id of the modal that asks why a 👎
+REASON_BLOCK = "dgw_reason"
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -38,6 +41,8 @@ def decode_form_payload(form: dict[str, Any]) -> dict[str, Any]:
 
 def to_click(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMessage | str:
     """The click to handle, or why there is none."""
+    if payload.get("type") == "view_submission":
+        return _reason(payload, bot=bot, received_at=received_at)
     if payload.get("type") != "block_actions":
         return f"interactivity {_str(payload.get('type')) or 'unknown'}"
     user = _str(_dict(payload.get("user")).get("id"))
@@ -78,7 +83,47 @@ def to_click(payload: dict[str, Any], *, bot: str, received_at: float) -> Inboun
             "message_ts": ts,
             "blocks": blocks if isinstance(blocks, list) else [],
             "text": _str(message.get("text")),
+            "trigger_id": _str(payload.get("trigger_id")),  # opens a modal, for 3 s
         },
         action=Action(kind=kind, answer_id=answer_id, value=value[:MAX_COMMENT]),
+        received_at=received_at,
+    )
+
+
+def _reason(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMessage | str:
+    """The reason a user gave for a 👎, in the modal the gateway opened (its private metadata
+    names the answer and where it is)."""
+    view = _dict(payload.get("view"))
+    user = _str(_dict(payload.get("user")).get("id"))
+    if view.get("callback_id") != REASON_VIEW or not user:
+        return "view_submission of no view of ours"
+    try:
+        where = orjson.loads(_str(view.get("private_metadata")) or "{}")
+    except orjson.JSONDecodeError:
+        return "view_submission with unreadable metadata"
+    where = _dict(where)
+    answer, channel = _str(where.get("answer")), _str(where.get("channel"))
+    if not answer or not channel:
+        return "view_submission without its answer"
+    values = _dict(_dict(_dict(view.get("state")).get("values")).get(REASON_BLOCK))
+    reason = _str(_dict(values.get(REASON_BLOCK)).get("value")).strip()
+    if not reason:
+        return "a 👎 without a reason"
+    view_id = _str(view.get("id")) or str(received_at)
+    return InboundMessage(
+        bot=bot,
+        platform="slack",
+        event_id=f"view:{view_id}",
+        message_id=f"{channel}:view:{view_id}",
+        chat_id=channel,
+        chat_type=ChatType.DIRECT if channel.startswith("D") else ChatType.GROUP,
+        user_id=user,
+        text="",
+        thread_id=_str(where.get("thread_ts")) or None,
+        dedupe_keys=(f"view:{view_id}:{user}",),
+        reply_to={"team_id": _str(_dict(payload.get("team")).get("id"))},
+        action=Action(
+            kind="feedback", answer_id=answer, value="dislike", comment=reason[:MAX_COMMENT]
+        ),
         received_at=received_at,
     )

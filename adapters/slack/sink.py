@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from adapters.slack.api import SlackAPI
+from adapters.slack.interactive import REASON_BLOCK, REASON_VIEW
 from adapters.slack.mrkdwn import to_mrkdwn
 from gateway.controls import Controls, button_value
 from gateway.models import InboundMessage
@@ -88,6 +89,7 @@ class SlackReplySink:
         self._api = api
         self._thinking = words.thinking
         self._stop_label = words.stop_button
+        self._words = words
         self._controls: Controls | None = None
         self._clicked = message.reply_to  # a click's sink: the message clicked
         self._reasoning_title = words.reasoning_title
@@ -204,6 +206,44 @@ class SlackReplySink:
             log.info("Slack refused the clicked message's blocks (%s); using its text", exc.code)
             blocks = [*as_text, *self._final_blocks()]
             await self._api.call("chat.update", {**payload, "blocks": blocks})
+        finally:
+            if controls.ask_reason:
+                await self._ask_reason(controls.answer_id, ts)
+
+    async def _ask_reason(self, answer_id: str, ts: str) -> None:
+        """After a 👎: a modal that asks why (best effort: the click's trigger lasts 3 s)."""
+        trigger = str(self._clicked.get("trigger_id") or "")
+        if not trigger:
+            return
+        where = {"answer": answer_id, "channel": self._channel, "thread_ts": self._thread_ts}
+        words = self._words
+        text_input = {
+            "type": "plain_text_input",
+            "action_id": REASON_BLOCK,
+            "multiline": True,
+            "max_length": 1000,
+        }
+        view = {
+            "type": "modal",
+            "callback_id": REASON_VIEW,
+            "private_metadata": json.dumps(where),
+            "title": {"type": "plain_text", "text": words.reason_title[:24]},
+            "submit": {"type": "plain_text", "text": words.reason_send[:24]},
+            "close": {"type": "plain_text", "text": words.reason_skip[:24]},
+            "blocks": [
+                {
+                    "type": "input",
+                    "block_id": REASON_BLOCK,
+                    "optional": True,
+                    "label": {"type": "plain_text", "text": words.reason_label[:2000]},
+                    "element": text_input,
+                }
+            ],
+        }
+        try:
+            await self._api.call("views.open", {"trigger_id": trigger, "view": view})
+        except PlatformError as exc:
+            log.info("Slack: no modal for the reason of a 👎 (%s)", exc.code)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
         """Upload each file, then share them all into the answer's thread at once."""

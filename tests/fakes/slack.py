@@ -55,6 +55,7 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, Message] = field(default_factory=dict)
     deleted: list[Message] = field(default_factory=list)  # chat.delete took them away
+    views: list[dict[str, Any]] = field(default_factory=list)  # the modals views.open opened
     files: dict[str, bytes] = field(default_factory=dict)
     acks: list[str] = field(default_factory=list)
     socket_connections: int = 0
@@ -140,6 +141,31 @@ class FakeSlack:
             ],
             "trigger_id": "1.2.3",
             "response_url": self.base_url + "/response",
+        }
+
+    def submit(self, view: dict[str, Any], value: str, *, user: str = "U222") -> dict[str, Any]:
+        """The `view_submission` payload Slack sends when `user` submits the modal `view`
+        (opened by views.open) with `value` in its one text input."""
+        (block,) = view["blocks"]
+        action_id = block["element"]["action_id"]
+        state = {
+            "values": {block["block_id"]: {action_id: {"type": "plain_text_input", "value": value}}}
+        }
+        return {
+            "type": "view_submission",
+            "team": {"id": TEAM_ID},
+            "user": {"id": user, "team_id": TEAM_ID},
+            "api_app_id": "A111",
+            "trigger_id": "4.5.6",
+            "view": {
+                "id": f"V{self.views.index(view) + 1:06d}",
+                "type": "modal",
+                "callback_id": view["callback_id"],
+                "private_metadata": view["private_metadata"],
+                "state": state,
+                "hash": "h",
+            },
+            "response_urls": [],
         }
 
     def final_texts(self, channel: str, thread_ts: str) -> list[str]:
@@ -247,6 +273,11 @@ class FakeSlack:
             user = str(p.get("user"))
             name = self.user_names.get(user, f"name-of-{user}")
             return {**ok, "user": {"id": user, "name": name, "profile": {"display_name": name}}}
+        if method == "views.open":
+            if not p.get("trigger_id") or not isinstance(p.get("view"), dict):
+                return {"ok": False, "error": "invalid_arguments"}
+            self.views.append(p["view"])
+            return {**ok, "view": {"id": f"V{len(self.views):06d}", **p["view"]}}
         if method == "apps.connections.open":
             return {**ok, "url": self.base_url.replace("http", "ws").replace("/api", "/socket")}
         if method in ("chat.postMessage", "chat.startStream"):

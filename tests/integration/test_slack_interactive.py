@@ -351,3 +351,42 @@ async def test_a_rating_shows_with_the_text_when_slack_refuses_the_blocks_it_gav
     first, *_ = message.blocks or []
     assert first == {"type": "section", "text": {"type": "mrkdwn", "text": "Fifteen days."}}
     assert "dgw_like" in action_ids(message)
+
+
+async def test_a_thumbs_down_asks_why_and_the_reason_reaches_dify(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    _, message = await answered_in_dm(client, gateway, slack)
+    await click(client, slack.click(message, "dgw_dislike"))
+    await answered(gateway)
+    (view,) = slack.views
+    assert view["callback_id"] == "dgw_reason" and view["title"]["text"] == "What went wrong?"
+    (opened,) = slack.of("views.open")
+    assert opened.payload["trigger_id"] == "1.2.3"  # the click's, within its 3 s
+
+    submitted = slack.submit(view, "It is twenty days since 2025.")
+    assert await click(client, submitted) == 200
+    assert await click(client, submitted) == 200  # a replay counts once
+    await answered(gateway)
+    assert [(f["rating"], f.get("content")) for f in dify.feedbacks] == [
+        ("dislike", None),
+        ("dislike", "It is twenty days since 2025."),
+    ]
+    assert all(f["user"] == "slack-main:U222" for f in dify.feedbacks)
+    assert len(slack.views) == 1  # a reason given asks no more
+
+
+async def test_an_empty_reason_sends_nothing_more(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    _, message = await answered_in_dm(client, gateway, slack)
+    await click(client, slack.click(message, "dgw_dislike"))
+    await answered(gateway)
+    (view,) = slack.views
+    assert await click(client, slack.submit(view, "  ")) == 200
+    await answered(gateway)
+    assert [f["rating"] for f in dify.feedbacks] == ["dislike"]

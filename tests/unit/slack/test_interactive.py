@@ -68,3 +68,38 @@ def test_a_payload_that_is_not_a_json_object_is_rejected(raw: str) -> None:
     body = urlencode({"payload": raw}).encode()
     with pytest.raises(MalformedRequest):
         to_outcome(parse_body(body), bot="b", bot_user_id="UBOT", received_at=1.0)
+
+
+def reason_view(metadata: str, value: object = "wrong", callback_id: str = "dgw_reason") -> Any:
+    state = {"values": {"dgw_reason": {"dgw_reason": {"value": value}}}}
+    view = {"id": "V1", "callback_id": callback_id, "private_metadata": metadata, "state": state}
+    return {"type": "view_submission", "user": {"id": "U2"}, "view": view}
+
+
+def test_the_reason_for_a_thumbs_down_is_a_rating_with_a_comment() -> None:
+    where = json.dumps({"answer": "b:C1:17.1", "channel": "C1", "thread_ts": "17.1"})
+    outcome = outcome_of(reason_view(where, " too short "))
+    assert isinstance(outcome, Messages)
+    (click,) = outcome.messages
+    assert click.action is not None
+    assert (click.action.kind, click.action.value, click.action.comment) == (
+        "feedback",
+        "dislike",
+        "too short",
+    )
+    assert (click.chat_id, click.thread_id, click.dedupe_keys) == ("C1", "17.1", ("view:V1:U2",))
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        reason_view("{not json"),
+        reason_view("[]"),
+        reason_view('{"channel": "C1"}'),
+        reason_view('{"answer": "b:1", "channel": "C1"}', value=None),
+        reason_view('{"answer": "b:1", "channel": "C1"}', value="   "),
+        reason_view('{"answer": "b:1", "channel": "C1"}', callback_id="someone_elses"),
+    ],
+)
+def test_any_other_view_submission_is_ignored(view: Any) -> None:
+    assert isinstance(outcome_of(view), Ignored)
