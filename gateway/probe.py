@@ -51,9 +51,6 @@ class _NoAssistant:
     async def opening_statement(self, message: InboundMessage) -> str | None:
         return None
 
-    async def feedback(self, job_id: str, rating: Literal["like", "dislike"] | None) -> None:
-        return None
-
 
 async def _refuse(read: Read) -> Delivery:
     return Delivery.REDELIVER

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import Literal
 
 import httpx
 
@@ -73,9 +72,6 @@ class _CurrentRelay:
 
     async def opening_statement(self, message: InboundMessage) -> str | None:
         return await self._gateway.relay.opening_statement(message)
-
-    async def feedback(self, job_id: str, rating: Literal["like", "dislike"] | None) -> None:
-        await self._gateway.relay.feedback(job_id, rating)
 
 
 class Gateway:
