@@ -98,8 +98,8 @@ def _reason(payload: dict[str, Any], *, bot: str, received_at: float) -> Inbound
     if view.get("callback_id") != REASON_VIEW or not user:
         return "view_submission of no view of ours"
     try:
-        where = orjson.loads(_str(view.get("private_metadata")) or "{}")
-    except orjson.JSONDecodeError:
+        where = safejson.loads(_str(view.get("private_metadata")) or "{}")
+    except safejson.JSONError:
         return "view_submission with unreadable metadata"
     where = _dict(where)
     answer, channel = _str(where.get("answer")), _str(where.get("channel"))

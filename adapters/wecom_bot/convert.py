@@ -110,7 +110,9 @@ def _event(bot: str, payload: dict[str, Any], received_at: float, words: Words) 
         # Only a number can be one (an object or list is not even hashable; true == 1).
         if isinstance(rating, bool) or not isinstance(rating, int) or rating not in ratings:
             return Skip(f"feedback of unknown type {safejson.shown(rating)}")
-        return Feedback(feedback_id, ratings[rating], _click(bot, payload, received_at, words, detail))
+        return Feedback(
+            feedback_id, ratings[rating], _click(bot, payload, received_at, words, detail)
+        )
     return Skip(f"event {name or 'without a type'}")
 
 
