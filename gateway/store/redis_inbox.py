@@ -91,9 +91,23 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('DEL', KEYS[2])
 return 1
 """
+# A lease is taken with a new epoch (a per-shard counter), so that a lease which lapsed
+# while Redis was unreachable can be told apart from one another instance held meanwhile.
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"""
+# 1: renewed. 2: it had lapsed and nobody took it since (the epoch is still ours): ours
+# again, and the work on it goes on. 0: lost.
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
 end
 return 0
 """
@@ -129,6 +143,9 @@ class ShardKeys:
     def lease(self, shard: int) -> str:
         return self._tag(shard) + "lease"
 
+    def epoch(self, shard: int) -> str:
+        return self._tag(shard) + "epoch"
+
     def claim(self, shard: int, key: str) -> str:
         return self._tag(shard) + "claim:" + key
 
@@ -152,6 +169,7 @@ class RedisInbox:
         self._checkpoint = redis.register_script(_CHECKPOINT)
         self._finish = redis.register_script(_FINISH)
         self._dead = redis.register_script(_DEAD)
+        self._take = redis.register_script(_TAKE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._batch: list[tuple[list[str], list[Any], asyncio.Future[bool]]] = []
@@ -257,10 +275,14 @@ class RedisShardFeed:
         self._lease_ms = max(1, int(lease_s * 1000))
         self._lease_s = lease_s
         self._owned: set[int] = set()
+        self._epochs: dict[int, int] = {}  # shard -> the epoch of our lease on it
         self._releasing: set[int] = set()  # owned, read nothing more, let go once idle
         self._reclaim: set[int] = set()  # just acquired: claim its pending entries first
         self._work: dict[int, int] = {}  # shard -> jobs handed out and not done
-        self._entries: dict[str, str] = {}  # job id -> stream entry id, while handed out
+        self._entries: dict[str, tuple[str, int]] = {}  # job id -> (entry id, shard), handed out
+        # Jobs of shards this instance lost whose attempt here is still ending (cancelled,
+        # not done yet): a shard taken back meanwhile must hand them out again once done.
+        self._unwinding: set[str] = set()
         self._attempts: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -304,18 +326,19 @@ class RedisShardFeed:
         await self._inbox.save(job, state)
 
     async def finish(self, job: Job) -> None:
-        entry = self._entries.get(job.job_id)
-        if entry is not None:
-            await self._inbox.finish(job, entry)
+        handed = self._entries.get(job.job_id)
+        if handed is not None:
+            await self._inbox.finish(job, handed[0])
 
     async def dead_letter(self, job: Job, reason: str) -> None:
-        entry = self._entries.get(job.job_id)
-        if entry is not None:
+        handed = self._entries.get(job.job_id)
+        if handed is not None:
             attempts = self._attempts.get(job.job_id, 0)
-            await self._inbox.dead_letter(job, entry, reason, attempts)
+            await self._inbox.dead_letter(job, handed[0], reason, attempts)
 
     def done(self, job: Job) -> None:
         self._entries.pop(job.job_id, None)
+        self._unwinding.discard(job.job_id)
         self._attempts.pop(job.job_id, None)
         shard = self._keys.shard_of(job.queue_key)
         left = self._work.get(shard, 0) - 1
@@ -396,7 +419,7 @@ class RedisShardFeed:
         jobs: list[Job] = []
         for shard, reply in zip(shards, replies, strict=True):
             for _stream, entries in _stream_entries(reply):
-                jobs += self._hand_out(shard, entries)
+                jobs += self._hand_out(shard, entries)[0]
         return jobs
 
     async def _reclaimed(self, limit: int) -> list[Job]:
@@ -405,16 +428,22 @@ class RedisShardFeed:
         jobs: list[Job] = []
         for shard in sorted(self._reclaim):
             stream, start = self._keys.stream(shard), "0-0"
+            resumed: list[Job] = []
+            unwinding = False
             while True:
                 reply = await self._claim_pending(stream, start)
                 start, entries = str(reply[0]), reply[1]
                 # Redis 6.2 lists entries deleted meanwhile as (None, None).
-                jobs += self._hand_out(shard, [e for e in entries if e and e[0] is not None])
+                handed, busy = self._hand_out(shard, [e for e in entries if e and e[0] is not None])
+                resumed += handed
+                unwinding = unwinding or busy
                 if start == "0-0":
                     break
-            self._reclaim.discard(shard)
-            if jobs:
-                log.info("inbox shard %d taken over: resuming %d jobs", shard, len(jobs))
+            if not unwinding:
+                self._reclaim.discard(shard)  # else again on the next take, once they ended
+            if resumed:
+                log.info("inbox shard %d taken over: resuming %d jobs", shard, len(resumed))
+            jobs += resumed
         return jobs
 
     async def _claim_pending(self, stream: str, start: str) -> Any:
@@ -423,8 +452,11 @@ class RedisShardFeed:
 
         return await self._do(claim)
 
-    def _hand_out(self, shard: int, entries: Sequence[Any]) -> list[Job]:
+    def _hand_out(self, shard: int, entries: Sequence[Any]) -> tuple[list[Job], bool]:
+        """The jobs of `entries` not handed out already, and whether one was left out
+        because an attempt of it that this instance lost is still ending."""
         jobs: list[Job] = []
+        unwinding = False
         for entry in entries:
             entry_id, fields = entry[0], entry[1]
             raw = fields.get("job") if isinstance(fields, dict) else None
@@ -436,11 +468,12 @@ class RedisShardFeed:
                 task.add_done_callback(_retrieve)
                 continue
             if job.job_id in self._entries:
+                unwinding = unwinding or job.job_id in self._unwinding
                 continue  # already handed out (claimed back from ourselves)
-            self._entries[job.job_id] = str(entry_id)
+            self._entries[job.job_id] = (str(entry_id), shard)
             self._work[shard] = self._work.get(shard, 0) + 1
             jobs.append(job)
-        return jobs
+        return jobs, unwinding
 
     async def _drop(self, shard: int, entry: str) -> None:
         stream = self._keys.stream(shard)
@@ -456,9 +489,10 @@ class RedisShardFeed:
                 await self._beat()
             except StoreUnavailable as exc:
                 log.warning("inbox heartbeat failed: %s", exc)
-                if time.monotonic() - self._last_renewed > self._lease_s * 0.9:
+                if self._owned and time.monotonic() - self._last_renewed > self._lease_s * 0.9:
                     # Our leases may have expired: another instance may be resuming these
                     # jobs now. Stop working on them.
+                    log.warning("inbox: leases not renewed in time; stopping work on shards")
                     self._lose(set(self._owned))
 
     async def _beat(self) -> None:
@@ -503,15 +537,21 @@ class RedisShardFeed:
                         await self._inbox._connection.queue_script(
                             pipe,
                             self._inbox._renew,
-                            [self._keys.lease(shard)],
-                            [self.instance, self._lease_ms],
+                            [self._keys.lease(shard), self._keys.epoch(shard)],
+                            [self.instance, self._lease_ms, self._epochs.get(shard, 0)],
                         )
                     return list(await pipe.execute())
 
             results: list[Any] = await self._do(renew)
-            lost = {s for s, ok in zip(owned, results, strict=True) if not ok}
+            lost = {s for s, r in zip(owned, results, strict=True) if not r}
+            lapsed = {s for s, r in zip(owned, results, strict=True) if r == 2}
+            if lapsed:
+                # Redis was unreachable (frozen, restarting) for longer than the lease, and
+                # no other instance took these shards meanwhile: the answers under way here
+                # go on, rather than being stopped and started again.
+                log.info("inbox: the leases of shards %s lapsed; nobody took them: kept", lapsed)
             if lost:
-                log.warning("inbox: lost the lease of shards %s to another instance", lost)
+                log.warning("inbox: lost the lease of shards %s (another instance took it)", lost)
                 self._lose(lost)
         self._last_renewed = time.monotonic()
 
@@ -523,6 +563,9 @@ class RedisShardFeed:
                 break
             if await self._take_lease(shard):
                 wanted -= 1
+                # The group exists unless Redis lost its data (a restart without
+                # persistence): then it is made again here, or nothing would be read.
+                await self._create_group(self._keys.stream(shard))
                 self._owned.add(shard)
                 self._reclaim.add(shard)
                 self._wake.set()
@@ -530,12 +573,12 @@ class RedisShardFeed:
             log.info("inbox: this instance now works on shards %s", sorted(self._owned))
 
     async def _take_lease(self, shard: int) -> bool:
-        async def take() -> Any:
-            return await self._redis.set(
-                self._keys.lease(shard), self.instance, nx=True, px=self._lease_ms
-            )
-
-        return bool(await self._do(take))
+        keys = [self._keys.lease(shard), self._keys.epoch(shard)]
+        args: list[str | int] = [self.instance, self._lease_ms]
+        epoch = int(await self._do(lambda: self._inbox._take(keys=keys, args=args)))
+        if epoch:
+            self._epochs[shard] = epoch
+        return epoch > 0
 
     async def _let_go(self, shards: Sequence[int]) -> None:
         for shard in shards:
@@ -551,6 +594,7 @@ class RedisShardFeed:
         return lambda: self._inbox._release(keys=[lease], args=[self.instance])
 
     def _lose(self, shards: set[int]) -> None:
+        self._unwinding |= {job for job, (_, shard) in self._entries.items() if shard in shards}
         self._owned -= shards
         self._releasing -= shards
         self._reclaim -= shards
@@ -565,10 +609,13 @@ class RedisShardFeed:
                     pipe.xlen(self._keys.stream(shard))
                 return list(await pipe.execute())
 
+        counted_before = self._accepted_since
         lengths: list[Any] = await self._do(count)
         self._backlog = sum(int(n) for n in lengths)
         self._backlog_at = time.monotonic()
-        self._accepted_since = 0
+        # Accepts that landed while the count was on its way may be in it or not: keep
+        # counting them (an estimate a little high, never one that lets a flood through).
+        self._accepted_since -= counted_before
 
 
 def _stream_entries(reply: Any) -> list[tuple[Any, Sequence[Any]]]:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from gateway.models import Job
+from gateway.store.base import StoreUnavailable
 from gateway.store.redis import RedisStore
 from gateway.store.redis_inbox import RedisShardFeed, ShardKeys
 from tests import redis_servers
@@ -137,3 +138,105 @@ async def test_at_shutdown_idle_shards_go_at_once_and_busy_ones_when_done(
     await wait_for(lambda: owned(b) == set(range(SHARDS)), within=5)
     await a.close()
     await b.close()
+
+
+async def test_a_lease_that_lapsed_while_nobody_took_it_is_kept_with_its_work(
+    stores: Callable[[], RedisStore], any_redis: str
+) -> None:
+    """Redis was unreachable (frozen, restarting) for longer than the lease, and no other
+    instance took the shard meanwhile: the instance keeps it, and its answers go on."""
+    store = stores()
+    lost: list[Callable[[Job], bool]] = []
+    a = await start(store, lost)
+    mine = job(1, "conversation-x")
+    assert await store.accept(["k1"], mine)
+    (taken,) = await take_all(a, 1)
+    shard = ShardKeys("dify-gateway:", SHARDS).shard_of(mine.conversation_key)
+    raw = redis_servers.client(any_redis)
+    try:
+        await raw.delete(f"dify-gateway:{{inbox:{shard}}}:lease")  # it expired
+        await asyncio.sleep(LEASE_S)  # a heartbeat or two
+        assert await raw.get(f"dify-gateway:{{inbox:{shard}}}:lease") == a.instance
+    finally:
+        await raw.aclose()
+    assert lost == [] and shard in owned(a)
+    await a.finish(taken)
+    a.done(taken)
+    await a.close()
+
+
+async def test_a_lapsed_lease_that_another_instance_held_meanwhile_is_lost(
+    stores: Callable[[], RedisStore], any_redis: str
+) -> None:
+    """The lease lapsed and another instance took the shard (and let it go again) before
+    this one noticed: that one may have resumed these jobs, so this one stops them."""
+    store = stores()
+    lost: list[Callable[[Job], bool]] = []
+    a = await start(store, lost)
+    mine = job(1, "conversation-x")
+    shard = ShardKeys("dify-gateway:", SHARDS).shard_of(mine.conversation_key)
+    raw = redis_servers.client(any_redis)
+    try:
+        # At once, or A's heartbeat could find its lease gone and its epoch still current.
+        await raw.eval(
+            "redis.call('DEL', KEYS[1]) return redis.call('INCR', KEYS[2])",
+            2,
+            f"dify-gateway:{{inbox:{shard}}}:lease",
+            f"dify-gateway:{{inbox:{shard}}}:epoch",  # someone else's lease
+        )
+        await wait_for(lambda: bool(lost), within=5, what="the loss noticed")
+    finally:
+        await raw.aclose()
+    assert lost[0](mine)
+    await a.close()
+
+
+async def test_after_redis_lost_everything_new_jobs_are_read_again(
+    stores: Callable[[], RedisStore], any_redis: str
+) -> None:
+    """A restart without persistence drops the streams and their consumer groups: the
+    instance takes its shards again and makes the groups again, or it would read nothing."""
+    store = stores()
+    a = await start(store)
+    raw = redis_servers.client(any_redis)
+    try:
+        await raw.flushdb()
+    finally:
+        await raw.aclose()
+    assert await store.accept(["k1"], job(1))  # XADD makes a stream with no group
+    taken: list[Job] = []
+    async with asyncio.timeout(5):
+        while not taken:
+            try:
+                taken = await a.take(100, 0.05)
+            except StoreUnavailable:  # NOGROUP, until the heartbeat notices (the pump waits)
+                await asyncio.sleep(0.05)
+    assert [j.job_id for j in taken] == ["b:m1"]
+    await a.close()
+
+
+async def test_a_job_whose_lost_attempt_is_still_ending_is_handed_out_once_it_ended(
+    stores: Callable[[], RedisStore], any_redis: str
+) -> None:
+    """The shard is lost and taken back before the attempt it cancelled has ended: the
+    job is handed out again as soon as that attempt is done, not left pending for good."""
+    store = stores()
+    lost: list[Callable[[Job], bool]] = []
+    a = await start(store, lost)
+    mine = job(1, "conversation-x")
+    assert await store.accept(["k1"], mine)
+    (taken,) = await take_all(a, 1)
+    shard = ShardKeys("dify-gateway:", SHARDS).shard_of(mine.conversation_key)
+    raw = redis_servers.client(any_redis)
+    try:
+        await raw.set(f"dify-gateway:{{inbox:{shard}}}:lease", "someone-else", px=300)
+        await wait_for(lambda: bool(lost), within=5, what="the loss noticed")
+        # The other instance let go at once; A takes the shard back at a heartbeat.
+        await wait_for(lambda: shard in owned(a), within=5, what="the shard taken back")
+    finally:
+        await raw.aclose()
+    assert await a.take(100, 0.05) == []  # its cancelled attempt is still ending
+    a.done(taken)  # now it has ended
+    (again,) = await take_all(a, 1)
+    assert again.job_id == mine.job_id
+    await a.close()
