@@ -48,6 +48,7 @@ from gateway.words import Words, dify_failure
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
+ANSWERED = "answered"  # checkpoint field: the final text is delivered
 CHAT_MODES = ("chat", "agent", "chatflow")
 # The name `_produce` catches it by: the only content was a file that could not be read.
 _AttachmentFailed = AttachmentFailed
@@ -123,7 +124,11 @@ class Relay:
         or card, from the checkpoint.
 
         Raises only for what a later attempt may fix (the store away before anything was
-        shown, a platform that kept refusing the final text): the inbox retries then."""
+        shown, a platform that kept refusing the final text): the inbox retries then.
+
+        Once the final text is delivered, the checkpoint says so (`answered`): an attempt
+        after that one (the store failed while the job was being taken out of the inbox,
+        long enough for its lease to lapse) has nothing left to show or to ask Dify."""
         try:
             await self._answer(job, progress)
         finally:
@@ -132,6 +137,9 @@ class Relay:
     async def _answer(self, job: Job, progress: Progress) -> None:
         bot = job.message.bot
         adapter = self._adapters[bot]
+        if progress.checkpoint.get(ANSWERED):
+            log.info("answer %s: delivered by an earlier attempt", job.job_id)
+            return
         if not _quiet_stop(job.message):
             must_reply = adapter.capabilities.awaits_every_reply
             refusal = await self._limits.admit(
@@ -168,6 +176,7 @@ class Relay:
         self._metrics.updates.labels(bot).inc(stream.updates)
         self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
         self._finished(job, result)
+        await progress.save(**{ANSWERED: True})
 
     async def _click(
         self, job: Job, adapter: Adapter, action: Action, progress: Progress
@@ -239,7 +248,11 @@ class Relay:
             log.info("answer %s: could not stop the previous run: %s", job.job_id, exc)
 
     async def give_up(self, job: Job, progress: Progress) -> None:
-        """The job failed too often: end its answer with a short notice."""
+        """The job failed too often: end its answer with a short notice (unless an
+        attempt delivered the answer and only failed to record that: never a notice under
+        a complete answer)."""
+        if progress.checkpoint.get(ANSWERED):
+            return
         stream = self._open_stream(job, self._adapters[job.message.bot], progress)
         try:
             await stream.fail(self._words[job.message.bot].gave_up)
@@ -471,6 +484,7 @@ class Relay:
         stream = self._open_stream(job, adapter, progress)
         stream.append(text)
         await stream.finish()
+        await progress.save(**{ANSWERED: True})
 
     # --- hooks adapters may use (AssistantHooks) -----------------------------------------
 

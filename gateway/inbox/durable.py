@@ -32,6 +32,7 @@ from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable
 log = logging.getLogger(__name__)
 
 LOCAL_QUEUE = 1024  # jobs taken from the feed but not started, at most
+UNSAVED_KEPT = 4096  # checkpoints of attempts that did not end here, kept for the next one
 TAKE_WAIT_S = 1.0
 FINISH_TRIES = 8  # recording an answer that was delivered: retried for about a minute
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
@@ -103,6 +104,11 @@ class Inbox:
         self._pump: asyncio.Task[None] | None = None
         self._started = asyncio.Event()  # the feed is up
         self._stopping = False
+        self._accepting = 0  # accepts on their way to the store
+        # job id -> (attempt, checkpoint) of this process's last attempt at a job that did
+        # not end (failed, or stopped with its lease): the next attempt here starts from it,
+        # including what the store could not take at the time.
+        self._unsaved: dict[str, tuple[int, dict[str, Any]]] = {}
         metrics.watch_inbox(self)
 
     # --- accepting (the ack path) ------------------------------------------------------
@@ -110,10 +116,15 @@ class Inbox:
     async def accept(self, job: Job, dedupe_keys: Sequence[str]) -> bool:
         """Keep `job` durably unless one of its keys was seen. False for a duplicate.
         Raises `StoreUnavailable` (or `InboxFull`, a kind of it for the caller) -> 503."""
-        if self.feed.backlog() >= self._max_queued * self.feed.instances():
+        # Accepts still on their way count too: a flood arrives all at once.
+        if self.feed.backlog() + self._accepting >= self._max_queued * self.feed.instances():
             self._metrics.inbox_full.inc()
             raise InboxFull("the inbox is full")
-        accepted = await self._store.accept(dedupe_keys, job)
+        self._accepting += 1
+        try:
+            accepted = await self._store.accept(dedupe_keys, job)
+        finally:
+            self._accepting -= 1
         if accepted:
             self.scheduler.note_accept()
             self.feed.accepted(job)
@@ -163,31 +174,49 @@ class Inbox:
 
     async def _run(self, job: Job) -> None:
         """Answer `job`, retrying failed attempts, and take it out of the inbox."""
-        seen: dict[str, Any] = {}  # what this process's earlier attempts checkpointed
         while True:
-            record = await self._retry_store(lambda: self.feed.begin(job), job, "start")
-            # A checkpoint this process made but could not save (the store was away) is
-            # still good here: the retry then finishes the message the last attempt began.
-            progress = Progress(self.feed, job, record.attempts, {**record.checkpoint, **seen})
-            seen = progress.checkpoint
-            if record.attempts > 1:
+            progress = await self._begin(job)
+            if progress.attempt > 1:
                 self._metrics.inbox_resumed.labels(job.message.bot).inc()
-            if record.attempts > self._max_attempts:
+            if progress.attempt > self._max_attempts:
                 await self._dead_letter(job, progress)
                 return
             try:
                 await self._worker(job, progress)
             except asyncio.CancelledError:
+                self._keep_unsaved(job, progress)
                 raise
             except Undeliverable as exc:
                 await self._dead_letter(job, progress, str(exc))
                 return
             except Exception:
-                log.exception("job %s: attempt %d failed", job.job_id, record.attempts)
-                await asyncio.sleep(STORE_RETRY_S[min(record.attempts, len(STORE_RETRY_S)) - 1])
+                log.exception("job %s: attempt %d failed", job.job_id, progress.attempt)
+                self._keep_unsaved(job, progress)
+                await asyncio.sleep(STORE_RETRY_S[min(progress.attempt, len(STORE_RETRY_S)) - 1])
                 continue
-            await self._retry_store(lambda: self.feed.finish(job), job, "finish", FINISH_TRIES)
+            try:
+                await self._retry_store(lambda: self.feed.finish(job), job, "finish", FINISH_TRIES)
+            except asyncio.CancelledError:
+                self._keep_unsaved(job, progress)  # answered: the next attempt only finishes
+                raise
             return
+
+    async def _begin(self, job: Job) -> Progress:
+        """Count an attempt. A checkpoint this process made in the attempt just before
+        (and nobody else attempted the job since) is good here even where the store did
+        not take it (it was away): the new attempt finishes the message the last began,
+        or, if that one delivered the answer, only takes the job out of the inbox."""
+        record = await self._retry_store(lambda: self.feed.begin(job), job, "start")
+        checkpoint = dict(record.checkpoint)
+        last = self._unsaved.pop(job.job_id, None)
+        if last is not None and last[0] == record.attempts - 1:
+            checkpoint.update(last[1])
+        return Progress(self.feed, job, record.attempts, checkpoint)
+
+    def _keep_unsaved(self, job: Job, progress: Progress) -> None:
+        self._unsaved[job.job_id] = (progress.attempt, progress.checkpoint)
+        if len(self._unsaved) > UNSAVED_KEPT:  # jobs another instance took over
+            del self._unsaved[next(iter(self._unsaved))]
 
     async def _dead_letter(self, job: Job, progress: Progress, why: str | None = None) -> None:
         if why is None:
@@ -258,11 +287,20 @@ class Inbox:
         await self._started.wait()
         while True:
             await self.scheduler.wait_idle()
-            if not self.feed.waiting() and not await self.feed.pending():
+            if not self.feed.waiting() and not await self._pending():
                 await asyncio.sleep(0)  # a job finishing right now clears the scheduler next
                 if self.scheduler.in_flight == 0 and self.scheduler.queued == 0:
                     return
             await asyncio.sleep(0.01)
+
+    async def _pending(self) -> int:
+        """The store's count of unanswered messages; while it is away, nothing is known
+        to be answered (an outage is no reason to stop waiting)."""
+        try:
+            return await self.feed.pending()
+        except StoreUnavailable:
+            await asyncio.sleep(0.1)
+            return -1
 
     async def drain(self, grace: float) -> None:
         """Take nothing more; finish what this instance holds within `grace` seconds."""

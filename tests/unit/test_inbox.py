@@ -5,17 +5,18 @@ restart (SQLite)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.inbox import Inbox, InboxFull, Progress
+from gateway.inbox import Inbox, InboxFull, JobRecord, Progress
 from gateway.inbox import durable as durable_module
 from gateway.inbox.scheduler import QUIET_S
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
-from gateway.store.base import Store
+from gateway.store.base import Store, StoreUnavailable
 from gateway.store.memory import MemoryStore
 from gateway.store.sqlite import SQLiteStore
 
@@ -280,3 +281,87 @@ async def test_answers_wait_while_acks_keep_arriving_but_not_too_long(
     assert 0.25 <= first <= 0.45
     # Nothing waited much longer than MAX_HOLD_S plus a tick, burst or not.
     assert all(started[str(i)] <= burst_end + 0.1 for i in range(n))
+
+
+async def test_a_flood_of_concurrent_accepts_stops_at_the_bound(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
+    """Accepts still on their way to the store count against the bound: twenty arriving
+    at once do not all see an empty inbox."""
+    gate = asyncio.Event()
+
+    async def work(j: Job, progress: Progress) -> None:
+        await gate.wait()
+
+    class SlowStore(MemoryStore):
+        async def accept(self, keys: Sequence[str], j: Job, ttl: float = 1.0) -> bool:
+            await asyncio.sleep(0.01)  # a store round trip
+            return await super().accept(keys, j, ttl)
+
+    inbox = await inboxes(work, SlowStore(), max_queued=5)
+    results = await asyncio.gather(
+        *(inbox.accept(job(n, f"c{n}"), [f"k{n}"]) for n in range(20)), return_exceptions=True
+    )
+    assert results.count(True) == 5
+    assert all(isinstance(r, InboxFull) for r in results if r is not True)
+    gate.set()
+    await inbox.wait_idle()
+
+
+class ForgetfulStore(MemoryStore):
+    """Takes no checkpoint (the store is away whenever one is saved)."""
+
+    async def checkpoint(self, j: Job, state: Mapping[str, Any]) -> None:
+        raise StoreUnavailable("redis is away")
+
+
+async def test_an_attempt_stopped_with_its_lease_leaves_its_checkpoint_to_the_next_here(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
+    """The lease was lost and the attempt cancelled, with checkpoints the store never took
+    (it was away). When the job comes back to this process, the next attempt starts from
+    them: the same platform message, or nothing at all if the answer was delivered."""
+    seen: list[dict[str, object]] = []
+    started = asyncio.Event()
+
+    async def work(j: Job, progress: Progress) -> None:
+        seen.append(dict(progress.checkpoint))
+        if progress.attempt == 1:
+            await progress.save(sink={"ts": "100.1"}, answered=True)
+            started.set()
+            await asyncio.sleep(60)  # still finishing up when the lease goes
+
+    store = ForgetfulStore()
+    inbox = await inboxes(work, store)
+    the_job = job(1, "c")
+    await inbox.accept(the_job, ["k1"])
+    await asyncio.wait_for(started.wait(), 5)
+    inbox._lost(lambda j: True)  # the feed lost the job's shard: its attempt is cancelled
+    await inbox.scheduler.wait_idle()
+    inbox.scheduler.enqueue(the_job)  # the shard came back, and the job with it
+    await inbox.wait_idle()
+    assert seen == [{}, {"sink": {"ts": "100.1"}, "answered": True}]
+
+
+async def test_a_checkpoint_left_here_is_not_used_after_another_instance_tried_the_job(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
+    seen: list[dict[str, object]] = []
+
+    async def work(j: Job, progress: Progress) -> None:
+        seen.append(dict(progress.checkpoint))
+        if progress.attempt == 1:
+            await progress.save(sink={"ts": "old"})
+            raise RuntimeError("boom")
+
+    class OthersTriedToo(ForgetfulStore):
+        async def begin(self, j: Job) -> JobRecord:
+            record = await super().begin(j)
+            if record.attempts == 2:  # attempt 2 ran elsewhere; this is attempt 3
+                record = await super().begin(j)
+            return record
+
+    inbox = await inboxes(work, OthersTriedToo())
+    await inbox.accept(job(1, "c"), ["k1"])
+    await inbox.wait_idle()
+    assert seen == [{}, {}]  # the stale checkpoint of attempt 1 was not used by attempt 3
