@@ -195,11 +195,23 @@ class Inbox:
                 await asyncio.sleep(STORE_RETRY_S[min(progress.attempt, len(STORE_RETRY_S)) - 1])
                 continue
             try:
-                await self._retry_store(lambda: self.feed.finish(job), job, "finish", FINISH_TRIES)
+                finished = await self._retry_store(self._finish(job), job, "finish", FINISH_TRIES)
             except asyncio.CancelledError:
                 self._keep_unsaved(job, progress)  # answered: the next attempt only finishes
                 raise
+            if finished is None:
+                # Still in the inbox (the store was away all along): when it comes back
+                # here, the next attempt only takes it out, even if the `answered`
+                # checkpoint never reached the store.
+                self._keep_unsaved(job, progress)
             return
+
+    def _finish(self, job: Job) -> Callable[[], Awaitable[bool]]:
+        async def finish() -> bool:
+            await self.feed.finish(job)
+            return True
+
+        return finish
 
     async def _begin(self, job: Job) -> Progress:
         """Count an attempt. A checkpoint this process made in the attempt just before

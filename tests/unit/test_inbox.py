@@ -365,3 +365,44 @@ async def test_a_checkpoint_left_here_is_not_used_after_another_instance_tried_t
     await inbox.accept(job(1, "c"), ["k1"])
     await inbox.wait_idle()
     assert seen == [{}, {}]  # the stale checkpoint of attempt 1 was not used by attempt 3
+
+
+async def test_an_answer_whose_finish_was_never_recorded_is_not_redone_here(
+    inboxes: Callable[..., Awaitable[Inbox]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store was away after the answer went out, through every try to take the job
+    out of the inbox (and for its `answered` checkpoint). When the job comes back to this
+    process (its shard taken again), the next attempt only takes it out."""
+    monkeypatch.setattr(durable_module, "FINISH_TRIES", 2)
+    seen: list[dict[str, object]] = []
+    answered = asyncio.Event()
+
+    async def work(j: Job, progress: Progress) -> None:
+        seen.append(dict(progress.checkpoint))
+        if progress.checkpoint.get("answered"):
+            return  # what Relay.answer does: nothing left to show or to ask
+        await progress.save(answered=True)
+        answered.set()
+
+    class AwayAfterTheAnswer(ForgetfulStore):
+        away = True
+        finishes = 0
+
+        async def finish(self, j: Job) -> None:
+            self.finishes += 1
+            if self.away:
+                raise StoreUnavailable("redis is away")
+            await super().finish(j)
+
+    store = AwayAfterTheAnswer()
+    inbox = await inboxes(work, store)
+    the_job = job(1, "c")
+    await inbox.accept(the_job, ["k1"])
+    await asyncio.wait_for(answered.wait(), 5)
+    await inbox.scheduler.wait_idle()
+    assert store.finishes == 2  # gave up: the job is still in the inbox
+    store.away = False
+    inbox.scheduler.enqueue(the_job)  # the shard came back, and the job with it
+    await inbox.wait_idle()
+    assert seen == [{}, {"answered": True}]
+    assert store.finishes == 3 and gave_up == []
