@@ -59,7 +59,27 @@ class RedisConnection:
 
     async def call(self, call: Callable[[], Awaitable[T]], /) -> T:
         """Run one Redis exchange (a command, a script or a pipeline), turning every way
-        Redis can fail into `StoreUnavailable`."""
+        Redis can fail into `StoreUnavailable`.
+
+        A cancellation asked for while the exchange ran ends it with `CancelledError`, even
+        when redis-py lost it: on Python 3.11 it writes each command under `asyncio.wait_for`,
+        which returns the result instead of raising when the cancel lands as the write
+        completes (almost always, for a cancel that lands while a command is written). A
+        cancelled heartbeat then ran on, and whoever awaited it hung; a timeout around the
+        call never fired."""
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
+        try:
+            result = await self._call(call)
+        except StoreUnavailable:
+            if task is not None and task.cancelling() > asked:
+                raise asyncio.CancelledError from None  # not an outage: we were cancelled
+            raise
+        if task is not None and task.cancelling() > asked:
+            raise asyncio.CancelledError
+        return result
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
             if self._slots is None:
                 return await call()
