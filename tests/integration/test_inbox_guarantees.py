@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.inbox import Progress
@@ -19,6 +18,7 @@ from gateway.inbox import durable as durable_module
 from gateway.models import Job
 from gateway.runtime import Gateway
 from gateway.words import ENGLISH
+from tests import redis_servers
 from tests.conftest import GatewayFactory
 from tests.fakes.slack import FakeSlack
 from tests.helpers import wait_for
@@ -45,12 +45,19 @@ async def slack() -> AsyncIterator[FakeSlack]:
     await fake.stop()
 
 
-@pytest.fixture
-async def redis_store(redis_url: str) -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    await client.flushdb()
-    yield redis_url
-    await client.aclose()
+REDIS_FIXTURES = {"redis": "redis_url", "redis-cluster": "redis_cluster_url"}
+
+
+async def fresh_redis(request: pytest.FixtureRequest, kind: str) -> str:
+    url = str(request.getfixturevalue(REDIS_FIXTURES[kind]))
+    await redis_servers.flush(url)
+    return url
+
+
+@pytest.fixture(params=list(REDIS_FIXTURES))
+async def redis_store(request: pytest.FixtureRequest) -> str:
+    """One Redis server, or a Redis Cluster."""
+    return await fresh_redis(request, str(request.param))
 
 
 async def ready(gateway: Gateway) -> None:
@@ -145,7 +152,7 @@ async def test_a_message_failing_every_attempt_goes_to_the_dead_letters_with_a_n
         scrape = await (await client.get("/metrics")).text()
         assert metric(scrape, "dify_gateway_dead_letters_total", bot="slack-main") == 1
 
-        redis = aioredis.Redis.from_url(redis_store, decode_responses=True)
+        redis = redis_servers.client(redis_store)
         try:
             dead = [
                 fields
@@ -199,10 +206,10 @@ async def test_a_job_answered_but_never_recorded_gets_no_notice_when_given_up(
 # --- 6. the bound on unanswered messages ---------------------------------------------------
 
 
-@pytest.fixture(params=["redis", "sqlite"])
-def bounded_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "redis":
-        return str(request.getfixturevalue("redis_store"))
+@pytest.fixture(params=[*REDIS_FIXTURES, "sqlite"])
+async def bounded_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param in REDIS_FIXTURES:
+        return await fresh_redis(request, str(request.param))
     return f"sqlite:///{tmp_path / 'gw.db'}"
 
 
