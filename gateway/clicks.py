@@ -29,6 +29,7 @@ from gateway.dify import DifyClient, DifyError
 from gateway.models import Action, Job
 from gateway.platform import Adapter, PlatformError, ShowsControls
 from gateway.store.base import StoreUnavailable
+from gateway.streaming import AnswerStream
 from gateway.words import Words
 
 log = logging.getLogger(__name__)
@@ -142,32 +143,42 @@ class Clicks:
 
     # --- the end of an answer ------------------------------------------------------------
 
-    async def final_controls(
+    def final_controls(
         self, job: Job, record: AnswerRecord | None, stopped: bool
-    ) -> tuple[Controls | None, AnswerRecord | None]:
-        """What goes under a finished answer where the platform shows buttons: 👍/👎 and
-        the app's suggested questions; the record keeps the questions for a click."""
+    ) -> tuple[Controls | None, bool]:
+        """What goes under a finished answer where the platform shows buttons: 👍/👎 with
+        the final text; and whether to ask the app for suggested questions once the text
+        is out (`suggest`: the final text never waits for them)."""
         adapter = self._adapters[job.message.bot]
         app = self._apps[job.app]
         if record is None or not record.message_id or not adapter.capabilities.buttons:
-            return None, record
-        suggestions: tuple[str, ...] = ()
-        if job.options.suggestions and not stopped and app.mode in CHAT_MODES:
-            suggestions = await self._suggestions(job, app, record)
+            return None, False
         feedback = job.options.feedback and app.mode in RATED_MODES
-        record = replace(record, suggestions=suggestions)
-        return Controls(job.job_id, feedback=feedback, suggestions=suggestions), record
+        later = job.options.suggestions and not stopped and app.mode in CHAT_MODES
+        return Controls(job.job_id, feedback=feedback), later
 
-    async def _suggestions(self, job: Job, app: DifyApp, record: AnswerRecord) -> tuple[str, ...]:
-        if not suggests_questions(await self._parameters.get(job.app)):
-            return ()
+    async def suggest(self, job: Job, record: AnswerRecord, stream: AnswerStream) -> None:
+        """After the final message: the app's suggested questions, kept in the answer's
+        record for a click, then shown under the message with an edit. Best effort."""
+        app = self._apps[job.app]
         try:
+            if not suggests_questions(await self._parameters.get(job.app)):
+                return
             async with asyncio.timeout(DIFY_CALL_TIMEOUT_S):
                 questions = await self._dify.suggested(app, record.message_id, record.dify_user)
-        except (DifyError, TimeoutError) as exc:
+            suggestions = tuple(q.strip() for q in questions[:MAX_SUGGESTIONS] if q.strip())
+            if not suggestions:
+                return
+            # A rating may have landed since the answer ended: keep it.
+            record = replace(await self._answers.get(job.job_id) or record, suggestions=suggestions)
+            await self._answers.save(record)
+        except (DifyError, TimeoutError, StoreUnavailable) as exc:
             log.info("answer %s: no suggested questions: %s", job.job_id, exc)
-            return ()
-        return tuple(q.strip() for q in questions[:MAX_SUGGESTIONS])
+            return
+        feedback = job.options.feedback and app.mode in RATED_MODES
+        rating = _RATINGS.get(record.rating or "")
+        controls = Controls(job.job_id, feedback=feedback, rating=rating, suggestions=suggestions)
+        await stream.amend(controls)
 
     async def stop_asked(self, job_id: str) -> bool:
         """Whether someone stopped the answer (checked once, at its end)."""

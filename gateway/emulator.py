@@ -105,7 +105,7 @@ class DifyEmulator:
     stops: list[dict[str, Any]] = field(default_factory=list)  # {"task_id", "user", "path"}
     # What `GET /messages/{id}/suggested` answers (when /parameters turns it on).
     suggested: list[str] = field(default_factory=list)
-    suggested_calls: list[dict[str, Any]] = field(default_factory=list)  # {message_id, user}
+    suggested_calls: list[dict[str, Any]] = field(default_factory=list)  # {message_id, user, at}
     conversations: dict[str, int] = field(default_factory=dict)
     script: deque[ScriptedReply] = field(default_factory=deque)
     _runner: web.AppRunner | None = None
@@ -362,7 +362,8 @@ class DifyEmulator:
         if not setting.get("enabled"):
             return _error(400, "bad_request", "Suggested Questions Is Disabled.")
         message_id = request.match_info["message_id"]
-        self.suggested_calls.append({"message_id": message_id, "user": request.query.get("user")})
+        call = {"message_id": message_id, "user": request.query.get("user"), "at": time.monotonic()}
+        self.suggested_calls.append(call)
         return web.json_response({"result": "success", "data": list(self.suggested)})
 
     async def _feedback(self, request: web.Request) -> web.Response:

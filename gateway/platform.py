@@ -219,6 +219,16 @@ class ShowsControls(Protocol):
         another process than the answer's), which names the message clicked. Best effort:
         raise `PlatformError`."""
 
+    async def amend(self, controls: Controls) -> None:
+        """Show `controls` under the final message this sink just delivered, in place of
+        the ones it shows (the suggested questions, asked for once the text was out, so
+        the text never waits for them). Best effort: raise `PlatformError`."""
+
+    async def still_running(self) -> None:
+        """Called once, `gateway.streaming.STOP_AFTER_S` after `begin()`, if the answer is
+        still being written: show the Stop button where the sink waits for a long answer to
+        show it (a Slack stream's separate Stop message); nothing where it shows already."""
+
 
 @dataclass(frozen=True, slots=True)
 class Download:

@@ -172,11 +172,13 @@ class Relay:
         if adapter.capabilities.buttons:
             stream.offer(Controls(job.job_id, stop=True))
         await stream.begin()
-        result = await self._produce(job, adapter, stream, progress)
+        result, follow_up = await self._produce(job, adapter, stream, progress)
         self._metrics.updates.labels(bot).inc(stream.updates)
         self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
         self._finished(job, result)
         await progress.save(**{ANSWERED: True})
+        if follow_up is not None:
+            await self._clicks.suggest(job, follow_up, stream)
 
     async def _click(
         self, job: Job, adapter: Adapter, action: Action, progress: Progress
@@ -262,27 +264,28 @@ class Relay:
 
     async def _produce(
         self, job: Job, adapter: Adapter, stream: AnswerStream, progress: Progress
-    ) -> str:
-        """Run Dify into the stream and deliver the end: the result label."""
+    ) -> tuple[str, AnswerRecord | None]:
+        """Run Dify into the stream and deliver the end: the result label, and the answer's
+        record when suggested questions are to follow."""
         app = self._apps[job.app]
         words = self._words[job.message.bot]
         try:
             async with asyncio.timeout(app.timeout_s):
                 prepared = await self._attachments(job, adapter, app)
-                await self._stream_answer(job, app, stream, prepared, progress)
+                follow_up = await self._stream_answer(job, app, stream, prepared, progress)
         except TimeoutError:
             self._metrics.dify_errors.labels(job.app, "deadline").inc()
             late = DeadlineExceeded(f"no answer within {app.timeout_s:.0f}s")
             await stream.fail(dify_failure(words, late))
-            return "deadline"
+            return "deadline", None
         except DifyError as exc:
             log.warning("answer %s: %s", job.job_id, exc)
             self._metrics.dify_errors.labels(job.app, type(exc).__name__).inc()
             await stream.fail(dify_failure(words, exc))
-            return "dify_error"
+            return "dify_error", None
         except _AttachmentFailed:
             await stream.fail(words.unreadable_file)
-            return "attachment_error"
+            return "attachment_error", None
         except StoreUnavailable:
             # Only reads before the first word reach here (conversation, token): the store
             # is away, not the answer broken. The inbox tries again, in the same message.
@@ -290,9 +293,9 @@ class Relay:
         except Exception:
             log.exception("answer %s failed", job.job_id)
             await stream.fail(words.something_went_wrong)
-            return "error"
+            return "error", None
         await stream.finish()
-        return "ok"
+        return "ok", follow_up
 
     async def _stream_answer(
         self,
@@ -301,7 +304,7 @@ class Relay:
         stream: AnswerStream,
         prepared: Prepared,
         progress: Progress,
-    ) -> None:
+    ) -> AnswerRecord | None:
         chat_like = app.mode in CHAT_MODES
         key = job.conversation_key
         conversation_id = await self._store.get_conversation(key) if chat_like else None
@@ -320,7 +323,7 @@ class Relay:
         )
         if prepared.nothing_to_ask:
             await builder.complete(None)
-            return
+            return None
         request = ChatRequest(
             query=prepared.query,
             user=job.dify_user,
@@ -371,7 +374,7 @@ class Relay:
                     # Dify ended it: the next message starts a new one.
                     await self._store.delete_conversation(key)
                 raise
-        await self._end(job, builder, stream, finished, record)
+        return await self._end(job, builder, stream, finished, record)
 
     async def _end(
         self,
@@ -380,16 +383,19 @@ class Relay:
         stream: AnswerStream,
         finished: Finished | None,
         record: AnswerRecord | None,
-    ) -> None:
-        """The stream ended well: note a stop, offer what goes under the answer (👍/👎,
-        suggested questions), and mark the answer's record finished."""
+    ) -> AnswerRecord | None:
+        """The stream ended well: note a stop, offer what goes under the answer (👍/👎),
+        and mark the answer's record finished. The record, when suggested questions are
+        to follow the final message."""
         stopped = record is not None and await self._clicks.stop_asked(job.job_id)
         await builder.complete(finished, stopped=stopped)
-        controls, record = await self._clicks.final_controls(job, record, stopped)
+        controls, suggest = self._clicks.final_controls(job, record, stopped)
         if controls is not None and controls.final:
             stream.offer(controls)
-        if record is not None:
-            await self._keep(self._answers.ended, record)
+        if record is None:
+            return None
+        await self._keep(self._answers.ended, record)
+        return record if suggest else None
 
     async def _keep(
         self, write: Callable[[AnswerRecord], Awaitable[None]], record: AnswerRecord

@@ -9,6 +9,9 @@
 - Before a message would exceed the platform limit, it is finished and a new one started.
 - Sinks that cannot edit get finished paragraphs instead of updates, paced the same way.
 - `finish()`/`fail()` always deliver the exact final text, retrying through rate limits.
+- Buttons (`offer`, `amend`): a sink that shows them (`ShowsControls`) hears once, after
+  `STOP_AFTER_S`, that the answer is still being written (`still_running`): where a Stop
+  button costs extra platform calls, only answers that take a while get one.
 - A **status** (`set_status`: "Using web_search…") goes to the sink with the text, paced the
   same way; the final message never carries one. Files, folded reasoning and a footer
   (`attach_files`, `fold_reasoning`, `set_footer`) go with the final message only.
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 MIN_PARAGRAPH_PART = 300  # chars; shorter paragraphs wait to be sent with the next ones
 FINAL_TRIES = 6
 MAX_RATE_LIMIT_WAIT = 30.0
+STOP_AFTER_S = 3.0  # an answer still being written after this long is offered a Stop
 
 Checkpoint = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -81,6 +85,9 @@ class AnswerStream:
         self._dirty = False  # new text, or a failed update to retry
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
+        # The one `still_running` call: its timer, then its task while it runs.
+        self._due: asyncio.TimerHandle | None = None
+        self._due_call: asyncio.Task[None] | None = None
         self._started = False
         self._closing = False
         self._joined: Pacing | None = None
@@ -132,6 +139,18 @@ class AnswerStream:
         if isinstance(self._sink, ShowsControls):
             self._sink.offer(controls)
 
+    async def amend(self, controls: Controls) -> None:
+        """After `finish()`: show `controls` under the final message instead (best effort)."""
+        if not isinstance(self._sink, ShowsControls):
+            return
+        try:
+            await self._sink.amend(controls)
+        except RateLimited as exc:
+            self._budget.slow_down(exc.retry_after)
+            log.info("the answer's buttons were not updated: %s", exc)
+        except PlatformError as exc:
+            log.info("the answer's buttons were not updated: %s", exc)
+
     def set_footer(self, text: str) -> None:
         """Markdown that ends the final message (sources, tools used, usage); not streamed."""
         self._footer = text
@@ -149,6 +168,8 @@ class AnswerStream:
         self._started = True
         if self._dirty:
             self._schedule()
+        if isinstance(self._sink, ShowsControls):
+            self._due = asyncio.get_running_loop().call_later(STOP_AFTER_S, self._on_due)
 
     async def finish(self) -> None:
         await self._stop_pacer()
@@ -202,6 +223,22 @@ class AnswerStream:
             self._timer = loop.call_later(delay, self._on_timer)
         else:
             self._running = loop.create_task(self._run_step())
+
+    def _on_due(self) -> None:
+        self._due = None
+        if not self._closing:
+            self._due_call = asyncio.get_running_loop().create_task(self._still_running())
+
+    async def _still_running(self) -> None:
+        """Tell the sink the answer takes a while; checkpoint what it posted for it (a
+        takeover after a crash then finds it, and cleans it up)."""
+        assert isinstance(self._sink, ShowsControls)
+        try:
+            await self._sink.still_running()
+        except PlatformError as exc:
+            log.info("no Stop button for a long answer: %s", exc)
+            return
+        await self._save_checkpoint()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -279,6 +316,11 @@ class AnswerStream:
             self._timer = None
         if self._running is not None:
             await asyncio.shield(self._running)  # let a call in flight land, in order
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        if self._due_call is not None:
+            await asyncio.shield(self._due_call)  # what it posts, the end takes away
         if self._joined is not None:
             self._budget.leave(self._joined)
             self._joined = None

@@ -13,11 +13,16 @@
 - Folded reasoning: Slack cannot fold, so it goes in a small grey `context` block under the
   final text (`chat.stopStream` takes `blocks`; an edited message then carries its text as
   `section` blocks, since `blocks` replace `text`).
-- Buttons (`ShowsControls`): while the answer is written, a small message with a Stop
-  button follows it in the thread, deleted when the answer ends (a live stream may not
-  carry buttons). Under the final message, 👍/👎 and the suggested questions as `actions`
-  blocks (`chat.stopStream` and `chat.update` take them); a click's sink edits the message
-  clicked (`show`) from the blocks the click carried. Interactivity: interactive.py.
+- Buttons (`ShowsControls`): while the answer is written, a Stop button. In update mode it
+  is an `actions` block in the answer's own message (its text then goes in `section`
+  blocks), so it costs no call of its own. A live stream may not carry buttons, so a
+  streamed answer still being written after `STOP_AFTER_S` gets a small message with a
+  Stop button under it, deleted when the answer ends (its ts is checkpointed: a takeover
+  deletes it). Quick answers, most of them, get no extra call at all. Under the final
+  message, 👍/👎 and the suggested questions as `actions` blocks (`chat.stopStream` and
+  `chat.update` take them; `amend` adds the suggestions with an edit, once Dify gave
+  them); a click's sink edits the message clicked (`show`) from the blocks the click
+  carried. Interactivity: interactive.py.
 - Files: uploaded the external way (`files.getUploadURLExternal` with form fields, the bytes
   to the upload URL, `files.completeUploadExternal` sharing them into the thread), so they
   follow the answer in its thread as real images and files.
@@ -36,14 +41,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from adapters.slack import buttons
 from adapters.slack.api import SlackAPI
 from adapters.slack.interactive import REASON_BLOCK, REASON_VIEW
 from adapters.slack.mrkdwn import to_mrkdwn
-from gateway.controls import Controls, button_value
+from gateway.controls import Controls
 from gateway.models import InboundMessage
 from gateway.pacing import BotBudget
 from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
-from gateway.text import split_text
 from gateway.words import Words
 
 log = logging.getLogger(__name__)
@@ -53,10 +58,7 @@ STREAM_PACING = Pacing(min_interval=0.25, budget="slack.appendStream", budget_pe
 UPDATE_PACING = Pacing(min_interval=1.0, budget="slack.update", budget_per_second=50 / 60)
 START_STREAM_PER_SECOND = 20 / 60  # Tier 2
 START_STREAM_BURST = 3.0
-SECTION_CHARS = 2500  # a section block takes 3,000 chars of mrkdwn; escaping adds some
 CONTEXT_CHARS = 2900  # a context element takes 3,000
-BUTTON_CHARS = 75  # a button's text takes 75
-OUR_BLOCKS = "dgw_"  # the block_id prefix of the gateway's buttons
 # Errors that mean this workspace/token cannot stream at all: stop trying for this bot.
 _NO_STREAMING = {
     "unknown_method",
@@ -91,6 +93,10 @@ class SlackReplySink:
         self._stop_label = words.stop_button
         self._words = words
         self._controls: Controls | None = None
+        self._inline_stop = False  # the current message shows the Stop button
+        # The final message as delivered (ts, text, the blocks before the buttons): `amend`
+        # edits it.
+        self._final: tuple[str, str, list[dict[str, Any]]] | None = None
         self._clicked = message.reply_to  # a click's sink: the message clicked
         self._reasoning_title = words.reasoning_title
         self._reasoning = ""  # folded under the final text
@@ -114,6 +120,8 @@ class SlackReplySink:
             self._ts, self._mode = str(resume["ts"]), "update"
             self._open_stream_left = resume.get("mode") == "stream"
             self._done = [str(t) for t in resume.get("done", [])]
+            # It may show the Stop button of the last owner: the final edit takes it away.
+            self._inline_stop = True
         # The Stop message of an answer taken over: deleted when the answer ends.
         self._stop_ts: str | None = (
             str(resume["stop_ts"]) if resume and resume.get("stop_ts") else None
@@ -138,7 +146,6 @@ class SlackReplySink:
     async def begin(self) -> None:
         if self._ts is None:
             await self._open(None)
-        await self._post_stop()
 
     async def update(self, text: str, status: str | None = None) -> None:
         if self._ts is None:
@@ -152,21 +159,23 @@ class SlackReplySink:
             await self._edit(text, status)
 
     async def finish(self, text: str, *, last: bool) -> None:
-        blocks = [*self._reasoning_blocks(), *self._final_blocks()] if last else []
+        lead = self._reasoning_blocks() if last else []
+        blocks = [*lead, *buttons.final(self._controls)] if last else []
         if self._ts is None:
             payload = self._text_message(text)
             if blocks:
-                payload["blocks"] = [*_sections(text), *blocks]
+                payload["blocks"] = [*buttons.sections(text), *blocks]
             body = await self._api.call("chat.postMessage", payload)
             self._done.append(str(body.get("ts") or ""))
         elif self._mode == "stream":
             await self._stop(text, blocks)
         else:
-            await self._edit(text, blocks=blocks)
+            await self._edit(text, blocks=blocks, final=True)
         if self._ts is not None:
             self._done.append(self._ts)
         self._ts, self._mode, self._streamed = None, None, ""
         if last:
+            self._final = (self._done[-1], text, lead)
             await self._delete_stop()
 
     async def fail(self, text: str) -> None:
@@ -178,6 +187,21 @@ class SlackReplySink:
     def offer(self, controls: Controls) -> None:
         self._controls = controls
 
+    async def still_running(self) -> None:
+        """A stream still being written: its Stop button in a small message under it."""
+        if self._mode == "stream":
+            await self._post_stop()
+
+    async def amend(self, controls: Controls) -> None:
+        """Edit the final message this sink delivered: its text, then `controls`."""
+        if self._final is None or not self._final[0]:
+            return
+        ts, text, lead = self._final
+        self._controls = controls
+        blocks = [*buttons.sections(text), *lead, *buttons.final(self._controls)]
+        payload = {"channel": self._channel, "ts": ts, "text": self._mrkdwn(text, None)}
+        await self._api.call("chat.update", {**payload, "blocks": blocks})
+
     async def show(self, controls: Controls) -> None:
         """Edit the message clicked: its own blocks, then the buttons as they are now."""
         ts = str(self._clicked.get("message_ts") or "")
@@ -187,14 +211,15 @@ class SlackReplySink:
         kept = [
             b
             for b in (raw if isinstance(raw, list) else [])
-            if isinstance(b, dict) and not str(b.get("block_id", "")).startswith(OUR_BLOCKS)
+            if isinstance(b, dict) and not str(b.get("block_id", "")).startswith(buttons.OURS)
         ]
         text = str(self._clicked.get("text") or "")
-        as_text = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_CHARS]}}]
+        section = {"type": "mrkdwn", "text": text[: buttons.SECTION_CHARS]}
+        as_text = [{"type": "section", "text": section}]
         self._controls = controls
         payload = {"channel": self._channel, "ts": ts, "text": text}
         try:
-            blocks = [*(kept or as_text), *self._final_blocks()]
+            blocks = [*(kept or as_text), *buttons.final(self._controls)]
             await self._api.call("chat.update", {**payload, "blocks": blocks})
         except RateLimited:
             raise
@@ -204,7 +229,7 @@ class SlackReplySink:
             # Slack may refuse a block it gave us (a streamed message's `markdown` block is
             # reported to fail): the message's text then stands for it.
             log.info("Slack refused the clicked message's blocks (%s); using its text", exc.code)
-            blocks = [*as_text, *self._final_blocks()]
+            blocks = [*as_text, *buttons.final(self._controls)]
             await self._api.call("chat.update", {**payload, "blocks": blocks})
         finally:
             if controls.ask_reason:
@@ -307,8 +332,12 @@ class SlackReplySink:
                 if isinstance(exc, PlatformError) and exc.code in _NO_STREAMING:
                     log.warning("Slack streaming unavailable (%s); using chat.update", exc.code)
                     self._support.enabled = False
-        body = await self._api.call("chat.postMessage", self._text_message(text or "", status))
+        payload = self._text_message(text or "", status)
+        if self._stop_wanted():
+            payload["blocks"] = self._running(text or "", status)
+        body = await self._api.call("chat.postMessage", payload)
         self._ts, self._mode = str(body["ts"]), "update"
+        self._inline_stop = "blocks" in payload
 
     async def _append(self, text: str) -> None:
         assert self._ts is not None
@@ -350,12 +379,17 @@ class SlackReplySink:
             except PlatformError as exc:
                 log.info("chat.stopStream failed (%s); finishing with chat.update", exc.code)
             self._mode = "update"
-            await self._edit(text, blocks=blocks)
+            await self._edit(text, blocks=blocks, final=True)
             return
-        await self._to_update_mode(text, blocks=blocks)
+        await self._to_update_mode(text, blocks=blocks, final=True)
 
     async def _to_update_mode(
-        self, text: str, status: str | None = None, *, blocks: list[dict[str, Any]] | None = None
+        self,
+        text: str,
+        status: str | None = None,
+        *,
+        blocks: list[dict[str, Any]] | None = None,
+        final: bool = False,
     ) -> None:
         assert self._ts is not None
         try:
@@ -365,10 +399,15 @@ class SlackReplySink:
         except PlatformError as exc:
             log.info("chat.stopStream failed (%s)", exc.code)
         self._mode = "update"
-        await self._edit(text, status, blocks=blocks)
+        await self._edit(text, status, blocks=blocks, final=final)
 
     async def _edit(
-        self, text: str, status: str | None = None, *, blocks: list[dict[str, Any]] | None = None
+        self,
+        text: str,
+        status: str | None = None,
+        *,
+        blocks: list[dict[str, Any]] | None = None,
+        final: bool = False,
     ) -> None:
         assert self._ts is not None
         if self._open_stream_left:
@@ -382,19 +421,33 @@ class SlackReplySink:
             "ts": self._ts,
             "text": self._mrkdwn(text, status),
         }
-        if blocks:
-            payload["blocks"] = [*_sections(text), *blocks]
+        if blocks or (final and self._inline_stop):
+            # The final text in blocks: they replace those that showed the Stop button.
+            payload["blocks"] = [*buttons.sections(text), *(blocks or [])]
+        elif not final and self._stop_wanted():
+            payload["blocks"] = self._running(text, status)
         await self._api.call("chat.update", payload)
+        self._inline_stop = "blocks" in payload and not final
+
+    def _running(self, text: str, status: str | None) -> list[dict[str, Any]]:
+        return buttons.running(text, status, self._thinking, self._stop_button())
+
+    def _stop_button(self) -> dict[str, Any]:
+        assert self._controls is not None
+        return buttons.stop(self._stop_label, self._controls.answer_id)
+
+    def _stop_wanted(self) -> bool:
+        """Whether a message being written should show the Stop button in its blocks."""
+        controls = self._controls
+        return controls is not None and controls.stop and self._stop_ts is None
 
     async def _post_stop(self) -> None:
         """The Stop button, in a small message under the answer (best effort)."""
         controls = self._controls
         if controls is None or not controls.stop or self._stop_ts is not None:
             return
-        button = _button(self._stop_label, "dgw_stop", button_value("stop", controls.answer_id))
-        button["style"] = "danger"
         payload = self._text_message(self._stop_label)
-        payload["blocks"] = [{"type": "actions", "block_id": "dgw_stop", "elements": [button]}]
+        payload["blocks"] = [self._stop_button()]
         try:
             body = await self._api.call("chat.postMessage", payload)
             self._stop_ts = str(body.get("ts") or "") or None
@@ -409,34 +462,6 @@ class SlackReplySink:
             await self._api.call("chat.delete", {"channel": self._channel, "ts": stop_ts})
         except PlatformError as exc:
             log.info("Slack Stop button not deleted: %s", exc)
-
-    def _final_blocks(self) -> list[dict[str, Any]]:
-        """👍/👎 and the suggested questions under the final message, or nothing."""
-        controls = self._controls
-        if controls is None or not controls.final:
-            return []
-        blocks: list[dict[str, Any]] = []
-        answer = controls.answer_id
-        if controls.suggestions:
-            elements = [
-                _button(q, f"dgw_suggestion_{i}", button_value("suggestion", answer, str(i)))
-                for i, q in enumerate(controls.suggestions)
-            ]
-            blocks.append({"type": "actions", "block_id": "dgw_suggestions", "elements": elements})
-        if controls.feedback:
-            elements = []
-            for rating, face in (("like", "👍"), ("dislike", "👎")):
-                chosen = controls.rating == rating
-                # A second click on the choice withdraws it.
-                value = button_value("feedback", answer, "" if chosen else rating)
-                button = _button(face, f"dgw_{rating}", value)
-                if chosen:
-                    button["style"] = "primary"
-                elements.append(button)
-            # A new block id per choice: Slack redraws the buttons (their style).
-            block_id = f"dgw_feedback_{controls.rating or 'none'}"
-            blocks.append({"type": "actions", "block_id": block_id, "elements": elements})
-        return blocks
 
     def _reasoning_blocks(self) -> list[dict[str, Any]]:
         """The folded reasoning as a small grey context block, or nothing."""
@@ -463,23 +488,3 @@ class SlackReplySink:
             "text": self._mrkdwn(text, status),
             "mrkdwn": True,
         }
-
-
-def _button(text: str, action_id: str, value: str) -> dict[str, Any]:
-    label = text if len(text) <= BUTTON_CHARS else text[: BUTTON_CHARS - 1] + "…"
-    return {
-        "type": "button",
-        "action_id": action_id,
-        "text": {"type": "plain_text", "text": label, "emoji": True},
-        "value": value,
-    }
-
-
-def _sections(text: str) -> list[dict[str, Any]]:
-    """`text` as mrkdwn section blocks (a message with `blocks` shows them, not `text`)."""
-    parts = split_text(text, SECTION_CHARS, "chars") if text.strip() else []
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": to_mrkdwn(part.render())}}
-        for part in parts
-        if part.render().strip()
-    ]

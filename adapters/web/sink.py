@@ -8,8 +8,9 @@ shows under it while the app works ("Using web_search…").
 The frames carry no files and nothing folds, so the app's files are named in the text (a
 public link where there is one) and folded reasoning is left out.
 
-Buttons (`ShowsControls`): the final frame carries the answer's `feedback` and
-`suggestions`; a rating sends a `controls` frame for the answer rated. The page shows its
+Buttons (`ShowsControls`): the final frame carries the answer's `feedback`; a `controls`
+frame for the answer brings its `suggestions` once the app gave them (after the final
+frame, which does not wait for them), and a rating chosen. The page shows its
 own Stop while an answer is written (any answer without a final frame can be stopped).
 """
 
@@ -86,6 +87,12 @@ class WebReplySink:
             await self._mailbox.notify(self._user, frame)
         except StoreUnavailable as exc:
             raise PlatformError("web", "store_unavailable", str(exc)) from exc
+
+    async def amend(self, controls: Controls) -> None:
+        await self.show(controls)
+
+    async def still_running(self) -> None:
+        """The page shows its own Stop from the start."""
 
     def snapshot(self) -> dict[str, Any]:
         return {"done": self._done}

@@ -265,6 +265,10 @@ class FakeSlack:
         """The files shared into a thread, as Slack holds them."""
         return [f for m in self.thread(channel, thread_ts) for f in m.files]
 
+    def respond(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Answer a call as the API does, without HTTP (a test setting the scene)."""
+        return self._respond(method, payload)
+
     def _respond(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
         ok = {"ok": True}
         if method == "auth.test":

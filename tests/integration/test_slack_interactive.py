@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -13,9 +14,13 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.controls import Controls
 from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.models import ChatType, InboundMessage
+from gateway.platform import ShowsControls
 from gateway.runtime import Gateway
 from gateway.store import keys
+from gateway.streaming import STOP_AFTER_S
 from gateway.words import ENGLISH
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack, Message
@@ -75,7 +80,11 @@ async def answered(gateway: Gateway, within: float = 10.0) -> None:
 
 
 def action_ids(message: Message) -> list[str]:
-    return [e["action_id"] for b in message.blocks or [] for e in b.get("elements", [])]
+    return action_ids_of(message.blocks)
+
+
+def action_ids_of(blocks: list[dict[str, Any]] | None) -> list[str]:
+    return [e["action_id"] for b in blocks or [] for e in b.get("elements", [])]
 
 
 async def answered_in_dm(
@@ -99,7 +108,8 @@ async def test_a_finished_answer_has_thumbs_and_a_click_rates_it_in_dify(
     event, message = await answered_in_dm(client, gateway, slack)
     assert message.text == "Fifteen days."
     assert action_ids(message) == ["dgw_like", "dgw_dislike"]
-    assert slack.deleted and action_ids(slack.deleted[0]) == ["dgw_stop"]  # gone at the end
+    # A quick answer costs no Stop message: nothing posted beside it, nothing deleted.
+    assert slack.of("chat.postMessage") == [] and slack.of("chat.delete") == []
 
     assert await click(client, slack.click(message, "dgw_like")) == 200
     await answered(gateway)
@@ -189,6 +199,10 @@ async def test_suggested_questions_are_buttons_and_a_click_asks_as_the_clicker(
     ]
     (call,) = dify.suggested_calls
     assert call["user"] == "slack-main:thread:C111:" + event["ts"]  # the thread's Dify user
+    # The final text went out first (with 👍/👎); an edit added the questions after.
+    (stopped,) = slack.of("chat.stopStream")
+    assert stopped.at < call["at"]
+    assert action_ids_of(stopped.payload.get("blocks")) == ["dgw_like", "dgw_dislike"]
 
     dify.reply(ScriptedReply(chunks=["Your manager."]))
     await click(client, slack.click(message, "dgw_suggestion_1", user="U333"))
@@ -223,7 +237,10 @@ async def stop_button(slack: FakeSlack, channel: str, thread_ts: str) -> Message
                 return m
         return None
 
-    await wait_for(lambda: find() is not None and bool(slack.thread(channel, thread_ts)[0].text))
+    # A streamed answer shows its Stop after STOP_AFTER_S (3 s).
+    await wait_for(
+        lambda: find() is not None and bool(slack.thread(channel, thread_ts)[0].text), within=10
+    )
     found = find()
     assert found is not None
     return found
@@ -252,7 +269,7 @@ async def test_a_stop_by_someone_who_did_not_ask_is_refused(
 ) -> None:
     routes = [{"match": {}, "scope": "chat_user"}]  # each person has their own conversation
     client, gateway = await start(gateway_factory, dify, slack, routes=routes)
-    dify.reply(ScriptedReply(chunks=[f"w{i} " for i in range(20)], delay=0.05))
+    dify.reply(ScriptedReply(chunks=[f"w{i} " for i in range(20)], delay=0.25))
     event = mention("write a lot")
     await ask(client, event)
     button = await stop_button(slack, "C111", event["ts"])
@@ -390,3 +407,87 @@ async def test_an_empty_reason_sends_nothing_more(
     assert await click(client, slack.submit(view, "  ")) == 200
     await answered(gateway)
     assert [f["rating"] for f in dify.feedbacks] == ["dislike"]
+
+
+async def test_a_long_streamed_answer_gets_a_stop_message_after_a_while_deleted_at_the_end(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(SLOW)
+    event = direct("write a lot")
+    await ask(client, event)
+    button = await stop_button(slack, "D111", event["ts"])
+    (started,) = slack.of("chat.startStream")
+    (posted,) = slack.of("chat.postMessage")
+    assert posted.at - started.at >= STOP_AFTER_S - 0.1
+    await answered(gateway, within=20)
+    (answer,) = slack.thread("D111", event["ts"])
+    assert "word59" in answer.text and answer.ts != button.ts
+    assert [m.ts for m in slack.deleted] == [button.ts]
+
+
+async def test_in_update_mode_the_stop_button_is_in_the_answer_itself(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    slack.streaming = False  # chat.postMessage + chat.update
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(SLOW)
+    event = direct("write a lot")
+    await ask(client, event)
+    button = await stop_button(slack, "D111", event["ts"])
+    (answer,) = slack.thread("D111", event["ts"])
+    assert button is answer  # no message of its own
+    await wait_for(lambda: "word2" in answer.text)
+    shown = [b["text"]["text"] for b in answer.blocks or [] if b["type"] == "section"]
+    assert shown and shown[0].startswith("word0")  # the text shows in blocks beside it
+    await click(client, slack.click(answer, "dgw_stop"))
+    await answered(gateway)
+    assert len(dify.stops) == 1
+    assert answer.text.endswith("_(stopped)_") and "dgw_stop" not in action_ids(answer)
+    assert action_ids(answer) == ["dgw_like", "dgw_dislike"]
+    assert len(slack.of("chat.postMessage")) == 1 and slack.of("chat.delete") == []
+
+
+async def test_a_quick_answer_in_update_mode_ends_without_its_stop_button(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    slack.streaming = False
+    client, gateway = await start(
+        gateway_factory, dify, slack, routes=[{"match": {}, "feedback": False}]
+    )
+    dify.reply(ScriptedReply(chunks=["Fifteen days."]))
+    _, message = await answered_in_dm(client, gateway, slack)
+    (posted,) = slack.of("chat.postMessage")
+    assert action_ids_of(posted.payload.get("blocks")) == ["dgw_stop"]  # while it ran
+    assert message.text == "Fifteen days." and action_ids(message) == []
+    assert slack.of("chat.delete") == []
+
+
+async def test_a_takeover_deletes_the_stop_message_the_crashed_owner_left(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    _, gateway = await start(gateway_factory, dify, slack)
+    adapter = gateway.adapters["slack-main"]
+    api = {"channel": "D111", "thread_ts": "1700000000.000099"}
+    answer = slack.respond("chat.startStream", {**api, "markdown_text": "half an ans"})
+    stop = slack.respond("chat.postMessage", {**api, "text": "Stop"})
+    message = InboundMessage(
+        bot="slack-main",
+        platform="slack",
+        event_id="event:Ev1",
+        message_id="D111:1700000000.000099",
+        chat_id="D111",
+        chat_type=ChatType.DIRECT,
+        user_id="U222",
+        text="write a lot",
+        thread_id="1700000000.000099",
+        received_at=time.time(),
+    )
+    resume = {"ts": answer["ts"], "mode": "stream", "done": [], "stop_ts": stop["ts"]}
+    sink = adapter.open_reply(message, resume)
+    assert isinstance(sink, ShowsControls)
+    sink.offer(Controls("slack-main:D111:1700000000.000099", stop=True))
+    await sink.finish("half an answer, finished", last=True)
+    assert [m.ts for m in slack.deleted] == [stop["ts"]]
+    (left,) = slack.thread("D111", "1700000000.000099")
+    assert left.text == "half an answer, finished" and action_ids(left) == []

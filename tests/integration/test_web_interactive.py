@@ -79,7 +79,11 @@ async def test_a_suggested_question_is_asked_when_clicked(
     async with client.ws_connect(ws_path()) as ws:
         await ws.send_str(message("m1", "how many days?"))
         final = (await until_final(ws, "m1"))[-1]
-        assert final["suggestions"] == ["Who approves?", "Can I carry them over?"]
+        # The final text does not wait for the suggestions: a controls frame brings them.
+        assert final["text"] == "Fifteen days." and final["suggestions"] == []
+        shown = await next_of(ws, "controls", "m1")
+        assert shown["suggestions"] == ["Who approves?", "Can I carry them over?"]
+        assert shown["feedback"] is True and shown["rating"] is None
         dify.reply(ScriptedReply(chunks=["Your manager."]))
         await ws.send_str(click("suggestion", "c1", "m1", index=0))
         answer = (await until_final(ws, "c1"))[-1]

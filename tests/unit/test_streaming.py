@@ -10,6 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
+from gateway import streaming
+from gateway.controls import Controls
 from gateway.pacing import BotBudget
 from gateway.platform import Capabilities, OutputFile, Pacing, PlatformError, RateLimited
 from gateway.streaming import AnswerStream
@@ -320,3 +324,76 @@ async def test_a_failed_answer_carries_no_files_or_footer() -> None:
     stream.set_footer("*footer*")
     await stream.fail("Sorry.")
     assert sink.files == [] and sink.texts("fail") == ["Half\n\nSorry."]
+
+
+# --- buttons: a Stop for answers that take a while ------------------------------------------
+
+
+@dataclass
+class ButtonSink(FakeSink):
+    """A sink that shows buttons (`ShowsControls`), posting a Stop when told it is due."""
+
+    stop_posted: bool = False
+    amended: list[Controls] = field(default_factory=list)
+
+    def offer(self, controls: Controls) -> None:
+        self.calls.append((time.monotonic(), "offer", ""))
+
+    async def show(self, controls: Controls) -> None:
+        raise AssertionError("show is for a click's sink")
+
+    async def amend(self, controls: Controls) -> None:
+        if self.fail_updates:
+            raise self.fail_updates.pop(0)
+        self.amended.append(controls)
+
+    async def still_running(self) -> None:
+        self.calls.append((time.monotonic(), "still_running", ""))
+        self.stop_posted = True
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**super().snapshot(), "stop": self.stop_posted}
+
+
+async def test_an_answer_still_running_after_the_delay_is_told_so_once_and_checkpointed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streaming, "STOP_AFTER_S", 0.2)
+    saved: list[dict[str, Any]] = []
+
+    async def checkpoint(snapshot: dict[str, Any]) -> None:
+        saved.append(snapshot)
+
+    sink = ButtonSink()
+    stream = AnswerStream(sink, caps(), BotBudget(), checkpoint=checkpoint)
+    await stream.begin()
+    await feed(stream, ["a ", "b ", "c ", "d "], 0.1)
+    await stream.finish()
+    assert sink.kinds().count("still_running") == 1
+    # The Stop's message is in a checkpoint before the end: a takeover can clean it up.
+    assert saved[-1]["stop"] is True
+    assert sink.kinds()[-1] == "last"
+
+
+async def test_a_quick_answer_is_never_told_it_is_still_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streaming, "STOP_AFTER_S", 0.3)
+    sink = ButtonSink()
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.append("quick")
+    await stream.finish()
+    await asyncio.sleep(0.4)  # past the delay: the ended answer's timer is gone
+    assert "still_running" not in sink.kinds()
+
+
+async def test_amend_is_best_effort() -> None:
+    sink = ButtonSink(fail_updates=[PlatformError("test", "boom")])
+    stream = AnswerStream(sink, caps(), BotBudget())
+    await stream.begin()
+    stream.append("text")
+    await stream.finish()
+    await stream.amend(Controls("bot:1", suggestions=("Why?",)))  # refused: logged, no raise
+    await stream.amend(Controls("bot:1", suggestions=("Why?",)))
+    assert [c.suggestions for c in sink.amended] == [("Why?",)]
