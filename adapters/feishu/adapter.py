@@ -9,11 +9,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.feishu import buttons
 from adapters.feishu.api import PLATFORM, FeishuAPI
 from adapters.feishu.connection import FeishuSocket
 from adapters.feishu.convert import ACK, Context, to_message
 from adapters.feishu.sink import CARDKIT_PACING, CardKitSupport, FeishuReplySink
-from adapters.feishu.verify import open_body, verify_webhook
+from adapters.feishu.verify import event_type, open_body, verify_webhook
 from adapters.names import DisplayNames
 from gateway import audio
 from gateway.config import FeishuBot
@@ -22,6 +23,7 @@ from gateway.longconn import LongConnection
 from gateway.models import (
     Answered,
     Attachment,
+    ChatType,
     HttpResponse,
     Ignored,
     InboundMessage,
@@ -47,6 +49,8 @@ from gateway.platform import (
 # request in the very worst case, plus under 1 KB of card around it; the CardKit element
 # PUT (escaped once) stays under 15 KB.
 MAX_MESSAGE_BYTES = 7_000
+# A card callback's answer: `{}` leaves the card as it is (a toast or a card may go here).
+CLICK_ACK = HttpResponse.json({})
 
 
 class FeishuAdapter:
@@ -61,6 +65,7 @@ class FeishuAdapter:
             max_message=MAX_MESSAGE_BYTES,
             unit="bytes",
             pacing=CARDKIT_PACING,
+            buttons=True,
         )
         self._cardkit = CardKitSupport()
         self._bot_open_id: str | None = None
@@ -127,6 +132,13 @@ class FeishuAdapter:
         return self.parse(verified.payload, request.received_at)
 
     def parse(self, payload: dict[str, Any], received_at: float) -> Outcome:
+        if event_type(payload) == buttons.CLICK_EVENT:
+            click = buttons.to_click(
+                payload, bot=self.bot, platform=self.platform, received_at=received_at
+            )
+            if isinstance(click, str):
+                return Ignored(click, ack=CLICK_ACK)
+            return Messages((click,), ack=CLICK_ACK)
         context = Context(
             self.bot,
             self.platform,
@@ -157,6 +169,11 @@ class FeishuAdapter:
     def open_reply(
         self, message: InboundMessage, resume: Mapping[str, Any] | None = None
     ) -> ReplySink:
+        where = buttons.Where(
+            chat_type="p2p" if message.chat_type is ChatType.DIRECT else "group",
+            thread=message.thread_id or "",
+            in_thread=bool(message.reply_to.get("in_thread")),
+        )
         return FeishuReplySink(
             self._api,
             self._cardkit,
@@ -164,6 +181,7 @@ class FeishuAdapter:
             f"{message.bot}:{message.message_id}",
             resume,
             words=self._context.words,
+            where=where,
         )
 
     async def download(self, attachment: Attachment) -> Download:

@@ -239,6 +239,17 @@ class FeishuAPI:
             {"card": {"type": "card_json", "data": dumps(card)}, "sequence": sequence},
         )
 
+    async def update_element(
+        self, card_id: str, element_id: str, element: dict[str, Any], sequence: int
+    ) -> None:
+        """Replace one element of a card entity
+        (`PUT /open-apis/cardkit/v1/cards/:card_id/elements/:element_id`)."""
+        await self.call(
+            "PUT",
+            f"/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}",
+            {"element": dumps(element), "sequence": sequence},
+        )
+
     async def add_elements(
         self, card_id: str, elements: list[dict[str, Any]], sequence: int, *, before: str = ""
     ) -> None:

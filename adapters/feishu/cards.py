@@ -41,7 +41,11 @@ def summary(text: str) -> str:
     return plain if len(plain) <= SUMMARY_CHARS else plain[: SUMMARY_CHARS - 1] + "…"
 
 
-def streaming_card(text: str, preview: str) -> dict[str, Any]:
+def streaming_card(
+    text: str, preview: str, buttons: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The card being written: the text's element, then `buttons` (a Stop)."""
+    markdown = {"tag": "markdown", "element_id": ELEMENT_ID, "content": text}
     return {
         "schema": "2.0",
         "config": {
@@ -49,7 +53,7 @@ def streaming_card(text: str, preview: str) -> dict[str, Any]:
             "update_multi": True,
             "summary": {"content": preview},
         },
-        "body": {"elements": [{"tag": "markdown", "element_id": ELEMENT_ID, "content": text}]},
+        "body": {"elements": [markdown, *(buttons or [])]},
     }
 
 
@@ -59,14 +63,23 @@ def closing_settings(text: str) -> dict[str, Any]:
 
 
 def final_card(
-    text: str, images: list[str] | None = None, panel: dict[str, Any] | None = None
+    text: str,
+    images: list[str] | None = None,
+    panel: dict[str, Any] | None = None,
+    buttons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A finished JSON 2.0 card: the full replacement when the element PUT cannot be used,
-    with the folded reasoning above the text and the app's images under it."""
+    """A finished JSON 2.0 card: the full replacement when the element PUT cannot be used
+    (or buttons change), with the folded reasoning above the text, the app's images under
+    it, and `buttons` (👍/👎, suggested questions) last."""
     card = streaming_card(text, summary(text))
     card["config"]["streaming_mode"] = False
     elements = card["body"]["elements"]
-    card["body"]["elements"] = [*([panel] if panel else []), *elements, *image_elements(images)]
+    card["body"]["elements"] = [
+        *([panel] if panel else []),
+        *elements,
+        *image_elements(images),
+        *(buttons or []),
+    ]
     return card
 
 
@@ -96,7 +109,10 @@ def card_reference(card_id: str) -> dict[str, Any]:
 
 
 def plain_card(
-    text: str, images: list[str] | None = None, panel: dict[str, Any] | None = None
+    text: str,
+    images: list[str] | None = None,
+    panel: dict[str, Any] | None = None,
+    buttons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The fallback: a JSON 1.0 interactive card, updatable with the message PATCH, with
     the folded reasoning above the text. JSON 1.0 has the collapsible panel too (clients
@@ -105,7 +121,12 @@ def plain_card(
     folded = [{k: v for k, v in panel.items() if k != "element_id"}] if panel else []
     return {
         "config": {"wide_screen_mode": True, "update_multi": True},
-        "elements": [*folded, {"tag": "markdown", "content": text}, *image_elements(images)],
+        "elements": [
+            *folded,
+            {"tag": "markdown", "content": text},
+            *image_elements(images),
+            *(buttons or []),
+        ],
     }
 
 

@@ -8,9 +8,9 @@ Protocol, as lark-oapi's `ws/client.py` speaks it
    `ReconnectNonce`, seconds);
 2. every frame is a protobuf `pbbp2.Frame` (`frames.py`); the client sends a control frame
    `type=ping` every `PingInterval`, and a `pong` may carry a new `ClientConfig`;
-3. a data frame (`type=event`) holds a plaintext event, the webhook's JSON without
-   encryption or signature; a large one comes in parts (`sum` > 1, `seq` from 0) under one
-   `message_id`;
+3. a data frame (`type=event`, or `type=card` for a card callback) holds a plaintext event,
+   the webhook's JSON without encryption or signature; a large one comes in parts (`sum` >
+   1, `seq` from 0) under one `message_id`;
 4. each event is answered with the same frame plus a header `biz_rt` (ms spent) and the
    payload `{"code":200}`, within 3 s, or `{"code":500}` to have it pushed again.
 
@@ -187,13 +187,13 @@ class FeishuSocket:
             return
         started = time.monotonic()
         code = 200
-        if frame.header("type") == "event":
+        # Events, and card callbacks (`type=card`: a click on a button of ours), alike.
+        if frame.header("type") in ("event", "card"):
             try:
                 code = CODES[await self._handle(payload)]
             except Exception:
                 log.exception("%s: could not handle an event", self._name)
                 code = 500
-        # Card callbacks (type=card) are not used by the gateway: acknowledged, not acted on.
         elapsed_ms = int((time.monotonic() - started) * 1000)
         frame.headers.append(("biz_rt", str(elapsed_ms)))
         frame.payload = json.dumps({"code": code}).encode()

@@ -18,6 +18,13 @@ other files are uploaded (`im/v1/files`) and sent as file messages in the same t
 Folded reasoning goes in a collapsed panel above the text (in the fallback card below
 too: JSON 1.0 has the panel as well).
 
+Buttons (`ShowsControls`, buttons.py): a Stop button in the card while the answer is
+written (in the card as created: no call of its own); at the end the card is replaced whole
+with the final text and 👍/👎 (one call, which also ends streaming); the suggested
+questions follow with one more replacement (`amend`). A rating's click updates the 👍/👎
+element of the CardKit card (a PATCHed fallback card keeps its buttons as they are: the
+callback names no card content to rebuild it from).
+
 Fallback, when CardKit fails on create or on the first PUT (no `cardkit:card:write` scope,
 old tenant): a JSON 1.0 interactive card updated with `PATCH /im/v1/messages/:id`, about
 once a second. A CardKit card that already shows "Thinking…" is recalled first, so the
@@ -31,11 +38,12 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from adapters.feishu import cards
+from adapters.feishu import buttons, cards
 from adapters.feishu.api import FeishuAPI
+from gateway.controls import Controls
 from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
 from gateway.words import Words
 
@@ -44,6 +52,7 @@ log = logging.getLogger(__name__)
 CARDKIT_PACING = Pacing(min_interval=0.25, budget="cardkit", budget_per_second=15)
 PATCH_PACING = Pacing(min_interval=1.0, budget="im.message.patch", budget_per_second=15)
 RESUME_SEQUENCE_GAP = 1000  # sequence numbers skipped when a card is taken over
+CLICK_SEQUENCE_GAP = 2000  # a click's update of a card, past the answer's own operations
 NO_SCOPE = "99991672"  # "Access denied. One of the following scopes is required"
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_FILE_BYTES = 30 * 1024 * 1024
@@ -92,6 +101,7 @@ class _Card:
     sequence: int = 0
     streamed: bool = False  # a content PUT has succeeded on this card
     shown: str | None = None  # what it shows; None when unknown (after a resume)
+    has_stop: bool = False  # it shows a Stop button (the end takes it away)
 
 
 class FeishuReplySink:
@@ -104,8 +114,15 @@ class FeishuReplySink:
         resume: Mapping[str, Any] | None = None,
         *,
         words: Words,
+        where: buttons.Where | None = None,
     ) -> None:
         self._api = api
+        self._where = where or buttons.Where(chat_type="p2p", thread="", in_thread=False)
+        self._stop_label = words.stop_button
+        self._controls: Controls | None = None
+        self._clicked = reply_to  # a click's sink: the card clicked
+        # The final card as delivered, for `amend`: (card, text, images, panel).
+        self._final: tuple[_Card, str, list[str], dict[str, Any] | None] | None = None
         self._thinking = words.thinking  # plain in the chat list, in italics in the card
         self._reasoning_title = words.reasoning_title
         self._images: list[str] = []  # image keys for the final card
@@ -162,7 +179,8 @@ class FeishuReplySink:
         if text == card.shown:
             return
         if card.card_id is None:
-            await self._api.patch_message(self._message_id(card), cards.plain_card(text))
+            shown = cards.plain_card(text, None, None, self._stop(v2=False))
+            await self._api.patch_message(self._message_id(card), shown)
             card.shown = text
             return
         try:
@@ -179,24 +197,33 @@ class FeishuReplySink:
         text = cards.clean(text)
         images = self._images if last else []
         panel = self._panel if last else None
+        controls = self._controls if last else None
         if self._card is None:
             # Nothing shown yet for this part: one finished card, one call.
+            v2 = bool(panel and self._cardkit)
+            extra = buttons.final(controls, self._where, v2=v2)
             card_json = (
-                cards.final_card(text, images, panel)
-                if panel and self._cardkit
-                else cards.plain_card(text, images, panel)
+                cards.final_card(text, images, panel, extra)
+                if v2
+                else cards.plain_card(text, images, panel, extra)
             )
-            self._done.append(await self._reply(card_json))
+            sent = _Card(message_id=await self._reply(card_json), shown=text)
+            self._done.append(self._message_id(sent))
+            self._final = (sent, text, images, panel) if last else None
             return
         card = await self._sent_card()
         if card.card_id is None:
-            if text != card.shown or images or panel:
+            extra = buttons.final(controls, self._where, v2=False)
+            if text != card.shown or images or panel or extra or card.has_stop:
                 await self._api.patch_message(
-                    self._message_id(card), cards.plain_card(text, images, panel)
+                    self._message_id(card), cards.plain_card(text, images, panel, extra)
                 )
         else:
-            await self._close(card, text, images, panel)
+            where = self._card_where(card)
+            await self._close(card, text, images, panel, buttons.final(controls, where, v2=True))
+        card.has_stop = False
         self._done.append(self._message_id(card))
+        self._final = (card, text, images, panel) if last else None
         self._card = None
 
     async def fail(self, text: str) -> None:
@@ -227,6 +254,42 @@ class FeishuReplySink:
     def fold_reasoning(self, text: str) -> None:
         self._panel = cards.reasoning_panel(self._reasoning_title, text)
 
+    # --- ShowsControls -------------------------------------------------------------------
+
+    def offer(self, controls: Controls) -> None:
+        self._controls = controls
+
+    async def still_running(self) -> None:
+        """The Stop button is in the card from the start."""
+
+    async def amend(self, controls: Controls) -> None:
+        """The final card again, with `controls` under it."""
+        if self._final is None:
+            return
+        card, text, images, panel = self._final
+        self._controls = controls
+        if card.card_id is None:
+            extra = buttons.final(controls, self._where, v2=False)
+            await self._api.patch_message(
+                self._message_id(card), cards.plain_card(text, images, panel, extra)
+            )
+            return
+        extra = buttons.final(controls, self._card_where(card), v2=True)
+        final = cards.final_card(text, images, panel, extra)
+        await self._api.replace_card(card.card_id, final, self._next_sequence(card))
+
+    async def show(self, controls: Controls) -> None:
+        """A click's sink: the 👍/👎 of the CardKit card clicked, as they are now."""
+        card_id = str(self._clicked.get("card_id") or "")
+        created_ms = self._clicked.get("created_ms")
+        if not card_id or not isinstance(created_ms, int):
+            log.info("a rating on a card that is not a CardKit card is not shown on it")
+            return
+        where = replace(self._where, card_id=card_id, created_ms=created_ms)
+        element = buttons.feedback(controls, where, v2=True)
+        sequence = int(time.time() * 1000) - created_ms + CLICK_SEQUENCE_GAP
+        await self._api.update_element(card_id, buttons.FEEDBACK_ID, element, sequence)
+
     # --- helpers -------------------------------------------------------------------------
 
     def _uuid(self, card_id: str | None) -> str:
@@ -246,11 +309,22 @@ class FeishuReplySink:
         self._sent += 1
         return message_id
 
+    def _stop(self, *, v2: bool) -> list[dict[str, Any]]:
+        """The Stop button for the card being written, or nothing."""
+        if self._controls is None:
+            return []
+        return buttons.stop(self._stop_label, self._controls, self._where, v2=v2)
+
+    def _card_where(self, card: _Card) -> buttons.Where:
+        created_ms = int(card.created_at * 1000)
+        return replace(self._where, card_id=card.card_id or "", created_ms=created_ms)
+
     async def _open(self, text: str, preview: str) -> None:
         """Start the current message showing `text`."""
         if self._cardkit:
+            stop = self._stop(v2=True)
             try:
-                card_id = await self._api.create_card(cards.streaming_card(text, preview))
+                card_id = await self._api.create_card(cards.streaming_card(text, preview, stop))
             except RateLimited:
                 raise
             except PlatformError as exc:
@@ -260,10 +334,14 @@ class FeishuReplySink:
                 log.warning("CardKit card creation failed (%s); using a PATCHed card", exc.code)
                 self._cardkit = False
             else:
-                self._card = _Card(card_id=card_id, created_at=time.time(), shown=text)
+                created = time.time()
+                self._card = _Card(card_id=card_id, created_at=created, shown=text)
+                self._card.has_stop = bool(stop)
                 await self._sent_card()
                 return
-        self._card = _Card(message_id=await self._reply(cards.plain_card(text)), shown=text)
+        stop = self._stop(v2=False)
+        message_id = await self._reply(cards.plain_card(text, None, None, stop))
+        self._card = _Card(message_id=message_id, shown=text, has_stop=bool(stop))
 
     async def _sent_card(self) -> _Card:
         """The current card, sent: a card whose reply failed is sent now."""
@@ -273,7 +351,9 @@ class FeishuReplySink:
             if card.card_id is not None:
                 content = cards.card_reference(card.card_id)
             else:
-                content = cards.plain_card(card.shown or f"_{self._thinking}_")
+                stop = self._stop(v2=False)
+                card.has_stop = bool(stop)
+                content = cards.plain_card(card.shown or f"_{self._thinking}_", None, None, stop)
             card.message_id = await self._reply(content, card.card_id)
         return card
 
@@ -293,12 +373,28 @@ class FeishuReplySink:
         card.streamed, card.shown = True, text
 
     async def _close(
-        self, card: _Card, text: str, images: list[str], panel: dict[str, Any] | None
+        self,
+        card: _Card,
+        text: str,
+        images: list[str],
+        panel: dict[str, Any] | None,
+        extra: list[dict[str, Any]],
     ) -> None:
         """Final text (and the reasoning panel and images), then streaming off; if any of
         it is refused, replace the card whole (streaming also ends by itself after ~10
-        minutes, and then the PUT is refused)."""
+        minutes, and then the PUT is refused). A card with buttons to take away (Stop) or
+        add (`extra`) is replaced whole at once: one call."""
         assert card.card_id is not None
+        if card.has_stop or extra:
+            final = cards.final_card(text, images, panel, extra)
+            try:
+                await self._api.replace_card(card.card_id, final, self._next_sequence(card))
+                card.shown = text
+                return
+            except RateLimited:
+                raise
+            except PlatformError as exc:
+                log.info("replacing the CardKit card failed (%s); closing it in steps", exc.code)
         try:
             if text != card.shown:
                 await self._stream(card, text)
@@ -319,7 +415,7 @@ class FeishuReplySink:
                 await self._fall_back(card, text)
                 return
             log.info("closing CardKit card failed (%s); replacing it whole", exc.code)
-            final = cards.final_card(text, images, panel)
+            final = cards.final_card(text, images, panel, extra)
             await self._api.replace_card(card.card_id, final, self._next_sequence(card))
             card.shown = text
 

@@ -151,6 +151,7 @@ class FakeFeishu:
         r.add_put("/open-apis/cardkit/v1/cards/{cid}/elements/{eid}/content", self._content)
         r.add_patch("/open-apis/cardkit/v1/cards/{cid}/settings", self._settings)
         r.add_post("/open-apis/cardkit/v1/cards/{cid}/elements", self._add_elements)
+        r.add_put("/open-apis/cardkit/v1/cards/{cid}/elements/{eid}", self._update_element)
         r.add_post("/open-apis/im/v1/images", self._upload_image)
         r.add_post("/open-apis/im/v1/files", self._upload_file)
         r.add_post("/callback/ws/endpoint", self._ws_endpoint)
@@ -444,6 +445,24 @@ class FakeFeishu:
             elements[index + (where == "insert_after") : index] = new
         return _ok({})
 
+    async def _update_element(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        card = self.cards.get(request.match_info["cid"])
+        error = self._sequenced(card, body.get("sequence"), "element")
+        if error is not None:
+            return error
+        assert card is not None
+        new = json.loads(body["element"])
+        elements = card.data.setdefault("body", {}).setdefault("elements", [])
+        index = next(
+            (i for i, e in enumerate(elements) if e.get("element_id") == request.match_info["eid"]),
+            -1,
+        )
+        if index < 0:
+            return _fail(300311, "element not found")
+        elements[index] = {**new, "element_id": request.match_info["eid"]}
+        return _ok({})
+
     # --- uploads ---------------------------------------------------------------------------
 
     async def _upload_image(self, request: web.Request) -> web.Response:
@@ -509,15 +528,18 @@ class FakeFeishu:
             self.ws_connections.remove(ws)
         return ws
 
-    async def push_event(self, payload: dict[str, Any], *, parts: int = 1) -> str:
-        """Send an event to the connected client, split into `parts` frames."""
+    async def push_event(
+        self, payload: dict[str, Any], *, parts: int = 1, kind: str = "event"
+    ) -> str:
+        """Send an event (`kind` "card": a card callback) to the connected client, split
+        into `parts` frames."""
         message_id = uuid_lib.uuid4().hex
         data = json.dumps(payload, ensure_ascii=False).encode()
         size = -(-len(data) // parts)
         ws = self.ws_connections[-1]
         for seq in range(parts):
             headers = [
-                ("type", "event"),
+                ("type", kind),
                 ("message_id", message_id),
                 ("sum", str(parts)),
                 ("seq", str(seq)),
@@ -600,6 +622,56 @@ def message_event(
                 "tenant_key": "tenant",
             },
             "message": message,
+        },
+    }
+
+
+def buttons_of(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every button in card elements (JSON 2.0 column sets, JSON 1.0 action rows)."""
+    found: list[dict[str, Any]] = []
+    for element in elements:
+        if element.get("tag") == "button":
+            found.append(element)
+        for column in element.get("columns") or []:
+            found.extend(buttons_of(column.get("elements") or []))
+        found.extend(buttons_of(element.get("actions") or []))
+    return found
+
+
+def button_value(button: dict[str, Any]) -> dict[str, Any]:
+    """The value a click on `button` sends back (2.0: its callback behaviour; 1.0: `value`)."""
+    for behavior in button.get("behaviors") or []:
+        if behavior.get("type") == "callback":
+            return dict(behavior["value"])
+    return dict(button["value"])
+
+
+def click_event(
+    value: dict[str, Any],
+    *,
+    message_id: str,
+    operator: str = "ou_user",
+    chat_id: str = "oc_chat",
+    event_id: str | None = None,
+    token: str = VERIFICATION_TOKEN,
+) -> dict[str, Any]:
+    """A `card.action.trigger` callback (schema 2.0), as Feishu sends a button's click."""
+    return {
+        "schema": "2.0",
+        "header": {
+            "event_id": event_id or uuid_lib.uuid4().hex,
+            "token": token,
+            "create_time": str(int(time.time() * 1_000_000)),
+            "event_type": "card.action.trigger",
+            "tenant_key": "tenant",
+            "app_id": "cli_test",
+        },
+        "event": {
+            "operator": {"tenant_key": "tenant", "open_id": operator, "user_id": "u1"},
+            "token": "c-token",
+            "action": {"value": value, "tag": "button"},
+            "host": "im_message",
+            "context": {"open_message_id": message_id, "open_chat_id": chat_id},
         },
     }
 

@@ -122,7 +122,8 @@ async def test_reasoning_collapsed_is_a_collapsible_panel_above_the_answer(
     routes = [{"match": {}, "reasoning": "collapse"}]
     await ask(gateway_factory, dify, feishu, reply, routes=routes)
     card = next(iter(feishu.cards.values()))
-    panel, answer = card.elements()
+    panel, answer, feedback = card.elements()  # 👍/👎 last
+    assert feedback["element_id"] == "dgw_feedback"
     assert panel["tag"] == "collapsible_panel" and panel["expanded"] is False
     assert panel["header"]["title"]["content"] == "**Reasoning**"
     assert panel["elements"] == [{"tag": "markdown", "content": "Policy says 15."}]
@@ -154,7 +155,8 @@ async def test_without_cardkit_the_reasoning_folds_in_the_patched_card(
     await answered(gateway, within=10)
     (message,) = feishu.messages.values()
     assert message.card is not None and "schema" not in message.card  # still JSON 1.0
-    panel, answer = message.card["elements"]
+    panel, answer, feedback = message.card["elements"]
+    assert feedback["tag"] == "action"  # 👍/👎, JSON 1.0
     assert panel["tag"] == "collapsible_panel" and panel["expanded"] is False
     assert "element_id" not in panel  # a JSON 2.0 attribute
     assert panel["header"]["title"]["content"] == "**Reasoning**"
@@ -172,7 +174,7 @@ async def test_without_cardkit_hidden_reasoning_leaves_no_panel(
     await answered(gateway, within=10)
     (message,) = feishu.messages.values()
     assert message.card is not None
-    assert [e["tag"] for e in message.card["elements"]] == ["markdown"]
+    assert [e["tag"] for e in message.card["elements"]] == ["markdown", "action"]
     assert feishu.transcript() == ["Fifteen days."]
 
 
@@ -214,7 +216,7 @@ async def test_an_image_goes_into_the_card_and_a_file_into_a_file_message(
     reply = ScriptedReply(chunks=["Here you are."], files=[CHART, REPORT])
     await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "agent"}})
     card = next(iter(feishu.cards.values()))
-    answer, image = card.elements()
+    answer, image, _feedback = card.elements()
     assert answer["content"] == "Here you are."
     assert image["tag"] == "img" and feishu.images[image["img_key"]] == PNG
     assert feishu.file_messages() == [("report.pdf", "pdf", b"%PDF-1.7 report")]
@@ -227,7 +229,7 @@ async def test_a_workflows_files_arrive_too(
     reply = ScriptedReply(chunks=["Chart ready."], files=[CHART])
     await ask(gateway_factory, dify, feishu, reply, apps={"main": {"mode": "workflow"}})
     card = next(iter(feishu.cards.values()))
-    assert [e["tag"] for e in card.elements()] == ["markdown", "img"]
+    assert [e["tag"] for e in card.elements()] == ["markdown", "img"]  # a workflow: no 👍/👎
     assert list(feishu.images.values()) == [PNG]
 
 
@@ -241,7 +243,7 @@ async def test_without_cardkit_the_image_is_in_the_patched_card(
     await answered(gateway, within=10)
     (message,) = feishu.messages.values()
     assert message.card is not None
-    assert [e["tag"] for e in message.card["elements"]] == ["markdown", "img"]
+    assert [e["tag"] for e in message.card["elements"]] == ["markdown", "img", "action"]
 
 
 # --- app modes -------------------------------------------------------------------------------

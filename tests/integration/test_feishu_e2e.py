@@ -167,8 +167,10 @@ async def test_eighty_chunks_keep_sequence_and_pacing(
     sequences = [seq for _, op, seq in card.history if op != "create"]
     assert all(a < b for a, b in itertools.pairwise(sequences))
     updates = [t for t, op, _ in card.history if op == "content"]
-    closing = [t for t, op, _ in card.history if op == "settings"]
-    assert len(closing) == 1
+    # One closing call: the card replaced whole, which ends streaming, takes the Stop button
+    # away and adds 👍/👎.
+    closing = [t for t, op, _ in card.history if op in ("settings", "replace")]
+    assert len(closing) == 1 and card.history[-1][1] == "replace"
     # Several growing states before the final one...
     assert len([s for _, s in card.states[1:-1] if s != card.text()]) >= 3
     # ...at most 4 updates in any second, plus the closing call (the final text may follow

@@ -73,14 +73,15 @@ async def test_a_handler_exception_is_a_500_ack(api: FeishuAPI, fake: FakeFeishu
         assert await _ack(fake, await fake.push_event(message_event("x"))) == {"code": 500}
 
 
-async def test_card_frames_are_acked_without_handling(api: FeishuAPI, fake: FakeFeishu) -> None:
+async def test_card_frames_are_handled_like_events(api: FeishuAPI, fake: FakeFeishu) -> None:
+    """A card callback (a click on a button of ours) comes as `type=card`."""
     async with Session(api) as session:
         frame = Frame(service=77, method=DATA, payload=b"{}",
                       headers=[("type", "card"), ("message_id", "c1"), ("sum", "1"),
                                ("seq", "0")])  # fmt: skip
         await fake.ws_connections[-1].send_bytes(encode(frame))
         assert await _ack(fake, "c1") == {"code": 200}
-        assert session.payloads == []
+        assert session.payloads == [b"{}"]
 
 
 async def test_malformed_and_bad_frames_are_dropped_and_the_session_lives_on(
