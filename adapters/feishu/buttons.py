@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import safejson
 from gateway.controls import Controls, button_value, read_button_value
 from gateway.models import Action, ChatType, InboundMessage
 
@@ -116,20 +117,16 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def to_click(
     payload: dict[str, Any], *, bot: str, platform: str, received_at: float
 ) -> InboundMessage | str:
     """The click a `card.action.trigger` callback is, or why there is none."""
     header, event = _dict(payload.get("header")), _dict(payload.get("event"))
-    event_id = _str(header.get("event_id"))
-    user = _str(_dict(event.get("operator")).get("open_id"))
+    event_id = safejson.text(header.get("event_id"))
+    user = safejson.text(_dict(event.get("operator")).get("open_id"))
     context = _dict(event.get("context"))
-    message_id = _str(context.get("open_message_id"))
-    chat = _str(context.get("open_chat_id"))
+    message_id = safejson.text(context.get("open_message_id"))
+    chat = safejson.text(context.get("open_chat_id"))
     value = _dict(_dict(event.get("action")).get("value"))
     read = read_button_value(value.get("dgw"))
     if not event_id or not user or not message_id or not chat:
@@ -137,8 +134,8 @@ def to_click(
     if read is None:
         return "card action on no button of ours"
     kind, answer_id, chosen = read
-    thread = _str(value.get("th"))
-    card_id = _str(value.get("card"))
+    thread = safejson.text(value.get("th"))
+    card_id = safejson.text(value.get("card"))
     created = value.get("t")
     return InboundMessage(
         bot=bot,
