@@ -289,6 +289,7 @@ class Relay:
         except StoreUnavailable:
             # Only reads before the first word reach here (conversation, token): the store
             # is away, not the answer broken. The inbox tries again, in the same message.
+            stream.abandon()
             raise
         except Exception:
             log.exception("answer %s failed", job.job_id)

@@ -200,6 +200,18 @@ class AnswerStream:
             log.warning("could not deliver the app's files: %s", exc)
             return self._files
 
+    def abandon(self) -> None:
+        """This attempt goes no further (the inbox tries the job again): no more sink calls
+        from its timers (a Stop posted for an answer nobody writes would stay)."""
+        self._closing = True
+        for handle in (self._timer, self._due):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._due = None
+        if self._joined is not None:
+            self._budget.leave(self._joined)
+            self._joined = None
+
     async def fail(self, notice: str) -> None:
         await self._stop_pacer()
         current = self._current()

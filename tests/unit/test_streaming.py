@@ -397,3 +397,18 @@ async def test_amend_is_best_effort() -> None:
     await stream.amend(Controls("bot:1", suggestions=("Why?",)))  # refused: logged, no raise
     await stream.amend(Controls("bot:1", suggestions=("Why?",)))
     assert [c.suggestions for c in sink.amended] == [("Why?",)]
+
+
+async def test_an_abandoned_attempt_calls_the_sink_no_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streaming, "STOP_AFTER_S", 0.1)
+    sink = ButtonSink()
+    budget = BotBudget()
+    stream = AnswerStream(sink, caps(), budget)
+    await stream.begin()
+    stream.append("some text")
+    stream.abandon()  # the inbox tries the job again, in another attempt
+    await asyncio.sleep(0.4)
+    assert sink.kinds() == ["begin"]
+    assert budget.interval(sink.pacing) == BotBudget().interval(sink.pacing)  # left it
