@@ -23,7 +23,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 from gateway.inbox.feed import JobFeed
 from gateway.models import Job
@@ -69,6 +68,8 @@ class RedisStore:
         self._connection = RedisConnection(url, max_connections=max_connections)
         self._redis = self._connection.client
         self._do = self._connection.call
+        self._command = self._connection.command
+        self._script = self._connection.script
         self._claims = f"{PREFIX}{{claim}}:" if self._connection.cluster else f"{PREFIX}claim:"
         self._claim = self._redis.register_script(_CLAIM)
         self._renew = self._redis.register_script(_RENEW)
@@ -89,8 +90,7 @@ class RedisStore:
 
     async def claim(self, keys: Sequence[str], ttl: float = DEFAULT_CLAIM_TTL) -> bool:
         names = [self._claims + k for k in keys]
-        result = await self._do(lambda: self._claim(keys=names, args=[int(ttl * 1000)]))
-        return bool(result)
+        return bool(await self._script(self._claim, names, [int(ttl * 1000)]))
 
     async def accept(self, keys: Sequence[str], job: Job, ttl: float = DEFAULT_CLAIM_TTL) -> bool:
         return await self._inbox.accept(keys, job, ttl)
@@ -99,15 +99,14 @@ class RedisStore:
         return RedisShardFeed(self._inbox, instance=instance_name(), lease_s=lease_s)
 
     async def get_conversation(self, key: str) -> str | None:
-        value: Any = await self._do(lambda: self._redis.get(f"{PREFIX}conv:{key}"))
+        value = await self._command("GET", f"{PREFIX}conv:{key}")
         return None if value is None else str(value)
 
     async def set_conversation(self, key: str, conversation_id: str) -> None:
-        await self._do(lambda: self._redis.set(f"{PREFIX}conv:{key}", conversation_id))
+        await self._command("SET", f"{PREFIX}conv:{key}", conversation_id)
 
     async def delete_conversation(self, key: str) -> bool:
-        removed: Any = await self._do(lambda: self._redis.delete(f"{PREFIX}conv:{key}"))
-        return bool(removed)
+        return bool(await self._command("DEL", f"{PREFIX}conv:{key}"))
 
     def lock(self, key: str, ttl: float = 60.0) -> AbstractAsyncContextManager[None]:
         return self._hold(f"{PREFIX}lock:{key}", ttl)
@@ -117,7 +116,7 @@ class RedisStore:
         token = uuid.uuid4().hex
         ttl_ms = int(ttl * 1000)
         delay = 0.01
-        while not await self._do(lambda: self._redis.set(name, token, nx=True, px=ttl_ms)):
+        while await self._command("SET", name, token, "NX", "PX", ttl_ms) is None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
 
@@ -125,7 +124,7 @@ class RedisStore:
             while True:
                 await asyncio.sleep(ttl / 3)
                 with contextlib.suppress(StoreUnavailable):
-                    await self._do(lambda: self._renew(keys=[name], args=[token, ttl_ms]))
+                    await self._script(self._renew, [name], [token, ttl_ms])
 
         renewer = asyncio.create_task(keep_alive())
         try:
@@ -133,23 +132,24 @@ class RedisStore:
         finally:
             await stop(renewer)
             with contextlib.suppress(StoreUnavailable):
-                await self._do(lambda: self._release(keys=[name], args=[token]))
+                await self._script(self._release, [name], [token])
 
     async def get(self, key: str) -> str | None:
-        value: Any = await self._do(lambda: self._redis.get(f"{PREFIX}kv:{key}"))
+        value = await self._command("GET", f"{PREFIX}kv:{key}")
         return None if value is None else str(value)
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        px = None if ttl is None else max(1, int(ttl * 1000))
-        await self._do(lambda: self._redis.set(f"{PREFIX}kv:{key}", value, px=px))
+        if ttl is None:
+            await self._command("SET", f"{PREFIX}kv:{key}", value)
+        else:
+            await self._command("SET", f"{PREFIX}kv:{key}", value, "PX", max(1, int(ttl * 1000)))
 
     async def delete(self, key: str) -> None:
-        await self._do(lambda: self._redis.delete(f"{PREFIX}kv:{key}"))
+        await self._command("DEL", f"{PREFIX}kv:{key}")
 
     async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
-        value = await self._do(lambda: self._incr(keys=[f"{PREFIX}kv:{key}"], args=[delta, ttl_ms]))
-        return int(value)
+        return int(await self._script(self._incr, [f"{PREFIX}kv:{key}"], [delta, ttl_ms]))
 
     async def publish(self, channel: str, data: str) -> None:
         await self._broadcast.publish(channel, data)

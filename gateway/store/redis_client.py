@@ -1,5 +1,7 @@
-"""The Redis store's connection, to one server or to a Redis Cluster, and the one way its
-calls go out (`RedisConnection.call`).
+"""The Redis store's connection, to one server or to a Redis Cluster, and the ways its calls
+go out: `command` and `script` for single calls (batched with the other calls of the same
+moment on one server, `redis_batch.py`), `call` for anything else (a pipeline of one's own,
+a command whose reply needs redis-py's parsing).
 
 Connections are bounded, and a caller *waits* for a free one. redis-py's default async pool
 raises `MaxConnectionsError` for the 101st concurrent command instead, and a burst of answers
@@ -25,6 +27,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.store.base import StoreUnavailable
+from gateway.store.redis_batch import Batcher
 from gateway.store.redis_url import is_cluster, parse_cluster_url
 
 T = TypeVar("T")
@@ -47,6 +50,7 @@ class RedisConnection:
     def __init__(self, url: str, *, max_connections: int) -> None:
         self.cluster = is_cluster(url)
         self._slots: asyncio.Semaphore | None = None
+        self._batcher: Batcher | None = None
         if self.cluster:
             self.client: RedisClient = _cluster_client(url, max_connections)
             self._slots = asyncio.Semaphore(max_connections)
@@ -56,6 +60,23 @@ class RedisConnection:
             )
             # from_pool: the client owns the pool and closes it in aclose().
             self.client = aioredis.Redis.from_pool(pool)
+            self._batcher = Batcher(self.client, timeout=_OPTIONS["socket_timeout"])
+
+    def command(self, *command: Any) -> Awaitable[Any]:
+        """Send one command; its reply as Redis gives it (`SET` answers "OK" or None on one
+        server, True or None on a cluster, where redis-py parses it). `StoreUnavailable`
+        if Redis fails."""
+        if self._batcher is not None:
+            return self._batcher.command(*command)
+        return self.call(lambda: self.client.execute_command(*command))
+
+    def script(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> Awaitable[Any]:
+        """Run a Lua script; its reply. `StoreUnavailable` if Redis fails."""
+        if self._batcher is not None:
+            return self._batcher.script(script, keys, args)
+        return self.call(lambda: script(keys=keys, args=args))
 
     async def call(self, call: Callable[[], Awaitable[T]], /) -> T:
         """Run one Redis exchange (a command, a script or a pipeline), turning every way
@@ -108,6 +129,8 @@ class RedisConnection:
             await script(keys=keys, args=args, client=pipe)
 
     async def aclose(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.aclose()
         await self.client.aclose()
 
 

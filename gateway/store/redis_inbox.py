@@ -172,7 +172,6 @@ class RedisInbox:
         self._take = redis.register_script(_TAKE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
-        self._batch: list[tuple[list[str], list[Any], asyncio.Future[bool]]] = []
 
     # --- accepting -------------------------------------------------------------------
 
@@ -180,64 +179,29 @@ class RedisInbox:
         shard = self.keys.shard_of(job.queue_key)
         names = [self.keys.stream(shard), *(self.keys.claim(shard, k) for k in dedupe_keys)]
         args: list[Any] = [max(1, int(ttl * 1000)), job.to_json(), job.job_id]
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if not self._batch:
-            asyncio.get_running_loop().call_soon(self._send_batch)
-        self._batch.append((names, args, future))
         try:
             async with asyncio.timeout(ACCEPT_TIMEOUT_S):
-                accepted = await asyncio.shield(future)
+                return bool(await self._connection.script(self._accept, names, args))
         except TimeoutError:
             raise StoreUnavailable("redis: no answer within the ack deadline") from None
-        return accepted
-
-    def _send_batch(self) -> None:
-        batch, self._batch = self._batch, []
-        task = asyncio.get_running_loop().create_task(self._run_batch(batch))
-        task.add_done_callback(_retrieve)
-
-    async def _run_batch(
-        self, batch: list[tuple[list[str], list[Any], asyncio.Future[bool]]]
-    ) -> None:
-        try:
-
-            async def send() -> list[Any]:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for names, args, _ in batch:
-                        await self._connection.queue_script(pipe, self._accept, names, args)
-                    return list(await pipe.execute(raise_on_error=False))
-
-            results: list[Any] = await self._do(send)
-        except StoreUnavailable as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(StoreUnavailable(f"redis: {result}"))
-            else:
-                future.set_result(bool(result))
 
     # --- per job -----------------------------------------------------------------------
 
     async def begin(self, job: Job) -> JobRecord:
         name = self.keys.record(self.keys.shard_of(job.queue_key), job.job_id)
-        attempts, state = await self._do(lambda: self._begin(keys=[name], args=[CHECKPOINT_TTL_MS]))
+        attempts, state = await self._connection.script(self._begin, [name], [CHECKPOINT_TTL_MS])
         checkpoint = orjson.loads(state) if state else {}
         return JobRecord(int(attempts), checkpoint if isinstance(checkpoint, dict) else {})
 
     async def save(self, job: Job, state: Mapping[str, Any]) -> None:
         name = self.keys.record(self.keys.shard_of(job.queue_key), job.job_id)
         data = orjson.dumps(dict(state))
-        await self._do(lambda: self._checkpoint(keys=[name], args=[data, CHECKPOINT_TTL_MS]))
+        await self._connection.script(self._checkpoint, [name], [data, CHECKPOINT_TTL_MS])
 
     async def finish(self, job: Job, entry: str) -> None:
         shard = self.keys.shard_of(job.queue_key)
         names = [self.keys.stream(shard), self.keys.record(shard, job.job_id)]
-        await self._do(lambda: self._finish(keys=names, args=[GROUP, entry]))
+        await self._connection.script(self._finish, names, [GROUP, entry])
 
     async def dead_letter(self, job: Job, entry: str, reason: str, attempts: int) -> None:
         shard = self.keys.shard_of(job.queue_key)
@@ -255,7 +219,7 @@ class RedisInbox:
             DEAD_LETTERS_KEPT,
             time.time(),
         ]
-        await self._do(lambda: self._dead(keys=names, args=args))
+        await self._connection.script(self._dead, names, args)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

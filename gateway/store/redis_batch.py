@@ -1,0 +1,175 @@
+"""Calls to one Redis server, batched: whatever concurrent coroutines ask within one loop tick
+goes out as one pipeline, on a connection of the batcher's own.
+
+Why: a burst keeps hundreds of answers in flight, and each makes about eight store calls
+one after the other (start the job, read its conversation, checkpoints, remember the
+conversation, record the answer, take it out of the inbox). Sent one by one through the
+client, every call took a connection from the pool (a lock, a condition, a check that the
+socket is clean), ran under timeouts of its own (on Python 3.11 a write's `wait_for` is a
+task per command) and cost a round trip of its own. Here a batch of calls costs one write,
+one timeout and one round trip, so most calls cost a share of one.
+
+While every connection of the batcher has a batch in flight, new calls wait for the next
+free one and go together: the busier the store, the larger the batches. Lua scripts go as
+`EVALSHA`; a server that does not have one loaded (restarted, or it was never loaded)
+gets it with the calls that need it, which are then sent again (they did not run).
+
+A cluster gets no batcher (`RedisConnection` sends each call on its own there): a batch
+would have to be split by node, which redis-py's cluster pipeline does at a cost of its
+own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from gateway.store.base import StoreUnavailable
+
+CONNECTIONS = 2  # batches in flight at once
+MAX_BATCH = 512  # calls per batch, at most: a huge one would hold up the loop as it is parsed
+
+
+@dataclass(slots=True)
+class _Call:
+    command: tuple[Any, ...]
+    script: AsyncScript | None
+    future: asyncio.Future[Any]
+
+
+class Batcher:
+    """Sends calls in batches over a few connections of its own to one Redis server.
+
+    `timeout` bounds a batch's exchange (write and every reply); a batch that takes longer
+    fails every call in it with `StoreUnavailable`, and its connection is closed (the
+    replies still on their way would answer the next batch's calls)."""
+
+    def __init__(self, client: aioredis.Redis, *, timeout: float) -> None:
+        pool = client.connection_pool
+        # No socket timeouts (one per read and a task per write): the batch's timeout
+        # bounds the whole exchange. No health checks (a PING before a write now and
+        # then): a connection that died fails its batch, and the next one reconnects.
+        options = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        self._idle: list[AbstractConnection] = [
+            pool.connection_class(**options) for _ in range(CONNECTIONS)
+        ]
+        self._all = list(self._idle)
+        self._timeout = timeout
+        self._queue: list[_Call] = []
+        self._scheduled = False
+        self._running: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def command(self, *command: Any) -> asyncio.Future[Any]:
+        """Send one command with the next batch. Its future resolves to Redis's reply
+        as it is (decoded, no redis-py reply parsing: `SET` answers "OK" or None)."""
+        return self._add(command, None)
+
+    def script(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
+        """Run a Lua script with the next batch; resolves to its reply."""
+        return self._add(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+
+    def _add(self, command: tuple[Any, ...], script: AsyncScript | None) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self._closed:
+            future.set_exception(StoreUnavailable("redis: the store is closed"))
+            return future
+        self._queue.append(_Call(command, script, future))
+        if not self._scheduled:
+            # At the end of this tick: every call made in it goes in the same batch.
+            self._scheduled = True
+            loop.call_soon(self._dispatch)
+        return future
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        while self._queue and self._idle:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            task = asyncio.get_running_loop().create_task(self._send(self._idle.pop(), batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _send(self, connection: AbstractConnection, batch: list[_Call]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                replies = await self._exchange(connection, [call.command for call in batch])
+                replies = await self._load_missing(connection, batch, replies)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await connection.disconnect(nowait=True)
+            _fail(batch, StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"))
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            _fail(batch, StoreUnavailable("redis: the call was cancelled"))
+            raise
+        else:
+            for call, reply in zip(batch, replies, strict=True):
+                if call.future.done():
+                    continue  # its caller gave up waiting
+                if isinstance(reply, ResponseError):
+                    call.future.set_exception(StoreUnavailable(f"redis: {reply}"))
+                else:
+                    call.future.set_result(reply)
+        finally:
+            self._idle.append(connection)
+            if self._queue and not self._closed:
+                self._dispatch()
+
+    async def _load_missing(
+        self, connection: AbstractConnection, batch: list[_Call], replies: list[Any]
+    ) -> list[Any]:
+        """Load the scripts the server did not have and run their calls again."""
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if not missing:
+            return replies
+        scripts: dict[str, Any] = {}
+        for i in missing:
+            script = batch[i].script
+            if script is not None:
+                scripts[script.sha] = script.script
+        loads = [("SCRIPT", "LOAD", text) for text in scripts.values()]
+        again = await self._exchange(connection, [*loads, *(batch[i].command for i in missing)])
+        for i, reply in zip(missing, again[len(loads) :], strict=True):
+            replies[i] = reply
+        return replies
+
+    @staticmethod
+    async def _exchange(
+        connection: AbstractConnection, commands: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:  # this call's error; the others stand
+                replies.append(error)
+        return replies
+
+    async def aclose(self) -> None:
+        self._closed = True
+        queued, self._queue = self._queue, []
+        _fail(queued, StoreUnavailable("redis: the store is closed"))
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for connection in self._all:
+            await connection.disconnect()
+
+
+def _fail(batch: list[_Call], error: StoreUnavailable) -> None:
+    for call in batch:
+        if not call.future.done():
+            call.future.set_exception(error)
