@@ -56,6 +56,10 @@ DEAD_LETTERS_KEPT = 10_000  # per shard, oldest dropped first
 POLL_S = 0.1  # how often an idle instance looks for jobs accepted by other instances
 BACKLOG_EVERY_S = 1.0
 ACCEPT_TIMEOUT_S = 2.0  # well inside the platforms' ack deadlines (Slack: 3 s)
+# The heartbeat renews leases at a third of `lease_s`, and at least every second: a new
+# instance (a scale-out, a rolling deploy) is counted, and gets its share of the shards,
+# within a beat or two of the others, rather than after `lease_s` (15 s by default).
+HEARTBEAT_S = 1.0
 
 _ACCEPT = """
 for i = 2, #KEYS do
@@ -448,7 +452,7 @@ class RedisShardFeed:
 
     async def _heartbeat_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._lease_s / 3)
+            await asyncio.sleep(min(self._lease_s / 3, HEARTBEAT_S))
             try:
                 await self._beat()
             except StoreUnavailable as exc:
