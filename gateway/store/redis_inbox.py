@@ -374,21 +374,35 @@ class RedisShardFeed:
         if not shards or limit <= 0:
             return []
         count = max(1, math.ceil(limit / len(shards)))
-
-        async def read() -> list[Any]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for shard in shards:
-                    pipe.xreadgroup(
-                        GROUP, self.instance, {self._keys.stream(shard): ">"}, count=count
-                    )
-                return list(await pipe.execute())
-
-        replies: list[Any] = await self._do(read)
+        shard_of = {self._keys.stream(shard): shard for shard in shards}
+        connection = self._inbox._connection
+        # One command reads every shard on one server; a cluster needs one per shard (the
+        # keys of a command must share a slot).
+        reads = [[name] for name in shard_of] if connection.cluster else [list(shard_of)]
+        replies = await asyncio.gather(
+            *(connection.command(*self._read_command(names, count)) for names in reads)
+        )
         jobs: list[Job] = []
-        for shard, reply in zip(shards, replies, strict=True):
-            for _stream, entries in _stream_entries(reply):
-                jobs += self._hand_out(shard, entries)[0]
+        for reply in replies:
+            for stream, entries in _stream_entries(reply):
+                entries = [_fields(e) for e in entries]
+                jobs += self._hand_out(shard_of[str(stream)], entries)[0]
         return jobs
+
+    def _read_command(self, streams: list[str], count: int) -> list[Any]:
+        """XREADGROUP of entries never handed out, at most `count` from each stream."""
+        ids = [">"] * len(streams)
+        return [
+            "XREADGROUP",
+            "GROUP",
+            GROUP,
+            self.instance,
+            "COUNT",
+            count,
+            "STREAMS",
+            *streams,
+            *ids,
+        ]
 
     async def _reclaimed(self, limit: int) -> list[Job]:
         """The pending entries of shards just acquired: the last owner took them and did
@@ -584,6 +598,15 @@ class RedisShardFeed:
         # Accepts that landed while the count was on its way may be in it or not: keep
         # counting them (an estimate a little high, never one that lets a flood through).
         self._accepted_since -= counted_before
+
+
+def _fields(entry: Any) -> Any:
+    """A stream entry as (id, fields as a dict): Redis sends the fields as a flat list,
+    which redis-py turns into a dict only where it parses the reply (on a cluster)."""
+    if not entry or not isinstance(entry[1], list):
+        return entry
+    fields = entry[1]
+    return (entry[0], dict(zip(fields[::2], fields[1::2], strict=True)))
 
 
 def _stream_entries(reply: Any) -> list[tuple[Any, Sequence[Any]]]:
