@@ -100,8 +100,10 @@ async def redis_counts(url: str) -> dict[str, int]:
         stats = await client.info("stats")
     finally:
         await client.aclose()
+    counts = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in commands.items()}
     return {
-        "commands": sum(int(v["calls"]) for v in commands.values()),
+        **counts,
+        "commands": sum(counts.values()),
         "reads": int(stats["total_reads_processed"]),
     }
 
@@ -165,6 +167,12 @@ async def answer_all(
             for what in ("commands", "reads"):
                 spent = counts[what] - counts_before[what]
                 costs[f"redis_{what}_per_answer"] = round(spent / slack.finals, 2)
+            mix = {
+                name: round((n - counts_before.get(name, 0)) / slack.finals, 2)
+                for name, n in counts.items()
+                if name not in ("commands", "reads")
+            }
+            costs["redis_command_mix"] = {name: n for name, n in mix.items() if n >= 0.05}
         acks = sum(load.requests for load in loads)
         ack_seconds = max(load.seconds for load in loads)
         latencies = sorted(ms for load in loads for ms in load.latencies_ms)

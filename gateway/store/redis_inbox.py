@@ -61,12 +61,15 @@ ACCEPT_TIMEOUT_S = 2.0  # well inside the platforms' ack deadlines (Slack: 3 s)
 # within a beat or two of the others, rather than after `lease_s` (15 s by default).
 HEARTBEAT_S = 1.0
 
+# Each claim is a SET NX: a duplicate stops at its first claimed key, and the keys this call
+# claimed before it are deleted again (they were free), so nothing changes. One command per
+# key instead of a check and a write.
 _ACCEPT = """
 for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
-end
-for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[3], 'PX', ARGV[1])
+  if not redis.call('SET', KEYS[i], ARGV[3], 'NX', 'PX', ARGV[1]) then
+    for j = 2, i - 1 do redis.call('DEL', KEYS[j]) end
+    return 0
+  end
 end
 redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
 return 1
@@ -181,7 +184,8 @@ class RedisInbox:
 
     async def accept(self, dedupe_keys: Sequence[str], job: Job, ttl: float) -> bool:
         shard = self.keys.shard_of(job.queue_key)
-        names = [self.keys.stream(shard), *(self.keys.claim(shard, k) for k in dedupe_keys)]
+        claims = (self.keys.claim(shard, k) for k in dict.fromkeys(dedupe_keys))
+        names = [self.keys.stream(shard), *claims]
         args: list[Any] = [max(1, int(ttl * 1000)), job.to_json(), job.job_id]
         try:
             async with asyncio.timeout(ACCEPT_TIMEOUT_S):

@@ -60,6 +60,14 @@ async def test_a_duplicate_is_refused_and_kept_once(store: Store, feed: JobFeed)
     assert not await store.accept(["b:event:2", "b:msg:1"], job(1))
     assert await feed.pending() == 1
     assert [j.job_id for j in await take_all(feed, 1)] == ["b:m1"]
+    # The refused accept claimed nothing: its other key is still free.
+    assert await store.accept(["b:event:2"], job(2))
+
+
+async def test_a_key_named_twice_in_one_accept_is_claimed_once(store: Store, feed: JobFeed) -> None:
+    assert await store.accept(["b:msg:1", "b:msg:1"], job(1))
+    assert not await store.accept(["b:msg:1"], job(1))
+    assert await feed.pending() == 1
 
 
 async def test_concurrent_accepts_of_one_message_keep_exactly_one(
