@@ -75,6 +75,24 @@ async def test_two_instances_share_the_shards_evenly(stores: Callable[[], RedisS
     await b.close()
 
 
+async def test_a_new_instance_gets_its_share_within_seconds_whatever_the_lease(
+    stores: Callable[[], RedisStore],
+) -> None:
+    """The heartbeat runs at least every second, not only at a third of the lease: a new
+    instance (a scale-out, a rolling deploy) works within a beat or two, not after 5-10 s."""
+    feeds = []
+    for store in (stores(), stores()):
+        feed = store.feed(lease_s=15.0)
+        assert isinstance(feed, RedisShardFeed)
+        await feed.start([].append)
+        feeds.append(feed)
+    a, b = feeds
+    await wait_for(lambda: len(owned(a)) == len(owned(b)) == SHARDS // 2, within=4)
+    assert owned(a) | owned(b) == set(range(SHARDS))
+    for feed in feeds:
+        await feed.close()
+
+
 async def test_a_silent_instance_is_taken_over_with_its_checkpoint(
     stores: Callable[[], RedisStore],
 ) -> None:
