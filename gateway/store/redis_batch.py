@@ -102,6 +102,10 @@ class Batcher:
 
     async def _send(self, connection: AbstractConnection, batch: list[_Call]) -> None:
         try:
+            if _closed_by_server(connection):
+                # Redis restarted, or closed the idle connection: open a new one rather
+                # than fail a batch that never reached it.
+                await connection.disconnect(nowait=True)
             async with asyncio.timeout(self._timeout):
                 replies = await self._exchange(connection, [call.command for call in batch])
                 replies = await self._load_missing(connection, batch, replies)
@@ -167,6 +171,13 @@ class Batcher:
                 await task
         for connection in self._all:
             await connection.disconnect()
+
+
+def _closed_by_server(connection: AbstractConnection) -> bool:
+    """Whether the server has closed the connection since its last batch (the loop has seen
+    its end of stream); checked without a round trip, unlike redis-py's pool check."""
+    reader: asyncio.StreamReader | None = getattr(connection, "_reader", None)
+    return reader is not None and reader.at_eof()
 
 
 def _fail(batch: list[_Call], error: StoreUnavailable) -> None:

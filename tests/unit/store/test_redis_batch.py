@@ -91,6 +91,21 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_replies(store: Red
     assert await store.get("k") == "v"  # the connection is still in step
 
 
+async def test_a_connection_the_server_closed_is_opened_again_before_a_call(
+    store: RedisStore, redis_url: str
+) -> None:
+    """Redis restarted, or dropped idle clients: the next call must not fail for it."""
+    await store.set("k", "v")
+    raw = redis_servers.client(redis_url)
+    try:
+        killed = await raw.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    finally:
+        await raw.aclose()
+    assert killed >= 1
+    await asyncio.sleep(0.05)  # the server's close reaches this process
+    assert await store.get("k") == "v"
+
+
 async def test_a_redis_that_does_not_answer_fails_the_batch_in_time() -> None:
     """A server that takes the connection and never answers (a frozen Redis)."""
     connections: list[asyncio.StreamWriter] = []
