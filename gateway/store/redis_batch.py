@@ -14,20 +14,22 @@ free one and go together: the busier the store, the larger the batches. Lua scri
 `EVALSHA`; a server that does not have one loaded (restarted, or it was never loaded)
 gets it with the calls that need it, which are then sent again (they did not run).
 
-A cluster gets no batcher (`RedisConnection` sends each call on its own there): a batch
-would have to be split by node, which redis-py's cluster pipeline does at a cost of its
-own.
+On a Redis Cluster (`ClusterBatcher`) a batch goes out as redis-py's cluster pipeline, which
+splits it by node and follows redirections; scripts go as `EVAL` there (see
+`RedisConnection.queue_script`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -45,24 +47,10 @@ class _Call:
     future: asyncio.Future[Any]
 
 
-class Batcher:
-    """Sends calls in batches over a few connections of its own to one Redis server.
+class _Batches(ABC):
+    """The calls of one loop tick, queued; subclasses send them."""
 
-    `timeout` bounds a batch's exchange (write and every reply); a batch that takes longer
-    fails every call in it with `StoreUnavailable`, and its connection is closed (the
-    replies still on their way would answer the next batch's calls)."""
-
-    def __init__(self, client: aioredis.Redis, *, timeout: float) -> None:
-        pool = client.connection_pool
-        # No socket timeouts (one per read and a task per write): the batch's timeout
-        # bounds the whole exchange. No health checks (a PING before a write now and
-        # then): a connection that died fails its batch, and the next one reconnects.
-        options = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
-        self._idle: list[AbstractConnection] = [
-            pool.connection_class(**options) for _ in range(CONNECTIONS)
-        ]
-        self._all = list(self._idle)
-        self._timeout = timeout
+    def __init__(self) -> None:
         self._queue: list[_Call] = []
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
@@ -92,13 +80,51 @@ class Batcher:
             loop.call_soon(self._dispatch)
         return future
 
+    @abstractmethod
+    def _dispatch(self) -> None:
+        """Send what is queued (called at the end of the tick that queued the first call)."""
+
+    def _start(self, sending: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(sending)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        queued, self._queue = self._queue, []
+        _fail(queued, StoreUnavailable("redis: the store is closed"))
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class Batcher(_Batches):
+    """Sends calls in batches over a few connections of its own to one Redis server.
+
+    `timeout` bounds a batch's exchange (write and every reply); a batch that takes longer
+    fails every call in it with `StoreUnavailable`, and its connection is closed (the
+    replies still on their way would answer the next batch's calls)."""
+
+    def __init__(self, client: aioredis.Redis, *, timeout: float) -> None:
+        super().__init__()
+        pool = client.connection_pool
+        # No socket timeouts (one per read and a task per write): the batch's timeout
+        # bounds the whole exchange. No health checks (a PING before a write now and
+        # then): a connection that died fails its batch, and the next one reconnects.
+        options = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        self._idle: list[AbstractConnection] = [
+            pool.connection_class(**options) for _ in range(CONNECTIONS)
+        ]
+        self._all = list(self._idle)
+        self._timeout = timeout
+
     def _dispatch(self) -> None:
         self._scheduled = False
         while self._queue and self._idle:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            task = asyncio.get_running_loop().create_task(self._send(self._idle.pop(), batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._start(self._send(self._idle.pop(), batch))
 
     async def _send(self, connection: AbstractConnection, batch: list[_Call]) -> None:
         try:
@@ -117,13 +143,7 @@ class Batcher:
             _fail(batch, StoreUnavailable("redis: the call was cancelled"))
             raise
         else:
-            for call, reply in zip(batch, replies, strict=True):
-                if call.future.done():
-                    continue  # its caller gave up waiting
-                if isinstance(reply, ResponseError):
-                    call.future.set_exception(StoreUnavailable(f"redis: {reply}"))
-                else:
-                    call.future.set_result(reply)
+            _answer(batch, replies)
         finally:
             self._idle.append(connection)
             if self._queue and not self._closed:
@@ -161,16 +181,56 @@ class Batcher:
         return replies
 
     async def aclose(self) -> None:
-        self._closed = True
-        queued, self._queue = self._queue, []
-        _fail(queued, StoreUnavailable("redis: the store is closed"))
-        for task in list(self._running):
-            task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await super().aclose()
         for connection in self._all:
             await connection.disconnect()
+
+
+class ClusterBatcher(_Batches):
+    """Sends each tick's calls as one cluster pipeline, through `call` (which bounds the
+    calls at once and turns failures into `StoreUnavailable`). Replies are parsed by
+    redis-py there (`SET` answers True or None)."""
+
+    def __init__(self, client: RedisCluster, call: Callable[[Callable[[], Any]], Any]) -> None:
+        super().__init__()
+        self._client = client
+        self._call = call
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            self._start(self._send(batch))
+
+    async def _send(self, batch: list[_Call]) -> None:
+        async def run() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for call in batch:
+                    if call.script is None:
+                        pipe.execute_command(*call.command)
+                    else:  # EVALSHA sha ... -> EVAL text ...
+                        pipe.execute_command("EVAL", call.script.script, *call.command[2:])
+                return list(await pipe.execute(raise_on_error=False))
+
+        try:
+            replies = await self._call(run)
+        except StoreUnavailable as exc:
+            _fail(batch, exc)
+        except BaseException:
+            _fail(batch, StoreUnavailable("redis: the call was cancelled"))
+            raise
+        else:
+            _answer(batch, replies)
+
+
+def _answer(batch: list[_Call], replies: list[Any]) -> None:
+    for call, reply in zip(batch, replies, strict=True):
+        if call.future.done():
+            continue  # its caller gave up waiting
+        if isinstance(reply, Exception):
+            call.future.set_exception(StoreUnavailable(f"redis: {reply}"))
+        else:
+            call.future.set_result(reply)
 
 
 def _closed_by_server(connection: AbstractConnection) -> bool:

@@ -1,6 +1,6 @@
 """The Redis store's connection, to one server or to a Redis Cluster, and the ways its calls
 go out: `command` and `script` for single calls (batched with the other calls of the same
-moment on one server, `redis_batch.py`), `call` for anything else (a pipeline of one's own,
+moment, `redis_batch.py`), `call` for anything else (a pipeline of one's own,
 a command whose reply needs redis-py's parsing).
 
 Connections are bounded, and a caller *waits* for a free one. redis-py's default async pool
@@ -27,7 +27,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.store.base import StoreUnavailable
-from gateway.store.redis_batch import Batcher
+from gateway.store.redis_batch import Batcher, ClusterBatcher
 from gateway.store.redis_url import is_cluster, parse_cluster_url
 
 T = TypeVar("T")
@@ -50,10 +50,11 @@ class RedisConnection:
     def __init__(self, url: str, *, max_connections: int) -> None:
         self.cluster = is_cluster(url)
         self._slots: asyncio.Semaphore | None = None
-        self._batcher: Batcher | None = None
+        self._batcher: Batcher | ClusterBatcher
         if self.cluster:
             self.client: RedisClient = _cluster_client(url, max_connections)
             self._slots = asyncio.Semaphore(max_connections)
+            self._batcher = ClusterBatcher(self.client, self.call)
         else:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url, max_connections=max_connections, timeout=POOL_WAIT_S, **_OPTIONS
@@ -66,17 +67,13 @@ class RedisConnection:
         """Send one command; its reply as Redis gives it (`SET` answers "OK" or None on one
         server, True or None on a cluster, where redis-py parses it). `StoreUnavailable`
         if Redis fails."""
-        if self._batcher is not None:
-            return self._batcher.command(*command)
-        return self.call(lambda: self.client.execute_command(*command))
+        return self._batcher.command(*command)
 
     def script(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
     ) -> Awaitable[Any]:
         """Run a Lua script; its reply. `StoreUnavailable` if Redis fails."""
-        if self._batcher is not None:
-            return self._batcher.script(script, keys, args)
-        return self.call(lambda: script(keys=keys, args=args))
+        return self._batcher.script(script, keys, args)
 
     async def call(self, call: Callable[[], Awaitable[T]], /) -> T:
         """Run one Redis exchange (a command, a script or a pipeline), turning every way
@@ -129,8 +126,7 @@ class RedisConnection:
             await script(keys=keys, args=args, client=pipe)
 
     async def aclose(self) -> None:
-        if self._batcher is not None:
-            await self._batcher.aclose()
+        await self._batcher.aclose()
         await self.client.aclose()
 
 
