@@ -55,6 +55,9 @@ class _Batches(ABC):
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
         self._closed = False
+        # This tick's calls that must be answered in time, by their bound: one timer for
+        # all of them (a webhook burst's accepts), instead of a timeout each.
+        self._timed: dict[float, list[_Call]] = {}
 
     def command(self, *command: Any) -> asyncio.Future[Any]:
         """Send one command with the next batch. Its future resolves to Redis's reply
@@ -62,23 +65,44 @@ class _Batches(ABC):
         return self._add(command, None)
 
     def script(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+        self,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        within: float | None = None,
     ) -> asyncio.Future[Any]:
-        """Run a Lua script with the next batch; resolves to its reply."""
-        return self._add(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+        """Run a Lua script with the next batch; resolves to its reply. With `within`, to
+        `StoreUnavailable` if there is none after so many seconds (the script may still
+        run: the caller cannot tell)."""
+        return self._add(("EVALSHA", script.sha, len(keys), *keys, *args), script, within)
 
-    def _add(self, command: tuple[Any, ...], script: AsyncScript | None) -> asyncio.Future[Any]:
+    def _add(
+        self, command: tuple[Any, ...], script: AsyncScript | None, within: float | None = None
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self._closed:
             future.set_exception(StoreUnavailable("redis: the store is closed"))
             return future
-        self._queue.append(_Call(command, script, future))
+        call = _Call(command, script, future)
+        self._queue.append(call)
+        if within is not None:
+            timed = self._timed.get(within)
+            if timed is None:
+                timed = self._timed[within] = []
+                loop.call_later(within, _expire, timed, within)
+            timed.append(call)
         if not self._scheduled:
             # At the end of this tick: every call made in it goes in the same batch.
             self._scheduled = True
-            loop.call_soon(self._dispatch)
+            loop.call_soon(self._end_of_tick)
         return future
+
+    def _end_of_tick(self) -> None:
+        self._scheduled = False
+        self._timed = {}
+        self._dispatch()
 
     @abstractmethod
     def _dispatch(self) -> None:
@@ -121,7 +145,6 @@ class Batcher(_Batches):
         self._timeout = timeout
 
     def _dispatch(self) -> None:
-        self._scheduled = False
         while self._queue and self._idle:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             self._start(self._send(self._idle.pop(), batch))
@@ -197,7 +220,6 @@ class ClusterBatcher(_Batches):
         self._call = call
 
     def _dispatch(self) -> None:
-        self._scheduled = False
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             self._start(self._send(batch))
@@ -238,6 +260,10 @@ def _closed_by_server(connection: AbstractConnection) -> bool:
     its end of stream); checked without a round trip, unlike redis-py's pool check."""
     reader: asyncio.StreamReader | None = getattr(connection, "_reader", None)
     return reader is not None and reader.at_eof()
+
+
+def _expire(calls: list[_Call], within: float) -> None:
+    _fail(calls, StoreUnavailable(f"redis: no answer within {within:g} s"))
 
 
 def _fail(batch: list[_Call], error: StoreUnavailable) -> None:

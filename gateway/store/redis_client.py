@@ -70,10 +70,16 @@ class RedisConnection:
         return self._batcher.command(*command)
 
     def script(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+        self,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        within: float | None = None,
     ) -> Awaitable[Any]:
-        """Run a Lua script; its reply. `StoreUnavailable` if Redis fails."""
-        return self._batcher.script(script, keys, args)
+        """Run a Lua script; its reply. `StoreUnavailable` if Redis fails, or with `within`
+        if no reply came within so many seconds."""
+        return self._batcher.script(script, keys, args, within=within)
 
     async def call(self, call: Callable[[], Awaitable[T]], /) -> T:
         """Run one Redis exchange (a command, a script or a pipeline), turning every way

@@ -187,11 +187,8 @@ class RedisInbox:
         claims = (self.keys.claim(shard, k) for k in dict.fromkeys(dedupe_keys))
         names = [self.keys.stream(shard), *claims]
         args: list[Any] = [max(1, int(ttl * 1000)), job.to_json(), job.job_id]
-        try:
-            async with asyncio.timeout(ACCEPT_TIMEOUT_S):
-                return bool(await self._connection.script(self._accept, names, args))
-        except TimeoutError:
-            raise StoreUnavailable("redis: no answer within the ack deadline") from None
+        accepted = self._connection.script(self._accept, names, args, within=ACCEPT_TIMEOUT_S)
+        return bool(await accepted)
 
     # --- per job -----------------------------------------------------------------------
 

@@ -156,6 +156,37 @@ async def test_a_redis_that_does_not_answer_fails_the_batch_in_time() -> None:
         await server.wait_closed()
 
 
+async def test_a_call_with_a_bound_fails_at_its_bound_not_the_batch_timeout() -> None:
+    """The ack path's bound (`within`): an accept gives up well inside the platform's ack
+    deadline even when the batch it is in would wait longer."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    batcher = Batcher(client, timeout=30)
+    script = client.register_script("return 1")
+    try:
+        started = time.monotonic()
+        bounded = batcher.script(script, ["k"], [], within=0.2)
+        also = batcher.script(script, ["k"], [], within=0.2)
+        with pytest.raises(StoreUnavailable, match=r"within 0\.2 s"):
+            await bounded
+        with pytest.raises(StoreUnavailable):
+            await also
+        assert time.monotonic() - started < 2.0
+    finally:
+        await batcher.aclose()
+        await client.aclose()
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_calls_after_close_fail_cleanly(redis_url: str) -> None:
     store = RedisStore(redis_url)
     await store.aclose()
