@@ -1,5 +1,5 @@
-"""Calls to one Redis server, batched: whatever concurrent coroutines ask within one loop tick
-goes out as one pipeline, on a connection of the batcher's own.
+"""Calls to Redis, batched: whatever concurrent coroutines ask within one loop tick goes out
+as one pipeline (on one server, on a connection of the batcher's own).
 
 Why: a burst keeps hundreds of answers in flight, and each makes about eight store calls
 one after the other (start the job, read its conversation, checkpoints, remember the
