@@ -11,8 +11,10 @@ one timeout and one round trip, so most calls cost a share of one.
 
 While every connection of the batcher has a batch in flight, new calls wait for the next
 free one and go together: the busier the store, the larger the batches. Lua scripts go as
-`EVALSHA`; a server that does not have one loaded (restarted, or it was never loaded)
-gets it with the calls that need it, which are then sent again (they did not run).
+`EVALSHA`, and the first batch to use a script (since the batcher last connected: Redis
+may have restarted) carries its `SCRIPT LOAD` ahead of it in the same write, so a script
+has always run when its reply is lost. A server that still lacks one (`SCRIPT FLUSH`)
+refuses the call (`NOSCRIPT`: it did not run), and it is loaded and sent again.
 
 On a Redis Cluster (`ClusterBatcher`) a batch goes out as redis-py's cluster pipeline, which
 splits it by node and follows redirections; scripts go as `EVAL` there (see
@@ -143,6 +145,7 @@ class Batcher(_Batches):
         ]
         self._all = list(self._idle)
         self._timeout = timeout
+        self._loaded: set[str] = set()  # the scripts loaded since the last (re)connect
 
     def _dispatch(self) -> None:
         while self._queue and self._idle:
@@ -155,8 +158,12 @@ class Batcher(_Batches):
                 # Redis restarted, or closed the idle connection: open a new one rather
                 # than fail a batch that never reached it.
                 await connection.disconnect(nowait=True)
+            if not connection.is_connected:
+                self._loaded.clear()  # a new connection: maybe a new (restarted) server
+            loads = self._loads(batch)
             async with asyncio.timeout(self._timeout):
-                replies = await self._exchange(connection, [call.command for call in batch])
+                commands = [*loads, *(call.command for call in batch)]
+                replies = (await self._exchange(connection, commands))[len(loads) :]
                 replies = await self._load_missing(connection, batch, replies)
         except (RedisError, OSError, TimeoutError) as exc:
             await connection.disconnect(nowait=True)
@@ -171,6 +178,16 @@ class Batcher(_Batches):
             self._idle.append(connection)
             if self._queue and not self._closed:
                 self._dispatch()
+
+    def _loads(self, batch: list[_Call]) -> list[tuple[Any, ...]]:
+        """`SCRIPT LOAD` for the batch's scripts not loaded yet."""
+        loads: list[tuple[Any, ...]] = []
+        for call in batch:
+            script = call.script
+            if script is not None and script.sha not in self._loaded:
+                self._loaded.add(script.sha)
+                loads.append(("SCRIPT", "LOAD", script.script))
+        return loads
 
     async def _load_missing(
         self, connection: AbstractConnection, batch: list[_Call], replies: list[Any]
