@@ -83,13 +83,11 @@ def dify_queries(dify: DifyEmulator) -> list[str]:
 @pytest.mark.parametrize(
     ("redis_py_retries", "first_status", "fate"),
     [
-        # The gateway's pool (gateway/store/redis.py) gives redis-py no retries: the broken
-        # connection is a StoreUnavailable, so 503 and Slack retries.
+        # The broken connection is a StoreUnavailable, so 503 and Slack retries.
         (0, 503, "duplicate"),
-        # Were redis-py to retry (its default for a client that builds its own pool), it
-        # would run the pipeline again on a new connection, and the accept script would
-        # find the claim its first run made: acked at once, as a duplicate.
-        (3, 200, "duplicate"),
+        # redis-py's own retry does not reach the accept: it goes out through the store's
+        # batcher (gateway/store/redis_batch.py), which never sends a call twice. 503 too.
+        (3, 503, "duplicate"),
     ],
 )
 async def test_a_lost_accept_reply_ends_in_one_answer_whether_redis_py_retries_or_not(
