@@ -97,7 +97,10 @@ async def deployment(
 
     def respond(request: dict[str, Any], turn: int) -> ScriptedReply:
         query = str(request["query"])
-        deployment.answered_by[query] = deployment.process_of(request["_peer_port"])
+        deployment.answered_by[query] = request["_process"] = deployment.process_of(
+            request["_peer_port"]
+        )
+        request["_at"] = time.time()
         return ScriptedReply(chunks=answer_for(query), delay=0.05)
 
     dify.responder = respond
@@ -175,6 +178,8 @@ async def test_rolling_deploy_behind_nginx_answers_every_message_once(
     assert not any(m.open for m in slack.messages.values())
     assert len(slack.messages) == MESSAGES
     asked = collections.Counter(r["query"] for r in dify.requests)
+    if asked != collections.Counter(s.query for s in sent):
+        print(asked_twice(deployment, dify))
     assert asked == collections.Counter(s.query for s in sent)
 
     # One Dify conversation per chat, carried on by whichever process answered.
@@ -201,6 +206,30 @@ async def test_rolling_deploy_behind_nginx_answers_every_message_once(
     )
     for gateway in deployment.gateways:
         assert "Traceback" not in gateway.logs()
+
+
+def asked_twice(deployment: Deployment, dify: DifyEmulator) -> str:
+    """Who asked Dify more than once for a query, when, and what both processes logged
+    about those messages: the evidence a doubled answer needs."""
+    by_query: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for request in dify.requests:
+        by_query[str(request["query"])].append(request)
+    lines: list[str] = []
+    traces: set[str] = set()
+    for query, requests in sorted(by_query.items()):
+        if len(requests) < 2:
+            continue
+        lines.append(f"{query} asked {len(requests)} times:")
+        for r in requests:
+            at = time.strftime("%H:%M:%S", time.localtime(r["_at"])) + f"{r['_at'] % 1:.3f}"[1:]
+            lines.append(f"  {r.get('_process')} at {at} port {r['_peer_port']} {r['_headers']}")
+            traces.add(str(r["_headers"].get("X-Trace-Id", "")))
+    for gateway in deployment.gateways:
+        lines.append(f"--- {gateway.name}.log (the doubled messages and the inbox)")
+        for line in gateway.logs().splitlines():
+            if any(t and t in line for t in traces) or "gateway.message" not in line:
+                lines.append(line)
+    return "\n".join(lines)
 
 
 # --- the proxy settings themselves, against stand-in upstreams -----------------------------
