@@ -325,6 +325,16 @@ class Inbox:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
+        if self.feed.others_take_over():
+            # Answers that have not started are left to the instance that takes over, so
+            # this one lets go of its shards once the running answers end. Working through
+            # the whole queue here could outlast the grace period on a busy machine, and an
+            # answer cut off then is asked of Dify again by the instance that resumes it.
+            left = self.scheduler.take_back()
+            for job in left:
+                self.feed.done(job)
+            if left:
+                log.info("left %d answers not started to the other instances", len(left))
         await self.scheduler.drain(grace)
 
     async def close(self) -> None:

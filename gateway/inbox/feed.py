@@ -85,6 +85,10 @@ class JobFeed(Protocol):
     async def stop_taking(self) -> None:
         """Shutting down: hand out nothing more; let go of what is not being worked on."""
 
+    def others_take_over(self) -> bool:
+        """After `stop_taking()`: whether another instance is up to take over the jobs this
+        one leaves in the inbox as soon as it lets go of them."""
+
     async def close(self) -> None:
         """Let go of everything: unfinished jobs go to another instance (or the next
         start)."""
@@ -147,6 +151,9 @@ class OneProcessFeed(ABC):
 
     async def stop_taking(self) -> None:
         self._queue.stop()
+
+    def others_take_over(self) -> bool:
+        return False  # one process: what it leaves waits for its next start
 
     async def close(self) -> None:
         self._queue.stop()

@@ -135,6 +135,22 @@ class Scheduler:
         self._check_idle()
         return dropped
 
+    def take_back(self) -> list[Job]:
+        """Forget every job that has not started, and return them; running ones go on.
+        For a shutdown that leaves them to another instance (they stay in the inbox)."""
+        dropped = [job for _, job in self._ready]
+        self._ready.clear()
+        running = {job.conversation_key for job in self._running.values()}
+        for key, waiting in list(self._waiting.items()):
+            dropped += waiting or ()
+            if key in running:
+                self._waiting[key] = None  # its running job ends with nothing behind it
+            else:
+                del self._waiting[key]
+        self._queued -= len(dropped)
+        self._check_idle()
+        return dropped
+
     async def _dispatch(self) -> None:
         while not self._closed:
             await self._wake.wait()

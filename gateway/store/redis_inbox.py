@@ -262,6 +262,7 @@ class RedisShardFeed:
         self._backlog_at = 0.0
         self._accepted_since = 0
         self._stopping = False
+        self._others = 0  # live instances besides this one, counted at stop_taking()
 
     # --- JobFeed ---------------------------------------------------------------------
 
@@ -342,7 +343,11 @@ class RedisShardFeed:
         self._releasing |= self._owned
         idle = [s for s in self._owned if not self._work.get(s)]
         await self._let_go(idle)
-        await self._do(lambda: self._redis.zrem(self._keys.instances, self.instance))
+        # Out of the instances (we are stopping), then count the ones left.
+        self._others = await self._do(lambda: self._register(time.time()))
+
+    def others_take_over(self) -> bool:
+        return self._others > 0
 
     async def close(self) -> None:
         self._stopping = True
@@ -440,6 +445,10 @@ class RedisShardFeed:
         because an attempt of it that this instance lost is still ending."""
         jobs: list[Job] = []
         unwinding = False
+        if shard not in self._owned:
+            # Let go of while they were being read (shutting down, or handed to another
+            # instance): they stay pending, and the shard's next owner claims them.
+            return jobs, unwinding
         for entry in entries:
             entry_id, fields = entry[0], entry[1]
             raw = fields.get("job") if isinstance(fields, dict) else None
@@ -481,7 +490,7 @@ class RedisShardFeed:
     async def _beat(self) -> None:
         now = time.time()
         await self._renew()
-        self._live = await self._do(lambda: self._register(now))
+        self._live = max(1, await self._do(lambda: self._register(now)))
         if time.monotonic() - self._backlog_at >= BACKLOG_EVERY_S:
             await self._count_backlog()
         if self._stopping:
@@ -508,7 +517,7 @@ class RedisShardFeed:
             pipe.zremrangebyscore(self._keys.instances, "-inf", now)
             pipe.zcard(self._keys.instances)
             results = await pipe.execute()
-        return max(1, int(results[2]))
+        return int(results[2])
 
     async def _renew(self) -> None:
         owned = sorted(self._owned)

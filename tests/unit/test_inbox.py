@@ -13,7 +13,7 @@ import pytest
 
 from gateway.inbox import Inbox, InboxFull, JobRecord, Progress
 from gateway.inbox import durable as durable_module
-from gateway.inbox.scheduler import QUIET_S
+from gateway.inbox.scheduler import QUIET_S, Scheduler
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
 from gateway.store.base import Store, StoreUnavailable
@@ -406,3 +406,26 @@ async def test_an_answer_whose_finish_was_never_recorded_is_not_redone_here(
     await inbox.wait_idle()
     assert seen == [{}, {"answered": True}]
     assert store.finishes == 3 and gave_up == []
+
+
+async def test_the_scheduler_gives_back_what_has_not_started_and_finishes_what_runs() -> None:
+    ran: list[str] = []
+    gate = asyncio.Event()
+
+    async def work(j: Job) -> None:
+        ran.append(j.job_id)
+        await gate.wait()
+
+    scheduler = Scheduler(work, max_concurrent=1)
+    for n, conversation in ((1, "c"), (2, "c"), (3, "d")):
+        scheduler.enqueue(job(n, conversation))
+    await asyncio.sleep(QUIET_S * 3)
+    assert ran == ["b:m1"] and scheduler.queued == 2
+    # m2 waited behind m1 (its conversation), m3 for a free slot.
+    assert sorted(j.job_id for j in scheduler.take_back()) == ["b:m2", "b:m3"]
+    assert scheduler.queued == 0 and scheduler.in_flight == 1
+    gate.set()
+    await asyncio.wait_for(scheduler.wait_idle(), 5)
+    await scheduler.drain(1)
+    assert ran == ["b:m1"]  # nothing given back ran here
+    assert scheduler.take_back() == []

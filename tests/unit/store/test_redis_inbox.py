@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
+from gateway.inbox import Inbox, Progress
+from gateway.metrics import Metrics
 from gateway.models import Job
 from gateway.store.base import StoreUnavailable
 from gateway.store.redis import RedisStore
@@ -258,3 +261,92 @@ async def test_a_job_whose_lost_attempt_is_still_ending_is_handed_out_once_it_en
     (again,) = await take_all(a, 1)
     assert again.job_id == mine.job_id
     await a.close()
+
+
+async def test_a_job_read_from_a_shard_let_go_meanwhile_is_left_to_its_next_owner(
+    stores: Callable[[], RedisStore],
+) -> None:
+    store = stores()
+    a = await start(store)
+    assert await store.accept(["k1"], job(1, "late"))
+    # A's read of the shard is under way when shutdown lets go of the (idle) shard.
+    read_done, carry_on = asyncio.Event(), asyncio.Event()
+    plain = a._do
+
+    async def slow_read(call: Callable[[], Any]) -> Any:
+        result = await plain(call)
+        if not read_done.is_set() and isinstance(result, list) and any(result):
+            read_done.set()
+            await carry_on.wait()
+        return result
+
+    a._do = slow_read
+    taking = asyncio.create_task(a.take(100, 0.05))
+    await asyncio.wait_for(read_done.wait(), 5)
+    await a.stop_taking()
+    assert not owned(a)
+    carry_on.set()
+    assert await taking == []  # not A's any more: A must not answer it
+    b = await start(stores())
+    (taken,) = await take_all(b, 1)  # the shard's next owner claims it
+    assert taken.job_id == "b:m1"
+    await a.close()
+    await b.close()
+
+
+async def test_at_shutdown_answers_not_started_go_to_the_other_instance(
+    stores: Callable[[], RedisStore],
+) -> None:
+    answered: list[tuple[str, str]] = []
+    first_started, first_may_end = asyncio.Event(), asyncio.Event()
+
+    def inbox(name: str, store: RedisStore) -> Inbox:
+        async def work(j: Job, progress: Progress) -> None:
+            if j.job_id == "b:m1":
+                first_started.set()
+                await first_may_end.wait()
+            answered.append((name, j.job_id))
+
+        async def give_up(j: Job, progress: Progress) -> None:
+            raise AssertionError(j.job_id)
+
+        return Inbox(
+            store,
+            store.feed(lease_s=LEASE_S),
+            work,
+            give_up,
+            max_concurrent=1,
+            max_queued=100,
+            max_attempts=3,
+            metrics=Metrics(),
+        )
+
+    keys = ShardKeys("dify-gateway:", SHARDS)
+    other = next(f"d{n}" for n in range(99) if keys.shard_of(f"d{n}") != keys.shard_of("c"))
+    store_a = stores()
+    a = inbox("a", store_a)
+    await a.start()
+    assert await a.accept(job(1, "c"), ["k1"])
+    await asyncio.wait_for(first_started.wait(), 5)
+    # m2 waits behind m1 (one conversation); m3, of another shard, for a free slot.
+    for n, conversation in ((2, "c"), (3, other)):
+        assert await a.accept(job(n, conversation), [f"k{n}"])
+    await wait_for(lambda: a.scheduler.queued == 2, within=5, what="a holds m2 and m3")
+    b = inbox("b", stores())
+    await b.start()
+    await wait_for(lambda: b.feed.instances() == 2, within=5, what="b up")
+    draining = asyncio.create_task(a.drain(10))
+    # A leaves what it has not started to B, rather than working through its whole queue
+    # within the grace period (on a busy machine that can outlast it, and an answer cut
+    # off then is asked of Dify again by the instance that resumes it): m3's shard goes
+    # to B at once, while A's m1 still runs.
+    await wait_for(lambda: ("b", "b:m3") in answered, within=5, what="b answers m3")
+    assert answered == [("b", "b:m3")]  # m2 still waits for m1: order within a chat
+    first_may_end.set()
+    await asyncio.wait_for(draining, 5)
+    await wait_for(lambda: len(answered) == 3, within=5, what="every message answered")
+    assert answered == [("b", "b:m3"), ("a", "b:m1"), ("b", "b:m2")]
+    await a.close()
+    await b.drain(1)
+    await b.close()
+    assert await store_a.feed(lease_s=LEASE_S).pending() == 0
