@@ -174,7 +174,18 @@ async def test_rolling_deploy_behind_nginx_answers_every_message_once(
             for s in sent
         )
 
-    await wait_for(all_answered, within=30, what="every question answered once, complete")
+    try:
+        await wait_for(all_answered, within=30, what="every question answered once, complete")
+    except AssertionError:
+        unanswered = [
+            s
+            for s in sent
+            if [m.text for m in slack.thread(s.channel, s.ts)] != ["".join(answer_for(s.query))]
+        ]
+        traces = {f"slack-main:{s.channel}:{s.ts}" for s in unanswered}
+        print([(s.query, [m.text for m in slack.thread(s.channel, s.ts)]) for s in unanswered])
+        print(log_lines(deployment, traces))
+        raise
     assert not any(m.open for m in slack.messages.values())
     assert len(slack.messages) == MESSAGES
     asked = collections.Counter(r["query"] for r in dify.requests)
@@ -224,8 +235,14 @@ def asked_twice(deployment: Deployment, dify: DifyEmulator) -> str:
             at = time.strftime("%H:%M:%S", time.localtime(r["_at"])) + f"{r['_at'] % 1:.3f}"[1:]
             lines.append(f"  {r.get('_process')} at {at} port {r['_peer_port']} {r['_headers']}")
             traces.add(str(r["_headers"].get("X-Trace-Id", "")))
+    return "\n".join([*lines, log_lines(deployment, traces)])
+
+
+def log_lines(deployment: Deployment, traces: set[str]) -> str:
+    """Both gateway logs' lines about the inbox and about the messages `traces` name."""
+    lines: list[str] = []
     for gateway in deployment.gateways:
-        lines.append(f"--- {gateway.name}.log (the doubled messages and the inbox)")
+        lines.append(f"--- {gateway.name}.log (those messages, and the inbox)")
         for line in gateway.logs().splitlines():
             if any(t and t in line for t in traces) or "gateway.message" not in line:
                 lines.append(line)

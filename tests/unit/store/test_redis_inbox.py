@@ -312,7 +312,8 @@ async def test_at_shutdown_answers_not_started_go_to_the_other_instance(
 
         return Inbox(
             store,
-            store.feed(lease_s=LEASE_S),
+            # Longer than LEASE_S: a loaded machine must not make this a takeover.
+            store.feed(lease_s=3),
             work,
             give_up,
             max_concurrent=1,
