@@ -135,6 +135,8 @@ class AnswerBuilder:
         self._stream.attach_files(self._files, self._name_missing)
         if self._options.reasoning == "collapse" and self._reasoning.strip():
             self._stream.fold_reasoning(_cap(self._reasoning.strip(), MAX_FOLDED_REASONING))
+        if finished is not None and finished.citations and self._options.citations:
+            self._stream.set_sources(finished.citations)
         self._stream.set_footer(self._footer(finished))
         self._stream.set_status(None)
 

@@ -230,6 +230,17 @@ class ShowsControls(Protocol):
         show it (a Slack stream's separate Stop message); nothing where it shows already."""
 
 
+@runtime_checkable
+class ListsSources(Protocol):
+    """A reply sink whose final message also carries the answer's sources as data (the web
+    chat's `sources` list, for a front end that shows them its own way). The Sources footer
+    stays in the text, as on every platform."""
+
+    def list_sources(self, sources: Sequence[str]) -> None:
+        """The documents the answer drew on, numbered as in the footer (1 first). Called
+        before the final `finish(last=True)`, only when the route shows citations."""
+
+
 @dataclass(frozen=True, slots=True)
 class Download:
     data: bytes

@@ -29,6 +29,7 @@ from gateway.controls import Controls
 from gateway.pacing import BotBudget
 from gateway.platform import (
     Capabilities,
+    ListsSources,
     OutputFile,
     Pacing,
     PlatformError,
@@ -78,6 +79,7 @@ class AnswerStream:
         self._files: list[OutputFile] = []
         self._name_file: Callable[[OutputFile], str] = lambda file: file.name
         self._reasoning = ""
+        self._sources: tuple[str, ...] = ()
         self._footer = ""
         # Pacing is timer-driven: between updates an answer holds one timer handle at most,
         # and a task only while an update is in flight (2,000 answers at once must stay
@@ -151,6 +153,10 @@ class AnswerStream:
         except PlatformError as exc:
             log.info("the answer's buttons were not updated: %s", exc)
 
+    def set_sources(self, sources: Sequence[str]) -> None:
+        """The answer's sources, for a sink that lists them as data (`ListsSources`)."""
+        self._sources = tuple(sources)
+
     def set_footer(self, text: str) -> None:
         """Markdown that ends the final message (sources, tools used, usage); not streamed."""
         self._footer = text
@@ -184,6 +190,8 @@ class AnswerStream:
         missing = await self._send_files()
         if self._reasoning:
             self._sink.fold_reasoning(self._reasoning)
+        if self._sources and isinstance(self._sink, ListsSources):
+            self._sink.list_sources(self._sources)
         tail = "\n".join(self._name_file(file) for file in missing)
         for extra in (tail, self._footer):
             if extra.strip():

@@ -151,9 +151,16 @@ def update(reply_to: str, text: str, status: str = "") -> Frame:
     return {"type": "update", "reply_to": reply_to, "text": text, "status": status}
 
 
-def final(reply_to: str, text: str, controls: Frame | None = None) -> Frame:
-    """The whole answer; `controls` (see `controls`) when it has 👍/👎 or suggestions."""
-    return {"type": "final", "reply_to": reply_to, "text": text, **(controls or {})}
+def final(
+    reply_to: str, text: str, controls: Frame | None = None, sources: Sequence[str] = ()
+) -> Frame:
+    """The whole answer; `controls` (see `controls`) when it has 👍/👎 or suggestions, and
+    `sources` (the documents it drew on, numbered from 1 as in the text's footer) when it
+    has them."""
+    frame: Frame = {"type": "final", "reply_to": reply_to, "text": text, **(controls or {})}
+    if sources:
+        frame["sources"] = list(sources)
+    return frame
 
 
 def controls(feedback: bool, rating: str | None, suggestions: Sequence[str]) -> Frame:

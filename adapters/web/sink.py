@@ -45,6 +45,7 @@ class WebReplySink:
         # them ahead of the current part.
         self._done = str(resume.get("done", "")) if resume else ""
         self._controls: Controls | None = None
+        self._sources: tuple[str, ...] = ()
 
     async def begin(self) -> None:
         try:
@@ -63,7 +64,7 @@ class WebReplySink:
             self._done += text + "\n"
             return
         offered = _offered(self._controls)
-        frame = frames.final(self._reply_to, self._done + text, offered)
+        frame = frames.final(self._reply_to, self._done + text, offered, self._sources)
         await self._post(frame, last=True)
 
     async def fail(self, text: str) -> None:
@@ -74,6 +75,9 @@ class WebReplySink:
 
     def fold_reasoning(self, text: str) -> None:
         """The page cannot fold text: the reasoning stays out."""
+
+    def list_sources(self, sources: Sequence[str]) -> None:
+        self._sources = tuple(sources)
 
     def offer(self, controls: Controls) -> None:
         self._controls = controls

@@ -141,7 +141,8 @@ async def test_the_status_shows_while_an_agent_works_and_the_final_carries_the_f
     gateway_factory: GatewayFactory, dify: DifyEmulator
 ) -> None:
     """As on the other platforms: the tool in use on the update frames, none on the final,
-    whose text ends with the sources and the tools-used line."""
+    whose text ends with the sources and the tools-used line; the final also lists the
+    sources as data, for a front end that shows them its own way."""
     labels = {"web_search": {"en_US": "Web Search"}}
     config = make_config(
         dify,
@@ -171,6 +172,7 @@ async def test_the_status_shows_while_an_agent_works_and_the_final_carries_the_f
         "reply_to": "m1",
         "text": "It is sunny.\n\n---\n**Sources**\n1. Forecast.pdf\n2. Almanac"
         "\n\n*Used: Web Search*",
+        "sources": ["Forecast.pdf", "Almanac"],
     }
 
 
