@@ -19,23 +19,26 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from gateway.emulator_forms import FormDesk, PausedRun
 from gateway.emulator_script import (
     App,
     EmulatorFile,
+    Form,
     Node,
     ScriptedReply,
     Thought,
     steps,
 )
 
-__all__ = ["DifyEmulator", "EmulatorFile", "Node", "ScriptedReply", "Thought"]
+__all__ = ["DifyEmulator", "EmulatorFile", "Form", "Node", "ScriptedReply", "Thought"]
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUDIO_TYPES = frozenset({"audio/mp3", "audio/m4a", "audio/wav", "audio/amr", "audio/mpga"})
 FILE_URL_TTL = 300.0  # Dify's FILES_ACCESS_TIMEOUT
 
@@ -108,6 +111,7 @@ class DifyEmulator:
     suggested_calls: list[dict[str, Any]] = field(default_factory=list)  # {message_id, user, at}
     conversations: dict[str, int] = field(default_factory=dict)
     script: deque[ScriptedReply] = field(default_factory=deque)
+    forms: FormDesk = field(default_factory=FormDesk)  # runs paused on a form
     _runner: web.AppRunner | None = None
     _run_users: dict[str, str] = field(default_factory=dict)  # task id -> the run's user
     _files: dict[str, EmulatorFile] = field(default_factory=dict)
@@ -133,6 +137,9 @@ class DifyEmulator:
         app.router.add_post("/v1/chat-messages/{task_id}/stop", self._stop)
         app.router.add_post("/v1/completion-messages/{task_id}/stop", self._stop)
         app.router.add_post("/v1/workflows/tasks/{task_id}/stop", self._stop)
+        app.router.add_get("/v1/form/human_input/{token}", self._authed(self.forms.get))
+        app.router.add_post("/v1/form/human_input/{token}", self._authed(self.forms.post))
+        app.router.add_get("/v1/workflow/{run_id}/events", self._resume)
         app.router.add_get("/files/tools/{name}", self._file)
         return app
 
@@ -221,6 +228,12 @@ class DifyEmulator:
     ) -> web.StreamResponse:
         """Send `reply` as app type `app`, each event with the fields Dify puts on all."""
         task_id, message_id, run_id = (str(uuid.uuid4()) for _ in range(3))
+        token = None
+        if reply.form is not None and reply.form.delivery == "webapp":
+            token = uuid.uuid4().hex
+            user = str(body.get("user") or "")
+            paused = PausedRun(run_id, reply.form, app, user, conversation_id, body)
+            self.forms.runs[token] = paused
         # A chat or completion stop by another user is ignored, as Dify's is; a workflow
         # stop does not check the user.
         self._run_users[task_id] = "" if app == "workflow" else str(body.get("user") or "")
@@ -237,19 +250,42 @@ class DifyEmulator:
             }
         response = await _open_stream(request)
         sent = 0
-        for step in steps(reply, app, self._sign):
+        for step in steps(reply, app, self._sign, token):
             if isinstance(step, float | int):
                 await asyncio.sleep(step)
                 continue
             if self._stopped(task_id) and step.get("event") not in ("message_end", "error"):
                 continue  # a stopped run still ends with message_end, as Dify's does
             event = {**common, **step, "created_at": int(time.time())}
+            if step.get("event") == "workflow_paused":
+                event["data"] = {**step["data"], "workflow_run_id": run_id}
             if step.get("event") == "error":
                 event.pop("task_id", None)  # Dify's error events carry no task_id
             await _send(response, event, reply.ragged, ping=sent % 7 == 3)
             sent += 1
         await response.write_eof()
         return response
+
+    def _authed(self, handler: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            denied = self._auth(request)
+            return denied if denied is not None else await handler(request)
+
+        return checked
+
+    async def _resume(self, request: web.Request) -> web.StreamResponse:
+        """`GET /workflow/{run_id}/events`: the run, once its form is answered, goes on
+        with the form's `then` (only for the run's own user, else 404, as Dify does)."""
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        user = request.query.get("user", "")
+        run = self.forms.by_run(request.match_info["run_id"])
+        self.forms.resumes.append({"run_id": request.match_info["run_id"], "user": user})
+        if run is None or run.user != user:
+            return _error(404, "not_found", "Workflow run not found")
+        then = run.form.then or ScriptedReply(chunks=["Done."])
+        return await self._stream(request, then, run.app, run.conversation_id, run.body)
 
     # --- files the apps produce ----------------------------------------------------------
 

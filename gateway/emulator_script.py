@@ -13,10 +13,14 @@ them, per app type (Dify 1.14.1: `api/core/app/apps/*`, `task_entities.py`).
   `message_end`. A stopped run: `workflow_finished(stopped)` → `message_end`.
 - workflow: `workflow_started` → node events and `text_chunk`s → `workflow_finished` (with
   `outputs` and `files`); a failed run sends no `error`.
+- a run that pauses on a form (chatflow, workflow): … → `human_input_required` →
+  `workflow_paused` (the stream ends; gateway/emulator_forms.py answers the form and
+  resumes the run).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +57,23 @@ class EmulatorFile:
     type: str = "image"  # Dify's file type: image, document, …
 
 
+@dataclass(frozen=True)
+class Form:
+    """A human-input form the run pauses on, after its text. `fields` are paragraph fields
+    by name; `delivery` `email` gives no token (the API cannot answer it); `named_only`:
+    the stream names it in `workflow_paused` only (the gateway reads it with a GET);
+    `then` is what the resumed run says once the form is answered."""
+
+    content: str = "Please review the plan."
+    actions: Sequence[tuple[str, str]] = (("approve", "Approve"), ("reject", "Reject"))
+    fields: Sequence[str] = ()
+    title: str = "Review"
+    delivery: Literal["webapp", "email"] = "webapp"
+    named_only: bool = False
+    expires_in: float = 3600.0
+    then: ScriptedReply | None = None
+
+
 @dataclass
 class ScriptedReply:
     """What the emulator answers to the next request."""
@@ -79,6 +100,7 @@ class ScriptedReply:
     outputs: dict[str, Any] | None = None  # a workflow's outputs (default: the text)
     stopped: bool = False  # the run was stopped (the stop API or Dify's time limit)
     replace: str | None = None  # a message_replace (output moderation) at the end
+    form: Form | None = None  # the run pauses on this form after its text
 
     def family(self, endpoint: App) -> App:
         """The app type to imitate: `app`, else what the reply needs (nodes or separated
@@ -86,7 +108,7 @@ class ScriptedReply:
         if self.app is not None:
             return self.app
         if endpoint == "chat":
-            if self.nodes or self.reasoning or self.stopped:
+            if self.nodes or self.reasoning or self.stopped or self.form:
                 return "chatflow"
             if self.thoughts or self.event == "agent_message":
                 return "agent"
@@ -112,11 +134,12 @@ def think_chunks(think: str, chunks: Sequence[str]) -> list[str]:
     return [text[:4], text[4:11], text[11:-6], text[-6:], *chunks]
 
 
-def steps(reply: ScriptedReply, app: App, sign: Sign) -> Iterator[Step]:
-    """The events (without their common fields) of `reply` as app type `app`."""
+def steps(reply: ScriptedReply, app: App, sign: Sign, token: str | None = None) -> Iterator[Step]:
+    """The events (without their common fields) of `reply` as app type `app`; `token`:
+    the form token of the form the run pauses on."""
     chunks = think_chunks(reply.think, reply.chunks) if reply.think else list(reply.chunks)
     if app in ("chatflow", "workflow"):
-        yield from _workflow_steps(reply, app, chunks, sign)
+        yield from _workflow_steps(reply, app, chunks, sign, token)
         return
     files = [_file_event(f, sign) for f in reply.files]
     text_event = "agent_message" if app == "agent" else reply.event
@@ -167,7 +190,7 @@ def _thought(thought: Thought) -> Iterator[Step]:
 
 
 def _workflow_steps(
-    reply: ScriptedReply, app: App, chunks: list[str], sign: Sign
+    reply: ScriptedReply, app: App, chunks: list[str], sign: Sign, token: str | None
 ) -> Iterator[Step]:
     run_id = str(uuid.uuid4())
     yield {"event": "workflow_started", "data": {"id": run_id, "reason": "initial"}}
@@ -201,6 +224,9 @@ def _workflow_steps(
             yield reply.delay
     if reply.hang:
         yield reply.hang
+    if reply.form is not None:
+        yield from form_steps(reply.form, token)
+        return
     items = [_file_item(f, sign) for f in reply.files]
     status = "failed" if reply.error else "stopped" if reply.stopped else "succeeded"
     finished = {
@@ -268,3 +294,33 @@ def _file_item(file: EmulatorFile, sign: Sign) -> dict[str, Any]:
         "upload_file_id": None,
         "remote_url": None,
     }
+
+
+def form_body(form: Form) -> dict[str, Any]:
+    """What `GET /form/human_input/{token}` says (and, as `actions`, the event)."""
+    return {
+        "form_content": form.content
+        + "".join(f"\n\n{{{{#$output.{name}#}}}}" for name in form.fields),
+        "inputs": [
+            {"type": "paragraph", "output_variable_name": name, "default": None}
+            for name in form.fields
+        ],
+        "resolved_default_values": {},
+        "user_actions": [
+            {"id": ident, "title": title, "button_style": "default"}
+            for ident, title in form.actions
+        ],
+        "expiration_time": int(time.time() + form.expires_in),
+    }
+
+
+def form_steps(form: Form, token: str | None) -> Iterator[Step]:
+    body = form_body(form)
+    if not form.named_only:
+        actions = body.pop("user_actions")
+        data = {**body, "actions": actions}
+        data.update(form_id="form-1", node_id="human", node_title=form.title)
+        yield {"event": "human_input_required", "data": {**data, "form_token": token}}
+    reason = {"TYPE": "human_input_required", "form_id": "form-1", "form_token": token}
+    paused = {"status": "paused", "reasons": [reason], "paused_nodes": ["human"]}
+    yield {"event": "workflow_paused", "data": paused}
