@@ -26,7 +26,8 @@ from gateway.models import ActionKind
 Rating = Literal["like", "dislike"]
 MAX_SUGGESTIONS = 3
 _PREFIX = "dgw1"
-_KINDS: frozenset[str] = frozenset(get_args(ActionKind))
+# A form is answered in words for now (gateway/forms.py): no button carries one.
+_KINDS: frozenset[str] = frozenset(get_args(ActionKind)) - {"form"}
 
 
 @dataclass(frozen=True, slots=True)

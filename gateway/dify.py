@@ -37,7 +37,9 @@ from gateway.dify_events import (
     DifyUnavailable,
     FileOutput,
     Finished,
+    HumanInput,
     NodeStarted,
+    Paused,
     ReasoningDelta,
     Started,
     StreamStalled,
@@ -45,6 +47,7 @@ from gateway.dify_events import (
     TextReplace,
     Usage,
 )
+from gateway.dify_forms import read_form
 from gateway.dify_parse import EventReader
 from gateway.outbound import retry_after
 from gateway.sse import SSEParser
@@ -66,7 +69,9 @@ __all__ = [
     "DifyUnavailable",
     "FileOutput",
     "Finished",
+    "HumanInput",
     "NodeStarted",
+    "Paused",
     "ReasoningDelta",
     "Started",
     "StreamStalled",
@@ -258,7 +263,7 @@ class DifyClient:
                 event = reader.read(payload)
                 if event is not None:
                     yield event
-                    if isinstance(event, Finished):
+                    if isinstance(event, Finished | Paused):
                         self._report(parser.malformed + malformed)
                         return
         parser.close()
@@ -268,7 +273,65 @@ class DifyClient:
         if malformed and self._on_malformed is not None:
             self._on_malformed(malformed)
 
+    async def resume(self, app: DifyApp, run_id: str, user: str) -> AsyncIterator[DifyEvent]:
+        """Follow a paused run once its form is submitted (`GET /workflow/{run_id}/events`,
+        Dify 1.14+, as the run's `user`): the same events as the run's own stream."""
+        request = self._http.build_request(
+            "GET",
+            f"{app.base_url}/workflow/{run_id}/events",
+            params={"user": user},
+            headers=self._headers(app),
+            timeout=httpx.Timeout(IDLE_TIMEOUT_S, connect=5.0),
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify resume failed: {type(exc).__name__}") from exc
+        try:
+            if response.status_code == 200:
+                async for event in self._events(response, app):
+                    yield event
+                return
+            raw = await response.aread()
+        except httpx.ReadTimeout as exc:
+            raise StreamStalled(f"no data from Dify for {IDLE_TIMEOUT_S:.0f}s") from exc
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify stream broke: {type(exc).__name__}") from exc
+        finally:
+            await response.aclose()
+        code, message, params = _error_body(raw)
+        if response.status_code >= 500:
+            raise DifyUnavailable(f"Dify HTTP {response.status_code} {code}: {message}")
+        raise DifyHTTPError(response.status_code, code, message, params)
+
     # --- small blocking calls ------------------------------------------------------------
+
+    async def form(self, app: DifyApp, token: str) -> HumanInput:
+        """A human-input form's content (`GET /form/human_input/{token}`)."""
+        try:
+            response = await self._http.get(
+                f"{app.base_url}/form/human_input/{token}", headers=self._headers(app), timeout=10
+            )
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify form failed: {type(exc).__name__}") from exc
+        return read_form(self._json_or_raise(response), token)
+
+    async def submit_form(
+        self, app: DifyApp, token: str, inputs: dict[str, str], action: str, user: str
+    ) -> None:
+        """Answer a form (`POST /form/human_input/{token}`): the run resumes. A form is
+        answered once: 412 (`human_input_form_submitted`, `…_expired`) after that."""
+        body = {"inputs": inputs, "action": action, "user": user}
+        try:
+            response = await self._http.post(
+                f"{app.base_url}/form/human_input/{token}",
+                headers=self._headers(app),
+                json=body,
+                timeout=10.0,
+            )
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify form submit failed: {type(exc).__name__}") from exc
+        self._json_or_raise(response)
 
     async def upload_file(
         self, app: DifyApp, user: str, name: str, data: bytes, mime_type: str

@@ -45,7 +45,7 @@ class StreamStalled(DifyError):
 
 class DifyStreamError(DifyError):
     """An SSE `error` event, or a run that did not succeed: `workflow_failed` (a failed
-    workflow or chatflow run), `workflow_paused` (it waits for a human input form)."""
+    workflow or chatflow run)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"Dify stream error {code}: {message}")
@@ -147,6 +147,56 @@ class Finished:
     files: tuple[FileOutput, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class FormField:
+    """A field of a human-input form the chat can fill in: a `paragraph` (free text) or a
+    `select` (one of `options`). `default` is what it holds if the user gives nothing."""
+
+    name: str  # Dify's `output_variable_name`: the key in the submitted `inputs`
+    kind: str  # `paragraph` or `select`
+    label: str
+    default: str = ""
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FormAction:
+    """A button of a human-input form: submitting the form names one (`action`)."""
+
+    id: str
+    title: str
+    style: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HumanInput:
+    """`human_input_required`: a chatflow or workflow run waits for a person to fill in a
+    form (Dify 1.13+; answering it through the API needs 1.14+).
+
+    `token` is None when the form was delivered by email or in Dify's console: the API
+    cannot answer it. `complete` is False for a form only named by `workflow_paused` (its
+    content must be fetched, `GET /form/human_input/{token}`); `other_fields` counts the
+    fields a chat cannot fill in (files)."""
+
+    token: str | None
+    title: str = ""
+    content: str = ""
+    fields: tuple[FormField, ...] = ()
+    actions: tuple[FormAction, ...] = ()
+    expires_at: float | None = None  # seconds since the epoch
+    other_fields: int = 0
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """`workflow_paused`: the run waits for these forms (the stream ends here). `run_id`
+    is what resumes it (`GET /workflow/{run_id}/events`)."""
+
+    run_id: str
+    forms: tuple[HumanInput, ...] = ()
+
+
 DifyEvent = (
     TextDelta
     | TextReplace
@@ -154,8 +204,10 @@ DifyEvent = (
     | AgentStep
     | NodeStarted
     | ReasoningDelta
+    | HumanInput
     | Started
     | Finished
+    | Paused
 )
 
 

@@ -10,6 +10,9 @@ Dispatch is on the fields as much as on the event name, because Dify bends both:
   (`workflow_failed`) however it is said; a stopped one finishes with `stopped`.
 - A workflow that streamed nothing answers in its outputs: `output_key`, else its one text
   output, else a short list of them.
+- A run that waits for a person says `human_input_required` (the form) and then
+  `workflow_paused` (the stream ends): one `Paused` event with the forms the run waits for
+  (gateway/dify_forms.py). A pause that names no form is an error (`workflow_paused`).
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from gateway.dify_events import (
     DifyStreamError,
     FileOutput,
     Finished,
+    HumanInput,
     NodeStarted,
+    Paused,
     ReasoningDelta,
     TextDelta,
     TextReplace,
     Usage,
 )
 from gateway.dify_files import file_key, resolve
+from gateway.dify_forms import paused_tokens, read_form
 
 MAX_OUTPUT_LINES = 10
 RUN_FAILED = "workflow_failed"
@@ -100,6 +106,7 @@ class EventReader:
     def __init__(self, app: DifyApp) -> None:
         self._app = app
         self._stopped = False
+        self._forms: list[HumanInput] = []  # the forms this run asked for, in order
 
     def read(self, payload: dict[str, Any]) -> DifyEvent | None:
         """The typed event, or None for events that change nothing for the chat (pings,
@@ -130,14 +137,29 @@ class EventReader:
             return self._message_end(payload)
         if kind == "workflow_finished":
             return self._workflow_finished(payload, data)
+        if kind == "human_input_required":
+            token = _text(data.get("form_token")) or None
+            self._forms.append(read_form(data, token))
+            return None
         if kind == "workflow_paused":
-            raise DifyStreamError("workflow_paused", "the run waits for a human input form")
+            return self._paused(payload, data)
         if kind == "error":
             code, message = _text(payload.get("code")), _text(payload.get("message"))
             if code == "invalid_param" and message.startswith("Run failed"):
                 raise DifyStreamError(RUN_FAILED, message)
             raise DifyStreamError(code, message)
         return None
+
+    def _paused(self, payload: dict[str, Any], data: dict[str, Any]) -> Paused:
+        """The forms the run waits for: those it showed, then those only named (their
+        content is fetched before they are shown)."""
+        known = {form.token for form in self._forms}
+        named = [HumanInput(t, complete=False) for t in paused_tokens(data) if t not in known]
+        forms = (*self._forms, *named)
+        if not forms:
+            raise DifyStreamError("workflow_paused", "the run waits for input no form names")
+        run_id = _text(payload.get("workflow_run_id")) or _text(data.get("workflow_run_id"))
+        return Paused(run_id, forms)
 
     def _file(self, item: dict[str, Any], ident: str) -> FileOutput | None:
         raw = _text(item.get("url")) or _text(item.get("remote_url"))

@@ -144,7 +144,7 @@ class Ignored:
 Outcome = Answered | Messages | Ignored
 
 
-ActionKind = Literal["feedback", "suggestion", "stop"]
+ActionKind = Literal["feedback", "suggestion", "stop", "form"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -162,6 +162,9 @@ class Action:
     - `suggestion`: `value` is the question's position (0, 1, 2).
     - `stop`: an empty `answer_id` means the answer being written in the conversation (the
       `/stop` command); `value` `reset` stops it quietly, before a `/reset`.
+    - `form`: an answer to a human-input form; `answer_id` is the form's token, `value`
+      the chosen action's id (empty: `comment` is a reply in words, read as
+      gateway/forms.py says), `comment` the text of its one paragraph field.
     """
 
     kind: ActionKind

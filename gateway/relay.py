@@ -29,10 +29,13 @@ from gateway.dify import (
     DifyHTTPError,
     FileOutput,
     Finished,
+    Paused,
     Started,
     TextDelta,
     TextReplace,
 )
+from gateway.form_answers import FormAnswers, Resume
+from gateway.forms import Forms
 from gateway.inbox import Progress
 from gateway.limits import Limits
 from gateway.metrics import Metrics
@@ -110,6 +113,7 @@ class Relay:
             parameters=self._parameters,
             words=words,
         )
+        self._form_answers = FormAnswers(apps=apps, dify=dify, forms=Forms(store))
 
     def adapter(self, bot: str) -> Adapter | None:
         """The adapter this relay answers `bot` with (None: not a bot of its config)."""
@@ -158,7 +162,15 @@ class Relay:
         command = None if job.message.attachments else commands.command(job.message.text)
         if command == "/stop" and action is None:
             action = Action(kind="stop", answer_id="")
-        if action is not None:
+        if action is None and command is None and not job.message.attachments:
+            action = await self._form_answers.reply_to_form(job)
+        resume_run = ""
+        if action is not None and action.kind == "form":
+            resume = await self._answer_form(job, adapter, action, progress)
+            if resume is None:
+                return
+            job, resume_run = resume.job, resume.run_id
+        elif action is not None:
             question = await self._click(job, adapter, action, progress)
             if question is None:
                 return
@@ -172,7 +184,7 @@ class Relay:
         if adapter.capabilities.buttons:
             stream.offer(Controls(job.job_id, stop=True))
         await stream.begin()
-        result, follow_up = await self._produce(job, adapter, stream, progress)
+        result, follow_up = await self._produce(job, adapter, stream, progress, resume_run)
         self._metrics.updates.labels(bot).inc(stream.updates)
         self._metrics.answer_seconds.labels(bot).observe(time.time() - job.accepted_at)
         self._finished(job, result)
@@ -190,6 +202,18 @@ class Relay:
         if question is None:
             self._finished(job, action.kind)
         return question
+
+    async def _answer_form(
+        self, job: Job, adapter: Adapter, action: Action, progress: Progress
+    ) -> Resume | None:
+        """Answer a form (a reply in words, a click): the run to follow, or None."""
+        words = self._words[job.message.bot]
+        resume, reply = await self._form_answers.submit(job, action, words, progress)
+        if reply is not None:
+            await self._say(job, adapter, reply, progress)
+        if resume is None:
+            self._finished(job, "form")
+        return resume
 
     def _finished(self, job: Job, result: str) -> None:
         """Count a finished message, log its end, and keep it for the status page."""
@@ -263,16 +287,27 @@ class Relay:
             self._first_seen.pop(job.job_id, None)
 
     async def _produce(
-        self, job: Job, adapter: Adapter, stream: AnswerStream, progress: Progress
+        self,
+        job: Job,
+        adapter: Adapter,
+        stream: AnswerStream,
+        progress: Progress,
+        resume_run: str = "",
     ) -> tuple[str, AnswerRecord | None]:
         """Run Dify into the stream and deliver the end: the result label, and the answer's
-        record when suggested questions are to follow."""
+        record when suggested questions are to follow. `resume_run`: follow that paused
+        run, whose form was just answered, instead of asking."""
         app = self._apps[job.app]
         words = self._words[job.message.bot]
         try:
             async with asyncio.timeout(app.timeout_s):
-                prepared = await self._attachments(job, adapter, app)
-                follow_up = await self._stream_answer(job, app, stream, prepared, progress)
+                if resume_run:
+                    prepared = Prepared(query="")
+                else:
+                    prepared = await self._attachments(job, adapter, app)
+                follow_up = await self._stream_answer(
+                    job, app, stream, prepared, progress, resume_run
+                )
         except TimeoutError:
             self._metrics.dify_errors.labels(job.app, "deadline").inc()
             late = DeadlineExceeded(f"no answer within {app.timeout_s:.0f}s")
@@ -305,12 +340,13 @@ class Relay:
         stream: AnswerStream,
         prepared: Prepared,
         progress: Progress,
+        resume_run: str = "",
     ) -> AnswerRecord | None:
         chat_like = app.mode in CHAT_MODES
         key = job.conversation_key
         conversation_id = await self._store.get_conversation(key) if chat_like else None
         words = self._words[job.message.bot]
-        greeting = await self._greeting(job, app, conversation_id)
+        greeting = "" if resume_run else await self._greeting(job, app, conversation_id)
         builder = AnswerBuilder(
             stream,
             options=job.options,
@@ -339,11 +375,16 @@ class Relay:
             request.inputs[app.file_input] = file_input_value(params, app, prepared.files)
             request.files = []
         finished: Finished | None = None
+        paused: Paused | None = None
         sent, first_text = time.monotonic(), True
         record: AnswerRecord | None = None
         for attempt in (1, 2):
             try:
-                async for event in self._dify.stream(app, request):
+                if resume_run:
+                    events = self._dify.resume(app, resume_run, job.dify_user)
+                else:
+                    events = self._dify.stream(app, request)
+                async for event in events:
                     if first_text and isinstance(event, TextDelta | TextReplace):
                         first_text = False
                         self._first_token(job, time.monotonic() - sent)
@@ -360,6 +401,9 @@ class Relay:
                             conversation_id = event.conversation_id
                             await self._remember_conversation(key, conversation_id)
                         continue
+                    if isinstance(event, Paused):
+                        paused = event
+                        continue
                     if isinstance(event, Finished):
                         finished = event
                     await builder.handle(event)
@@ -375,6 +419,9 @@ class Relay:
                     # Dify ended it: the next message starts a new one.
                     await self._store.delete_conversation(key)
                 raise
+        if paused is not None:
+            shown = await self._form_answers.paused(job, paused, words)
+            await builder.handle(TextDelta(("\n\n" if builder.text_started else "") + shown))
         return await self._end(job, builder, stream, finished, record)
 
     async def _end(
@@ -480,6 +527,7 @@ class Relay:
     ) -> None:
         if command == "/reset":
             await self._store.delete_conversation(job.conversation_key)
+            await self._form_answers.drop_waiting(job.conversation_key)
             text = self._words[job.message.bot].new_conversation
         else:
             text = self._words[job.message.bot].help

@@ -94,6 +94,13 @@ class Words:
     run_failed: str  # a workflow or chatflow run failed
     run_paused: str  # the run waits for a human input form the chat cannot show
 
+    # --- human-input forms (gateway/forms.py) -----------------------------------------------
+    form_reply: str  # under a form's numbered actions: how to answer it
+    form_reply_with_text_template: str  # {label}: the same, when a reply can fill a field
+    form_elsewhere: str  # a form answered by email or in Dify's console, not in the chat
+    form_closed: str  # a form already answered, or expired
+    form_not_yours: str  # an answer by someone who may not answer that form
+
     # --- messages the bot cannot read ----------------------------------------------------
     kind_not_supported_template: str  # {kind}: see `kind_not_supported`
     kinds: Mapping[str, str]  # message kinds by their names in `KINDS`
@@ -125,6 +132,9 @@ class Words:
     # --- the web chat --------------------------------------------------------------------
     too_many_messages_template: str  # {limit}: messages one connection may send a minute
     unreadable_message: str  # a message frame the gateway cannot take (no text, a bad file)
+
+    def form_reply_with_text(self, label: str) -> str:
+        return self.form_reply_with_text_template.format(label=label)
 
     def files_without_text(self, names: str) -> str:
         return self.files_without_text_template.format(names=names)
@@ -273,6 +283,16 @@ ENGLISH = Words(
     conversation_completed="This conversation has ended. Your next message starts a new one.",
     run_failed="Sorry, the assistant's workflow failed. Please try again.",
     run_paused="Sorry, the assistant needs a form filled in, which this chat cannot show.",
+    form_reply="Reply with the number of your choice.",
+    form_reply_with_text_template=(
+        "Reply with the number of your choice, then your {label} if you like "
+        "(for example `1 looks good`)."
+    ),
+    form_elsewhere=(
+        "The assistant is waiting for a form that is answered by email or in Dify, not here."
+    ),
+    form_closed="This form was already answered, or it has expired.",
+    form_not_yours="Only the person who asked can answer this form.",
     kind_not_supported_template=(
         "Sorry, I can't read {kind} messages yet. "
         "Please send your question as text, an image or a file."
@@ -392,6 +412,13 @@ SIMPLIFIED_CHINESE = Words(
     conversation_completed="本次对话已结束，您的下一条消息将开始新的对话。",
     run_failed="抱歉，助手的工作流运行失败了，请重试。",
     run_paused="抱歉，助手需要填写表单才能继续，而当前聊天无法显示表单。",
+    form_reply="请回复所选项的编号。",
+    form_reply_with_text_template=(
+        "请回复所选项的编号，也可以在编号后写上{label}（例如“1 没问题”）。"
+    ),
+    form_elsewhere="助手正在等待一份表单，请在邮件或 Dify 中填写，无法在这里回复。",
+    form_closed="这份表单已经提交过，或者已经过期。",
+    form_not_yours="只有提问的人可以填写这份表单。",
     kind_not_supported_template=("抱歉，暂时还无法读取{kind}消息，请用文字、图片或文件提问。"),
     kinds={
         "image": "图片",
@@ -458,6 +485,8 @@ _FAILURE_BY_CODE = {
     "conversation_completed": "conversation_completed",
     "workflow_failed": "run_failed",
     "workflow_paused": "run_paused",
+    "human_input_form_submitted": "form_closed",  # 412: a form is answered once
+    "human_input_form_expired": "form_closed",
     "file_too_large": "file_rejected",
     "unsupported_file_type": "file_rejected",
     "too_many_files": "file_rejected",

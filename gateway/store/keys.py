@@ -79,6 +79,19 @@ def answer_stop(job_id: str) -> str:
     return f"stop:{job_id}"
 
 
+def form(token: str) -> str:
+    """A human-input form a paused Dify run waits for (JSON, `gateway.forms.PendingForm`):
+    the run, its Dify user, who asked in which conversation, and the form; kept until the
+    form expires (at most 7 days, Dify's own limit)."""
+    return f"form:{token}"
+
+
+def form_waiting(conversation_key: str) -> str:
+    """The token of the form a conversation's next reply answers (the text fallback);
+    kept as long as the form."""
+    return f"form-waiting:{conversation_key}"
+
+
 def greeted(conversation_key: str) -> str:
     """Set once the app's opening statement was shown for a conversation key (`<app>/<scope
     key>`), so a user is greeted once; kept for good."""
