@@ -30,7 +30,9 @@ from gateway.words import Words, dify_failure
 log = logging.getLogger(__name__)
 
 DIFY_CALL_TIMEOUT_S = 10.0
-SUBMITTED = "form_submitted"  # checkpoint field: Dify took the answer (a retry resumes)
+# Checkpoint field: Dify took the answer; the run and its user (a retry follows the run,
+# the form itself being forgotten by then).
+SUBMITTED = "form_submitted"
 GONE = (404, 412)  # the form is unknown to Dify, answered already, or expired
 
 
@@ -112,15 +114,16 @@ class FormAnswers:
     ) -> tuple[Resume | None, str | None]:
         """Answer the form `action` names: (the run to follow, or None; a text to reply
         with, or None)."""
+        submitted = progress.checkpoint.get(SUBMITTED)
+        if isinstance(submitted, dict):  # an earlier attempt answered it: follow the run
+            user, run_id = str(submitted.get("user")), str(submitted.get("run_id"))
+            return Resume(replace(job, dify_user=user), run_id), None
         pending = await self._forms.get(action.answer_id)
         if pending is None:
             return None, words.expired
         if not pending.may_submit(job):
             log.info("form %s: %s may not answer it", pending.run_id, job.message.user_id)
             return None, words.form_not_yours
-        resume = Resume(replace(job, dify_user=pending.dify_user), pending.run_id)
-        if progress.checkpoint.get(SUBMITTED):
-            return resume, None  # an earlier attempt submitted it: follow the run
         chosen = (action.value, action.comment) if action.value else None
         chosen = chosen or read_reply(pending.form, action.comment)
         if chosen is None:
@@ -143,10 +146,10 @@ class FormAnswers:
         except (DifyError, TimeoutError) as exc:
             log.warning("form %s: answer not sent: %s", pending.run_id, exc)
             return None, words.dify_unavailable
-        await progress.save(**{SUBMITTED: True})
+        await progress.save(**{SUBMITTED: {"run_id": pending.run_id, "user": pending.dify_user}})
         await self._forget(pending)
         log.info("form %s: answered by %s", pending.run_id, job.message.user_id)
-        return resume, None
+        return Resume(replace(job, dify_user=pending.dify_user), pending.run_id), None
 
     async def _forget(self, pending: PendingForm) -> None:
         try:
