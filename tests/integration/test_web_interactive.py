@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.emulator import DifyEmulator, Form, ScriptedReply
 from gateway.runtime import Gateway
 from gateway.store import keys
 from gateway.words import ENGLISH
@@ -178,3 +178,34 @@ async def test_clicks_on_another_instance_stop_and_rate_the_answer(
         assert (await next_of(on_a, "controls", "m1"))["rating"] == "like"
     assert [s["user"] for s in dify.stops] == ["web:u1"]
     assert [(f["rating"], f["user"]) for f in dify.feedbacks] == [("like", "web:u1")]
+
+
+# --- a human-input form, answered in words (the text fallback) -------------------------
+
+
+async def test_a_form_is_shown_in_the_answer_and_the_next_message_answers_it(
+    gateway_factory: GatewayFactory, dify: DifyEmulator
+) -> None:
+    client, _ = await start(gateway_factory, dify)
+    then = ScriptedReply(chunks=["Booked."])
+    dify.reply(ScriptedReply(chunks=["Shall I book it?"], form=Form(fields=["note"], then=then)))
+    async with client.ws_connect(ws_path()) as ws:
+        await ws.send_str(message("m1", "book a room"))
+        shown = (await until_final(ws, "m1"))[-1]["text"]
+        assert "1. Approve\n2. Reject" in shown and ENGLISH.form_reply_with_text("note") in shown
+
+        await ws.send_str(message("m2", "1 near the window"))
+        assert (await until_final(ws, "m2"))[-1]["text"] == "Booked."
+        (answer,) = dify.forms.answers
+        assert (answer["action"], answer["inputs"]) == ("approve", {"note": "near the window"})
+
+    # Another user of the web chat has a conversation of their own: no answer to the form.
+    dify.reply(ScriptedReply(chunks=["Shall I?"], form=Form()))
+    async with client.ws_connect(ws_path("u1")) as ws:
+        await ws.send_str(message("m3", "book again"))
+        await until_final(ws, "m3")
+    dify.reply(ScriptedReply(chunks=["Your own answer."]))
+    async with client.ws_connect(ws_path("u2")) as ws:
+        await ws.send_str(message("m4", "1"))
+        assert (await until_final(ws, "m4"))[-1]["text"] == "Your own answer."
+    assert len(dify.forms.answers) == 1
