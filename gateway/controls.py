@@ -11,6 +11,10 @@ value gives a click or None, never an exception).
   `ask_reason` a question why, after a 👎 (where the platform makes that easy: a Slack
   modal).
 - `suggestions`: up to three follow-up questions the app suggests.
+- `form`: the actions of a form a paused run waits for (gateway/forms.py), under the
+  answer that shows it, instead of 👍/👎 (the answer is not done). A click on one answers
+  the form; a form with a field to fill asks for it first where the sink can
+  (`gateway.platform.AsksForm`: a Slack modal).
 
 A new kind of control (a form's actions, say) is a new field here, a new `ActionKind`, and
 a new branch in gateway/clicks.py.
@@ -26,8 +30,28 @@ from gateway.models import ActionKind
 Rating = Literal["like", "dislike"]
 MAX_SUGGESTIONS = 3
 _PREFIX = "dgw1"
-# A form is answered in words for now (gateway/forms.py): no button carries one.
-_KINDS: frozenset[str] = frozenset(get_args(ActionKind)) - {"form"}
+_KINDS: frozenset[str] = frozenset(get_args(ActionKind))
+
+
+@dataclass(frozen=True, slots=True)
+class FormChoice:
+    """A form's actions as buttons: (id, title, style) each; `token` names the form."""
+
+    token: str
+    actions: tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FormPrompt:
+    """What a sink asks before a form is answered (`AsksForm`): the text of the form's one
+    paragraph field, for the action clicked."""
+
+    token: str
+    action_id: str
+    action_title: str
+    title: str  # the form's title
+    label: str  # the field's label
+    default: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +62,7 @@ class Controls:
     rating: Rating | None = None
     ask_reason: bool = False
     suggestions: tuple[str, ...] = ()
+    form: FormChoice | None = None
 
     @property
     def final(self) -> bool:

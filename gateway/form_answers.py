@@ -20,10 +20,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from gateway.config import DifyApp
+from gateway.controls import FormChoice, FormPrompt
 from gateway.dify import DifyClient, DifyError, DifyHTTPError, HumanInput, Paused
-from gateway.forms import Forms, PendingForm, answerable, as_text, inputs, read_reply
+from gateway.forms import (
+    Forms,
+    PendingForm,
+    answerable,
+    as_text,
+    inputs,
+    paragraph,
+    read_reply,
+)
 from gateway.inbox import Progress
 from gateway.models import Action, Job
+from gateway.platform import AsksForm
 from gateway.store.base import StoreUnavailable
 from gateway.words import Words, dify_failure
 
@@ -52,10 +62,12 @@ class FormAnswers:
 
     # --- the pause -----------------------------------------------------------------------
 
-    async def paused(self, job: Job, paused: Paused, words: Words) -> str:
-        """Keep the forms `paused` names; the text that shows them under the answer."""
+    async def paused(self, job: Job, paused: Paused, words: Words) -> tuple[str, FormChoice | None]:
+        """Keep the forms `paused` names: the text that shows them under the answer, and
+        the actions of the first as buttons (where the platform has them)."""
         app = self._apps[job.app]
         texts: list[str] = []
+        choice: FormChoice | None = None
         waiting = True  # a reply in words answers the first form the chat can answer
         for form in paused.forms:
             form = await self._complete(app, form)
@@ -74,10 +86,15 @@ class FormAnswers:
             )
             try:
                 await self._forms.keep(pending, waiting=waiting)
-                waiting = False
             except StoreUnavailable as exc:
                 log.warning("answer %s: form not kept (it cannot be answered): %s", job.job_id, exc)
-        return "\n\n".join(dict.fromkeys(texts))  # one "answer it elsewhere" line for many
+                continue
+            if waiting:
+                actions = tuple((a.id, a.title, a.style) for a in form.actions)
+                choice = FormChoice(form.token, actions)
+            waiting = False
+        # One "answer it elsewhere" line for several such forms.
+        return "\n\n".join(dict.fromkeys(texts)), choice
 
     async def _complete(self, app: DifyApp, form: HumanInput) -> HumanInput:
         """A form the stream only named, read from Dify (unchanged if that fails)."""
@@ -110,10 +127,16 @@ class FormAnswers:
             log.info("waiting form of %s not dropped: %s", conversation_key, exc)
 
     async def submit(
-        self, job: Job, action: Action, words: Words, progress: Progress
+        self,
+        job: Job,
+        action: Action,
+        words: Words,
+        progress: Progress,
+        asker: AsksForm | None = None,
     ) -> tuple[Resume | None, str | None]:
         """Answer the form `action` names: (the run to follow, or None; a text to reply
-        with, or None)."""
+        with, or None). A click on a form with a field to fill asks for it first, where
+        the sink can (`asker`); the answer comes back as another click."""
         submitted = progress.checkpoint.get(SUBMITTED)
         if isinstance(submitted, dict):  # an earlier attempt answered it: follow the run
             user, run_id = str(submitted.get("user")), str(submitted.get("run_id"))
@@ -124,8 +147,14 @@ class FormAnswers:
         if not pending.may_submit(job):
             log.info("form %s: %s may not answer it", pending.run_id, job.message.user_id)
             return None, words.form_not_yours
-        chosen = (action.value, action.comment) if action.value else None
-        chosen = chosen or read_reply(pending.form, action.comment)
+        if action.value:  # a click
+            if action.value not in {a.id for a in pending.form.actions}:
+                return None, words.expired
+            if await self._asked(pending, action, asker):
+                return None, None
+            chosen: tuple[str, str] | None = (action.value, action.comment)
+        else:
+            chosen = read_reply(pending.form, action.comment)
         if chosen is None:
             return None, as_text(pending.form, words)  # not an answer: show the form again
         action_id, text = chosen
@@ -147,12 +176,28 @@ class FormAnswers:
             log.warning("form %s: answer not sent: %s", pending.run_id, exc)
             return None, words.dify_unavailable
         await progress.save(**{SUBMITTED: {"run_id": pending.run_id, "user": pending.dify_user}})
-        await self._forget(pending)
+        await self._forget(pending, answered=True)
         log.info("form %s: answered by %s", pending.run_id, job.message.user_id)
         return Resume(replace(job, dify_user=pending.dify_user), pending.run_id), None
 
-    async def _forget(self, pending: PendingForm) -> None:
+    @staticmethod
+    async def _asked(pending: PendingForm, action: Action, asker: AsksForm | None) -> bool:
+        """Whether the sink asked for the form's field (the click's answer follows)."""
+        field = paragraph(pending.form)
+        if field is None or action.comment or asker is None:
+            return False
+        chosen = next(a.title for a in pending.form.actions if a.id == action.value)
+        form = pending.form
+        prompt = FormPrompt(
+            pending.token, action.value, chosen, form.title, field.label, field.default
+        )
+        return await asker.ask_form(prompt)
+
+    async def _forget(self, pending: PendingForm, *, answered: bool = False) -> None:
         try:
-            await self._forms.forget(pending)
+            if answered:
+                await self._forms.answered(pending)
+            else:
+                await self._forms.forget(pending)
         except StoreUnavailable as exc:
             log.info("form %s not forgotten (Dify refuses it again): %s", pending.run_id, exc)

@@ -97,12 +97,18 @@ class Forms:
         token = await self._store.get(keys.form_waiting(conversation_key))
         return None if token is None else await self.get(token)
 
-    async def forget(self, pending: PendingForm) -> None:
-        """The form is answered (or Dify no longer takes it)."""
-        await self._store.delete(keys.form(pending.token))
+    async def answered(self, pending: PendingForm) -> None:
+        """The form is answered: the conversation's next reply is a question again. The
+        form stays known, so that a second answer (a button clicked again) hears from
+        Dify that it was answered (412), as an answer from Dify's own web app would."""
         marker = keys.form_waiting(pending.conversation_key)
         if await self._store.get(marker) == pending.token:
             await self._store.delete(marker)
+
+    async def forget(self, pending: PendingForm) -> None:
+        """Dify no longer takes the form (answered, expired)."""
+        await self._store.delete(keys.form(pending.token))
+        await self.answered(pending)
 
     async def drop_waiting(self, conversation_key: str) -> None:
         """`/reset`: the next reply is a question again (the form stays answerable by a

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from gateway.controls import Controls
+from gateway.controls import Controls, FormPrompt
 from gateway.models import Attachment, HttpResponse, InboundMessage, Outcome, WebhookRequest
 from gateway.words import ENGLISH, Words
 
@@ -239,6 +239,16 @@ class ListsSources(Protocol):
     def list_sources(self, sources: Sequence[str]) -> None:
         """The documents the answer drew on, numbered as in the footer (1 first). Called
         before the final `finish(last=True)`, only when the route shows citations."""
+
+
+@runtime_checkable
+class AsksForm(Protocol):
+    """A sink that can ask for a form's field before the form is answered (a Slack modal,
+    opened with the click's trigger). The answer comes back as a `form` click with the
+    field's text in `Action.comment`."""
+
+    async def ask_form(self, prompt: FormPrompt) -> bool:
+        """Ask; False if the platform would not (the form is then answered as it is)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from gateway.app_params import AppParameters, opening_statement
 from gateway.attachments import AttachmentFailed, Attachments, Prepared, file_input_value
 from gateway.clicks import Clicks
 from gateway.config import DifyApp
-from gateway.controls import Controls
+from gateway.controls import Controls, FormChoice
 from gateway.dify import (
     ChatRequest,
     ConversationGone,
@@ -41,7 +41,7 @@ from gateway.limits import Limits
 from gateway.metrics import Metrics
 from gateway.models import Action, ChatType, InboundMessage, Job
 from gateway.pacing import BotBudget
-from gateway.platform import Adapter, OutputFile
+from gateway.platform import Adapter, AsksForm, OutputFile
 from gateway.router import Router, conversation_key, render_inputs
 from gateway.store import keys
 from gateway.store.base import Store, StoreUnavailable
@@ -208,7 +208,9 @@ class Relay:
     ) -> Resume | None:
         """Answer a form (a reply in words, a click): the run to follow, or None."""
         words = self._words[job.message.bot]
-        resume, reply = await self._form_answers.submit(job, action, words, progress)
+        sink = adapter.open_reply(job.message) if action.value else None
+        asker = sink if isinstance(sink, AsksForm) else None
+        resume, reply = await self._form_answers.submit(job, action, words, progress, asker)
         if reply is not None:
             await self._say(job, adapter, reply, progress)
         if resume is None:
@@ -376,6 +378,7 @@ class Relay:
             request.files = []
         finished: Finished | None = None
         paused: Paused | None = None
+        choice: FormChoice | None = None
         sent, first_text = time.monotonic(), True
         record: AnswerRecord | None = None
         for attempt in (1, 2):
@@ -420,9 +423,9 @@ class Relay:
                     await self._store.delete_conversation(key)
                 raise
         if paused is not None:
-            shown = await self._form_answers.paused(job, paused, words)
+            shown, choice = await self._form_answers.paused(job, paused, words)
             await builder.handle(TextDelta(("\n\n" if builder.text_started else "") + shown))
-        return await self._end(job, builder, stream, finished, record)
+        return await self._end(job, builder, stream, finished, record, paused is not None, choice)
 
     async def _end(
         self,
@@ -431,14 +434,20 @@ class Relay:
         stream: AnswerStream,
         finished: Finished | None,
         record: AnswerRecord | None,
+        paused: bool = False,
+        choice: FormChoice | None = None,
     ) -> AnswerRecord | None:
-        """The stream ended well: note a stop, offer what goes under the answer (👍/👎),
+        """The stream ended well: note a stop, offer what goes under the answer (👍/👎; a
+        form's actions when the run paused on one, and nothing to rate: it is not done),
         and mark the answer's record finished. The record, when suggested questions are
         to follow the final message."""
         stopped = record is not None and await self._clicks.stop_asked(job.job_id)
         await builder.complete(finished, stopped=stopped)
         controls, suggest = self._clicks.final_controls(job, record, stopped)
-        if controls is not None and controls.final:
+        if paused:
+            shows = self._adapters[job.message.bot].capabilities.buttons and choice is not None
+            controls, suggest = (Controls(job.job_id, form=choice) if shows else None), False
+        if controls is not None and (controls.final or controls.form):
             stream.offer(controls)
         if record is None:
             return None

@@ -100,6 +100,8 @@ class Words:
     form_elsewhere: str  # a form answered by email or in Dify's console, not in the chat
     form_closed: str  # a form already answered, or expired
     form_not_yours: str  # an answer by someone who may not answer that form
+    form_title: str  # the title of a dialog that asks for a form's field, if the form has none
+    form_cancel: str  # its button that closes it unanswered
 
     # --- messages the bot cannot read ----------------------------------------------------
     kind_not_supported_template: str  # {kind}: see `kind_not_supported`
@@ -293,6 +295,8 @@ ENGLISH = Words(
     ),
     form_closed="This form was already answered, or it has expired.",
     form_not_yours="Only the person who asked can answer this form.",
+    form_title="Answer the form",
+    form_cancel="Cancel",
     kind_not_supported_template=(
         "Sorry, I can't read {kind} messages yet. "
         "Please send your question as text, an image or a file."
@@ -419,6 +423,8 @@ SIMPLIFIED_CHINESE = Words(
     form_elsewhere="助手正在等待一份表单，请在邮件或 Dify 中填写，无法在这里回复。",
     form_closed="这份表单已经提交过，或者已经过期。",
     form_not_yours="只有提问的人可以填写这份表单。",
+    form_title="填写表单",
+    form_cancel="取消",
     kind_not_supported_template=("抱歉，暂时还无法读取{kind}消息，请用文字、图片或文件提问。"),
     kinds={
         "image": "图片",

@@ -1,5 +1,6 @@
 """Block Kit for what the gateway draws in a Slack message: its text as `section` blocks,
-the Stop button, and 👍/👎 and the suggested questions under a finished answer.
+the Stop button, 👍/👎 and the suggested questions under a finished answer, and the
+actions of a form a paused run waits for.
 
 A message with `blocks` shows them instead of its `text` (which stays the notification's
 text), so a message that carries buttons carries its text in sections too. Every block of
@@ -12,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.slack.mrkdwn import to_mrkdwn
-from gateway.controls import Controls, button_value
+from gateway.controls import Controls, FormChoice, button_value
 from gateway.text import split_text
 
 SECTION_CHARS = 2500  # a section block takes 3,000 chars of mrkdwn; escaping adds some
 BUTTON_CHARS = 75  # a button's text takes 75
 OURS = "dgw_"  # the block_id prefix of the gateway's buttons
+MAX_FORM_ACTIONS = 25  # an actions block takes 25 elements
 
 Block = dict[str, Any]
 
@@ -59,9 +61,25 @@ def running(text: str, status: str | None, thinking: str, stop_block: Block) -> 
     return [*shown, stop_block]
 
 
+def form(choice: FormChoice) -> Block:
+    """A form's actions, one button each (Dify's `primary` style kept)."""
+    elements = []
+    for i, (ident, title, style) in enumerate(choice.actions[:MAX_FORM_ACTIONS]):
+        element = button(title, f"dgw_form_{i}", button_value("form", choice.token, ident))
+        if style == "primary":
+            element["style"] = "primary"
+        elements.append(element)
+    return {"type": "actions", "block_id": "dgw_form", "elements": elements}
+
+
 def final(controls: Controls | None) -> list[Block]:
-    """👍/👎 and the suggested questions under the final message, or nothing."""
-    if controls is None or not controls.final:
+    """👍/👎 and the suggested questions under the final message (or a form's actions),
+    or nothing."""
+    if controls is None:
+        return []
+    if controls.form is not None:
+        return [form(controls.form)]
+    if not controls.final:
         return []
     blocks: list[Block] = []
     answer = controls.answer_id

@@ -5,20 +5,23 @@ Over HTTP they come form-encoded, one JSON `payload` field, signed exactly like 
 `interactive` envelopes. A `block_actions` payload names who clicked (`user.id`), where
 (`container.channel_id`, `container.message_ts`, `message.thread_ts`) and what
 (`actions[].value`: `gateway.controls.button_value`). A `view_submission` of the gateway's
-own modal (the reason for a 👎, `REASON_VIEW`) is a click too: the rating again, with the
-reason. Anything else (another view, a shortcut, a button of another app's) is ignored.
+own modal is a click too: the reason for a 👎 (`REASON_VIEW`: the rating again, with the
+reason), a form's field (`FORM_VIEW`: the form's answer, with the text). Anything else
+(another view, a shortcut, a button of another app's) is ignored.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from adapters.slack.modals import FORM_BLOCK, FORM_VIEW
 from gateway import safejson
 from gateway.controls import read_button_value
 from gateway.models import Action, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
 
 MAX_COMMENT = 1000
+MAX_FIELD = 3000
 REASON_VIEW = "dgw_reason"  # the callback_id of the modal that asks why a 👎
 REASON_BLOCK = "dgw_reason"
 
@@ -42,6 +45,8 @@ def decode_form_payload(form: dict[str, Any]) -> dict[str, Any]:
 def to_click(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMessage | str:
     """The click to handle, or why there is none."""
     if payload.get("type") == "view_submission":
+        if _dict(payload.get("view")).get("callback_id") == FORM_VIEW:
+            return _form(payload, bot=bot, received_at=received_at)
         return _reason(payload, bot=bot, received_at=received_at)
     if payload.get("type") != "block_actions":
         return f"interactivity {_str(payload.get('type')) or 'unknown'}"
@@ -125,5 +130,37 @@ def _reason(payload: dict[str, Any], *, bot: str, received_at: float) -> Inbound
         action=Action(
             kind="feedback", answer_id=answer, value="dislike", comment=reason[:MAX_COMMENT]
         ),
+        received_at=received_at,
+    )
+
+
+def _form(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMessage | str:
+    """A form's field, filled in the modal the gateway opened: the form's answer (its
+    private metadata names the form, the action clicked, and where)."""
+    view = _dict(payload.get("view"))
+    user = _str(_dict(payload.get("user")).get("id"))
+    try:
+        where = _dict(safejson.loads(_str(view.get("private_metadata")) or "{}"))
+    except safejson.JSONError:
+        return "view_submission with unreadable metadata"
+    token, action, channel = (_str(where.get(k)) for k in ("token", "action", "channel"))
+    values = _dict(_dict(_dict(view.get("state")).get("values")).get(FORM_BLOCK))
+    text = _str(_dict(values.get(FORM_BLOCK)).get("value")).strip()
+    if not (user and token and action and channel and text):
+        return "view_submission of a form without its answer"
+    view_id = _str(view.get("id")) or str(received_at)
+    return InboundMessage(
+        bot=bot,
+        platform="slack",
+        event_id=f"view:{view_id}",
+        message_id=f"{channel}:view:{view_id}",
+        chat_id=channel,
+        chat_type=ChatType.DIRECT if channel.startswith("D") else ChatType.GROUP,
+        user_id=user,
+        text="",
+        thread_id=_str(where.get("thread_ts")) or None,
+        dedupe_keys=(f"view:{view_id}:{user}",),
+        reply_to={"team_id": _str(_dict(payload.get("team")).get("id"))},
+        action=Action(kind="form", answer_id=token, value=action, comment=text[:MAX_FIELD]),
         received_at=received_at,
     )

@@ -41,11 +41,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapters.slack import buttons
+from adapters.slack import buttons, modals
 from adapters.slack.api import SlackAPI
 from adapters.slack.interactive import REASON_BLOCK, REASON_VIEW
 from adapters.slack.mrkdwn import to_mrkdwn
-from gateway.controls import Controls
+from gateway.controls import Controls, FormPrompt
 from gateway.models import InboundMessage
 from gateway.pacing import BotBudget
 from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
@@ -269,6 +269,20 @@ class SlackReplySink:
             await self._api.call("views.open", {"trigger_id": trigger, "view": view})
         except PlatformError as exc:
             log.info("Slack: no modal for the reason of a 👎 (%s)", exc.code)
+
+    async def ask_form(self, prompt: FormPrompt) -> bool:
+        """`AsksForm`: a modal for the form's field, opened with the click's trigger."""
+        trigger = str(self._clicked.get("trigger_id") or "")
+        if not trigger:
+            return False
+        where = {"channel": self._channel, "thread_ts": self._thread_ts or ""}
+        view = modals.form_view(prompt, where, self._words)
+        try:
+            await self._api.call("views.open", {"trigger_id": trigger, "view": view})
+        except PlatformError as exc:
+            log.info("Slack: no modal for a form's field (%s)", exc.code)
+            return False
+        return True
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
         """Upload each file, then share them all into the answer's thread at once."""

@@ -7,8 +7,10 @@ expired (412), one by someone else in a per-user scope, a form the API cannot an
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -17,7 +19,7 @@ from gateway.emulator import DifyEmulator, Form, ScriptedReply
 from gateway.runtime import Gateway
 from gateway.words import ENGLISH
 from tests.conftest import GatewayFactory, make_config
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, Message
 from tests.helpers import wait_for
 from tests.integration.slack_helpers import (
     body_of,
@@ -188,3 +190,89 @@ async def test_a_form_only_named_by_the_pause_is_read_from_dify(
     assert "Please review the plan." in shown and "2. Reject" in shown
     assert (await say(client, gateway, slack, "2")).startswith("Plan approved.")
     assert dify.forms.answers[0]["action"] == "reject"
+
+
+# --- buttons and the modal -----------------------------------------------------------------
+
+
+async def click(client: Client, payload: dict[str, Any]) -> None:
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = {**signed_headers(body), "Content-Type": "application/x-www-form-urlencoded"}
+    response = await client.post(PATH, data=body, headers=headers)
+    assert response.status == 200
+
+
+async def paused_answer(
+    client: Client, gateway: Gateway, slack: FakeSlack, user: str = "U222"
+) -> Message:
+    event = direct("plan my trip", user=user)
+    await say(client, gateway, slack, "", event=event)
+    (message,) = slack.thread("D111", event["ts"])
+    return message
+
+
+def form_buttons(message: Message) -> list[tuple[str, str]]:
+    return [
+        (e["action_id"], e["text"]["text"])
+        for b in message.blocks or []
+        for e in b.get("elements", [])
+    ]
+
+
+async def test_a_form_s_actions_are_buttons_and_a_click_answers_it(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(review())
+    message = await paused_answer(client, gateway, slack)
+    # The form's actions, and nothing to rate: the answer is not done.
+    assert form_buttons(message) == [("dgw_form_0", "Approve"), ("dgw_form_1", "Reject")]
+    await click(client, slack.click(message, "dgw_form_1"))
+    async with asyncio.timeout(10):
+        await gateway.inbox.wait_idle()
+    (answer,) = dify.forms.answers
+    assert (answer["action"], answer["user"]) == ("reject", "slack-main:U222")
+    assert any(m.text.startswith("Plan approved.") for m in slack.messages.values())
+    # A second click: Dify took the form once (412), said plainly.
+    await click(client, slack.click(message, "dgw_form_0"))
+    async with asyncio.timeout(10):
+        await gateway.inbox.wait_idle()
+    assert len(dify.forms.resumes) == 1
+    assert any(m.text == ENGLISH.form_closed for m in slack.messages.values())
+
+
+async def test_a_click_on_a_form_with_a_field_opens_a_modal_whose_text_answers_it(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(review(fields=["comment"]))
+    message = await paused_answer(client, gateway, slack)
+    await click(client, slack.click(message, "dgw_form_0"))
+    async with asyncio.timeout(10):
+        await gateway.inbox.wait_idle()
+    (view,) = slack.views
+    assert view["submit"]["text"] == "Approve" and dify.forms.answers == []
+    await click(client, slack.submit(view, "Looks good"))
+    async with asyncio.timeout(10):
+        await gateway.inbox.wait_idle()
+    (answer,) = dify.forms.answers
+    assert (answer["action"], answer["inputs"]) == ("approve", {"comment": "Looks good"})
+    assert any(m.text.startswith("Plan approved.") for m in slack.messages.values())
+
+
+async def test_a_click_by_another_user_in_a_per_user_scope_does_not_answer(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+) -> None:
+    client, gateway = await start(gateway_factory, dify, slack)
+    dify.reply(review())
+    message = await paused_answer(client, gateway, slack)
+    await click(client, slack.click(message, "dgw_form_0", user="U999"))
+    async with asyncio.timeout(10):
+        await gateway.inbox.wait_idle()
+    assert dify.forms.answers == [] and slack.views == []
+    assert any(m.text == ENGLISH.form_not_yours for m in slack.messages.values())
+    # The asker still can.
+    await click(client, slack.click(message, "dgw_form_0"))
+    async with asyncio.timeout(10):
+        await gateway.inbox.wait_idle()
+    assert [a["action"] for a in dify.forms.answers] == ["approve"]

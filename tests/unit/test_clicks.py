@@ -13,7 +13,7 @@ def test_button_values_read_back_and_ids_may_hold_bars() -> None:
 
 
 def test_anything_else_reads_as_no_click() -> None:
-    for raw in (None, 7, "", "dgw1", "dgw1|stop|", "dgw1|form|x|b:1", "dgw1|stop||"):
+    for raw in (None, 7, "", "dgw1", "dgw1|stop|", "dgw1|forms|x|b:1", "dgw1|stop||"):
         assert read_button_value(raw) is None
 
 

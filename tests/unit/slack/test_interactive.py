@@ -103,3 +103,45 @@ def test_the_reason_for_a_thumbs_down_is_a_rating_with_a_comment() -> None:
 )
 def test_any_other_view_submission_is_ignored(view: Any) -> None:
     assert isinstance(outcome_of(view), Ignored)
+
+
+def form_view(metadata: str, value: object = "looks good") -> Any:
+    state = {"values": {"dgw_form_field": {"dgw_form_field": {"value": value}}}}
+    view = {"id": "V2", "callback_id": "dgw_form", "private_metadata": metadata, "state": state}
+    return {"type": "view_submission", "user": {"id": "U2"}, "view": view}
+
+
+FORM_WHERE = {"token": "tok", "action": "ok", "channel": "D1", "thread_ts": "17.1"}
+
+
+def test_a_form_s_field_filled_in_its_modal_answers_the_form() -> None:
+    outcome = outcome_of(form_view(json.dumps(FORM_WHERE), " looks good "))
+    assert isinstance(outcome, Messages)
+    (click,) = outcome.messages
+    assert click.action is not None
+    action = (click.action.kind, click.action.answer_id, click.action.value, click.action.comment)
+    assert action == ("form", "tok", "ok", "looks good")
+    assert (click.chat_id, click.thread_id, click.dedupe_keys) == ("D1", "17.1", ("view:V2:U2",))
+
+
+def test_a_click_on_a_form_s_button_names_the_form_and_the_action() -> None:
+    outcome = outcome_of(block_actions(button_value("form", "tok", "ok")))
+    assert isinstance(outcome, Messages)
+    (click,) = outcome.messages
+    assert click.action is not None
+    assert (click.action.kind, click.action.answer_id, click.action.value) == ("form", "tok", "ok")
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        form_view("{not json"),
+        form_view("[]"),
+        form_view(json.dumps({**FORM_WHERE, "token": ""})),
+        form_view(json.dumps({**FORM_WHERE, "action": 7})),
+        form_view(json.dumps(FORM_WHERE), value=None),
+        form_view(json.dumps(FORM_WHERE), value="  "),
+    ],
+)
+def test_a_form_view_without_its_answer_is_ignored(view: Any) -> None:
+    assert isinstance(outcome_of(view), Ignored)
