@@ -101,7 +101,20 @@ def feedback(controls: Controls, where: Where, *, v2: bool) -> Element:
 
 
 def final(controls: Controls | None, where: Where, *, v2: bool) -> list[Element]:
-    """The suggested questions, then 👍/👎, under a finished answer; or nothing."""
+    """The suggested questions, then 👍/👎, under a finished answer (or the actions of the
+    form a paused run waits for: a click answers it, its fields keep their defaults or
+    take the text of a reply); or nothing."""
+    if controls is not None and controls.form is not None:
+        choice = controls.form
+        return [
+            button(
+                title,
+                where.value(button_value("form", choice.token, ident)),
+                v2=v2,
+                style="primary" if style == "primary" else "default",
+            )
+            for ident, title, style in choice.actions
+        ]
     if controls is None or not controls.final:
         return []
     elements = [

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.feishu.buttons import FEEDBACK_ID, STOP_ID
-from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.emulator import DifyEmulator, Form, ScriptedReply
 from gateway.runtime import Gateway
 from gateway.store import keys
 from gateway.words import ENGLISH
@@ -274,3 +274,37 @@ async def test_a_click_over_the_long_connection_rates_the_answer(
     await wait_for(lambda: frame_id in feishu.acks, what="the click acked")
     await answered(gateway)
     assert [(f["rating"], f["user"]) for f in dify.feedbacks] == [("like", f"{BOT}:ou_user")]
+
+
+# --- a human-input form ------------------------------------------------------------------
+
+
+async def test_a_form_s_actions_are_buttons_on_the_card_and_a_click_answers_it(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
+) -> None:
+    client, gateway = await start(gateway_factory, dify, feishu)
+    then = ScriptedReply(chunks=["Booked."])
+    dify.reply(ScriptedReply(chunks=["Shall I book it?"], form=Form(then=then)))
+    message = await answered_card(client, gateway, feishu, "book a room")
+    # The form's actions, and nothing to rate: the run is not done.
+    assert list(labelled(feishu, message)) == ["Approve", "Reject"]
+    assert "1. Approve" in card_text(feishu, message)
+
+    await click(client, feishu, message, "Reject")
+    await answered(gateway)
+    (answer,) = dify.forms.answers
+    assert (answer["action"], answer["user"]) == ("reject", f"{BOT}:ou_user")
+    assert any("Booked." in card_text(feishu, m) for m in feishu.messages.values())
+
+    # A second click: Dify took the form once, and says so (412).
+    await click(client, feishu, message, "Approve")
+    await answered(gateway)
+    assert len(dify.forms.resumes) == 1
+    assert any(ENGLISH.form_closed in card_text(feishu, m) for m in feishu.messages.values())
+
+
+def card_text(feishu: FakeFeishu, message: FakeMessage) -> str:
+    card = feishu.card_of(message.message_id)
+    if card is not None:
+        return card.text()
+    return str(message.card or message.text)
