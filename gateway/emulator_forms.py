@@ -4,7 +4,6 @@ one after `expire(...)`, gets 412 as Dify's does; the answer is kept for the tes
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +27,8 @@ class PausedRun:
 @dataclass
 class FormDesk:
     runs: dict[str, PausedRun] = field(default_factory=dict)  # by form token
-    answers: list[dict[str, Any]] = field(default_factory=list)  # {token, inputs, action, user}
+    # Every submission, {token, inputs, action, user, status}: refused ones too (412, 404).
+    answers: list[dict[str, Any]] = field(default_factory=list)
     resumes: list[dict[str, Any]] = field(default_factory=list)  # {run_id, user}
 
     def expire(self, token: str) -> None:
@@ -57,10 +57,11 @@ class FormDesk:
     async def post(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
         body = await request.json()
-        refused = self._refusal(token)
-        self.answers.append({"token": token, **body, "at": time.monotonic()})
-        if refused is not None:
-            return refused
+        response = self._refusal(token) or self._take(token, body)
+        self.answers.append({"token": token, **body, "status": response.status})
+        return response
+
+    def _take(self, token: str, body: dict[str, Any]) -> web.Response:
         run = self.runs[token]
         actions = [ident for ident, _ in run.form.actions]
         if body.get("action") not in actions or not isinstance(body.get("inputs"), dict):

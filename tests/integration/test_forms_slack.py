@@ -112,6 +112,7 @@ async def test_a_form_answered_twice_or_expired_says_so_plainly(
     # Answered elsewhere already (Dify's web app, another chat): Dify says 412.
     dify.forms.runs[token].answer = {"action": "reject"}
     assert await say(client, gateway, slack, "1") == ENGLISH.form_closed
+    assert [a["status"] for a in dify.forms.answers] == [412]
     assert dify.forms.resumes == []
 
     dify.reply(review())
@@ -237,6 +238,7 @@ async def test_a_form_s_actions_are_buttons_and_a_click_answers_it(
     await click(client, slack.click(message, "dgw_form_0"))
     async with asyncio.timeout(10):
         await gateway.inbox.wait_idle()
+    assert [a["status"] for a in dify.forms.answers] == [200, 412]
     assert len(dify.forms.resumes) == 1
     assert any(m.text == ENGLISH.form_closed for m in slack.messages.values())
 
