@@ -1,8 +1,9 @@
-"""Human-input forms on Slack, end to end through the text fallback: a chatflow pauses on a
-form, the answer shows it with numbered actions, the user's next message answers it (Dify
-gets the action and the text as the run's user) and the resumed run streams into a new
-answer. And the answers that must not work: a second one (412), one after the form
-expired (412), one by someone else in a per-user scope, a form the API cannot answer."""
+"""Human-input forms on Slack, end to end: a chatflow pauses on a form, the answer shows it
+with numbered actions (and buttons), the user's next message or a click answers it (Dify
+gets the action and the text as the run's user; a form with a field asks for it in a
+modal first) and the resumed run streams into a new answer, on another instance too. And
+the answers that must not work: a second one (412), one after the form expired (412), one
+by someone else in a per-user scope, a form the API cannot answer."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from gateway.emulator import DifyEmulator, Form, ScriptedReply
 from gateway.runtime import Gateway
 from gateway.words import ENGLISH
+from tests import redis_servers
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack, Message
 from tests.helpers import wait_for
@@ -278,3 +280,20 @@ async def test_a_click_by_another_user_in_a_per_user_scope_does_not_answer(
     async with asyncio.timeout(10):
         await gateway.inbox.wait_idle()
     assert [a["action"] for a in dify.forms.answers] == ["approve"]
+
+
+async def test_a_form_kept_by_one_instance_is_answered_through_another(
+    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, redis_url: str
+) -> None:
+    await redis_servers.flush(redis_url)
+    config = make_config(dify, {"slack-main": slack_bot(slack)}, store=redis_url)
+    (a, gw_a), (b, gw_b) = await gateway_factory(config), await gateway_factory(config)
+    for gateway in (gw_a, gw_b):
+        await wait_for(lambda g=gateway: g.adapters["slack-main"].ready, what="bot ready")
+    dify.reply(review(fields=["comment"]))
+    assert "1. Approve" in await say(a, gw_a, slack, "plan my trip")
+    # The reply lands on B, which knows the form from the store alone.
+    resumed = await say(b, gw_b, slack, "1 fine by me")
+    assert resumed.startswith("Plan approved.")
+    (answer,) = dify.forms.answers
+    assert (answer["action"], answer["inputs"]) == ("approve", {"comment": "fine by me"})
