@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from gateway.dify_events import FormField
 from gateway.models import ActionKind
 
 Rating = Literal["like", "dislike"]
@@ -43,15 +44,14 @@ class FormChoice:
 
 @dataclass(frozen=True, slots=True)
 class FormPrompt:
-    """What a sink asks before a form is answered (`AsksForm`): the text of the form's one
-    paragraph field, for the action clicked."""
+    """What a sink asks before a form is answered (`AsksForm`): the form's fields, for the
+    action clicked."""
 
     token: str
     action_id: str
     action_title: str
     title: str  # the form's title
-    label: str  # the field's label
-    default: str = ""
+    fields: tuple[FormField, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,6 @@ from gateway.forms import (
     answerable,
     as_text,
     inputs,
-    paragraph,
     read_reply,
 )
 from gateway.inbox import Progress
@@ -163,7 +162,7 @@ class FormAnswers:
             return None, words.expired
         try:
             async with asyncio.timeout(DIFY_CALL_TIMEOUT_S):
-                values = inputs(pending.form, text)
+                values = inputs(pending.form, text, action.inputs)
                 user = pending.dify_user
                 await self._dify.submit_form(app, pending.token, values, action_id, user)
         except DifyHTTPError as exc:
@@ -182,15 +181,12 @@ class FormAnswers:
 
     @staticmethod
     async def _asked(pending: PendingForm, action: Action, asker: AsksForm | None) -> bool:
-        """Whether the sink asked for the form's field (the click's answer follows)."""
-        field = paragraph(pending.form)
-        if field is None or action.comment or asker is None:
-            return False
-        chosen = next(a.title for a in pending.form.actions if a.id == action.value)
+        """Whether the sink asked for the form's fields (the click's answer follows)."""
         form = pending.form
-        prompt = FormPrompt(
-            pending.token, action.value, chosen, form.title, field.label, field.default
-        )
+        if not form.fields or action.comment or action.inputs or asker is None:
+            return False
+        chosen = next(a.title for a in form.actions if a.id == action.value)
+        prompt = FormPrompt(pending.token, action.value, chosen, form.title, form.fields)
         return await asker.ask_form(prompt)
 
     async def _forget(self, pending: PendingForm, *, answered: bool = False) -> None:

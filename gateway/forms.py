@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -128,13 +129,17 @@ def paragraph(form: HumanInput) -> FormField | None:
     return found[0] if len(found) == 1 else None
 
 
-def inputs(form: HumanInput, text: str = "") -> dict[str, str]:
-    """What a submission sends: each field's default, the paragraph's filled with `text`."""
+def inputs(
+    form: HumanInput, text: str = "", filled: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What a submission sends: each field's default, the one paragraph's filled with
+    `text` (a reply), or the fields `filled` in a dialog (a select only with one of its
+    options)."""
     values: dict[str, str] = {}
     for field in form.fields:
-        value = field.default
+        value = (filled or {}).get(field.name, field.default)
         if field.kind == "select" and value not in field.options:
-            value = field.options[0] if field.options else ""
+            value = field.default if field.default in field.options else field.options[0]
         values[field.name] = value
     one = paragraph(form)
     if one is not None and text:

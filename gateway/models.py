@@ -164,13 +164,15 @@ class Action:
       `/stop` command); `value` `reset` stops it quietly, before a `/reset`.
     - `form`: an answer to a human-input form; `answer_id` is the form's token, `value`
       the chosen action's id (empty: `comment` is a reply in words, read as
-      gateway/forms.py says), `comment` the text of its one paragraph field.
+      gateway/forms.py says), `comment` the text of its one paragraph field, `inputs` the
+      fields filled in a dialog (by field name).
     """
 
     kind: ActionKind
     answer_id: str
     value: str = ""
     comment: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

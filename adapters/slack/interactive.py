@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.slack.modals import FORM_BLOCK, FORM_VIEW
+from adapters.slack.modals import FIELD_ACTION, FORM_VIEW, block_id
 from gateway import safejson
 from gateway.controls import read_button_value
 from gateway.models import Action, ChatType, InboundMessage
@@ -135,8 +135,9 @@ def _reason(payload: dict[str, Any], *, bot: str, received_at: float) -> Inbound
 
 
 def _form(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMessage | str:
-    """A form's field, filled in the modal the gateway opened: the form's answer (its
-    private metadata names the form, the action clicked, and where)."""
+    """A form's fields, filled in the modal the gateway opened: the form's answer (its
+    private metadata names the form, the action clicked, where, and the fields in order).
+    A field left empty is sent empty: the modal showed its default."""
     view = _dict(payload.get("view"))
     user = _str(_dict(payload.get("user")).get("id"))
     try:
@@ -144,10 +145,12 @@ def _form(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMe
     except safejson.JSONError:
         return "view_submission with unreadable metadata"
     token, action, channel = (_str(where.get(k)) for k in ("token", "action", "channel"))
-    values = _dict(_dict(_dict(view.get("state")).get("values")).get(FORM_BLOCK))
-    text = _str(_dict(values.get(FORM_BLOCK)).get("value")).strip()
-    if not (user and token and action and channel and text):
+    names = where.get("fields")
+    names = [n for n in names if isinstance(n, str) and n] if isinstance(names, list) else []
+    if not (user and token and action and channel and names):
         return "view_submission of a form without its answer"
+    values = _dict(_dict(view.get("state")).get("values"))
+    filled = {name: _field_value(values, i) for i, name in enumerate(names)}
     view_id = _str(view.get("id")) or str(received_at)
     return InboundMessage(
         bot=bot,
@@ -161,6 +164,13 @@ def _form(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMe
         thread_id=_str(where.get("thread_ts")) or None,
         dedupe_keys=(f"view:{view_id}:{user}",),
         reply_to={"team_id": _str(_dict(payload.get("team")).get("id"))},
-        action=Action(kind="form", answer_id=token, value=action, comment=text[:MAX_FIELD]),
+        action=Action(kind="form", answer_id=token, value=action, inputs=filled),
         received_at=received_at,
     )
+
+
+def _field_value(values: dict[str, Any], index: int) -> str:
+    """A field's value in a submitted modal: a text input's text, a menu's option."""
+    state = _dict(_dict(values.get(block_id(index))).get(FIELD_ACTION))
+    chosen = _dict(state.get("selected_option")).get("value")
+    return (_str(chosen) or _str(state.get("value"))).strip()[:MAX_FIELD]

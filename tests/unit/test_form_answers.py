@@ -3,13 +3,14 @@ the store no longer knows."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 from gateway.dify import DifyClient
 from gateway.form_answers import SUBMITTED, FormAnswers
 from gateway.forms import Forms
 from gateway.inbox import Progress
-from gateway.models import Action
+from gateway.models import Action, Job
 from gateway.store.memory import MemoryStore
 from gateway.words import ENGLISH
 from tests.unit.test_forms import job, pending
@@ -69,3 +70,10 @@ async def test_a_reply_is_an_answer_only_while_a_form_waits() -> None:
     assert action == Action(kind="form", answer_id="tok", comment="")
     await answers(store).drop_waiting("main/slack:C1")
     assert await answers(store).reply_to_form(job("U1")) is None
+
+
+def test_a_form_answer_with_its_fields_survives_the_inbox() -> None:
+    asked = job("U1")
+    click = Action(kind="form", answer_id="tok", value="ok", inputs={"comment": "fine"})
+    queued = replace(asked, message=replace(asked.message, action=click))
+    assert Job.from_json(queued.to_json()).message.action == click

@@ -131,6 +131,9 @@ def test_with_one_action_the_text_alone_fills_the_paragraph() -> None:
 def test_a_submission_sends_every_field_with_its_default_or_the_reply() -> None:
     assert inputs(FORM) == {"comment": "fine", "level": "high"}
     assert inputs(FORM, "no way") == {"comment": "no way", "level": "high"}
+    # Filled in a dialog: a select takes only one of its options.
+    assert inputs(FORM, "", {"comment": "", "level": "low"}) == {"comment": "", "level": "low"}
+    assert inputs(FORM, "", {"level": "extreme"}) == {"comment": "fine", "level": "high"}
     bare = HumanInput("t", fields=(FormField("s", "select", "s", "", ("a", "b")),))
     assert inputs(bare) == {"s": "a"}
 

@@ -105,23 +105,41 @@ def test_any_other_view_submission_is_ignored(view: Any) -> None:
     assert isinstance(outcome_of(view), Ignored)
 
 
-def form_view(metadata: str, value: object = "looks good") -> Any:
-    state = {"values": {"dgw_form_field": {"dgw_form_field": {"value": value}}}}
-    view = {"id": "V2", "callback_id": "dgw_form", "private_metadata": metadata, "state": state}
-    return {"type": "view_submission", "user": {"id": "U2"}, "view": view}
+def form_view(metadata: str, text: object = "looks good", level: object = "high") -> Any:
+    values = {
+        "dgw_form_0": {"value": {"type": "plain_text_input", "value": text}},
+        "dgw_form_1": {"value": {"type": "static_select", "selected_option": {"value": level}}},
+    }
+    view = {"id": "V2", "callback_id": "dgw_form", "private_metadata": metadata}
+    return {
+        "type": "view_submission",
+        "user": {"id": "U2"},
+        "view": {**view, "state": {"values": values}},
+    }
 
 
-FORM_WHERE = {"token": "tok", "action": "ok", "channel": "D1", "thread_ts": "17.1"}
+FORM_WHERE = {
+    "token": "tok",
+    "action": "ok",
+    "channel": "D1",
+    "thread_ts": "17.1",
+    "fields": ["comment", "level"],
+}
 
 
-def test_a_form_s_field_filled_in_its_modal_answers_the_form() -> None:
+def test_a_form_s_fields_filled_in_its_modal_answer_the_form() -> None:
     outcome = outcome_of(form_view(json.dumps(FORM_WHERE), " looks good "))
     assert isinstance(outcome, Messages)
     (click,) = outcome.messages
     assert click.action is not None
-    action = (click.action.kind, click.action.answer_id, click.action.value, click.action.comment)
-    assert action == ("form", "tok", "ok", "looks good")
+    action = (click.action.kind, click.action.answer_id, click.action.value)
+    assert action == ("form", "tok", "ok")
+    assert click.action.inputs == {"comment": "looks good", "level": "high"}
     assert (click.chat_id, click.thread_id, click.dedupe_keys) == ("D1", "17.1", ("view:V2:U2",))
+    # A field left empty (or odd) is sent empty: the modal showed its default.
+    blank = outcome_of(form_view(json.dumps(FORM_WHERE), None, 7))
+    assert isinstance(blank, Messages) and blank.messages[0].action is not None
+    assert blank.messages[0].action.inputs == {"comment": "", "level": ""}
 
 
 def test_a_click_on_a_form_s_button_names_the_form_and_the_action() -> None:
@@ -139,8 +157,8 @@ def test_a_click_on_a_form_s_button_names_the_form_and_the_action() -> None:
         form_view("[]"),
         form_view(json.dumps({**FORM_WHERE, "token": ""})),
         form_view(json.dumps({**FORM_WHERE, "action": 7})),
-        form_view(json.dumps(FORM_WHERE), value=None),
-        form_view(json.dumps(FORM_WHERE), value="  "),
+        form_view(json.dumps({**FORM_WHERE, "fields": []})),
+        form_view(json.dumps({**FORM_WHERE, "fields": "comment"})),
     ],
 )
 def test_a_form_view_without_its_answer_is_ignored(view: Any) -> None:
