@@ -114,24 +114,10 @@ def _reason(payload: dict[str, Any], *, bot: str, received_at: float) -> Inbound
     reason = _str(_dict(values.get(REASON_BLOCK)).get("value")).strip()
     if not reason:
         return "a 👎 without a reason"
-    view_id = _str(view.get("id")) or str(received_at)
-    return InboundMessage(
-        bot=bot,
-        platform="slack",
-        event_id=f"view:{view_id}",
-        message_id=f"{channel}:view:{view_id}",
-        chat_id=channel,
-        chat_type=ChatType.DIRECT if channel.startswith("D") else ChatType.GROUP,
-        user_id=user,
-        text="",
-        thread_id=_str(where.get("thread_ts")) or None,
-        dedupe_keys=(f"view:{view_id}:{user}",),
-        reply_to={"team_id": _str(_dict(payload.get("team")).get("id"))},
-        action=Action(
-            kind="feedback", answer_id=answer, value="dislike", comment=reason[:MAX_COMMENT]
-        ),
-        received_at=received_at,
+    action = Action(
+        kind="feedback", answer_id=answer, value="dislike", comment=reason[:MAX_COMMENT]
     )
+    return _submitted(payload, bot=bot, user=user, where=where, action=action, at=received_at)
 
 
 def _form(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMessage | str:
@@ -151,7 +137,23 @@ def _form(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMe
         return "view_submission of a form without its answer"
     values = _dict(_dict(view.get("state")).get("values"))
     filled = {name: _field_value(values, i) for i, name in enumerate(names)}
-    view_id = _str(view.get("id")) or str(received_at)
+    clicked = Action(kind="form", answer_id=token, value=action, inputs=filled)
+    return _submitted(payload, bot=bot, user=user, where=where, action=clicked, at=received_at)
+
+
+def _submitted(
+    payload: dict[str, Any],
+    *,
+    bot: str,
+    user: str,
+    where: dict[str, Any],
+    action: Action,
+    at: float,
+) -> InboundMessage:
+    """A modal's submission as a click in the conversation its metadata names (`where`:
+    `channel`, `thread_ts`); deduped per view and user (Slack may deliver it again)."""
+    channel = _str(where.get("channel"))
+    view_id = _str(_dict(payload.get("view")).get("id")) or str(at)
     return InboundMessage(
         bot=bot,
         platform="slack",
@@ -164,8 +166,8 @@ def _form(payload: dict[str, Any], *, bot: str, received_at: float) -> InboundMe
         thread_id=_str(where.get("thread_ts")) or None,
         dedupe_keys=(f"view:{view_id}:{user}",),
         reply_to={"team_id": _str(_dict(payload.get("team")).get("id"))},
-        action=Action(kind="form", answer_id=token, value=action, inputs=filled),
-        received_at=received_at,
+        action=action,
+        received_at=at,
     )
 
 
