@@ -12,12 +12,13 @@ message, and a retry would post it twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -193,18 +194,15 @@ class DifyClient:
                 continue
             except httpx.HTTPError as exc:
                 raise DifyUnavailable(f"Dify request failed: {type(exc).__name__}") from exc
-            try:
-                if response.status_code == 200:
-                    async for event in self._events(response, app):
-                        yield event
-                    return
-                raw = await response.aread()
-            except httpx.ReadTimeout as exc:
-                raise StreamStalled(f"no data from Dify for {IDLE_TIMEOUT_S:.0f}s") from exc
-            except httpx.HTTPError as exc:
-                raise DifyUnavailable(f"Dify stream broke: {type(exc).__name__}") from exc
-            finally:
-                await response.aclose()
+            refusal: list[bytes] = []
+            # aclosing: an answer stopped early (Stop, a cancelled job) closes the response
+            # now, not whenever the event loop finalizes the inner generator.
+            async with contextlib.aclosing(self._read(response, app, refusal)) as events:
+                async for event in events:
+                    yield event
+            if not refusal:
+                return
+            raw = refusal[0]
             status = response.status_code
             code, message, params = _error_body(raw)
             if (
@@ -232,6 +230,24 @@ class DifyClient:
 
     async def _backoff(self, attempt: int) -> None:
         await self._sleep(min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))
+
+    async def _read(
+        self, response: httpx.Response, app: DifyApp, refusal: list[bytes]
+    ) -> AsyncGenerator[DifyEvent, None]:
+        """The events of a streaming response (200); any other status leaves its body in
+        `refusal` for the caller to read the error from. Closes the response either way."""
+        try:
+            if response.status_code == 200:
+                async for event in self._events(response, app):
+                    yield event
+                return
+            refusal.append(await response.aread())
+        except httpx.ReadTimeout as exc:
+            raise StreamStalled(f"no data from Dify for {IDLE_TIMEOUT_S:.0f}s") from exc
+        except httpx.HTTPError as exc:
+            raise DifyUnavailable(f"Dify stream broke: {type(exc).__name__}") from exc
+        finally:
+            await response.aclose()
 
     async def _events(self, response: httpx.Response, app: DifyApp) -> AsyncIterator[DifyEvent]:
         parser = SSEParser()
@@ -287,19 +303,13 @@ class DifyClient:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise DifyUnavailable(f"Dify resume failed: {type(exc).__name__}") from exc
-        try:
-            if response.status_code == 200:
-                async for event in self._events(response, app):
-                    yield event
-                return
-            raw = await response.aread()
-        except httpx.ReadTimeout as exc:
-            raise StreamStalled(f"no data from Dify for {IDLE_TIMEOUT_S:.0f}s") from exc
-        except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify stream broke: {type(exc).__name__}") from exc
-        finally:
-            await response.aclose()
-        code, message, params = _error_body(raw)
+        refusal: list[bytes] = []
+        async with contextlib.aclosing(self._read(response, app, refusal)) as events:
+            async for event in events:
+                yield event
+        if not refusal:
+            return
+        code, message, params = _error_body(refusal[0])
         if response.status_code >= 500:
             raise DifyUnavailable(f"Dify HTTP {response.status_code} {code}: {message}")
         raise DifyHTTPError(response.status_code, code, message, params)
