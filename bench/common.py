@@ -150,13 +150,17 @@ async def run_load(port: int, requests: Sequence[bytes], concurrency: int) -> Lo
 
 
 def start_server(*args: str) -> subprocess.Popen[bytes]:
-    """Run `python -m bench.servers ...` pinned to the server core."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.servers", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """Run `python -m bench.servers ...` pinned to the server core. Its log goes to a file in
+    bench/results/ (a pipe nobody read filled up and stopped a server that logged much)."""
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    with (results / f"server-{args[0]}-{os.getpid()}-{time.time_ns()}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.servers", *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 async def wait_port(port: int, path: str = "/healthz", within: float = 20.0) -> None:

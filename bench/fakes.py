@@ -37,6 +37,7 @@ class BenchDify:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/chat-messages", self._chat)
+        app.router.add_get("/v1/parameters", self._parameters)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0, backlog=4096).start()
@@ -46,6 +47,18 @@ class BenchDify:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _parameters(self, request: web.Request) -> web.Response:
+        """The app's settings, as a chat app with nothing turned on answers them (the
+        gateway asks once per app and keeps them a while)."""
+        return web.json_response(
+            {
+                "opening_statement": "",
+                "suggested_questions_after_answer": {"enabled": False},
+                "user_input_form": [],
+                "file_upload": {"enabled": False},
+            }
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         await request.read()
