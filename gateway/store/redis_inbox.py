@@ -1,8 +1,10 @@
 """The durable inbox on Redis: stream shards, each worked on by one instance at a time.
 
-Accepting a message is one Lua call that claims its dedupe keys and `XADD`s the job to the
-stream of its conversation's shard: both happen or neither does. Calls from concurrent
-webhooks go out together, one pipeline per loop tick.
+Accepting a message claims its dedupe keys and `XADD`s the job to the stream of its
+conversation's shard, in a Lua call: both happen or neither does. The accepts of one loop
+tick (a burst's concurrent webhooks) go as one call, which decides each job on its own (on a
+Redis Cluster: one call per shard, as a call's keys must share a slot): a script call costs
+Redis about as much as the three writes of an accept, so a burst pays it once per tick.
 
 Order within a conversation, across instances, comes from **shard ownership**: every job of
 a conversation goes to the same shard (a hash of the conversation key: `Job.queue_key`, a
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -38,6 +41,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -56,23 +60,36 @@ DEAD_LETTERS_KEPT = 10_000  # per shard, oldest dropped first
 POLL_S = 0.1  # how often an idle instance looks for jobs accepted by other instances
 BACKLOG_EVERY_S = 1.0
 ACCEPT_TIMEOUT_S = 2.0  # well inside the platforms' ack deadlines (Slack: 3 s)
+ACCEPTS_PER_CALL = 256  # jobs per accept call, at most: Redis runs nothing else meanwhile
 # The heartbeat renews leases at a third of `lease_s`, and at least every second: a new
 # instance (a scale-out, a rolling deploy) is counted, and gets its share of the shards,
 # within a beat or two of the others, rather than after `lease_s` (15 s by default).
 HEARTBEAT_S = 1.0
 
-# Each claim is a SET NX: a duplicate stops at its first claimed key, and the keys this call
-# claimed before it are deleted again (they were free), so nothing changes. One command per
-# key instead of a check and a write.
+# The accepts of one tick. ARGV[1] is how many jobs; then, for each, how many claim keys it
+# has, their time to live in ms, the job and its id. KEYS hold each job's stream and then its
+# claim keys. Each claim is a SET NX: a duplicate stops at its first claimed key, and the keys
+# claimed for it before that are deleted again (they were free), so nothing changes for it.
+# Returns 1 (kept) or 0 (a duplicate) per job.
 _ACCEPT = """
-for i = 2, #KEYS do
-  if not redis.call('SET', KEYS[i], ARGV[3], 'NX', 'PX', ARGV[1]) then
-    for j = 2, i - 1 do redis.call('DEL', KEYS[j]) end
-    return 0
+local kept = {}
+local k = 1
+for i = 1, tonumber(ARGV[1]) do
+  local a = 4 * i - 2
+  local claims = tonumber(ARGV[a])
+  local ok = 1
+  for c = k + 1, k + claims do
+    if not redis.call('SET', KEYS[c], ARGV[a + 3], 'NX', 'PX', ARGV[a + 1]) then
+      for d = k + 1, c - 1 do redis.call('DEL', KEYS[d]) end
+      ok = 0
+      break
+    end
   end
+  if ok == 1 then redis.call('XADD', KEYS[k], '*', 'job', ARGV[a + 2]) end
+  kept[i] = ok
+  k = k + 1 + claims
 end
-redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
-return 1
+return kept
 """
 _BEGIN = """
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -172,6 +189,9 @@ class RedisInbox:
         self.keys = keys
         self._do = connection.call
         self._accept = redis.register_script(_ACCEPT)
+        # This tick's accepts, by the group that goes in one call (its shard on a cluster)
+        self._accepts: dict[int, list[_Accept]] = {}
+        self._accepts_scheduled = False
         self._begin = redis.register_script(_BEGIN)
         self._checkpoint = redis.register_script(_CHECKPOINT)
         self._finish = redis.register_script(_FINISH)
@@ -184,11 +204,33 @@ class RedisInbox:
 
     async def accept(self, dedupe_keys: Sequence[str], job: Job, ttl: float) -> bool:
         shard = self.keys.shard_of(job.queue_key)
-        claims = (self.keys.claim(shard, k) for k in dict.fromkeys(dedupe_keys))
-        names = [self.keys.stream(shard), *claims]
-        args: list[Any] = [max(1, int(ttl * 1000)), job.to_json(), job.job_id]
-        accepted = self._connection.script(self._accept, names, args, within=ACCEPT_TIMEOUT_S)
-        return bool(await accepted)
+        claims = [self.keys.claim(shard, k) for k in dict.fromkeys(dedupe_keys)]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        group = self._accepts.setdefault(shard if self._connection.cluster else 0, [])
+        group.append(
+            _Accept(
+                [self.keys.stream(shard), *claims],
+                [len(claims), max(1, int(ttl * 1000)), job.to_json(), job.job_id],
+                future,
+            )
+        )
+        if not self._accepts_scheduled:
+            self._accepts_scheduled = True
+            loop.call_soon(self._send_accepts)
+        return await future
+
+    def _send_accepts(self) -> None:
+        """One call per group of this tick's accepts (at most ACCEPTS_PER_CALL jobs each)."""
+        self._accepts_scheduled = False
+        groups, self._accepts = self._accepts, {}
+        for group in groups.values():
+            for start in range(0, len(group), ACCEPTS_PER_CALL):
+                part = group[start : start + ACCEPTS_PER_CALL]
+                keys = [name for accept in part for name in accept.keys]
+                args = [len(part), *(arg for accept in part for arg in accept.args)]
+                reply = self._connection.script(self._accept, keys, args, within=ACCEPT_TIMEOUT_S)
+                asyncio.ensure_future(reply).add_done_callback(functools.partial(_settle, part))
 
     # --- per job -----------------------------------------------------------------------
 
@@ -225,6 +267,34 @@ class RedisInbox:
             time.time(),
         ]
         await self._connection.script(self._dead, names, args)
+
+
+@dataclass(slots=True)
+class _Accept:
+    """One job's part of an accept call: its keys, its arguments, who waits for it."""
+
+    keys: list[str]
+    args: list[Any]
+    future: asyncio.Future[bool]
+
+
+def _settle(part: list[_Accept], reply: asyncio.Future[Any]) -> None:
+    """Hand each job of an accept call its outcome (or the call's failure)."""
+    failure = None if reply.cancelled() else reply.exception()
+    if reply.cancelled() or failure is not None:
+        error = failure or StoreUnavailable("redis: the accept was cancelled")
+    else:
+        kept = reply.result()
+        if not isinstance(kept, list) or len(kept) != len(part):
+            error = StoreUnavailable(f"redis: unexpected accept reply {kept!r:.80}")
+        else:
+            for accept, one in zip(part, kept, strict=True):
+                if not accept.future.done():
+                    accept.future.set_result(bool(one))
+            return
+    for accept in part:
+        if not accept.future.done():
+            accept.future.set_exception(error)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
