@@ -160,7 +160,7 @@ class BotWebhook:
             return _error(exc.status, "rejected")
         except StoreUnavailable as exc:
             # Some adapters read the store to answer (WeCom AI-bot refreshes): retry later.
-            log.error("bot %s: store unavailable while handling a webhook: %s", name, exc)
+            self._log.unavailable(name, str(exc))
             count(name, "unavailable")
             return _error(503, "temporarily unavailable")
         except Exception as exc:
@@ -176,7 +176,7 @@ class BotWebhook:
                 count(name, "rejected_503")
                 return _error(503, "temporarily unavailable")
             except StoreUnavailable as exc:
-                log.error("bot %s: store unavailable, asking the platform to retry: %s", name, exc)
+                self._log.unavailable(name, str(exc))
                 count(name, "unavailable")
                 return _error(503, "temporarily unavailable")
             count(name, "accepted")

@@ -183,6 +183,17 @@ class EdgeLog:
             one_line(reason),
         )
 
+    def unavailable(self, bot: str, reason: str) -> None:
+        """A bot's webhook answered 503 because the store could not take it (down, or the
+        inbox is full): the platform retries. A flood must not flood the log too."""
+        self._lines.log(
+            f"bot {bot}: store unavailable (503)",
+            logging.ERROR,
+            "bot %s: store unavailable, asking the platform to retry: %s",
+            bot,
+            one_line(reason),
+        )
+
     def refused(self, status: int, reason: str) -> None:
         """A request for no bot (an unknown path, a wrong method)."""
         key = f"refused requests ({status})"

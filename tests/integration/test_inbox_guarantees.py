@@ -214,12 +214,16 @@ async def bounded_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 async def test_a_flood_past_the_bound_gets_503_and_every_accepted_message_is_answered_once(
-    bounded_store: str, gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack
+    bounded_store: str,
+    gateway_factory: GatewayFactory,
+    dify: DifyEmulator,
+    slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """`max_queued_answers: 5` and a slow Dify: of 30 messages arriving at once, 5 are
     accepted, the rest get 503 (the platform retries them later). Each accepted one is
     answered once; a refused one is not answered at all. Once the inbox has room again,
-    messages are accepted again."""
+    messages are accepted again. The refusals are logged, but not one line each."""
 
     def respond(request: dict[str, Any], turn: int) -> ScriptedReply:
         query = str(request["query"])
@@ -235,6 +239,8 @@ async def test_a_flood_past_the_bound_gets_503_and_every_accepted_message_is_ans
     accepted = [p for p, status in zip(flood, statuses, strict=True) if status == 200]
     refused = [p for p, status in zip(flood, statuses, strict=True) if status == 503]
     assert len(accepted) == 5 and len(refused) == 25
+    full = [r for r in caplog.records if "the inbox is full" in r.getMessage()]
+    assert 1 <= len(full) <= 10
     scrape = await (await client.get("/metrics")).text()
     assert metric(scrape, "dify_gateway_inbox_full_total") == 25
     await wait_for(
