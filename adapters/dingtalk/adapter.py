@@ -9,6 +9,11 @@ markdown or AI-card replies.
 - With `card_template_id`, answers stream into an AI card; without, they arrive as finished
   markdown messages of at most 18,000 bytes (DingTalk rejects a message over 20,000 bytes:
   "message too long, exceed 20000 bytes").
+- Buttons (Stop, 👍/👎, suggested questions: card_buttons.py) need a card template of the
+  operator's own, not the built-in AI card, and Stream mode: clicks come back on the Stream
+  connection (card_clicks.py), read and accepted like messages. HTTP mode has no buttons: the
+  HTTP card callback's request signing is not established, and an unsigned callback is never
+  taken (`/stop` works everywhere).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.dingtalk.api import DingtalkApi
+from adapters.dingtalk.card_buttons import BUILTIN_AI_CARD, ButtonCardSink
+from adapters.dingtalk.card_clicks import CardPlaces, click_message, read_click
 from adapters.dingtalk.connection import StreamClient
 from adapters.dingtalk.convert import PLATFORM, Skip, parse_robot_message
 from adapters.dingtalk.frames import SUBSCRIPTIONS, FrameError, StreamFrame
@@ -73,12 +80,19 @@ class DingtalkAdapter:
             client_secret=self._secret,
             robot_code=config.resolved_robot_code,
         )
-        self._stream = StreamClient(bot, self.api, self._on_stream_message)
+        self._stream = StreamClient(bot, self.api, self._on_stream_message, self._on_card_click)
         self._signs = SignLedger(context.store, bot)
+        self._places = CardPlaces(context.store, bot)
         self._started = False
-        if config.card_template_id:
+        template = config.card_template_id
+        self._buttons = bool(template) and template != BUILTIN_AI_CARD and config.mode == "stream"
+        if template:
             self.capabilities = Capabilities(
-                can_edit=True, max_message=MAX_MESSAGE_BYTES, unit="bytes", pacing=CARD_PACING
+                can_edit=True,
+                max_message=MAX_MESSAGE_BYTES,
+                unit="bytes",
+                pacing=CARD_PACING,
+                buttons=self._buttons,
             )
         else:
             self.capabilities = Capabilities(
@@ -170,6 +184,27 @@ class DingtalkAdapter:
             return Ignored(result.reason)
         return Messages((result,))
 
+    async def _on_card_click(self, frame: StreamFrame) -> Delivery:
+        """Stream mode: a click on a card's button, read and handed to the core like a
+        message (acked once it is durable)."""
+        return await self._context.deliver(lambda: self._read_card_click(frame))
+
+    async def _read_card_click(self, frame: StreamFrame) -> Outcome:
+        """The click, from where the card was posted (read from the store: a store that
+        fails raises `StoreUnavailable`, and the frame is delivered again)."""
+        try:
+            payload = frame.payload()
+        except FrameError as exc:
+            raise MalformedRequest(str(exc)) from None
+        click = read_click(payload)
+        if isinstance(click, str):
+            log.info("bot %s: ignoring a card callback: %s", self.bot, click)
+            return Ignored(click)
+        if not frame.message_id:
+            raise MalformedRequest("card callback frame without a messageId")
+        place = await self._places.get(click.out_track_id)
+        return Messages((click_message(self.bot, click, place, frame.message_id, time.time()),))
+
     # --- outbound ----------------------------------------------------------------------
 
     def open_reply(
@@ -178,9 +213,22 @@ class DingtalkAdapter:
         destination = Destination.of(message)
         template = self._config.card_template_id
         # A card goes to IM_ROBOT.<staffId> in a one-to-one chat: external users have none.
+        words = self._context.words
         if template and (destination.group or destination.staff_id):
-            return CardSink(self.api, destination, template, resume, words=self._context.words)
-        sender = MarkdownSender(self.api, destination, self.bot, words=self._context.words)
+            if self._buttons:
+                clicked = str(message.reply_to.get("card") or "")
+                places = self._places
+                return ButtonCardSink(
+                    self.api,
+                    destination,
+                    template,
+                    resume,
+                    words=words,
+                    places=places,
+                    clicked=clicked,
+                )
+            return CardSink(self.api, destination, template, resume, words=words)
+        sender = MarkdownSender(self.api, destination, self.bot, words=words)
         return MarkdownSink(sender, MediaSender(self.api, destination), resume)
 
     async def download(self, attachment: Attachment) -> Download:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from adapters.dingtalk.api import DingtalkApi
 from adapters.dingtalk.frames import (
     CALLBACK,
+    CARD_TOPIC,
     DISCONNECT,
     ROBOT_TOPIC,
     SUBSCRIPTIONS,
@@ -39,8 +40,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT = 30.0  # WebSocket ping interval; a missing pong fails the socket
 IDLE_TIMEOUT = 300.0  # no frame at all for this long: assume the socket is dead
 
-# Hands one robot-message frame to the core. The frame is acked only on `Delivery.ACK`;
-# left unacked (the store is down, the gateway is shutting down), DingTalk delivers it again.
+# Hands one robot-message (or card-click) frame to the core. The frame is acked only on
+# `Delivery.ACK`; left unacked (the store is down, the gateway is shutting down), DingTalk
+# delivers it again.
 OnMessage = Callable[[StreamFrame], Awaitable[Delivery]]
 
 
@@ -53,10 +55,18 @@ class Step:
 
 
 class StreamClient:
-    def __init__(self, bot: str, api: DingtalkApi, on_message: OnMessage) -> None:
+    def __init__(
+        self,
+        bot: str,
+        api: DingtalkApi,
+        on_message: OnMessage,
+        on_card_click: OnMessage | None = None,
+    ) -> None:
         self._bot = bot
         self._api = api
-        self._on_message = on_message
+        self._handlers = {ROBOT_TOPIC: on_message}
+        if on_card_click is not None:
+            self._handlers[CARD_TOPIC] = on_card_click
         self._connection = longconn.LongConnection(f"dingtalk stream {bot}")
         self.sessions = 0
 
@@ -102,7 +112,7 @@ class StreamClient:
         except FrameError as exc:
             log.warning("bot %s: ignoring a bad Stream frame: %s", self._bot, exc)
             return Step()
-        robot_message = frame.type == CALLBACK and frame.topic == ROBOT_TOPIC
-        if robot_message and await self._on_message(frame) is Delivery.REDELIVER:
+        handler = self._handlers.get(frame.topic) if frame.type == CALLBACK else None
+        if handler is not None and await handler(frame) is Delivery.REDELIVER:
             return Step()  # unacked: DingTalk delivers it again
         return Step(ack_for(frame), reconnect=frame.type == SYSTEM and frame.topic == DISCONNECT)

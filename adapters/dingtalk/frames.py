@@ -7,7 +7,9 @@ Down frames are JSON: `{"specVersion", "type": "SYSTEM"|"EVENT"|"CALLBACK", "hea
 
 Every frame is acked on the socket with the same `messageId`: `{"code", "headers":
 {"messageId", "contentType"}, "message", "data": "<JSON string>"}`. A SYSTEM `ping` ack
-echoes its `data`; a robot CALLBACK ack carries `{"response": …}`. An unacked callback is
+echoes its `data`; a robot CALLBACK ack carries `{"response": …}`; a card CALLBACK (a click on
+a card's button, `CARD_TOPIC`) acks with an empty response (`{}`: update nothing now; the
+worker updates the card later with `PUT /v1.0/card/instances`). An unacked callback is
 delivered again (seen after ~15-60 s), which is how a message survives our store being down.
 """
 
@@ -21,9 +23,11 @@ from urllib.parse import quote_plus
 from gateway import safejson
 
 ROBOT_TOPIC = "/v1.0/im/bot/messages/get"
+CARD_TOPIC = "/v1.0/card/instances/callback"  # clicks on cards created with callbackType STREAM
 SUBSCRIPTIONS = [
     {"type": "EVENT", "topic": "*"},
     {"type": "CALLBACK", "topic": ROBOT_TOPIC},
+    {"type": "CALLBACK", "topic": CARD_TOPIC},
 ]
 SYSTEM, EVENT, CALLBACK = "SYSTEM", "EVENT", "CALLBACK"
 PING, DISCONNECT = "ping", "disconnect"
@@ -92,10 +96,12 @@ def ack(message_id: str, data: str, *, code: int = 200, message: str = "OK") -> 
 
 
 def ack_for(frame: StreamFrame) -> str:
-    """The success ack for a frame: pings echo their data, callbacks answer no response,
-    events echo their data (as the SDK's EventHandler does)."""
+    """The success ack for a frame: pings echo their data, robot callbacks answer no
+    response, card callbacks an empty one, events echo their data (as the SDK's EventHandler
+    does)."""
     if frame.type == CALLBACK:
-        return ack(frame.message_id, json.dumps({"response": None}))
+        response: dict[str, Any] | None = {} if frame.topic == CARD_TOPIC else None
+        return ack(frame.message_id, json.dumps({"response": response}))
     return ack(frame.message_id, frame.data)
 
 

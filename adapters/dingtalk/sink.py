@@ -107,12 +107,12 @@ class CardSink:
 
     async def begin(self) -> None:
         if self._open is None:
-            await self._create(self._thinking, PROCESSING)
+            await self._create(self._thinking, PROCESSING, writing=True)
 
     async def update(self, text: str, status: str | None = None) -> None:
         text = self._with_status(text, status)
         if self._open is None:
-            await self._create(text, INPUTING)
+            await self._create(text, INPUTING, writing=True)
             self._inputing = True
             return
         if not self._inputing:
@@ -123,13 +123,13 @@ class CardSink:
 
     async def finish(self, text: str, *, last: bool) -> None:
         images = self._media.card_images if last else ""
-        await self._close(f"{text.rstrip()}\n\n{images}" if images else text, FINISHED)
+        await self._close(f"{text.rstrip()}\n\n{images}" if images else text, FINISHED, last)
         if last:
             self._media.card_images_shown()
             await self._media.send()
 
     async def fail(self, text: str) -> None:
-        await self._close(text, FAILED)
+        await self._close(text, FAILED, final=False)
 
     async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
         """Images go into the final card (as markdown images); other files come as robot
@@ -153,13 +153,31 @@ class CardSink:
     def cards(self) -> list[str]:
         return list(self._cards)
 
-    async def _create(self, text: str, status: str) -> str:
+    # --- what a card with buttons adds (card_buttons.py) ---------------------------------
+
+    def _variables(self, *, writing: bool, final: bool) -> dict[str, str]:
+        """Card variables besides the text and status: for a card being written (`writing`),
+        or for one that ends, the answer's last and not failed (`final`)."""
+        return {}
+
+    async def _placing(self, track: str) -> None:
+        """Called before the card `track` is created."""
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _create(
+        self, text: str, status: str, *, writing: bool = False, final: bool = False
+    ) -> str:
         track = f"dgw{uuid.uuid4().hex}"
+        params = {CONTENT_KEY: text, "flowStatus": status}
+        params |= self._variables(writing=writing, final=final)
+        await self._placing(track)
         body: dict[str, Any] = {
             "cardTemplateId": self._template,
             "outTrackId": track,
-            "cardData": {"cardParamMap": {CONTENT_KEY: text, "flowStatus": status}},
-            # As the official SDK sends it; the AI card has no buttons, so no callbacks come.
+            "cardData": {"cardParamMap": params},
+            # Clicks on a template's buttons come back on the bot's Stream connection
+            # (frames.CARD_TOPIC); the built-in AI card has none, so none come.
             "callbackType": "STREAM",
             "imGroupOpenSpaceModel": {"supportForward": True},
             "imRobotOpenSpaceModel": {"supportForward": True},
@@ -180,12 +198,14 @@ class CardSink:
         self._inputing = status == INPUTING
         return track
 
-    async def _close(self, text: str, status: str) -> None:
-        """Give the open card its final text and status (or post a finished card)."""
+    async def _close(self, text: str, status: str, final: bool) -> None:
+        """Give the open card its final text and status (or post a finished card); `final`:
+        it ends the answer well."""
         if self._open is None:
-            await self._create(text, status)
+            await self._create(text, status, final=final)
         else:
             params = {CONTENT_KEY: text, "flowStatus": status}
+            params |= self._variables(writing=False, final=final)
             for attempt in range(1, CLOSE_TRIES + 1):
                 try:
                     await self._api.update_card(self._open, params)

@@ -104,6 +104,13 @@ def dingtalk_signed_message(bot: str, sign: str) -> str:
     return f"dingtalk:signed:{bot}:{sign}"
 
 
+def dingtalk_card(bot: str, out_track_id: str) -> str:
+    """Where a DingTalk AI card with buttons was posted and which answer it shows (JSON,
+    adapters/dingtalk/card_clicks.py), kept as long as the answer's record (7 days), so a
+    click on the card, which names only the card, reaches any instance."""
+    return f"dingtalk:card:{bot}:{out_track_id}"
+
+
 def platform_token(platform: str, *ids: str) -> TokenKey:
     """A platform access token and its expiry (JSON) that instances share, `ids` naming the
     app; kept until shortly before the token expires."""

@@ -46,6 +46,16 @@ class Card:
     space: str
     states: list[str] = field(default_factory=list)  # msgContent after each change
     flow: list[str] = field(default_factory=list)  # flowStatus values set, in order
+    variables: dict[str, str] = field(default_factory=dict)  # every variable, as now
+    puts: list[dict[str, str]] = field(default_factory=list)  # each PUT's cardParamMap
+    callback: str = ""  # callbackType
+
+    def take(self, params: dict[str, str]) -> None:
+        self.variables.update(params)
+        if "msgContent" in params:
+            self.states.append(params["msgContent"])
+        if "flowStatus" in params:
+            self.flow.append(params["flowStatus"])
 
     @property
     def content(self) -> str:
@@ -159,6 +169,49 @@ class FakeDingtalk:
                     "topic": "/v1.0/im/bot/messages/get",
                 },
                 "data": json.dumps(payload, ensure_ascii=False),
+            }
+        )
+        return message_id
+
+    async def push_card_click(
+        self,
+        out_track_id: str,
+        action_id: str,
+        *,
+        user_id: str = "manager123",
+        params: dict[str, Any] | None = None,
+        content: Any = None,
+        message_id: str | None = None,
+    ) -> str:
+        """A click on a card button whose "回传请求" has `action_id`, as the card callback
+        topic delivers it; `content` replaces the JSON string DingTalk sends (to send a
+        malformed one)."""
+        message_id = message_id or f"card-frame-{next(self._ids)}"
+        private = {"cardPrivateData": {"actionIds": [action_id], "params": params or {}}}
+        data = {
+            "extension": "{}",
+            "corpId": "dingcorp0001",
+            "spaceType": "",
+            "userIdType": 1,
+            "type": "actionCallback",
+            "userId": user_id,
+            "content": json.dumps(private) if content is None else content,
+            "spaceId": "",
+            "outTrackId": out_track_id,
+        }
+        await self.push(
+            {
+                "specVersion": "1.0",
+                "type": "CALLBACK",
+                "headers": {
+                    "appId": "app-1",
+                    "connectionId": "conn-1",
+                    "contentType": "application/json",
+                    "messageId": message_id,
+                    "time": str(int(time.time() * 1000)),
+                    "topic": "/v1.0/card/instances/callback",
+                },
+                "data": json.dumps(data, ensure_ascii=False),
             }
         )
         return message_id
@@ -358,10 +411,8 @@ class FakeDingtalk:
         if any(not isinstance(v, str) for v in params.values()):
             return web.json_response({"code": "param.invalid", "message": "values"}, status=400)
         card = Card(str(body.get("cardTemplateId")), str(body.get("openSpaceId")))
-        if "msgContent" in params:
-            card.states.append(params["msgContent"])
-        if "flowStatus" in params:
-            card.flow.append(params["flowStatus"])
+        card.callback = str(body.get("callbackType") or "")
+        card.take(params)
         self.cards[track] = card
         return web.json_response({"success": True, "result": {"outTrackId": track}})
 
@@ -379,10 +430,8 @@ class FakeDingtalk:
         params = body.get("cardData", {}).get("cardParamMap", {})
         if card is None or any(not isinstance(v, str) for v in params.values()):
             return web.json_response({"code": "param.invalid", "message": "update"}, status=400)
-        if "msgContent" in params:
-            card.states.append(params["msgContent"])
-        if "flowStatus" in params:
-            card.flow.append(params["flowStatus"])
+        card.puts.append(dict(params))
+        card.take(params)
         return web.json_response({"success": True, "result": True})
 
 

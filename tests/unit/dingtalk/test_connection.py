@@ -49,6 +49,8 @@ async def test_connects_with_subscriptions_and_ticket(
     assert body["subscriptions"] == [
         {"type": "EVENT", "topic": "*"},
         {"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"},
+        # Clicks on card buttons (a template with buttons; none come otherwise).
+        {"type": "CALLBACK", "topic": "/v1.0/card/instances/callback"},
     ]
     assert fake.connections == 1  # the ticket (with + / =) arrived intact
 
@@ -78,6 +80,37 @@ async def test_robot_message_is_handed_over_then_acked(
     ack = fake.ack_for(frame_id)
     assert ack is not None
     assert (ack["code"], json.loads(ack["data"])) == (200, {"response": None})
+
+
+async def test_card_clicks_go_to_their_own_handler(fake: FakeDingtalk, api: DingtalkApi) -> None:
+    messages, clicks = Inbox(), Inbox()
+    stream = StreamClient("ding", api, messages, clicks)
+    stream.start()
+    try:
+        await connected(fake, stream)
+        frame_id = await fake.push_card_click("dgw1", "like")
+        await wait_for(lambda: fake.ack_for(frame_id) is not None, what="the click ack")
+        assert [f.message_id for f in clicks.frames] == [frame_id] and messages.frames == []
+        ack = fake.ack_for(frame_id)
+        assert ack is not None
+        assert (ack["code"], json.loads(ack["data"])) == (200, {"response": {}})
+        clicks.accept = False
+        refused = await fake.push_card_click("dgw1", "dislike")
+        ping = await fake.push_ping()
+        await wait_for(lambda: fake.ack_for(ping) is not None)
+        assert fake.ack_for(refused) is None  # left for DingTalk to deliver again
+    finally:
+        await stream.aclose()
+
+
+async def test_card_clicks_without_a_handler_are_acked_and_dropped(
+    fake: FakeDingtalk, client: tuple[StreamClient, Inbox]
+) -> None:
+    stream, inbox = client
+    await connected(fake, stream)
+    frame_id = await fake.push_card_click("dgw1", "like")
+    await wait_for(lambda: fake.ack_for(frame_id) is not None, what="the click ack")
+    assert inbox.frames == []
 
 
 async def test_refused_message_is_not_acked(

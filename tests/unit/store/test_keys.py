@@ -40,6 +40,7 @@ def test_shared_state_keys_are_unchanged() -> None:
     assert keys.rate_count("user:b:U1", 28333333) == "rate:user:b:U1:28333333"
     assert keys.rate_count("bot:b", 28333333) == "rate:bot:b:28333333"
     assert keys.dingtalk_signed_message("ding", "xe0J+/8=") == "dingtalk:signed:ding:xe0J+/8="
+    assert keys.dingtalk_card("ding", "dgw0a1b") == "dingtalk:card:ding:dgw0a1b"
 
 
 def test_keys_of_different_bots_and_kinds_differ() -> None:

@@ -1,0 +1,179 @@
+"""Clicks on the buttons of the gateway's AI cards, as they come over Stream mode.
+
+A card created with `callbackType: "STREAM"` whose template has a button with a "回传请求"
+(request) action sends a CALLBACK frame on `frames.CARD_TOPIC` when someone clicks it
+(open-dingtalk/dingtalk-stream-sdk-python `card_callback.py`; the examples in
+open-dingtalk/dingtalk-card-examples). Its `data` is JSON:
+
+    {"type": "actionCallback", "corpId", "userId", "userIdType", "outTrackId",
+     "content": "<JSON string>", "extension": "<JSON string>", ...}
+
+- `userId` is who clicked: a staff id, since the gateway creates cards with `userIdType` 1;
+- `outTrackId` is the card (the gateway names its cards);
+- `content` holds `{"cardPrivateData": {"actionIds": ["<the button's action id>"],
+  "params": {"<name>": <value>, ...}}}`.
+
+Which button: its action id, one of `ACTIONS` (or, for a template that cannot set one, a
+fixed param `action` with that name). docs/dingtalk.md says how a template is built.
+
+The callback names only the card. Where the card was posted and which answer it shows, the
+sink kept in the store when it created it (`CardPlace`, for as long as the answer's record),
+so any instance can take the click. A click on a card the store no longer knows becomes a
+click on an unknown answer, in a one-to-one chat with the person who clicked: the core
+answers it with its polite "this has expired".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import safejson
+from gateway.answers import RECORD_TTL
+from gateway.models import Action, ActionKind, ChatType, InboundMessage
+from gateway.platform import MalformedRequest
+from gateway.store import keys
+from gateway.store.base import SharedState
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "dingtalk"
+DIRECT, GROUP = "1", "2"  # conversationType, as in a robot message
+
+# A button's action id -> the click it is (kind, value).
+ACTIONS: dict[str, tuple[ActionKind, str]] = {
+    "stop": ("stop", ""),
+    "like": ("feedback", "like"),
+    "dislike": ("feedback", "dislike"),
+    "suggestion1": ("suggestion", "0"),
+    "suggestion2": ("suggestion", "1"),
+    "suggestion3": ("suggestion", "2"),
+}
+ACTION_PARAM = "action"
+UNKNOWN_ANSWER = "dingtalk-card:"  # + the card: an answer id no record has
+
+
+@dataclass(frozen=True, slots=True)
+class CardClick:
+    out_track_id: str
+    user_id: str
+    kind: ActionKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardPlace:
+    """Where a card with buttons is, and the answer it shows."""
+
+    answer_id: str  # the job id of the answer
+    conversation_id: str
+    group: bool
+
+    def encode(self) -> str:
+        return json.dumps(
+            {"answer": self.answer_id, "conversation": self.conversation_id, "group": self.group}
+        )
+
+    @classmethod
+    def decode(cls, raw: str) -> CardPlace | None:
+        try:
+            data = safejson.loads_object(raw)
+        except safejson.JSONError:
+            return None
+        answer, conversation = data.get("answer"), data.get("conversation")
+        if not isinstance(answer, str) or not answer or not isinstance(conversation, str):
+            return None
+        return cls(answer, conversation, data.get("group") is True)
+
+
+class CardPlaces:
+    """The `CardPlace` of each card with buttons, in the store (calls may raise
+    `StoreUnavailable`)."""
+
+    def __init__(self, store: SharedState, bot: str) -> None:
+        self._store = store
+        self._bot = bot
+
+    async def keep(self, out_track_id: str, place: CardPlace) -> None:
+        key = keys.dingtalk_card(self._bot, out_track_id)
+        await self._store.set(key, place.encode(), RECORD_TTL)
+
+    async def get(self, out_track_id: str) -> CardPlace | None:
+        raw = await self._store.get(keys.dingtalk_card(self._bot, out_track_id))
+        place = None if raw is None else CardPlace.decode(raw)
+        if raw is not None and place is None:
+            log.warning("bot %s: an unreadable card record was ignored", self._bot)
+        return place
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _action(private: dict[str, Any]) -> tuple[ActionKind, str] | None:
+    ids = private.get("actionIds")
+    for action_id in ids if isinstance(ids, list) else []:
+        if isinstance(action_id, str) and action_id in ACTIONS:
+            return ACTIONS[action_id]
+    named = _dict(private.get("params")).get(ACTION_PARAM)
+    return ACTIONS.get(named) if isinstance(named, str) else None
+
+
+def read_click(payload: object) -> CardClick | str:
+    """The click a card callback's `data` is, or why it is none of ours (a str). Raises
+    `MalformedRequest` when it is not a card callback at all (no card, no user, `content`
+    that is not a JSON object)."""
+    if not isinstance(payload, dict):
+        raise MalformedRequest("card callback is not a JSON object")
+    track = safejson.text(payload.get("outTrackId"))
+    user = safejson.text(payload.get("userId"))
+    if not track or not user:
+        raise MalformedRequest("card callback without outTrackId or userId")
+    raw = payload.get("content")
+    try:
+        content = safejson.loads_object(raw) if isinstance(raw, str) else raw
+    except safejson.JSONError as exc:
+        raise MalformedRequest(f"card callback content: {exc}") from None
+    if not isinstance(content, dict):
+        raise MalformedRequest("card callback content is not a JSON object")
+    action = _action(_dict(content.get("cardPrivateData")))
+    if action is None:
+        return "card callback from no button of ours"
+    return CardClick(track, user, action[0], action[1])
+
+
+def click_message(
+    bot: str, click: CardClick, place: CardPlace | None, frame_id: str, received_at: float
+) -> InboundMessage:
+    """The click as a message from whoever clicked, where the card is (`place`; None: a
+    card the store no longer knows, answered one-to-one)."""
+    if place is None:
+        answer, conversation, group = UNKNOWN_ANSWER + click.out_track_id, "", False
+    else:
+        answer, conversation, group = place.answer_id, place.conversation_id, place.group
+    return InboundMessage(
+        bot=bot,
+        platform=PLATFORM,
+        event_id=f"frame:{frame_id}",
+        message_id=f"{click.out_track_id}:click:{frame_id}",
+        chat_id=conversation or f"card:{click.out_track_id}",
+        chat_type=ChatType.GROUP if group else ChatType.DIRECT,
+        user_id=click.user_id,
+        text="",
+        # The frame's messageId: a redelivered frame is the same click.
+        dedupe_keys=(f"frame:{frame_id}",),
+        action=Action(kind=click.kind, answer_id=answer, value=click.value),
+        reply_to={
+            "session_webhook": "",
+            "session_webhook_expires_ms": 0,
+            "conversation_id": conversation,
+            "conversation_type": GROUP if group else DIRECT,
+            "sender_staff_id": click.user_id,
+            "sender_nick": "",
+            "robot_code": "",
+            "card": click.out_track_id,  # the card clicked, for the click's sink
+        },
+        received_at=received_at,
+    )
