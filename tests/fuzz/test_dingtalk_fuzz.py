@@ -1,6 +1,7 @@
 """DingTalk: the HTTP-mode sign check and `handle()` on bytes from anyone and on validly
 signed callbacks (each with a sign of its own) of any JSON content; Stream-mode frames, whose
-`data` is JSON inside a JSON string."""
+`data` is JSON inside a JSON string; and card-button clicks, whose `data` holds `content`,
+JSON inside a JSON string once more."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.dingtalk.adapter import DingtalkAdapter
+from adapters.dingtalk.card_clicks import ACTIONS
 from adapters.dingtalk.connection import Step
-from adapters.dingtalk.frames import FrameError, parse_frame
+from adapters.dingtalk.frames import CARD_TOPIC, FrameError, parse_frame
 from adapters.dingtalk.verify import compute_sign, verify_signature
 from gateway.config import DingtalkBot
 from gateway.pacing import BotBudget
@@ -154,3 +156,41 @@ def test_stream_frames() -> None:
             runner.run(http.aclose())
     reads.assert_clean()
     assert reads.count  # the frames reached the adapter's reading
+
+
+CARD_FRAME = next(t for t in FRAMES if t["headers"]["topic"] == CARD_TOPIC)
+CLICK = json.loads(CARD_FRAME["data"])
+CONTENT = json.loads(CLICK["content"])
+CLICK_NAMES = field_names(CLICK, CONTENT)
+CLICK_VALUES = [*ACTIONS, "share", "actionCallback", "1"]
+click_texts = st.builds(
+    lambda outer, content: outer.replace(json.dumps(PLACEHOLDER), json.dumps(content)),
+    mutated({**CLICK, "content": PLACEHOLDER}, CLICK_NAMES, CLICK_VALUES),
+    json_bodies([CONTENT], CLICK_VALUES).map(lambda b: b.decode("utf-8", "surrogateescape")),
+)
+
+
+def test_card_click_frames() -> None:
+    """A click's frame of any `data` and `content`: a click, an ignored callback, or a clean
+    rejection, and always an ack (a redelivery would be just as bad)."""
+    reads = Reads()
+    adapter, http = make_adapter(reads.deliver)
+    stream = adapter._stream
+    datas = st.one_of(click_texts, json_documents(CLICK_NAMES, CLICK_VALUES), texts())
+    with asyncio.Runner() as runner:
+
+        @FUZZ
+        @given(data=datas)
+        def case(data: str) -> None:
+            frame = json.dumps({**CARD_FRAME, "data": data})
+            step = runner.run(stream.read_frame(frame))
+            assert step.ack is not None and json.loads(json.loads(step.ack)["data"]) == {
+                "response": {}
+            }
+
+        try:
+            case()
+        finally:
+            runner.run(http.aclose())
+    reads.assert_clean()
+    assert reads.count  # the clicks reached the adapter's reading
