@@ -12,7 +12,8 @@ template of the operator's own (docs/dingtalk.md, "The AI card template").
 - The answer's last card, once it ends well, shows `showFeedback`, with `liked`/`disliked`
   the choice made so far, and `suggestion1..3` (`showSuggestion1..3`) when the app suggests
   follow-up questions (set with one more update, once the text is out).
-- A click's sink updates the card clicked: the rating chosen.
+- A click's sink updates the card clicked: the rating chosen (kept with the card's record,
+  so that a click on the chosen one withdraws it).
 
 Each card with buttons is recorded in the store before it is created (`CardPlace`), so a
 click on it, which names only the card, finds its answer and its conversation.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from adapters.dingtalk.api import DingtalkApi
@@ -101,11 +103,18 @@ class ButtonCardSink(CardSink):
             await self._api.update_card(self.cards[-1], params)
 
     async def show(self, controls: Controls) -> None:
-        """A click's sink: the card clicked shows `controls` (the rating chosen)."""
+        """A click's sink: the card clicked shows `controls` (the rating chosen), and its
+        record keeps that rating (the next click on it withdraws it)."""
         if not self._clicked:
             return
         params = variables(controls, writing=False, stop_label=self._stop_label)
         await self._api.update_card(self._clicked, params)
+        try:
+            place = await self._places.get(self._clicked)
+            if place is not None:
+                await self._places.keep(self._clicked, replace(place, rating=controls.rating or ""))
+        except StoreUnavailable as exc:
+            log.info("card %s: the rating shown is not recorded: %s", self._clicked, exc)
 
     # --- CardSink hooks ------------------------------------------------------------------
 

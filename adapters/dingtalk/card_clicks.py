@@ -65,16 +65,18 @@ class CardClick:
 
 @dataclass(frozen=True, slots=True)
 class CardPlace:
-    """Where a card with buttons is, and the answer it shows."""
+    """Where a card with buttons is, the answer it shows, and the rating it shows (a click
+    on the rating shown withdraws it, as on every platform: the callback does not say
+    which button looked chosen)."""
 
     answer_id: str  # the job id of the answer
     conversation_id: str
     group: bool
+    rating: str = ""  # `like`, `dislike`, or empty
 
     def encode(self) -> str:
-        return json.dumps(
-            {"answer": self.answer_id, "conversation": self.conversation_id, "group": self.group}
-        )
+        place = {"answer": self.answer_id, "conversation": self.conversation_id}
+        return json.dumps(place | {"group": self.group, "rating": self.rating})
 
     @classmethod
     def decode(cls, raw: str) -> CardPlace | None:
@@ -85,7 +87,9 @@ class CardPlace:
         answer, conversation = data.get("answer"), data.get("conversation")
         if not isinstance(answer, str) or not answer or not isinstance(conversation, str):
             return None
-        return cls(answer, conversation, data.get("group") is True)
+        rating = data.get("rating")
+        rating = rating if rating in ("like", "dislike") else ""
+        return cls(answer, conversation, data.get("group") is True, rating)
 
 
 class CardPlaces:
@@ -149,10 +153,13 @@ def click_message(
 ) -> InboundMessage:
     """The click as a message from whoever clicked, where the card is (`place`; None: a
     card the store no longer knows, answered one-to-one)."""
+    value = click.value
     if place is None:
         answer, conversation, group = UNKNOWN_ANSWER + click.out_track_id, "", False
     else:
         answer, conversation, group = place.answer_id, place.conversation_id, place.group
+        if click.kind == "feedback" and value == place.rating:
+            value = ""  # the choice shown, clicked again: withdrawn
     return InboundMessage(
         bot=bot,
         platform=PLATFORM,
@@ -164,7 +171,7 @@ def click_message(
         text="",
         # The frame's messageId: a redelivered frame is the same click.
         dedupe_keys=(f"frame:{frame_id}",),
-        action=Action(kind=click.kind, answer_id=answer, value=click.value),
+        action=Action(kind=click.kind, answer_id=answer, value=value),
         reply_to={
             "session_webhook": "",
             "session_webhook_expires_ms": 0,

@@ -7,7 +7,9 @@ puts a card into `dtv1.card//IM_ROBOT.<staffId>` (a one-to-one chat) or
 strings), among them `flowStatus` 1 PROCESSING, 2 INPUTING, 3 FINISHED, 5 FAILED; `PUT
 /v1.0/card/streaming` replaces one variable (`isFull: true`, a new `guid` per call). A card
 left in 1 or 2 spins forever in the user's chat, so the closing call is retried here and by
-the core.
+the core. A card with the gateway's buttons (card_buttons.py) is this card with more
+variables, set in the same calls (`_variables`), and a record kept before it is created
+(`_placing`).
 """
 
 from __future__ import annotations

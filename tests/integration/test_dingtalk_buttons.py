@@ -102,11 +102,16 @@ async def test_thumbs_rate_as_the_asker_and_the_card_shows_the_choice(
     assert [(f["rating"], f["user"]) for f in dify.feedbacks] == [("like", f"ding:{ASKER}")]
     assert (card.variables["liked"], card.variables["disliked"]) == ("true", "false")
 
-    # Someone else changes it to 👎: Dify takes ratings from the asker's user only.
+    # A second click on the choice withdraws it; someone else then changes it to 👎
+    # (Dify takes ratings from the asker's user only).
+    await click(ding, track, "like")
+    await idle(gateway)
+    assert (card.variables["liked"], card.variables["disliked"]) == ("false", "false")
     await click(ding, track, "dislike", user_id=OTHER)
     await idle(gateway)
     assert [(f["rating"], f["user"]) for f in dify.feedbacks] == [
         ("like", f"ding:{ASKER}"),
+        (None, f"ding:{ASKER}"),
         ("dislike", f"ding:{ASKER}"),
     ]
     assert (card.variables["liked"], card.variables["disliked"]) == ("false", "true")

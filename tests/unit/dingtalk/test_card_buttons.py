@@ -8,18 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from adapters.dingtalk.card_buttons import variables
+from adapters.dingtalk.api import DingtalkApi
+from adapters.dingtalk.card_buttons import ButtonCardSink, variables
 from adapters.dingtalk.card_clicks import (
     UNKNOWN_ANSWER,
     CardClick,
     CardPlace,
+    CardPlaces,
     click_message,
     read_click,
 )
 from adapters.dingtalk.frames import CARD_TOPIC, parse_frame
+from adapters.dingtalk.reply import Destination
 from gateway.controls import Controls, FormChoice
 from gateway.models import ChatType
 from gateway.platform import MalformedRequest
+from gateway.store.memory import MemoryStore
+from gateway.words import ENGLISH
+from tests.fakes.dingtalk import FakeDingtalk
 
 DATA = Path(__file__).parents[2] / "data" / "dingtalk"
 OFF = {"showStop": "false", "showFeedback": "false", "liked": "false", "disliked": "false"}
@@ -127,6 +133,16 @@ def test_a_click_comes_from_the_card_s_conversation() -> None:
     assert message.reply_to["card"] == "dgw1" and message.reply_to["conversation_type"] == "2"
 
 
+@pytest.mark.parametrize(
+    ("shown", "clicked", "sent"),
+    [("like", "like", ""), ("like", "dislike", "dislike"), ("", "like", "like")],
+)
+def test_a_click_on_the_rating_shown_withdraws_it(shown: str, clicked: str, sent: str) -> None:
+    place = CardPlace("ding:m1", "cid1==", group=False, rating=shown)
+    message = click_message("ding", CardClick("dgw1", "u1", "feedback", clicked), place, "f", 1.0)
+    assert message.action is not None and message.action.value == sent
+
+
 def test_a_click_on_an_unknown_card_is_answered_one_to_one() -> None:
     message = click_message("ding", CardClick("dgw9", "u2", "stop", ""), None, "f2", 1.0)
     assert message.chat_type is ChatType.DIRECT and message.reply_to["sender_staff_id"] == "u2"
@@ -139,5 +155,71 @@ def test_an_unreadable_card_place_is_none(raw: str) -> None:
 
 
 def test_a_card_place_round_trips() -> None:
-    place = CardPlace("ding:m1", "cid1==", group=False)
+    place = CardPlace("ding:m1", "cid1==", group=False, rating="dislike")
     assert CardPlace.decode(place.encode()) == place
+    assert CardPlace.decode('{"answer": "a", "conversation": "c", "rating": "meh"}') == (
+        CardPlace("a", "c", group=False)
+    )
+
+
+# --- the sink ------------------------------------------------------------------------------
+
+
+def group_destination() -> Destination:
+    return Destination(
+        group=True,
+        conversation_id="cidGroup1==",
+        staff_id="u1",
+        nick="Zhang San",
+        webhook="",
+        webhook_expires_ms=0,
+    )
+
+
+async def test_a_long_answer_shows_stop_on_the_card_being_written_and_thumbs_on_the_last(
+    fake: FakeDingtalk, api: DingtalkApi
+) -> None:
+    store = MemoryStore()
+    places = CardPlaces(store, "ding")
+    sink = ButtonCardSink(api, group_destination(), "tpl.schema", words=ENGLISH, places=places)
+    sink.offer(Controls("ding:m1", stop=True))
+    await sink.begin()
+    await sink.update("part one")
+    await sink.finish("part one", last=False)  # rolled over: the next part gets a new card
+    await sink.update("part two")
+    first, second = (fake.cards[t] for t in sink.cards)
+    assert first.variables["showStop"] == "false" and first.flow[-1] == "3"
+    assert second.variables["showStop"] == "true"
+    sink.offer(Controls("ding:m1", feedback=True))
+    await sink.finish("part two", last=True)
+    assert second.variables["showStop"] == "false" and second.variables["showFeedback"] == "true"
+    assert first.variables["showFeedback"] == "false"
+    # Each card was recorded before it was created, for a click on it.
+    for track in sink.cards:
+        assert await places.get(track) == CardPlace("ding:m1", "cidGroup1==", group=True)
+    await sink.amend(Controls("ding:m1", feedback=True, suggestions=("Next?",)))
+    assert second.variables["suggestion1"] == "Next?" and second.content == "part two"
+
+
+async def test_a_failed_answer_shows_no_button(fake: FakeDingtalk, api: DingtalkApi) -> None:
+    places = CardPlaces(MemoryStore(), "ding")
+    sink = ButtonCardSink(api, group_destination(), "tpl.schema", words=ENGLISH, places=places)
+    sink.offer(Controls("ding:m1", stop=True))
+    await sink.begin()
+    await sink.fail("Sorry, something went wrong.")
+    (card,) = fake.cards.values()
+    assert card.flow[-1] == "5"
+    assert {k: card.variables[k] for k in OFF} == OFF
+
+
+async def test_a_sink_without_controls_writes_no_button_and_keeps_no_record(
+    fake: FakeDingtalk, api: DingtalkApi
+) -> None:
+    store = MemoryStore()
+    sink = ButtonCardSink(
+        api, group_destination(), "tpl.schema", words=ENGLISH, places=CardPlaces(store, "ding")
+    )
+    await sink.finish(ENGLISH.expired, last=True)  # a note answering a click, say
+    ((track, card),) = fake.cards.items()
+    assert set(card.variables) == {"msgContent", "flowStatus"}
+    assert await CardPlaces(store, "ding").get(track) is None
