@@ -216,15 +216,14 @@ class DingtalkAdapter:
         words = self._context.words
         if template and (destination.group or destination.staff_id):
             if self._buttons:
-                clicked = str(message.reply_to.get("card") or "")
-                places = self._places
+                clicked = str(message.reply_to.get("card") or "")  # a click's sink
                 return ButtonCardSink(
                     self.api,
                     destination,
                     template,
                     resume,
                     words=words,
-                    places=places,
+                    places=self._places,
                     clicked=clicked,
                 )
             return CardSink(self.api, destination, template, resume, words=words)

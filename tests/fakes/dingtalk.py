@@ -73,6 +73,7 @@ class FakeDingtalk:
         self.cards: dict[str, Card] = {}
         self.acks: list[dict[str, Any]] = []
         self.connections = 0  # WebSocket sessions accepted so far
+        self.subscriptions: list[dict[str, str]] = []  # of the last connection opened
         self.base_url = ""
         self._failures: dict[str, deque[tuple[int, Any]]] = {}
         self._tickets: set[str] = set()
@@ -185,7 +186,9 @@ class FakeDingtalk:
     ) -> str:
         """A click on a card button whose "回传请求" has `action_id`, as the card callback
         topic delivers it; `content` replaces the JSON string DingTalk sends (to send a
-        malformed one)."""
+        malformed one). DingTalk sends it only to a connection that subscribed to the topic."""
+        topic = "/v1.0/card/instances/callback"
+        assert {"type": "CALLBACK", "topic": topic} in self.subscriptions, "not subscribed"
         message_id = message_id or f"card-frame-{next(self._ids)}"
         private = {"cardPrivateData": {"actionIds": [action_id], "params": params or {}}}
         data = {
@@ -209,7 +212,7 @@ class FakeDingtalk:
                     "contentType": "application/json",
                     "messageId": message_id,
                     "time": str(int(time.time() * 1000)),
-                    "topic": "/v1.0/card/instances/callback",
+                    "topic": topic,
                 },
                 "data": json.dumps(data, ensure_ascii=False),
             }
@@ -324,6 +327,8 @@ class FakeDingtalk:
             return web.json_response(
                 {"code": "invalidClientIdOrSecret", "message": "bad"}, status=400
             )
+        subscriptions = body.get("subscriptions")
+        self.subscriptions = list(subscriptions) if isinstance(subscriptions, list) else []
         ticket = f"ticket+{next(self._ids)}/="  # characters that need quote_plus
         self._tickets.add(ticket)
         return web.json_response(
