@@ -9,12 +9,13 @@ value gives a click or None, never an exception).
 - `stop`: a Stop button while the answer is written.
 - `feedback`: 👍 and 👎 under the final message; `rating` the choice made so far, and
   `ask_reason` a question why, after a 👎 (where the platform makes that easy: a Slack
-  modal).
+  modal, a Feishu card's form).
 - `suggestions`: up to three follow-up questions the app suggests.
 - `form`: the actions of a form a paused run waits for (gateway/forms.py), under the
   answer that shows it, instead of 👍/👎 (the answer is not done). A click on one answers
   the form; a form with a field to fill asks for it first where the sink can
-  (`gateway.platform.AsksForm`: a Slack modal).
+  (`gateway.platform.AsksForm`: a Slack modal), or shows its fields beside the buttons
+  (a Feishu card's form), whose click then brings them (`Action.inputs`).
 
 A new kind of control (a form's actions, say) is a new field here, a new `ActionKind`, and
 a new branch in gateway/clicks.py.
@@ -36,10 +37,13 @@ _KINDS: frozenset[str] = frozenset(get_args(ActionKind))
 
 @dataclass(frozen=True, slots=True)
 class FormChoice:
-    """A form's actions as buttons: (id, title, style) each; `token` names the form."""
+    """A form's actions as buttons: (id, title, style) each; `token` names the form.
+    `fields`: what a sink that draws inputs beside the buttons shows (a Feishu card's form
+    container); a sink that asks for them after the click (`AsksForm`) ignores them."""
 
     token: str
     actions: tuple[tuple[str, str, str], ...]
+    fields: tuple[FormField, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,7 +90,7 @@ class FormAnswers:
                 continue
             if waiting:
                 actions = tuple((a.id, a.title, a.style) for a in form.actions)
-                choice = FormChoice(form.token, actions)
+                choice = FormChoice(form.token, actions, form.fields)
             waiting = False
         # One "answer it elsewhere" line for several such forms.
         return "\n\n".join(dict.fromkeys(texts)), choice
