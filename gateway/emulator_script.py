@@ -60,13 +60,16 @@ class EmulatorFile:
 @dataclass(frozen=True)
 class Form:
     """A human-input form the run pauses on, after its text. `fields` are paragraph fields
-    by name; `delivery` `email` gives no token (the API cannot answer it); `named_only`:
+    by name, `selects` select fields (name, options), `defaults` constant defaults (name,
+    value); `delivery` `email` gives no token (the API cannot answer it); `named_only`:
     the stream names it in `workflow_paused` only (the gateway reads it with a GET);
     `then` is what the resumed run says once the form is answered."""
 
     content: str = "Please review the plan."
     actions: Sequence[tuple[str, str]] = (("approve", "Approve"), ("reject", "Reject"))
     fields: Sequence[str] = ()
+    selects: Sequence[tuple[str, Sequence[str]]] = ()
+    defaults: Sequence[tuple[str, str]] = ()
     title: str = "Review"
     delivery: Literal["webapp", "email"] = "webapp"
     named_only: bool = False
@@ -298,12 +301,28 @@ def _file_item(file: EmulatorFile, sign: Sign) -> dict[str, Any]:
 
 def form_body(form: Form) -> dict[str, Any]:
     """What `GET /form/human_input/{token}` says (and, as `actions`, the event)."""
+    defaults = dict(form.defaults)
+
+    def default(name: str) -> dict[str, str] | None:
+        return {"type": "constant", "value": defaults[name]} if name in defaults else None
+
+    names = [*form.fields, *(name for name, _ in form.selects)]
     return {
-        "form_content": form.content
-        + "".join(f"\n\n{{{{#$output.{name}#}}}}" for name in form.fields),
+        "form_content": form.content + "".join(f"\n\n{{{{#$output.{name}#}}}}" for name in names),
         "inputs": [
-            {"type": "paragraph", "output_variable_name": name, "default": None}
-            for name in form.fields
+            *(
+                {"type": "paragraph", "output_variable_name": name, "default": default(name)}
+                for name in form.fields
+            ),
+            *(
+                {
+                    "type": "select",
+                    "output_variable_name": name,
+                    "options": list(options),
+                    "default": default(name),
+                }
+                for name, options in form.selects
+            ),
         ],
         "resolved_default_values": {},
         "user_actions": [
