@@ -11,21 +11,34 @@ the card's message.
 The value object carries what the click needs beyond the answer id: the chat type and
 thread of the answer (a callback names neither), and the CardKit card id and creation time
 (a click's sink updates the 👍/👎 of that card with a `sequence` above the answer's own).
+
+A button that submits one of our card forms (form_cards.py) carries the same value; the
+callback then also holds `event.action.form_value`, what was typed or chosen by each
+input's `name`. It is read here as data of any shape: a form's fields (`FIELDS_KEY` in
+the value names them in the order of their inputs, `field_name(i)`) become the click's
+`inputs`, the reason for a 👎 (`REASON_KEY`) its `comment`; anything not a string is left
+out (the field keeps its default) and every string is cut to a bound.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway import safejson
-from gateway.controls import Controls, button_value, read_button_value
+from gateway.controls import Controls, FormChoice, button_value, read_button_value
 from gateway.models import Action, ChatType, InboundMessage
 
 CLICK_EVENT = "card.action.trigger"
 STOP_ID = "dgw_stop"
 FEEDBACK_ID = "dgw_feedback"
 BUTTON_CHARS = 60
+FIELDS_KEY = "fs"  # in a form's submit value: the names of its fields, in input order
+REASON_KEY = "rs"  # in the 👎 reason form's Send value: the reason is in the form
+REASON_NAME = "dgw_reason"  # the name of the reason's text input
+MAX_FIELDS = 20  # fields drawn (and read back) per form
+MAX_FIELD_CHARS = 1000  # a card input takes at most 1,000 characters
 
 Element = dict[str, Any]
 
@@ -89,15 +102,26 @@ def stop(label: str, controls: Controls, where: Where, *, v2: bool) -> list[Elem
     return [button(label, value, v2=v2, style="danger", element_id=STOP_ID)]
 
 
-def feedback(controls: Controls, where: Where, *, v2: bool) -> Element:
+def faces(controls: Controls, where: Where, *, v2: bool) -> list[Element]:
+    """👍 and 👎, the choice made so far highlighted."""
     answer = controls.answer_id
-    faces = []
+    found = []
     for rating, face in (("like", "👍"), ("dislike", "👎")):
         chosen = controls.rating == rating
         # A second click on the choice withdraws it.
         value = where.value(button_value("feedback", answer, "" if chosen else rating))
-        faces.append(button(face, value, v2=v2, style="primary" if chosen else "default"))
-    return row(faces, v2=v2, element_id=FEEDBACK_ID)
+        found.append(button(face, value, v2=v2, style="primary" if chosen else "default"))
+    return found
+
+
+def feedback(controls: Controls, where: Where, *, v2: bool) -> Element:
+    return row(faces(controls, where, v2=v2), v2=v2, element_id=FEEDBACK_ID)
+
+
+def field_name(index: int) -> str:
+    """The `name` of a form's input for its field at `index` (a Dify field's own name may
+    hold anything; a card wants a name unique in the card)."""
+    return f"dgw_field_{index}"
 
 
 def final(controls: Controls | None, where: Where, *, v2: bool) -> list[Element]:
@@ -105,16 +129,7 @@ def final(controls: Controls | None, where: Where, *, v2: bool) -> list[Element]
     form a paused run waits for: a click answers it, its fields keep their defaults or
     take the text of a reply); or nothing."""
     if controls is not None and controls.form is not None:
-        choice = controls.form
-        return [
-            button(
-                title,
-                where.value(button_value("form", choice.token, ident)),
-                v2=v2,
-                style="primary" if style == "primary" else "default",
-            )
-            for ident, title, style in choice.actions
-        ]
+        return form_actions(controls.form, where, v2=v2)
     if controls is None or not controls.final:
         return []
     elements = [
@@ -126,8 +141,47 @@ def final(controls: Controls | None, where: Where, *, v2: bool) -> list[Element]
     return elements
 
 
+def form_actions(
+    choice: FormChoice, where: Where, *, v2: bool, fields: Sequence[str] = ()
+) -> list[Element]:
+    """A form's actions; `fields`: the names of the fields its card form submits with them."""
+    found = []
+    for ident, title, style in choice.actions:
+        value = where.value(button_value("form", choice.token, ident))
+        if fields:
+            value[FIELDS_KEY] = list(fields)
+        kind = "primary" if style == "primary" else "default"
+        found.append(button(title, value, v2=v2, style=kind))
+    return found
+
+
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _typed(value: object) -> str | None:
+    return value.strip()[:MAX_FIELD_CHARS] if isinstance(value, str) else None
+
+
+def filled(names: object, form_value: dict[str, Any]) -> dict[str, str]:
+    """A form's fields as submitted, by their Dify names (`names`, from the button's value);
+    a field not submitted as a string is left out, so it keeps its default."""
+    inputs: dict[str, str] = {}
+    for index, name in enumerate(names[:MAX_FIELDS] if isinstance(names, list) else []):
+        typed = _typed(form_value.get(field_name(index)))
+        if isinstance(name, str) and name and typed is not None:
+            inputs[name] = typed
+    return inputs
+
+
+def _with_form(action: Action, value: dict[str, Any], form_value: dict[str, Any]) -> Action:
+    """The click of a form's submit button, with what the form held."""
+    if action.kind == "form":
+        return replace(action, inputs=filled(value.get(FIELDS_KEY), form_value))
+    if action.kind == "feedback" and value.get(REASON_KEY) is True:
+        reason = _typed(form_value.get(REASON_NAME)) or ""
+        return replace(action, value="dislike", comment=reason)
+    return action
 
 
 def to_click(
@@ -140,7 +194,8 @@ def to_click(
     context = _dict(event.get("context"))
     message_id = safejson.text(context.get("open_message_id"))
     chat = safejson.text(context.get("open_chat_id"))
-    value = _dict(_dict(event.get("action")).get("value"))
+    clicked = _dict(event.get("action"))
+    value = _dict(clicked.get("value"))
     read = read_button_value(value.get("dgw"))
     if not event_id or not user or not message_id or not chat:
         return "card action without event id, user, message or chat"
@@ -150,6 +205,8 @@ def to_click(
     thread = safejson.text(value.get("th"))
     card_id = safejson.text(value.get("card"))
     created = value.get("t")
+    action = Action(kind=kind, answer_id=answer_id, value=chosen)
+    action = _with_form(action, value, _dict(clicked.get("form_value")))
     return InboundMessage(
         bot=bot,
         platform=platform,
@@ -162,12 +219,14 @@ def to_click(
         thread_id=thread or None,
         received_at=received_at,
         dedupe_keys=(f"event:{event_id}",),
-        action=Action(kind=kind, answer_id=answer_id, value=chosen),
+        action=action,
         reply_to={
             "message_id": message_id,
             "chat_id": chat,
             "in_thread": value.get("it") is True,
             "card_id": card_id,
             "created_ms": created if isinstance(created, int) else 0,
+            # The 👎's reason came (maybe empty): its sink shows the choice without the form.
+            "reason_sent": value.get(REASON_KEY) is True,
         },
     )

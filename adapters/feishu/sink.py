@@ -23,7 +23,10 @@ written (in the card as created: no call of its own); at the end the card is rep
 with the final text and 👍/👎 (one call, which also ends streaming); the suggested
 questions follow with one more replacement (`amend`). A rating's click updates the 👍/👎
 element of the CardKit card (a PATCHed fallback card keeps its buttons as they are: the
-callback names no card content to rebuild it from).
+callback names no card content to rebuild it from); after a 👎 that element is a small
+form asking why. A paused run's form shows its fields in a form in the card
+(form_cards.py). The callback itself is answered `{}` at once (the card stays as it is);
+every update is the worker's, through CardKit, after that answer.
 
 Fallback, when CardKit fails on create or on the first PUT (no `cardkit:card:write` scope,
 old tenant): a JSON 1.0 interactive card updated with `PATCH /im/v1/messages/:id`, about
@@ -41,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from adapters.feishu import buttons, cards
+from adapters.feishu import buttons, cards, form_cards
 from adapters.feishu.api import FeishuAPI
 from gateway.controls import Controls
 from gateway.platform import OutputFile, Pacing, PlatformError, RateLimited
@@ -118,6 +121,7 @@ class FeishuReplySink:
     ) -> None:
         self._api = api
         self._where = where or buttons.Where(chat_type="p2p", thread="", in_thread=False)
+        self._words = words
         self._stop_label = words.stop_button
         self._controls: Controls | None = None
         self._clicked = reply_to  # a click's sink: the card clicked
@@ -200,8 +204,9 @@ class FeishuReplySink:
         controls = self._controls if last else None
         if self._card is None:
             # Nothing shown yet for this part: one finished card, one call.
-            v2 = bool(panel and self._cardkit)
-            extra = buttons.final(controls, self._where, v2=v2)
+            # JSON 1.0 unless the card must fold reasoning or hold a form's fields.
+            v2 = self._cardkit and bool(panel or form_cards.has_fields(controls))
+            extra = form_cards.final(controls, self._where, v2=v2)
             card_json = (
                 cards.final_card(text, images, panel, extra)
                 if v2
@@ -213,14 +218,14 @@ class FeishuReplySink:
             return
         card = await self._sent_card()
         if card.card_id is None:
-            extra = buttons.final(controls, self._where, v2=False)
+            extra = form_cards.final(controls, self._where, v2=False)
             if text != card.shown or images or panel or extra or card.has_stop:
                 await self._api.patch_message(
                     self._message_id(card), cards.plain_card(text, images, panel, extra)
                 )
         else:
             where = self._card_where(card)
-            await self._close(card, text, images, panel, buttons.final(controls, where, v2=True))
+            await self._close(card, text, images, panel, form_cards.final(controls, where, v2=True))
         card.has_stop = False
         self._done.append(self._message_id(card))
         self._final = (card, text, images, panel) if last else None
@@ -269,24 +274,29 @@ class FeishuReplySink:
         card, text, images, panel = self._final
         self._controls = controls
         if card.card_id is None:
-            extra = buttons.final(controls, self._where, v2=False)
+            extra = form_cards.final(controls, self._where, v2=False)
             await self._api.patch_message(
                 self._message_id(card), cards.plain_card(text, images, panel, extra)
             )
             return
-        extra = buttons.final(controls, self._card_where(card), v2=True)
+        extra = form_cards.final(controls, self._card_where(card), v2=True)
         final = cards.final_card(text, images, panel, extra)
         await self._api.replace_card(card.card_id, final, self._next_sequence(card))
 
     async def show(self, controls: Controls) -> None:
-        """A click's sink: the 👍/👎 of the CardKit card clicked, as they are now."""
+        """A click's sink: the 👍/👎 of the CardKit card clicked, as they are now; after a
+        👎, with a small form asking why in their place (form_cards.py), until the reason
+        is sent (or the rating changes)."""
         card_id = str(self._clicked.get("card_id") or "")
         created_ms = self._clicked.get("created_ms")
         if not card_id or not isinstance(created_ms, int):
             log.info("a rating on a card that is not a CardKit card is not shown on it")
             return
         where = replace(self._where, card_id=card_id, created_ms=created_ms)
-        element = buttons.feedback(controls, where, v2=True)
+        if controls.ask_reason and self._clicked.get("reason_sent") is not True:
+            element = form_cards.reason(controls, where, self._words)
+        else:
+            element = buttons.feedback(controls, where, v2=True)
         sequence = int(time.time() * 1000) - created_ms + CLICK_SEQUENCE_GAP
         await self._api.update_element(card_id, buttons.FEEDBACK_ID, element, sequence)
 

@@ -6,6 +6,10 @@ It behaves like Feishu where the gateway cares:
 - CardKit entities: sent at most once, `sequence` strictly increasing per card across all
   operations (300317), element content PUT only while `streaming_mode` is on, settings in the
   documented form `{"config": {...}}` (other keys are ignored, so a wrong form is visible);
+- card JSON 2.0 `form` containers checked as Feishu documents them (200621): at the card's
+  root only, every interactive element in one named and the names unique in the card, each
+  button in one saying what it does (`form_action_type`), one that submits, a menu's
+  initial option one of its values;
 - interactive cards PATCHed only when `update_multi` is true;
 - message resources, bot info, contact names;
 - image and file uploads (multipart, `im/v1/images` ≤ 10 MB, `im/v1/files` ≤ 30 MB, never
@@ -318,6 +322,9 @@ class FakeFeishu:
                 return _fail(300305, "card entity not found or already sent")
             card.sent_as, message.card_id = message.message_id, card.card_id
         else:
+            refused = form_errors(FakeCard("", content).elements())
+            if refused:
+                return _fail(200621, refused)
             message.card = content
         self.messages[message.message_id] = message
         self.order.append(message.message_id)
@@ -363,6 +370,9 @@ class FakeFeishu:
         data = json.loads(body["data"])
         if data.get("schema") != "2.0":
             return _fail(300302, "streaming cards need JSON 2.0")
+        refused = form_errors(FakeCard("", data).elements())
+        if refused:
+            return _fail(200621, refused)
         card = FakeCard(str(7355372766134157000 + len(self.cards)), data)
         card.history.append((time.monotonic(), "create", 0))
         card.states.append((time.monotonic(), card.text()))
@@ -415,11 +425,15 @@ class FakeFeishu:
     async def _replace_card(self, request: web.Request) -> web.Response:
         body = await request.json()
         card = self.cards.get(request.match_info["cid"])
+        data = json.loads(body["card"]["data"])
+        refused = form_errors(FakeCard("", data).elements())
+        if refused:
+            return _fail(200621, refused)
         error = self._sequenced(card, body.get("sequence"), "replace")
         if error is not None:
             return error
         assert card is not None
-        card.data = json.loads(body["card"]["data"])
+        card.data = data
         card.states.append((time.monotonic(), card.text()))
         return _ok({})
 
@@ -460,7 +474,11 @@ class FakeFeishu:
         )
         if index < 0:
             return _fail(300311, "element not found")
-        elements[index] = {**new, "element_id": request.match_info["eid"]}
+        replaced = {**new, "element_id": request.match_info["eid"]}
+        refused = form_errors([*elements[:index], replaced, *elements[index + 1 :]])
+        if refused:
+            return _fail(200621, refused)
+        elements[index] = replaced
         return _ok({})
 
     # --- uploads ---------------------------------------------------------------------------
@@ -562,6 +580,53 @@ class FakeFeishu:
             await ws.close()
 
 
+_NAMED = ("input", "select_static", "multi_select_static", "button", "date_picker")
+
+
+def form_errors(elements: list[dict[str, Any]]) -> str | None:
+    """What Feishu would refuse in the `form` containers of a card's root `elements`."""
+    names: list[str] = []
+
+    def walk(items: list[dict[str, Any]], in_form: bool, root: bool) -> str | None:
+        for item in items:
+            tag = item.get("tag")
+            if tag == "form":
+                if not root or not item.get("name"):
+                    return "a form must be at the card's root, and named"
+                found = walk(list(item.get("elements") or []), True, False)
+                if found:
+                    return found
+                if not any(b.get("form_action_type") == "submit" for b in _all(item)):
+                    return "a form needs a submit button"
+                continue
+            if in_form and tag in _NAMED:
+                if not item.get("name"):
+                    return f"a {tag} in a form needs a name"
+                names.append(str(item["name"]))
+                if tag == "button" and item.get("form_action_type") not in ("submit", "reset"):
+                    return "a button in a form needs form_action_type"
+            if tag == "select_static" and "initial_option" in item:
+                values = [o.get("value") for o in item.get("options") or []]
+                if item["initial_option"] not in values:
+                    return "initial_option is no option"
+            children = [*(item.get("elements") or []), *(item.get("columns") or [])]
+            found = walk(children, in_form, False)
+            if found:
+                return found
+        return None
+
+    found = walk(elements, False, True)
+    if found is None and len(names) != len(set(names)):
+        found = "names in a card's forms must be unique"
+    return found
+
+
+def _all(element: dict[str, Any]) -> list[dict[str, Any]]:
+    """An element and everything inside it."""
+    inside = [*(element.get("elements") or []), *(element.get("columns") or [])]
+    return [element, *(e for child in inside for e in _all(child))]
+
+
 def _ok(data: dict[str, Any]) -> web.Response:
     return web.json_response({"code": 0, "msg": "success", "data": data})
 
@@ -635,7 +700,19 @@ def buttons_of(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for column in element.get("columns") or []:
             found.extend(buttons_of(column.get("elements") or []))
         found.extend(buttons_of(element.get("actions") or []))
+        if element.get("tag") == "form":
+            found.extend(buttons_of(element.get("elements") or []))
     return found
+
+
+def inputs_of(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every text box and menu in card elements (inside forms)."""
+    return [
+        e
+        for element in elements
+        for e in _all(element)
+        if e.get("tag") in ("input", "select_static")
+    ]
 
 
 def button_value(button: dict[str, Any]) -> dict[str, Any]:
@@ -654,8 +731,14 @@ def click_event(
     chat_id: str = "oc_chat",
     event_id: str | None = None,
     token: str = VERIFICATION_TOKEN,
+    form_value: Any = None,
+    name: str = "",
 ) -> dict[str, Any]:
-    """A `card.action.trigger` callback (schema 2.0), as Feishu sends a button's click."""
+    """A `card.action.trigger` callback (schema 2.0), as Feishu sends a button's click; with
+    `form_value` (and the button's `name`), the submit of a form container."""
+    action: dict[str, Any] = {"value": value, "tag": "button"}
+    if form_value is not None:
+        action |= {"form_value": form_value, "name": name}
     return {
         "schema": "2.0",
         "header": {
@@ -669,7 +752,7 @@ def click_event(
         "event": {
             "operator": {"tenant_key": "tenant", "open_id": operator, "user_id": "u1"},
             "token": "c-token",
-            "action": {"value": value, "tag": "button"},
+            "action": action,
             "host": "im_message",
             "context": {"open_message_id": message_id, "open_chat_id": chat_id},
         },

@@ -1,6 +1,7 @@
 """Feishu / Lark: decryption, the webhook checks and `handle()` on bytes from anyone and on
 authentic (token-bearing, encrypted and signed) events of any content, message `content`
-strings of any shape, and long-connection frames."""
+strings of any shape, card form submits (`form_value`) of any shape, and long-connection
+frames."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.feishu.adapter import FeishuAdapter
+from adapters.feishu.buttons import MAX_FIELD_CHARS, to_click
 from adapters.feishu.connection import FeishuSocket
 from adapters.feishu.crypto import DecryptError, decrypt, encrypt, signature
 from adapters.feishu.frames import CONTROL, DATA, Frame, FrameError, decode, encode
+from gateway import safejson
 from gateway.config import FeishuBot
 from gateway.pacing import BotBudget
 from gateway.platform import AdapterContext
@@ -181,6 +184,52 @@ def test_handle_encrypted_signed_events_of_any_content() -> None:
         case()
 
     run_cases(adapter, http, cases)
+
+
+SUBMITS = [t for t in TEMPLATES if "form_value" in t.get("event", {}).get("action", {})]
+SUBMIT_NAMES = field_names(*SUBMITS)
+SUBMIT_VALUES = ["dgw_field_0", "dgw_field_1", "dgw_reason", "note", "room", "Small"]
+
+
+def _submit_with(template: dict[str, Any], value: Any, form_value: Any) -> dict[str, Any]:
+    action = template["event"]["action"]
+    if value is not None:
+        action = {**action, "value": {**action["value"], **value}}
+    action = {**action, "form_value": form_value}
+    return {**template, "event": {**template["event"], "action": action}}
+
+
+def _json_or_none(document: str) -> Any:
+    """What the gateway's own reading makes of it (too deep or not JSON: nothing)."""
+    try:
+        return safejson.loads(document)
+    except safejson.JSONError:
+        return None
+
+
+@FUZZ
+@given(
+    template=st.sampled_from(SUBMITS),
+    value=json_documents(SUBMIT_NAMES, SUBMIT_VALUES).map(_json_or_none),
+    form_value=json_documents(SUBMIT_NAMES, SUBMIT_VALUES).map(_json_or_none),
+)
+def test_form_submits_of_any_shape_read_back_bounded_text(
+    template: dict[str, Any], value: Any, form_value: Any
+) -> None:
+    """A card form's submit (a paused run's fields, a 👎's reason) with a `form_value`, and
+    extra keys in the button's value, of any shape: a click whose fields and reason are
+    strings within bounds, or a reason to ignore it."""
+    extra = value if isinstance(value, dict) else None
+    click = to_click(
+        _submit_with(template, extra, form_value), bot="b", platform="feishu", received_at=1.0
+    )
+    if isinstance(click, str):
+        return
+    assert click.action is not None
+    for name, typed in click.action.inputs.items():
+        assert isinstance(name, str) and isinstance(typed, str)
+        assert len(typed) <= MAX_FIELD_CHARS
+    assert isinstance(click.action.comment, str) and len(click.action.comment) <= MAX_FIELD_CHARS
 
 
 class FakeSocket:
