@@ -316,15 +316,43 @@ class DifyClient:
 
     # --- small blocking calls ------------------------------------------------------------
 
-    async def form(self, app: DifyApp, token: str) -> HumanInput:
-        """A human-input form's content (`GET /form/human_input/{token}`)."""
+    async def _call(
+        self,
+        app: DifyApp,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        timeout_s: float | None = None,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> dict[str, Any]:
+        """One call to `app` at `path` whose answer is a JSON object (`body` is sent as
+        JSON). Every small call maps its failures the same way: no answer at all (network,
+        timeout) is `DifyUnavailable` naming `what`; an error status is `DifyHTTPError` with
+        Dify's own code; a 2xx that is not a JSON object is `DifyUnavailable`. `timeout_s`
+        None keeps the shared client's own timeout."""
         try:
-            response = await self._http.get(
-                f"{app.base_url}/form/human_input/{token}", headers=self._headers(app), timeout=10
+            response = await self._http.request(
+                method,
+                app.base_url + path,
+                headers=self._headers(app),
+                params=params,
+                json=body,
+                data=data,
+                files=files,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s,
             )
         except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify form failed: {type(exc).__name__}") from exc
-        return read_form(self._json_or_raise(response), token)
+            raise DifyUnavailable(f"Dify {what} failed: {type(exc).__name__}") from exc
+        return self._json_or_raise(response)
+
+    async def form(self, app: DifyApp, token: str) -> HumanInput:
+        """A human-input form's content (`GET /form/human_input/{token}`)."""
+        body = await self._call(app, "GET", f"/form/human_input/{token}", what="form", timeout_s=10)
+        return read_form(body, token)
 
     async def submit_form(
         self, app: DifyApp, token: str, inputs: dict[str, str], action: str, user: str
@@ -332,16 +360,14 @@ class DifyClient:
         """Answer a form (`POST /form/human_input/{token}`): the run resumes. A form is
         answered once: 412 (`human_input_form_submitted`, `…_expired`) after that."""
         body = {"inputs": inputs, "action": action, "user": user}
-        try:
-            response = await self._http.post(
-                f"{app.base_url}/form/human_input/{token}",
-                headers=self._headers(app),
-                json=body,
-                timeout=10.0,
-            )
-        except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify form submit failed: {type(exc).__name__}") from exc
-        self._json_or_raise(response)
+        await self._call(
+            app,
+            "POST",
+            f"/form/human_input/{token}",
+            what="form submit",
+            timeout_s=10.0,
+            body=body,
+        )
 
     async def upload_file(
         self, app: DifyApp, user: str, name: str, data: bytes, mime_type: str
@@ -358,34 +384,25 @@ class DifyClient:
     async def _post_form(
         self, app: DifyApp, path: str, user: str, name: str, data: bytes, mime_type: str
     ) -> dict[str, Any]:
-        try:
-            response = await self._http.post(
-                app.base_url + path,
-                headers=self._headers(app),
-                data={"user": user},
-                files={"file": (name, data, mime_type)},
-                timeout=60.0,
-            )
-        except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify {path} failed: {type(exc).__name__}") from exc
-        return self._json_or_raise(response)
+        """A multipart upload of one file as `user`; a minute, since files are large."""
+        return await self._call(
+            app,
+            "POST",
+            path,
+            what=path,
+            timeout_s=60.0,
+            data={"user": user},
+            files={"file": (name, data, mime_type)},
+        )
 
     async def parameters(self, app: DifyApp, user: str) -> dict[str, Any]:
-        try:
-            response = await self._http.get(
-                f"{app.base_url}/parameters", params={"user": user}, headers=self._headers(app)
-            )
-        except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify /parameters failed: {type(exc).__name__}") from exc
-        return self._json_or_raise(response)
+        return await self._call(
+            app, "GET", "/parameters", what="/parameters", params={"user": user}
+        )
 
     async def info(self, app: DifyApp) -> dict[str, Any]:
         """`GET /info`: the app's name, description, tags, mode and author."""
-        try:
-            response = await self._http.get(f"{app.base_url}/info", headers=self._headers(app))
-        except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify /info failed: {type(exc).__name__}") from exc
-        return self._json_or_raise(response)
+        return await self._call(app, "GET", "/info", what="/info")
 
     async def stop(self, app: DifyApp, task_id: str, user: str) -> None:
         """Stop a streaming run (`POST …/{task_id}/stop` with the run's `user`: Dify
@@ -396,13 +413,7 @@ class DifyClient:
             path = f"/completion-messages/{task_id}/stop"
         else:
             path = f"/chat-messages/{task_id}/stop"
-        try:
-            response = await self._http.post(
-                app.base_url + path, headers=self._headers(app), json={"user": user}, timeout=10.0
-            )
-        except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify stop failed: {type(exc).__name__}") from exc
-        self._json_or_raise(response)
+        await self._call(app, "POST", path, what="stop", timeout_s=10.0, body={"user": user})
 
     async def feedback(
         self, app: DifyApp, message_id: str, user: str, rating: str | None, content: str = ""
@@ -411,30 +422,27 @@ class DifyClient:
         body: dict[str, Any] = {"rating": rating, "user": user}
         if content:
             body["content"] = content
-        try:
-            response = await self._http.post(
-                f"{app.base_url}/messages/{message_id}/feedbacks",
-                headers=self._headers(app),
-                json=body,
-                timeout=10.0,
-            )
-        except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify feedback failed: {type(exc).__name__}") from exc
-        self._json_or_raise(response)
+        await self._call(
+            app,
+            "POST",
+            f"/messages/{message_id}/feedbacks",
+            what="feedback",
+            timeout_s=10.0,
+            body=body,
+        )
 
     async def suggested(self, app: DifyApp, message_id: str, user: str) -> list[str]:
         """The follow-up questions the app suggests after a message (400 when it has them
         turned off)."""
-        try:
-            response = await self._http.get(
-                f"{app.base_url}/messages/{message_id}/suggested",
-                params={"user": user},
-                headers=self._headers(app),
-                timeout=10.0,
-            )
-        except httpx.HTTPError as exc:
-            raise DifyUnavailable(f"Dify suggested failed: {type(exc).__name__}") from exc
-        data = self._json_or_raise(response).get("data")
+        body = await self._call(
+            app,
+            "GET",
+            f"/messages/{message_id}/suggested",
+            what="suggested",
+            timeout_s=10.0,
+            params={"user": user},
+        )
+        data = body.get("data")
         if not isinstance(data, list):
             return []
         return [q for q in data if isinstance(q, str) and q.strip()]
