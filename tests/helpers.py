@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gateway.models import ChatType, InboundMessage, Job
+
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
@@ -24,3 +26,30 @@ def bot_state(gateway: Gateway, bot: str) -> str:
     """The bot's state as the status page shows it (`missing` for a bot it does not know)."""
     state = gateway.bot_states.get(bot)
     return "missing" if state is None else state.state.value
+
+
+def group_job(
+    user: str, *, scope: str = "chat", key: str = "main/slack:C1", dify_user: str = "b:U1"
+) -> Job:
+    """A job for an empty message of `user` in the Slack group C1: enough to ask who may
+    stop an answer or answer a form (`scope` and `key` as the route made them)."""
+    message = InboundMessage(
+        bot="b",
+        platform="slack",
+        event_id="e",
+        message_id="m",
+        chat_id="C1",
+        chat_type=ChatType.GROUP,
+        user_id=user,
+        text="",
+        received_at=0.0,
+    )
+    return Job(
+        job_id="b:m",
+        message=message,
+        app="main",
+        scope=scope,
+        conversation_key=key,
+        dify_user=dify_user,
+        accepted_at=0.0,
+    )

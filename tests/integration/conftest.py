@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fakes.slack import FakeSlack
 from tests.integration.browser import chromium
 
 
@@ -16,3 +17,12 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     """A headless Chromium (skipped when not installed, outside CI)."""
     with chromium(tmp_path) as driver:
         yield driver
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """The fake Slack Web API on loopback (a module may define its own `slack`)."""
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()

@@ -68,14 +68,6 @@ class Deployment:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def deployment(
     dify: DifyEmulator, slack: FakeSlack, tmp_path: Path
 ) -> AsyncIterator[Deployment]:

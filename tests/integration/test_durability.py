@@ -13,7 +13,6 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,6 @@ CHUNK_DELAY_S = 0.1
 
 def answer_for(query: str) -> list[str]:
     return [f"{query}-part{i} " for i in range(CHUNKS)]
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

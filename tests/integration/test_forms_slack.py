@@ -7,70 +7,16 @@ by someone else in a per-user scope, a form the API cannot answer."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
-
-import pytest
-from aiohttp.test_utils import TestClient
 
 from gateway.emulator import DifyEmulator, Form, ScriptedReply
-from gateway.runtime import Gateway
 from gateway.words import ENGLISH
 from tests import redis_servers
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack, Message
 from tests.helpers import wait_for
-from tests.integration.slack_helpers import (
-    body_of,
-    direct,
-    envelope,
-    mention,
-    new_ts,
-    signed_headers,
-    slack_bot,
-)
-
-Client = TestClient[Any, Any]
-PATH = "/webhooks/slack-main"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-async def start(
-    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, **config: Any
-) -> tuple[Client, Gateway]:
-    client, gateway = await gateway_factory(
-        make_config(dify, {"slack-main": slack_bot(slack)}, **config)
-    )
-    await wait_for(lambda: gateway.adapters["slack-main"].ready, what="slack bot ready")
-    return client, gateway
-
-
-async def say(
-    client: Client,
-    gateway: Gateway,
-    slack: FakeSlack,
-    text: str,
-    event: dict[str, Any] | None = None,
-    **kw: Any,
-) -> str:
-    """Send a DM (or `event`) and wait for its answer: the text of the answer."""
-    event = event or direct(text, **kw)
-    body = body_of(envelope(event))
-    response = await client.post(PATH, data=body, headers=signed_headers(body))
-    assert response.status == 200
-    async with asyncio.timeout(10):
-        await gateway.inbox.wait_idle()
-    return "\n".join(slack.final_texts(event.get("channel", "D111"), event["ts"]))
+from tests.integration.slack_gateway import answered_in_dm, clicked, say, start
+from tests.integration.slack_helpers import mention, new_ts, slack_bot
 
 
 def review(**form: Any) -> ScriptedReply:
@@ -198,22 +144,6 @@ async def test_a_form_only_named_by_the_pause_is_read_from_dify(
 # --- buttons and the modal -----------------------------------------------------------------
 
 
-async def click(client: Client, payload: dict[str, Any]) -> None:
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    headers = {**signed_headers(body), "Content-Type": "application/x-www-form-urlencoded"}
-    response = await client.post(PATH, data=body, headers=headers)
-    assert response.status == 200
-
-
-async def paused_answer(
-    client: Client, gateway: Gateway, slack: FakeSlack, user: str = "U222"
-) -> Message:
-    event = direct("plan my trip", user=user)
-    await say(client, gateway, slack, "", event=event)
-    (message,) = slack.thread("D111", event["ts"])
-    return message
-
-
 def form_buttons(message: Message) -> list[tuple[str, str]]:
     return [
         (e["action_id"], e["text"]["text"])
@@ -227,19 +157,15 @@ async def test_a_form_s_actions_are_buttons_and_a_click_answers_it(
 ) -> None:
     client, gateway = await start(gateway_factory, dify, slack)
     dify.reply(review())
-    message = await paused_answer(client, gateway, slack)
+    _, message = await answered_in_dm(client, gateway, slack, "plan my trip")
     # The form's actions, and nothing to rate: the answer is not done.
     assert form_buttons(message) == [("dgw_form_0", "Approve"), ("dgw_form_1", "Reject")]
-    await click(client, slack.click(message, "dgw_form_1"))
-    async with asyncio.timeout(10):
-        await gateway.inbox.wait_idle()
+    await clicked(client, gateway, slack.click(message, "dgw_form_1"))
     (answer,) = dify.forms.answers
     assert (answer["action"], answer["user"]) == ("reject", "slack-main:U222")
     assert any(m.text.startswith("Plan approved.") for m in slack.messages.values())
     # A second click: Dify took the form once (412), said plainly.
-    await click(client, slack.click(message, "dgw_form_0"))
-    async with asyncio.timeout(10):
-        await gateway.inbox.wait_idle()
+    await clicked(client, gateway, slack.click(message, "dgw_form_0"))
     assert [a["status"] for a in dify.forms.answers] == [200, 412]
     assert len(dify.forms.resumes) == 1
     assert any(m.text == ENGLISH.form_closed for m in slack.messages.values())
@@ -250,15 +176,11 @@ async def test_a_click_on_a_form_with_a_field_opens_a_modal_whose_text_answers_i
 ) -> None:
     client, gateway = await start(gateway_factory, dify, slack)
     dify.reply(review(fields=["comment"]))
-    message = await paused_answer(client, gateway, slack)
-    await click(client, slack.click(message, "dgw_form_0"))
-    async with asyncio.timeout(10):
-        await gateway.inbox.wait_idle()
+    _, message = await answered_in_dm(client, gateway, slack, "plan my trip")
+    await clicked(client, gateway, slack.click(message, "dgw_form_0"))
     (view,) = slack.views
     assert view["submit"]["text"] == "Approve" and dify.forms.answers == []
-    await click(client, slack.submit(view, "Looks good"))
-    async with asyncio.timeout(10):
-        await gateway.inbox.wait_idle()
+    await clicked(client, gateway, slack.submit(view, "Looks good"))
     (answer,) = dify.forms.answers
     assert (answer["action"], answer["inputs"]) == ("approve", {"comment": "Looks good"})
     assert any(m.text.startswith("Plan approved.") for m in slack.messages.values())
@@ -269,16 +191,12 @@ async def test_a_click_by_another_user_in_a_per_user_scope_does_not_answer(
 ) -> None:
     client, gateway = await start(gateway_factory, dify, slack)
     dify.reply(review())
-    message = await paused_answer(client, gateway, slack)
-    await click(client, slack.click(message, "dgw_form_0", user="U999"))
-    async with asyncio.timeout(10):
-        await gateway.inbox.wait_idle()
+    _, message = await answered_in_dm(client, gateway, slack, "plan my trip")
+    await clicked(client, gateway, slack.click(message, "dgw_form_0", user="U999"))
     assert dify.forms.answers == [] and slack.views == []
     assert any(m.text == ENGLISH.form_not_yours for m in slack.messages.values())
     # The asker still can.
-    await click(client, slack.click(message, "dgw_form_0"))
-    async with asyncio.timeout(10):
-        await gateway.inbox.wait_idle()
+    await clicked(client, gateway, slack.click(message, "dgw_form_0"))
     assert [a["action"] for a in dify.forms.answers] == ["approve"]
 
 

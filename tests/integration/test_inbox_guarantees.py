@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,6 @@ from tests.integration.inbox_helpers import (
 from tests.integration.slack_helpers import direct, envelope
 
 SHARDS = 4
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 REDIS_FIXTURES = {"redis": "redis_url", "redis-cluster": "redis_cluster_url"}

@@ -5,7 +5,6 @@ each answered with a short notice in the bot's language instead of asking Dify."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,14 +30,6 @@ def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
     clock of their own). Here a test that began late in a minute would see its second
     question counted in the next one, so each test runs inside one long window."""
     monkeypatch.setattr(limits, "WINDOW_S", 1_000_000)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start(

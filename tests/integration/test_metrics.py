@@ -4,9 +4,6 @@ first token, the time to the first thing the user sees, platform API errors, the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from gateway import outbound
 from gateway.emulator import DifyEmulator, ScriptedReply
@@ -15,14 +12,6 @@ from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack
 from tests.helpers import bot_state, wait_for
 from tests.integration.slack_helpers import body_of, direct, envelope, signed_headers, slack_bot
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def sample(gateway: Gateway, name_and_labels: str) -> float | None:

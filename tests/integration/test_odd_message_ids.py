@@ -41,14 +41,6 @@ def test_any_id_becomes_a_bounded_stable_header_value() -> None:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def feishu() -> AsyncIterator[FakeFeishu]:
     fake = FakeFeishu()
     await fake.start()

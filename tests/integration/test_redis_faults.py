@@ -39,14 +39,6 @@ SLACK_ACK_DEADLINE_S = 3.0
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
     server = RedisServer(tmp_path)
     await server.start()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,14 +19,6 @@ from tests.integration.slack_helpers import body_of, direct, envelope, signed_he
 
 POOL = 4
 ANSWERS = 60
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.mark.parametrize("redis_fixture", ["redis_url", "redis_cluster_url"])

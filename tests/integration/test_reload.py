@@ -8,7 +8,6 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,6 @@ from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack
 from tests.helpers import bot_state, wait_for
 from tests.integration.slack_helpers import body_of, direct, envelope, signed_headers, slack_bot
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def post(client: Any, bot: str, event: dict[str, Any]) -> int:

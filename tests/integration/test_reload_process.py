@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.emulator import DifyEmulator, ScriptedReply
 from tests.conftest import make_config
@@ -26,14 +24,6 @@ from tests.integration.slack_helpers import (
     signed_headers,
     slack_bot,
 )
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def post(http: httpx.AsyncClient, bot: str, event: dict[str, Any]) -> int:

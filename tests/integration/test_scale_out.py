@@ -5,7 +5,6 @@ conversation started on one instance continues on the other."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,14 +15,6 @@ from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import FakeSlack
 from tests.helpers import wait_for
 from tests.integration.slack_helpers import body_of, direct, envelope, signed_headers, slack_bot
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture(params=["redis_url", "redis_cluster_url"], ids=["redis", "redis-cluster"])

@@ -13,10 +13,8 @@ from gateway.words import ENGLISH
 from tests.conftest import GatewayFactory
 from tests.fakes.slack import FakeSlack
 from tests.integration.slack_helpers import direct, envelope, mention
-from tests.integration.test_slack_e2e import answered, post, slack, start
+from tests.integration.test_slack_e2e import answered, post, start
 from tests.unit.feishu.audio_sample import opus_clip
-
-__all__ = ["slack"]  # the fixture, shared with test_slack_e2e
 
 LABELS = {"web_search": {"en_US": "Web Search", "zh_Hans": "网页搜索"}}
 

@@ -5,97 +5,33 @@ that must not work (forged, replayed, expired, a stop by someone who did not ask
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
-from typing import Any
-from urllib.parse import urlencode
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from gateway.controls import Controls
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.models import ChatType, InboundMessage
 from gateway.platform import ShowsControls
-from gateway.runtime import Gateway
 from gateway.store import keys
 from gateway.streaming import STOP_AFTER_S
 from gateway.words import ENGLISH
-from tests.conftest import GatewayFactory, make_config
+from tests.conftest import GatewayFactory
 from tests.fakes.slack import FakeSlack, Message
 from tests.helpers import wait_for
-from tests.integration.slack_helpers import (
-    body_of,
-    direct,
-    envelope,
-    mention,
-    signed_headers,
-    slack_bot,
+from tests.integration.slack_gateway import (
+    PATH,
+    action_ids,
+    action_ids_of,
+    answered,
+    answered_in_dm,
+    ask,
+    click,
+    clicked,
+    form_body,
+    start,
 )
-
-Client = TestClient[Any, Any]
-PATH = "/webhooks/slack-main"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-async def start(
-    gateway_factory: GatewayFactory, dify: DifyEmulator, slack: FakeSlack, **config: Any
-) -> tuple[Client, Gateway]:
-    client, gateway = await gateway_factory(
-        make_config(dify, {"slack-main": slack_bot(slack)}, **config)
-    )
-    await wait_for(lambda: gateway.adapters["slack-main"].ready, what="slack bot ready")
-    return client, gateway
-
-
-async def ask(client: Client, event: dict[str, Any]) -> None:
-    body = body_of(envelope(event))
-    response = await client.post(PATH, data=body, headers=signed_headers(body))
-    assert response.status == 200
-
-
-def form_body(payload: dict[str, Any]) -> bytes:
-    return urlencode({"payload": json.dumps(payload)}).encode()
-
-
-async def click(client: Client, payload: dict[str, Any], body: bytes | None = None) -> int:
-    """Post a click as Slack does: form-encoded, signed like events."""
-    body = body or form_body(payload)
-    headers = {**signed_headers(body), "Content-Type": "application/x-www-form-urlencoded"}
-    response = await client.post(PATH, data=body, headers=headers)
-    return response.status
-
-
-async def answered(gateway: Gateway, within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        await gateway.inbox.wait_idle()
-
-
-def action_ids(message: Message) -> list[str]:
-    return action_ids_of(message.blocks)
-
-
-def action_ids_of(blocks: list[dict[str, Any]] | None) -> list[str]:
-    return [e["action_id"] for b in blocks or [] for e in b.get("elements", [])]
-
-
-async def answered_in_dm(
-    client: Client, gateway: Gateway, slack: FakeSlack, text: str = "hi"
-) -> tuple[dict[str, Any], Message]:
-    event = direct(text)
-    await ask(client, event)
-    await answered(gateway)
-    (message,) = slack.thread("D111", event["ts"])
-    return event, message
-
+from tests.integration.slack_helpers import direct, mention, signed_headers
 
 # --- feedback --------------------------------------------------------------------------
 
@@ -111,8 +47,7 @@ async def test_a_finished_answer_has_thumbs_and_a_click_rates_it_in_dify(
     # A quick answer costs no Stop message: nothing posted beside it, nothing deleted.
     assert slack.of("chat.postMessage") == [] and slack.of("chat.delete") == []
 
-    assert await click(client, slack.click(message, "dgw_like")) == 200
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(message, "dgw_like"))
     (rating,) = dify.feedbacks
     assert rating["rating"] == "like" and rating["user"] == "slack-main:U222"
     # The message shows the choice, its text kept.
@@ -121,10 +56,8 @@ async def test_a_finished_answer_has_thumbs_and_a_click_rates_it_in_dify(
     assert message.text == "Fifteen days."
 
     # A second click on the choice withdraws it; the other one changes it.
-    await click(client, slack.click(message, "dgw_like"))
-    await answered(gateway)
-    await click(client, slack.click(message, "dgw_dislike"))
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(message, "dgw_like"))
+    await clicked(client, gateway, slack.click(message, "dgw_dislike"))
     assert [f["rating"] for f in dify.feedbacks] == ["like", None, "dislike"]
     assert len(slack.thread("D111", event["ts"])) == 1  # nothing posted besides the answer
 
@@ -170,8 +103,7 @@ async def test_a_click_on_an_answer_no_longer_known_says_it_expired(
     answer_id = f"slack-main:D111:{event['ts']}"
     await gateway.store.delete(keys.answer_record(answer_id))  # its TTL ran out
 
-    await click(client, slack.click(message, "dgw_like"))
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(message, "dgw_like"))
     assert dify.feedbacks == []
     assert slack.final_texts("D111", event["ts"])[-1] == ENGLISH.expired
 
@@ -205,8 +137,7 @@ async def test_suggested_questions_are_buttons_and_a_click_asks_as_the_clicker(
     assert action_ids_of(stopped.payload.get("blocks")) == ["dgw_like", "dgw_dislike"]
 
     dify.reply(ScriptedReply(chunks=["Your manager."]))
-    await click(client, slack.click(message, "dgw_suggestion_1", user="U333"))
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(message, "dgw_suggestion_1", user="U333"))
     asked = dify.requests[-1]
     assert asked["query"] == "Who approves?"
     # The thread's conversation goes on (a thread is one conversation, whoever asks).
@@ -255,8 +186,7 @@ async def test_the_stop_button_stops_the_run_and_the_answer_says_so(
     await ask(client, event)
     button = await stop_button(slack, "D111", event["ts"])
     await wait_for(lambda: "word2" in slack.thread("D111", event["ts"])[0].text)
-    await click(client, slack.click(button, "dgw_stop"))
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(button, "dgw_stop"))
     (stop,) = dify.stops
     assert stop["user"] == "slack-main:U222" and stop["path"].startswith("/v1/chat-messages/")
     (message,) = slack.thread("D111", event["ts"])  # the Stop message is gone
@@ -273,8 +203,7 @@ async def test_a_stop_by_someone_who_did_not_ask_is_refused(
     event = mention("write a lot")
     await ask(client, event)
     button = await stop_button(slack, "C111", event["ts"])
-    await click(client, slack.click(button, "dgw_stop", user="U333"))
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(button, "dgw_stop", user="U333"))
     assert dify.stops == []
     texts = slack.final_texts("C111", event["ts"])
     assert ENGLISH.not_yours_to_stop in texts
@@ -362,8 +291,7 @@ async def test_a_rating_shows_with_the_text_when_slack_refuses_the_blocks_it_gav
     payload = slack.click(message, "dgw_like")
     payload["message"]["blocks"].insert(0, {"type": "markdown", "text": "Fifteen days."})
     slack.fail_next("chat.update", error="invalid_blocks")
-    await click(client, payload)
-    await answered(gateway)
+    await clicked(client, gateway, payload)
     assert [f["rating"] for f in dify.feedbacks] == ["like"]
     first, *_ = message.blocks or []
     assert first == {"type": "section", "text": {"type": "mrkdwn", "text": "Fifteen days."}}
@@ -376,8 +304,7 @@ async def test_a_thumbs_down_asks_why_and_the_reason_reaches_dify(
     client, gateway = await start(gateway_factory, dify, slack)
     dify.reply(ScriptedReply(chunks=["Fifteen days."]))
     _, message = await answered_in_dm(client, gateway, slack)
-    await click(client, slack.click(message, "dgw_dislike"))
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(message, "dgw_dislike"))
     (view,) = slack.views
     assert view["callback_id"] == "dgw_reason" and view["title"]["text"] == "What went wrong?"
     (opened,) = slack.of("views.open")
@@ -401,11 +328,9 @@ async def test_an_empty_reason_sends_nothing_more(
     client, gateway = await start(gateway_factory, dify, slack)
     dify.reply(ScriptedReply(chunks=["Fifteen days."]))
     _, message = await answered_in_dm(client, gateway, slack)
-    await click(client, slack.click(message, "dgw_dislike"))
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(message, "dgw_dislike"))
     (view,) = slack.views
-    assert await click(client, slack.submit(view, "  ")) == 200
-    await answered(gateway)
+    await clicked(client, gateway, slack.submit(view, "  "))
     assert [f["rating"] for f in dify.feedbacks] == ["dislike"]
 
 
@@ -440,8 +365,7 @@ async def test_in_update_mode_the_stop_button_is_in_the_answer_itself(
     await wait_for(lambda: "word2" in answer.text)
     shown = [b["text"]["text"] for b in answer.blocks or [] if b["type"] == "section"]
     assert shown and shown[0].startswith("word0")  # the text shows in blocks beside it
-    await click(client, slack.click(answer, "dgw_stop"))
-    await answered(gateway)
+    await clicked(client, gateway, slack.click(answer, "dgw_stop"))
     assert len(dify.stops) == 1
     assert answer.text.endswith("_(stopped)_") and "dgw_stop" not in action_ids(answer)
     assert action_ids(answer) == ["dgw_like", "dgw_dislike"]

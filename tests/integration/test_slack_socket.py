@@ -5,7 +5,6 @@ Envelopes the gateway cannot take (store down, shutting down) are not acked."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,14 +18,6 @@ from tests.conftest import GatewayFactory, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.helpers import bot_state, wait_for
 from tests.integration.slack_helpers import direct, envelope
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def socket_envelope(event: dict[str, Any], n: int) -> dict[str, Any]:

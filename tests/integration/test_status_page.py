@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.emulator import DifyEmulator, ScriptedReply
@@ -23,14 +21,6 @@ from tests.integration.slack_helpers import body_of, direct, envelope, signed_he
 
 TOKEN = "status-token-0123456789abcdef"
 Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def _closed_port() -> int:

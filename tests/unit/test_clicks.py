@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from gateway.answers import AnswerRecord
 from gateway.controls import button_value, read_button_value
-from gateway.models import ChatType, InboundMessage, Job
+from gateway.models import Job
+from tests.helpers import group_job
 
 
 def test_button_values_read_back_and_ids_may_hold_bars() -> None:
@@ -18,26 +19,7 @@ def test_anything_else_reads_as_no_click() -> None:
 
 
 def job(user: str, scope: str, key: str) -> Job:
-    message = InboundMessage(
-        bot="b",
-        platform="slack",
-        event_id="e",
-        message_id="m",
-        chat_id="C1",
-        chat_type=ChatType.GROUP,
-        user_id=user,
-        text="",
-        received_at=0.0,
-    )
-    return Job(
-        job_id="b:m",
-        message=message,
-        app="main",
-        scope=scope,  # type: ignore[arg-type]
-        conversation_key=key,
-        dify_user="d",
-        accepted_at=0.0,
-    )
+    return group_job(user, scope=scope, key=key, dify_user="d")
 
 
 def test_the_asker_may_stop_and_others_only_in_a_shared_scope() -> None:

@@ -13,7 +13,8 @@ from gateway.inbox import Progress
 from gateway.models import Action, Job
 from gateway.store.memory import MemoryStore
 from gateway.words import ENGLISH
-from tests.unit.test_forms import job, pending
+from tests.helpers import group_job
+from tests.unit.test_forms import pending
 
 
 class NoDify:
@@ -42,7 +43,7 @@ async def test_another_user_may_not_answer_a_form_of_a_per_user_conversation() -
     await Forms(store).keep(pending("user"), waiting=True)
     click = Action(kind="form", answer_id="tok", value="ok")
     progress = cast(Progress, Checkpoint())
-    resume, reply = await answers(store).submit(job("U2"), click, ENGLISH, progress)
+    resume, reply = await answers(store).submit(group_job("U2"), click, ENGLISH, progress)
     assert (resume, reply) == (None, ENGLISH.form_not_yours)
     assert await Forms(store).get("tok") == pending("user")  # still answerable by the asker
 
@@ -50,30 +51,30 @@ async def test_another_user_may_not_answer_a_form_of_a_per_user_conversation() -
 async def test_a_form_the_store_no_longer_knows_has_expired() -> None:
     click = Action(kind="form", answer_id="gone", value="ok")
     progress = cast(Progress, Checkpoint())
-    resume, reply = await answers(MemoryStore()).submit(job("U1"), click, ENGLISH, progress)
+    resume, reply = await answers(MemoryStore()).submit(group_job("U1"), click, ENGLISH, progress)
     assert (resume, reply) == (None, ENGLISH.expired)
 
 
 async def test_a_retry_after_dify_took_the_answer_follows_the_run_without_submitting() -> None:
     progress = cast(Progress, Checkpoint(**{SUBMITTED: {"run_id": "run", "user": "b:U1"}}))
     click = Action(kind="form", answer_id="tok", comment="1")
-    resume, reply = await answers(MemoryStore()).submit(job("U2"), click, ENGLISH, progress)
+    resume, reply = await answers(MemoryStore()).submit(group_job("U2"), click, ENGLISH, progress)
     assert reply is None and resume is not None
     assert (resume.run_id, resume.job.dify_user) == ("run", "b:U1")
 
 
 async def test_a_reply_is_an_answer_only_while_a_form_waits() -> None:
     store = MemoryStore()
-    assert await answers(store).reply_to_form(job("U1")) is None
+    assert await answers(store).reply_to_form(group_job("U1")) is None
     await Forms(store).keep(pending("user"), waiting=True)
-    action = await answers(store).reply_to_form(job("U1"))
+    action = await answers(store).reply_to_form(group_job("U1"))
     assert action == Action(kind="form", answer_id="tok", comment="")
     await answers(store).drop_waiting("main/slack:C1")
-    assert await answers(store).reply_to_form(job("U1")) is None
+    assert await answers(store).reply_to_form(group_job("U1")) is None
 
 
 def test_a_form_answer_with_its_fields_survives_the_inbox() -> None:
-    asked = job("U1")
+    asked = group_job("U1")
     click = Action(kind="form", answer_id="tok", value="ok", inputs={"comment": "fine"})
     queued = replace(asked, message=replace(asked.message, action=click))
     assert Job.from_json(queued.to_json()).message.action == click

@@ -15,8 +15,8 @@ from gateway.dify_events import DifyStreamError, FormAction, FormField, HumanInp
 from gateway.dify_forms import paused_tokens, read_form
 from gateway.dify_parse import EventReader
 from gateway.forms import PendingForm, as_text, inputs, read_reply
-from gateway.models import ChatType, InboundMessage, Job
 from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
+from tests.helpers import group_job
 
 EVENT: dict[str, Any] = {
     "form_id": "f1",
@@ -145,29 +145,6 @@ def test_the_form_as_text_in_both_languages() -> None:
     assert SIMPLIFIED_CHINESE.form_reply_with_text("comment") in as_text(FORM, SIMPLIFIED_CHINESE)
 
 
-def job(user: str, key: str = "main/slack:C1") -> Job:
-    message = InboundMessage(
-        bot="b",
-        platform="slack",
-        event_id="e",
-        message_id="m",
-        chat_id="C1",
-        chat_type=ChatType.GROUP,
-        user_id=user,
-        text="",
-        received_at=0.0,
-    )
-    return Job(
-        job_id="b:m",
-        message=message,
-        app="main",
-        scope="chat",
-        conversation_key=key,
-        dify_user="b:U1",
-        accepted_at=0.0,
-    )
-
-
 def pending(scope: str) -> PendingForm:
     return PendingForm("tok", "run", "main", "b:U1", "main/slack:C1", "U1", scope, FORM)
 
@@ -180,10 +157,10 @@ def test_a_kept_form_reads_back_and_rubbish_reads_as_none() -> None:
 
 
 def test_only_the_asker_answers_unless_the_conversation_is_shared() -> None:
-    assert pending("user").may_submit(job("U1"))
-    assert not pending("user").may_submit(job("U2"))
-    assert pending("chat").may_submit(job("U2"))
-    assert not pending("chat").may_submit(job("U2", key="main/slack:C2"))
+    assert pending("user").may_submit(group_job("U1"))
+    assert not pending("user").may_submit(group_job("U2"))
+    assert pending("chat").may_submit(group_job("U2"))
+    assert not pending("chat").may_submit(group_job("U2", key="main/slack:C2"))
 
 
 def test_a_form_is_kept_as_long_as_it_lives() -> None:
