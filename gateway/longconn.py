@@ -22,9 +22,15 @@ from typing import Literal
 import aiohttp
 
 from gateway.bot_state import connection_failed
-from gateway.logs import describe
+from gateway.logs import LogLimiter, describe, one_line
 
 log = logging.getLogger(__name__)
+
+# Every long connection's frames that do not parse are logged through this one limiter, as
+# the HTTP edge's rejected webhooks are (gateway/logs.py `EdgeLog`): a peer or a proxy that
+# sends garbage in a loop writes a few lines a minute per connection, then a count, never a
+# line per frame. Its keys are a connection's name and kind, so they stay few.
+_unreadable = LogLimiter(log)
 
 
 class ConnectionClosed(Exception):
@@ -97,6 +103,21 @@ async def connect(
             yield WebSocket(ws)
         finally:
             await ws.close()
+
+
+def unreadable_frame(connection: str, kind: str, reason: BaseException | str) -> None:
+    """Log that `connection` (its bot, as the adapter names it) dropped a `kind` frame
+    (`Socket Mode`, `Stream`, …) because it does not parse, and why: at most 10 lines a
+    minute per connection and kind, then one line with how many more there were."""
+    why = describe(reason) if isinstance(reason, BaseException) else one_line(reason)
+    _unreadable.log(
+        f"{connection}: {kind} frames that do not parse",
+        logging.WARNING,
+        "%s: dropping a %s frame that does not parse: %s",
+        connection,
+        kind,
+        why,
+    )
 
 
 async def keep_connected(

@@ -110,7 +110,7 @@ class StreamClient:
         try:
             frame = parse_frame(data)
         except FrameError as exc:
-            log.warning("bot %s: ignoring a bad Stream frame: %s", self._bot, exc)
+            longconn.unreadable_frame(f"bot {self._bot}", "Stream", exc)
             return Step()
         handler = self._handlers.get(frame.topic) if frame.type == CALLBACK else None
         if handler is not None and await handler(frame) is Delivery.REDELIVER:

@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 from adapters.feishu.api import FeishuAPI
 from adapters.feishu.frames import CONTROL, DATA, Frame, FrameError, decode, encode
 from gateway import safejson
-from gateway.longconn import ConnectionClosed, WebSocket, connect
+from gateway.longconn import ConnectionClosed, WebSocket, connect, unreadable_frame
 from gateway.platform import Delivery
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class FeishuSocket:
                 try:
                     frame = decode(message.bytes)
                 except FrameError as exc:
-                    log.warning("%s: dropping a malformed frame: %s", self._name, exc)
+                    unreadable_frame(self._name, "long connection", exc)
                     continue
                 if frame.method == CONTROL:
                     if frame.header("type") == "pong" and frame.payload:
@@ -208,7 +208,7 @@ class FeishuSocket:
             total = int(frame.header("sum") or "1")
             seq = int(frame.header("seq") or "0")
         except ValueError:
-            log.warning("%s: dropping a frame with a bad sum/seq", self._name)
+            unreadable_frame(self._name, "long connection", "bad sum/seq")
             return None
         if total <= 1:
             return frame.payload

@@ -22,7 +22,7 @@ from typing import Any
 
 from adapters.slack.api import SlackAPI
 from gateway import safejson
-from gateway.longconn import Frame, connect
+from gateway.longconn import Frame, connect, unreadable_frame
 from gateway.platform import Delivery
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class SocketModeSession:
         try:
             message = safejson.loads_object(frame.text)
         except (safejson.JSONError, UnicodeDecodeError) as exc:
-            log.warning("%s: ignoring a Socket Mode frame: %s", self._name, exc)
+            unreadable_frame(self._name, "Socket Mode", exc)
             return Step()
         kind = message.get("type")
         if kind == "hello":

@@ -28,7 +28,7 @@ from typing import Any
 
 from adapters.wecom_bot.api import RATE_LIMITED
 from gateway import safejson
-from gateway.longconn import ConnectionClosed, Frame, WebSocket, connect
+from gateway.longconn import ConnectionClosed, Frame, WebSocket, connect, unreadable_frame
 from gateway.platform import PlatformError, RateLimited
 
 log = logging.getLogger(__name__)
@@ -239,10 +239,10 @@ def parse(raw: Frame) -> dict[str, Any] | None:
     try:
         frame = safejson.loads_object(raw.data)
     except safejson.JSONError as exc:
-        log.warning("wecom_bot: ignoring a frame: %s", exc)
+        unreadable_frame("wecom_bot", "WebSocket", exc)
         return None
     if not isinstance(frame.get("headers"), dict):
-        log.warning("wecom_bot: ignoring a frame without headers")
+        unreadable_frame("wecom_bot", "WebSocket", "no headers")
         return None
     return frame
 
