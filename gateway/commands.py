@@ -23,9 +23,17 @@ COMMANDS: tuple[Command, ...] = ("/reset", "/help", "/stop")
 STOP_BEFORE_RESET = "#stop"
 
 
+_LONGEST = max(map(len, COMMANDS))
+
+
 def command(text: str) -> Command | None:
     """The command `text` is, if it is one (case and surrounding spaces do not matter)."""
-    word = text.strip().lower()
+    # On the ack path for every message: a long text is no command, and is not copied to
+    # find that out (strip() returns the text itself when there is nothing to strip).
+    word = text.strip()
+    if len(word) > _LONGEST or not word.startswith("/"):
+        return None
+    word = word.lower()
     for known in COMMANDS:
         if word == known:
             return known

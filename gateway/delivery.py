@@ -22,6 +22,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from gateway.logs import LogLimiter
 from gateway.models import Answered, Ignored, InboundMessage, Messages, Outcome
 from gateway.platform import Deliver, Delivery, NotReady, Read, WebhookRejected
 from gateway.store.base import StoreUnavailable
@@ -39,6 +40,11 @@ class Deliveries:
     def __init__(self, accept: Accept, draining: Callable[[], bool]) -> None:
         self._accept = accept
         self._draining = draining
+        # A flood over a long connection (deliveries refused while the store is away or the
+        # inbox is full, malformed ones) must not flood the log: a few lines a minute per
+        # bot and kind, then a count; at most one traceback a minute per bot.
+        self._lines = LogLimiter(log)
+        self._tracebacks = LogLimiter(log, burst=1)
 
     def for_bot(self, bot: str) -> Deliver:
         """One bot's `AdapterContext.deliver`."""
@@ -47,43 +53,91 @@ class Deliveries:
     async def deliver(self, bot: str, read: Read) -> Delivery:
         """The verdict on one delivery to `bot`. Never raises (but for cancellation)."""
         if self._draining():
-            log.info("bot %s: shutting down; leaving a delivery to be delivered again", bot)
+            self._log_draining(bot)
             return Delivery.REDELIVER
         try:
             outcome = await _outcome(read)
         except NotReady as exc:
-            log.warning("bot %s: not ready; leaving a delivery to be delivered again: %s", bot, exc)
+            self._lines.log(
+                f"bot {bot}: deliveries left (not ready)",
+                logging.WARNING,
+                "bot %s: not ready; leaving a delivery to be delivered again: %s",
+                bot,
+                exc,
+            )
             return Delivery.REDELIVER
         except WebhookRejected as exc:
-            log.warning("bot %s: dropping a delivery: %s", bot, exc)
+            self._lines.log(
+                f"bot {bot}: deliveries dropped",
+                logging.WARNING,
+                "bot %s: dropping a delivery: %s",
+                bot,
+                exc,
+            )
             return Delivery.ACK
         except StoreUnavailable as exc:
             # Some readings use the store (the WeCom AI bot's admission).
-            log.error("bot %s: store unavailable; not acking a delivery: %s", bot, exc)
+            self._log_unavailable(bot, exc)
             return Delivery.REDELIVER
         except Exception:
             # An adapter bug on odd input: a redelivery would hit it again (the edge: 400).
-            log.exception("bot %s: could not read a delivery; acking it anyway", bot)
+            self._log_failed(bot, "could not read a delivery; acking it anyway")
             return Delivery.ACK
         if not isinstance(outcome, Messages):
             return Delivery.ACK
         if self._draining():
             # The shutdown began while the adapter was reading: claim nothing now.
-            log.info("bot %s: shutting down; leaving a delivery to be delivered again", bot)
+            self._log_draining(bot)
             return Delivery.REDELIVER
         try:
             await self._accept(outcome.messages)
         except NotReady as exc:  # the bot was removed by a reload a moment ago
-            log.warning("bot %s: leaving a delivery to be delivered again: %s", bot, exc)
+            self._lines.log(
+                f"bot {bot}: deliveries left (removed)",
+                logging.WARNING,
+                "bot %s: leaving a delivery to be delivered again: %s",
+                bot,
+                exc,
+            )
             return Delivery.REDELIVER
         except StoreUnavailable as exc:
-            log.error("bot %s: store unavailable; not acking a delivery: %s", bot, exc)
+            self._log_unavailable(bot, exc)
             return Delivery.REDELIVER
         except Exception:
             # Not the delivery's fault (the edge answers 503 here): let the platform retry.
-            log.exception("bot %s: could not accept a delivery; not acking it", bot)
+            self._log_failed(bot, "could not accept a delivery; not acking it")
             return Delivery.REDELIVER
         return Delivery.ACK
+
+    def _log_draining(self, bot: str) -> None:
+        self._lines.log(
+            f"bot {bot}: deliveries left (shutting down)",
+            logging.INFO,
+            "bot %s: shutting down; leaving a delivery to be delivered again",
+            bot,
+        )
+
+    def _log_unavailable(self, bot: str, exc: Exception) -> None:
+        self._lines.log(
+            f"bot {bot}: deliveries left (store unavailable)",
+            logging.ERROR,
+            "bot %s: store unavailable; not acking a delivery: %s",
+            bot,
+            exc,
+        )
+
+    def _log_failed(self, bot: str, what: str) -> None:
+        """An unexpected exception (being handled): its traceback at most once a minute."""
+        if self._tracebacks.allow(f"bot {bot}: delivery errors"):
+            log.exception("bot %s: %s", bot, what)
+        else:
+            self._lines.log(
+                f"bot {bot}: delivery errors",
+                logging.ERROR,
+                "bot %s: %s (tracebacks: at most one a minute)",
+                bot,
+                what,
+            )
 
 
 async def _outcome(read: Read) -> Outcome:

@@ -150,6 +150,27 @@ async def test_a_store_that_cannot_take_the_messages_is_a_redelivery_logged_once
     assert record.exc_info is None  # no traceback for an outage
 
 
+async def test_a_flood_of_refused_deliveries_logs_a_few_lines_then_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """1,000 deliveries the store cannot take, 1,000 malformed ones and 1,000 adapter bugs:
+    each kind is redelivered or acked as always, but logs at most ten lines a minute per
+    bot (and one traceback), not one each."""
+    core = Core()
+    core.accept_error = StoreUnavailable("the inbox is full")
+    for _ in range(1000):
+        assert await core.deliver(reading(Messages((message(),)))) is Delivery.REDELIVER
+        assert await core.deliver(reading(MalformedRequest("not JSON"))) is Delivery.ACK
+        assert await core.deliver(reading(KeyError("odd input"))) is Delivery.ACK
+    records = [r for r in caplog.records if r.name == "gateway.delivery"]
+    full = [r for r in records if "the inbox is full" in r.getMessage()]
+    dropped = [r for r in records if "dropping a delivery" in r.getMessage()]
+    bugs = [r for r in records if "could not read a delivery" in r.getMessage()]
+    assert len(full) == len(dropped) == 10
+    # The first bug with its traceback, then ten lines without one.
+    assert len(bugs) == 11 and [r.exc_info is not None for r in bugs] == [True] + [False] * 10
+
+
 async def test_a_store_failure_while_reading_is_a_redelivery(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
