@@ -157,6 +157,11 @@ class FakeDingtalk:
 
     async def push_callback(self, payload: dict[str, Any], message_id: str | None = None) -> str:
         message_id = message_id or f"frame-{next(self._ids)}"
+        await self._push_callback_frame("/v1.0/im/bot/messages/get", payload, message_id)
+        return message_id
+
+    async def _push_callback_frame(self, topic: str, data: dict[str, Any], message_id: str) -> None:
+        """A CALLBACK frame on `topic`, as the Stream gateway sends one."""
         await self.push(
             {
                 "specVersion": "1.0",
@@ -167,12 +172,11 @@ class FakeDingtalk:
                     "contentType": "application/json",
                     "messageId": message_id,
                     "time": str(int(time.time() * 1000)),
-                    "topic": "/v1.0/im/bot/messages/get",
+                    "topic": topic,
                 },
-                "data": json.dumps(payload, ensure_ascii=False),
+                "data": json.dumps(data, ensure_ascii=False),
             }
         )
-        return message_id
 
     async def push_card_click(
         self,
@@ -202,21 +206,7 @@ class FakeDingtalk:
             "spaceId": "",
             "outTrackId": out_track_id,
         }
-        await self.push(
-            {
-                "specVersion": "1.0",
-                "type": "CALLBACK",
-                "headers": {
-                    "appId": "app-1",
-                    "connectionId": "conn-1",
-                    "contentType": "application/json",
-                    "messageId": message_id,
-                    "time": str(int(time.time() * 1000)),
-                    "topic": topic,
-                },
-                "data": json.dumps(data, ensure_ascii=False),
-            }
-        )
+        await self._push_callback_frame(topic, data, message_id)
         return message_id
 
     async def push_system(self, topic: str, data: dict[str, Any]) -> str:
