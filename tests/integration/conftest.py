@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.feishu import FakeFeishu
 from tests.fakes.slack import FakeSlack
 from tests.integration.browser import chromium
 
@@ -17,6 +18,15 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     """A headless Chromium (skipped when not installed, outside CI)."""
     with chromium(tmp_path) as driver:
         yield driver
+
+
+@pytest.fixture
+async def feishu() -> AsyncIterator[FakeFeishu]:
+    """The fake Feishu/Lark open platform on loopback."""
+    fake = FakeFeishu()
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 @pytest.fixture

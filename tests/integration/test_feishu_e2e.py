@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,14 +31,6 @@ from tests.unit.feishu.audio_sample import opus_clip
 Client = TestClient[Any, Any]
 BOT = "fs"
 THINKING = "_Thinking…_"
-
-
-@pytest.fixture
-async def feishu() -> AsyncIterator[FakeFeishu]:
-    fake = FakeFeishu()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def feishu_bot(fake: FakeFeishu, **extra: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ twice (412), by someone else in a per-user scope, a forged or replayed submit, h
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,14 +27,6 @@ from tests.fakes.feishu import (
 from tests.helpers import wait_for
 from tests.integration.test_feishu_e2e import BOT, Client, answered, bot_mention, post, start
 from tests.integration.test_feishu_interactive import answered_card, card_text, labelled
-
-
-@pytest.fixture
-async def feishu() -> AsyncIterator[FakeFeishu]:
-    fake = FakeFeishu()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def booking(**form: Any) -> ScriptedReply:

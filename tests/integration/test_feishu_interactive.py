@@ -6,10 +6,7 @@ clicks that must not work (forged, replayed, expired, a stop by someone who did 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from adapters.feishu.buttons import FEEDBACK_ID, STOP_ID
 from gateway.emulator import DifyEmulator, Form, ScriptedReply
@@ -34,15 +31,6 @@ from tests.integration.test_feishu_e2e import (
     post,
     start,
 )
-
-
-@pytest.fixture
-async def feishu() -> AsyncIterator[FakeFeishu]:
-    fake = FakeFeishu()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
 
 SLOW = ScriptedReply(chunks=[f"word{i} " for i in range(60)], delay=0.1)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,14 +15,6 @@ from tests.conftest import GatewayFactory, make_config
 from tests.fakes.feishu import ENCRYPT_KEY, VERIFICATION_TOKEN, FakeFeishu
 from tests.fakes.wecom_bot import VECTOR_AES_KEY, VECTOR_TOKEN, WecomSide, event_payload
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-async def feishu() -> AsyncIterator[FakeFeishu]:
-    fake = FakeFeishu()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def bots(feishu: FakeFeishu) -> dict[str, Any]:

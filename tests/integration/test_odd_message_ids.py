@@ -5,9 +5,6 @@ answered rather than met with the generic error."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from gateway.dify import TRACE_ID_MAX, trace_id_header
 from gateway.emulator import DifyEmulator, ScriptedReply
@@ -38,14 +35,6 @@ def test_any_id_becomes_a_bounded_stable_header_value() -> None:
     assert trace_id_header("s:%41") == "s:%2541"  # not the same as "s:A"
     # Long ids that differ only at the end stay distinct.
     assert trace_id_header("s:" + "x" * 500 + "1") != trace_id_header("s:" + "x" * 500 + "2")
-
-
-@pytest.fixture
-async def feishu() -> AsyncIterator[FakeFeishu]:
-    fake = FakeFeishu()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def test_a_slack_message_with_an_odd_id_is_answered(
