@@ -10,10 +10,8 @@ from gateway.runtime import Gateway
 from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
 from tests.conftest import GatewayFactory
 from tests.fakes.feishu import FakeFeishu, message_event
-from tests.integration.test_feishu_e2e import answered, feishu, post, start
+from tests.integration.test_feishu_e2e import answered, post, start
 from tests.unit.feishu.audio_sample import opus_clip
-
-__all__ = ["feishu"]  # the fixture, shared with test_feishu_e2e
 
 LABELS = {"web_search": {"en_US": "Web Search", "zh_Hans": "网页搜索"}}
 
