@@ -102,6 +102,7 @@ class Words:
     form_not_yours: str  # an answer by someone who may not answer that form
     form_title: str  # the title of a dialog that asks for a form's field, if the form has none
     form_cancel: str  # its button that closes it unanswered
+    form_chosen_template: str  # {action}: on a card whose form a click on that action answered
 
     # --- messages the bot cannot read ----------------------------------------------------
     kind_not_supported_template: str  # {kind}: see `kind_not_supported`
@@ -137,6 +138,9 @@ class Words:
 
     def form_reply_with_text(self, label: str) -> str:
         return self.form_reply_with_text_template.format(label=label)
+
+    def form_chosen(self, action: str) -> str:
+        return self.form_chosen_template.format(action=action)
 
     def files_without_text(self, names: str) -> str:
         return self.files_without_text_template.format(names=names)
@@ -297,6 +301,7 @@ ENGLISH = Words(
     form_not_yours="Only the person who asked can answer this form.",
     form_title="Answer the form",
     form_cancel="Cancel",
+    form_chosen_template="✅ Answered: {action}",
     kind_not_supported_template=(
         "Sorry, I can't read {kind} messages yet. "
         "Please send your question as text, an image or a file."
@@ -425,6 +430,7 @@ SIMPLIFIED_CHINESE = Words(
     form_not_yours="只有提问的人可以填写这份表单。",
     form_title="填写表单",
     form_cancel="取消",
+    form_chosen_template="✅ 已提交：{action}",
     kind_not_supported_template=("抱歉，暂时还无法读取{kind}消息，请用文字、图片或文件提问。"),
     kinds={
         "image": "图片",

@@ -49,6 +49,7 @@ TEMPLATES: dict[str, tuple[set[str], Callable[[Words], str]]] = {
     "status_tools_template": ({"tools"}, lambda w: w.status_tools("MARK")),
     "status_step_template": ({"step"}, lambda w: w.status_step("MARK")),
     "form_reply_with_text_template": ({"label"}, lambda w: w.form_reply_with_text("MARK")),
+    "form_chosen_template": ({"action"}, lambda w: w.form_chosen("MARK")),
     "tools_used_template": ({"tools"}, lambda w: w.tools_used("MARK")),
     "usage_template": ({"tokens", "seconds"}, lambda w: w.usage(7, 1.25)),
     "usage_tokens_template": ({"tokens"}, lambda w: w.usage(7, None)),
