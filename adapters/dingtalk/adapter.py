@@ -9,11 +9,11 @@ markdown or AI-card replies.
 - With `card_template_id`, answers stream into an AI card; without, they arrive as finished
   markdown messages of at most 18,000 bytes (DingTalk rejects a message over 20,000 bytes:
   "message too long, exceed 20000 bytes").
-- Buttons (Stop, 👍/👎, suggested questions: card_buttons.py) need a card template of the
-  operator's own, not the built-in AI card, and Stream mode: clicks come back on the Stream
-  connection (card_clicks.py), read and accepted like messages. HTTP mode has no buttons: the
-  HTTP card callback's request signing is not established, and an unsigned callback is never
-  taken (`/stop` works everywhere).
+- Buttons (Stop, 👍/👎, suggested questions, a form's actions: card_buttons.py) need a card
+  template of the operator's own, not the built-in AI card, and Stream mode: clicks come
+  back on the Stream connection (card_clicks.py), read and accepted like messages. HTTP mode
+  has no buttons: the HTTP card callback's request signing is not established, and an
+  unsigned callback is never taken (`/stop` works everywhere).
 """
 
 from __future__ import annotations
@@ -217,6 +217,7 @@ class DingtalkAdapter:
         if template and (destination.group or destination.staff_id):
             if self._buttons:
                 clicked = str(message.reply_to.get("card") or "")  # a click's sink
+                chosen = str(message.reply_to.get("chosen") or "")  # a form's action clicked
                 return ButtonCardSink(
                     self.api,
                     destination,
@@ -225,6 +226,7 @@ class DingtalkAdapter:
                     words=words,
                     places=self._places,
                     clicked=clicked,
+                    chosen=chosen,
                 )
             return CardSink(self.api, destination, template, resume, words=words)
         sender = MarkdownSender(self.api, destination, self.bot, words=words)

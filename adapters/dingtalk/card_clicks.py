@@ -15,6 +15,8 @@ open-dingtalk/dingtalk-card-examples). Its `data` is JSON:
 
 Which button: its action id, one of `ACTIONS` (or, for a template that cannot set one, a
 fixed param `action` with that name). docs/dingtalk.md says how a template is built.
+A form's buttons (`form1..MAX_FORM_ACTIONS`) are numbered: the card's record says which
+form and which of its actions each number is.
 
 The callback names only the card. Where the card was posted and which answer it shows, the
 sink kept in the store when it created it (`CardPlace`, for as long as the answer's record),
@@ -42,7 +44,11 @@ log = logging.getLogger(__name__)
 PLATFORM = "dingtalk"
 DIRECT, GROUP = "1", "2"  # conversationType, as in a robot message
 
-# A button's action id -> the click it is (kind, value).
+# A form's actions drawn as buttons; the rest are in the card's numbered list only, answered
+# by a reply (Dify documents no limit; each button is two variables in the template).
+MAX_FORM_ACTIONS = 5
+
+# A button's action id -> the click it is (kind, value); a form button's value is its index.
 ACTIONS: dict[str, tuple[ActionKind, str]] = {
     "stop": ("stop", ""),
     "like": ("feedback", "like"),
@@ -50,6 +56,7 @@ ACTIONS: dict[str, tuple[ActionKind, str]] = {
     "suggestion1": ("suggestion", "0"),
     "suggestion2": ("suggestion", "1"),
     "suggestion3": ("suggestion", "2"),
+    **{f"form{i + 1}": ("form", str(i)) for i in range(MAX_FORM_ACTIONS)},
 }
 ACTION_PARAM = "action"
 UNKNOWN_ANSWER = "dingtalk-card:"  # + the card: an answer id no record has
@@ -65,18 +72,22 @@ class CardClick:
 
 @dataclass(frozen=True, slots=True)
 class CardPlace:
-    """Where a card with buttons is, the answer it shows, and the rating it shows (a click
-    on the rating shown withdraws it, as on every platform: the callback does not say
-    which button looked chosen)."""
+    """Where a card with buttons is, the answer it shows, the rating it shows (a click on
+    the rating shown withdraws it, as on every platform: the callback does not say which
+    button looked chosen), and the form whose actions it shows (the callback names only
+    the button's number)."""
 
     answer_id: str  # the job id of the answer
     conversation_id: str
     group: bool
     rating: str = ""  # `like`, `dislike`, or empty
+    form: str = ""  # the token of the form a paused run waits for, or empty
+    actions: tuple[tuple[str, str], ...] = ()  # its buttons' (action id, title), in order
 
     def encode(self) -> str:
-        place = {"answer": self.answer_id, "conversation": self.conversation_id}
-        return json.dumps(place | {"group": self.group, "rating": self.rating})
+        place: dict[str, object] = {"answer": self.answer_id, "conversation": self.conversation_id}
+        place |= {"group": self.group, "rating": self.rating}
+        return json.dumps(place | {"form": self.form, "actions": [list(a) for a in self.actions]})
 
     @classmethod
     def decode(cls, raw: str) -> CardPlace | None:
@@ -89,7 +100,24 @@ class CardPlace:
             return None
         rating = data.get("rating")
         rating = rating if rating in ("like", "dislike") else ""
-        return cls(answer, conversation, data.get("group") is True, rating)
+        form, actions = data.get("form"), _actions(data.get("actions"))
+        if not isinstance(form, str) or not form or not actions:
+            form, actions = "", ()  # no form's buttons to answer (a click says it expired)
+        group = data.get("group") is True
+        return cls(answer, conversation, group, rating, form, actions)
+
+
+def _actions(raw: object) -> tuple[tuple[str, str], ...]:
+    """A record's form actions, or none at all when any is unreadable."""
+    found: list[tuple[str, str]] = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, list) or len(item) != 2:
+            return ()
+        ident, title = item
+        if not isinstance(ident, str) or not ident or not isinstance(title, str):
+            return ()
+        found.append((ident, title))
+    return tuple(found)
 
 
 class CardPlaces:
@@ -148,18 +176,31 @@ def read_click(payload: object) -> CardClick | str:
     return CardClick(track, user, action[0], action[1])
 
 
+def _form_action(click: CardClick, place: CardPlace | None) -> tuple[str, str, str]:
+    """(form token, action id, its title) a click on a form's button picks. A card that
+    shows no such action names a form no one has: the core says it expired."""
+    index = int(click.value) if click.value.isascii() and click.value.isdigit() else -1
+    if place is not None and place.form and 0 <= index < len(place.actions):
+        ident, title = place.actions[index]
+        return place.form, ident, title
+    # A value all the same: a form click without one would read as a reply in words.
+    return UNKNOWN_ANSWER + click.out_track_id, click.value or "?", ""
+
+
 def click_message(
     bot: str, click: CardClick, place: CardPlace | None, frame_id: str, received_at: float
 ) -> InboundMessage:
     """The click as a message from whoever clicked, where the card is (`place`; None: a
     card the store no longer knows, answered one-to-one)."""
-    value = click.value
+    value, chosen = click.value, ""
     if place is None:
         answer, conversation, group = UNKNOWN_ANSWER + click.out_track_id, "", False
     else:
         answer, conversation, group = place.answer_id, place.conversation_id, place.group
         if click.kind == "feedback" and value == place.rating:
             value = ""  # the choice shown, clicked again: withdrawn
+    if click.kind == "form":
+        answer, value, chosen = _form_action(click, place)
     return InboundMessage(
         bot=bot,
         platform=PLATFORM,
@@ -181,6 +222,8 @@ def click_message(
             "sender_nick": "",
             "robot_code": "",
             "card": click.out_track_id,  # the card clicked, for the click's sink
+            # A form's action: the click's sink shows it taken once Dify has the answer.
+            "chosen": chosen,
         },
         received_at=received_at,
     )
