@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.dingtalk import FakeDingtalk
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.slack import FakeSlack
 from tests.integration.browser import chromium
@@ -18,6 +19,15 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     """A headless Chromium (skipped when not installed, outside CI)."""
     with chromium(tmp_path) as driver:
         yield driver
+
+
+@pytest.fixture
+async def ding() -> AsyncIterator[FakeDingtalk]:
+    """The fake DingTalk open platform (Stream gateway and robot API) on loopback."""
+    fake = FakeDingtalk()
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 @pytest.fixture

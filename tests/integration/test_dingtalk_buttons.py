@@ -6,7 +6,6 @@ on a card the gateway forgot, a stop by someone who did not ask, malformed callb
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,14 +22,6 @@ from tests.helpers import wait_for
 TEMPLATE = "a1b2c3d4-dify-gateway-buttons.schema"  # an operator's own template
 ASKER, OTHER = "manager123", "other456"
 SLOW = ScriptedReply(chunks=[f"word{i} " for i in range(60)], delay=0.1)
-
-
-@pytest.fixture
-async def ding() -> AsyncIterator[FakeDingtalk]:
-    fake = FakeDingtalk()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start(

@@ -7,10 +7,7 @@ a card the gateway forgot, form variables on the built-in template."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from adapters.dingtalk.card_buttons import BUILTIN_AI_CARD
 from adapters.dingtalk.card_clicks import MAX_FORM_ACTIONS
@@ -23,14 +20,6 @@ from tests.helpers import wait_for
 from tests.integration.test_dingtalk_buttons import ASKER, OTHER, ask, click, idle, start
 
 GROUP_SPACE = "dtv1.card//IM_GROUP.cidGroup0001=="
-
-
-@pytest.fixture
-async def ding() -> AsyncIterator[FakeDingtalk]:
-    fake = FakeDingtalk()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def booking(**form: Any) -> ScriptedReply:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,14 +25,6 @@ SESSION = "/robot/sendBySession"
 GROUP_SEND = "/v1.0/robot/groupMessages/send"
 STREAMING = "/v1.0/card/streaming"
 THINKING = "_Thinking…_"
-
-
-@pytest.fixture
-async def ding() -> AsyncIterator[FakeDingtalk]:
-    fake = FakeDingtalk()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start(

@@ -6,7 +6,6 @@ down, shutting down) stay unacked, so DingTalk delivers them again."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ from tests.fakes.dingtalk import FakeDingtalk, dingtalk_bot, robot_message
 from tests.helpers import wait_for
 
 TEMPLATE = "382e4302-551d-4880-bf29-a30acfab2e71.schema"
-
-
-@pytest.fixture
-async def ding() -> AsyncIterator[FakeDingtalk]:
-    fake = FakeDingtalk()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start(
