@@ -46,9 +46,10 @@ class Intake:
         self._metrics = metrics
         self._adapters = adapters  # filled by the gateway after the adapters are built
         self._deliveries = Deliveries(self.accept, draining)
-        self._claiming = 0  # inbox.accept() calls under way
-        self._settled = asyncio.Event()
-        self._settled.set()
+        self._claiming = 0  # messages on their way into the inbox
+        # Whoever waits in settled() (the shutdown, once): woken when _claiming drops to 0.
+        # Futures made only then, so the ack path counts and does nothing more.
+        self._waiting: list[asyncio.Future[None]] = []
 
     def rewire(self, router: Router, adapters: Mapping[str, Adapter]) -> None:
         """Route with a reloaded config from the next message on."""
@@ -63,7 +64,10 @@ class Intake:
         """Return once no claim is under way. A message whose claim was already on its way
         to the store when the shutdown began is acked once the claim lands, so the gateway
         lets it reach the inbox before the inbox stops taking jobs."""
-        await self._settled.wait()
+        while self._claiming:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            await waiter
 
     async def accept(self, messages: Sequence[InboundMessage]) -> None:
         """Accept messages for answering. Raises `StoreUnavailable` (answer 503)."""
@@ -93,7 +97,13 @@ class Intake:
                     or not decision.require_mention
                 ):
                     job = self._router.job(message, decision, now)
-                    accepted = await self._accept(job)
+                    self._claiming += 1
+                    try:
+                        accepted = await self._accept(job)
+                    finally:
+                        self._claiming -= 1
+                        if not self._claiming and self._waiting:
+                            self._wake_settled()
                     fate = "accepted" if accepted else "duplicate"
                     if accepted:
                         lifelog.accepted(job)
@@ -113,16 +123,11 @@ class Intake:
             # First the stop, then the reset: a retry of a delivery that failed between the
             # two finds the stop claimed, and the reset still to take.
             stop = commands.stop_before_reset(job)
-            await self._claim(stop, [claim + commands.STOP_BEFORE_RESET for claim in claims])
-        return await self._claim(job, claims)
+            await self._inbox.accept(stop, [claim + commands.STOP_BEFORE_RESET for claim in claims])
+        return await self._inbox.accept(job, claims)
 
-    async def _claim(self, job: Job, claims: list[str]) -> bool:
-        """`inbox.accept()`, counted for `settled()`."""
-        self._claiming += 1
-        self._settled.clear()
-        try:
-            return await self._inbox.accept(job, claims)
-        finally:
-            self._claiming -= 1
-            if not self._claiming:
-                self._settled.set()
+    def _wake_settled(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
