@@ -3,8 +3,8 @@ server or a Redis Cluster (the connection: `redis_client.py`).
 
 Claims are `SET NX` under a Lua script (all keys or none); the conversation lock is a token
 lock that its holder renews and only its holder can release. The durable inbox (stream
-shards, leases, accepting in one Lua call) is in `redis_inbox.py`. Each part of the `Store`
-has its own namespace (`dify-gateway:claim:`, `conv:`, `lock:`, `kv:` for shared state and
+shards, accepting in one Lua call) is in `redis_inbox.py`, this instance's leases and feed
+in `redis_feed.py`. Each part of the `Store` has its own namespace (`dify-gateway:claim:`, `conv:`, `lock:`, `kv:` for shared state and
 `bc:` for broadcast channels, in `redis_broadcast.py`), so the same key in two parts names
 two things.
 
@@ -29,7 +29,8 @@ from gateway.models import Job
 from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable, Subscription
 from gateway.store.redis_broadcast import RedisBroadcast, listener_factory
 from gateway.store.redis_client import RedisConnection, stop
-from gateway.store.redis_inbox import RedisInbox, RedisShardFeed, ShardKeys, instance_name
+from gateway.store.redis_feed import RedisShardFeed, instance_name
+from gateway.store.redis_inbox import RedisInbox, ShardKeys
 from gateway.store.redis_url import parse_cluster_url
 
 PREFIX = "dify-gateway:"

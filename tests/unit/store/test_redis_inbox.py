@@ -15,7 +15,8 @@ from gateway.metrics import Metrics
 from gateway.models import Job
 from gateway.store.base import StoreUnavailable
 from gateway.store.redis import RedisStore
-from gateway.store.redis_inbox import RedisShardFeed, ShardKeys
+from gateway.store.redis_feed import RedisShardFeed
+from gateway.store.redis_inbox import ShardKeys
 from tests import redis_servers
 from tests.helpers import wait_for
 from tests.unit.store.test_inbox import job
