@@ -123,6 +123,11 @@ class Words:
     continued: str  # the note under a stream that continues in the next message
     taking_long: str  # the note under a stream that closes before the answer is done
     cut: str  # the note under an answer longer than one message may be
+    # A template card of buttons after the answer (adapters/wecom_bot/cards.py): its title
+    # (WeCom suggests at most 26 characters), and its line once a button was clicked.
+    suggestions_title: str  # above the suggested questions
+    form_choice_title: str  # above a paused form's actions
+    card_chosen_template: str  # {choice}: the button clicked
 
     # --- limits and access (gateway/limits.py) ----------------------------------------------
     user_rate_limited: str  # a user asked more than their route allows in a minute
@@ -141,6 +146,9 @@ class Words:
 
     def form_chosen(self, action: str) -> str:
         return self.form_chosen_template.format(action=action)
+
+    def card_chosen(self, choice: str) -> str:
+        return self.card_chosen_template.format(choice=choice)
 
     def files_without_text(self, names: str) -> str:
         return self.files_without_text_template.format(names=names)
@@ -344,6 +352,9 @@ ENGLISH = Words(
     continued="*(continued in the next message)*",
     taking_long="*(This is taking a while: the rest of the answer follows in a new message.)*",
     cut="*(The answer was cut here: it is longer than WeCom allows for one answer.)*",
+    suggestions_title="You could also ask",
+    form_choice_title="Your choice",
+    card_chosen_template="Chosen: {choice}",
     user_rate_limited=(
         "You are asking faster than I can keep up with. Please wait a minute, then ask again."
     ),
@@ -462,6 +473,9 @@ SIMPLIFIED_CHINESE = Words(
     continued="*（未完，见下一条消息）*",
     taking_long="*（回答用时较长，其余内容将在新消息中发送。）*",
     cut="*（回答超出了企业微信单条回答的长度上限，已在此截断。）*",
+    suggestions_title="您还可以问",
+    form_choice_title="请选择",
+    card_chosen_template="已选择：{choice}",
     user_rate_limited="您提问有点快，请稍等一分钟后再问。",
     bot_rate_limited="现在向我提问的人比较多，请一分钟后再试。",
     access_refused="抱歉，您暂时无法在这里使用我。如需使用，请联系管理员开通。",

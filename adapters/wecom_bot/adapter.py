@@ -13,6 +13,14 @@ Two modes, one set of rules:
 Both: a retried msgid gets the same stream back (the stream id is derived from it), at most
 3 answers in flight per user (the 4th is told so at once), `enter_chat` gets a welcome,
 `feedback_event` goes to Dify's message feedback, as a click (gateway/clicks.py).
+
+Buttons: the app's suggested questions and a paused form's actions go out as template
+cards after the answer (sink.py, cards.py). A click (`template_card_event`) is a click
+like any other for the core, and its callback is answered with the card redrawn, the
+button clicked marked (the encrypted HTTP answer, or `aibot_respond_update_msg`; WeCom
+takes it within 5 s). A click's answer cannot be a stream (the callback's answer is the
+card update): it comes as one message, through the click's response_url (webhook mode)
+or `aibot_send_msg` (WebSocket mode).
 """
 
 from __future__ import annotations
@@ -32,18 +40,20 @@ from adapters.wecom_bot.connection import WsLink
 from adapters.wecom_bot.hosts import redacted, refusal
 from adapters.wecom_bot.protocol import (
     MAX_CONTENT_BYTES,
+    card_update_body,
     seal,
     stream_body,
     text_body,
     unseal,
     verify_url,
 )
-from adapters.wecom_bot.sink import NOTE_MARGIN, StreamSink
+from adapters.wecom_bot.sink import NOTE_MARGIN, QuietSink, StreamSink
 from adapters.wecom_bot.state import MAX_IN_FLIGHT, BotState, StreamState
 from gateway.config import WecomAIBot
 from gateway.files import file_name
 from gateway.longconn import LongConnection
 from gateway.models import (
+    EMPTY_OK,
     Answered,
     Attachment,
     HttpResponse,
@@ -94,6 +104,7 @@ class WecomBotAdapter:
             unit="bytes",
             pacing=FrameChannel.pacing if config.mode == "websocket" else StoreChannel.pacing,
             awaits_every_reply=True,  # each message opens a stream that must be finished
+            buttons=True,  # template cards after the answer (suggestions, a form's actions)
         )
         # Tunables that tests shorten; production uses the platform's numbers.
         self.close_after = CLOSE_AFTER
@@ -194,6 +205,10 @@ class WecomBotAdapter:
             if callback.click is None:
                 return Ignored("feedback from nobody known")
             return Messages((callback.click,))
+        if isinstance(callback, convert.CardClick):
+            update = await self._card_update(callback)
+            ack = seal(crypto, card_update_body(update)) if update is not None else EMPTY_OK
+            return Messages((callback.click,), ack=ack)
         if isinstance(callback, convert.Skip):
             return Ignored(callback.reason)
         message = callback.message
@@ -245,6 +260,28 @@ class WecomBotAdapter:
         if click is not None:
             await self._context.deliver(lambda: Messages((click,)))
 
+    async def _card_update(self, callback: convert.CardClick) -> dict[str, Any] | None:
+        """The clicked card redrawn, the button marked (None: a card the store no longer
+        knows, or a form's card clicked by someone else than the asker, whom the core may
+        refuse: the card stays as it is)."""
+        card = await self._state.card(callback.task_id)
+        if card is None or (card.asker and card.asker != callback.click.user_id):
+            return None
+        return card.chosen(callback.key, self._words)
+
+    async def _card_click(self, link: WsLink, req_id: str, callback: convert.CardClick) -> None:
+        """A card click on the long connection: to the core, then the card redrawn with
+        the event's req_id (WeCom takes the update within 5 s of the event)."""
+        click = callback.click
+        if await self._context.deliver(lambda: Messages((click,))) is not Delivery.ACK:
+            return
+        try:
+            update = await self._card_update(callback)
+            if update is not None:
+                await link.request("aibot_respond_update_msg", req_id, card_update_body(update))
+        except (PlatformError, StoreUnavailable) as exc:
+            log.warning("wecom_bot %s: a clicked card was not updated: %s", self.bot, exc)
+
     # --- websocket mode ------------------------------------------------------------------
 
     async def _on_frame(self, cmd: str, body: dict[str, Any], req_id: str) -> None:
@@ -261,6 +298,8 @@ class WecomBotAdapter:
             self._spawn(self._send_welcome(link, req_id, callback.message))
         elif isinstance(callback, convert.Feedback):
             self._spawn(self._feedback(callback))
+        elif isinstance(callback, convert.CardClick):
+            self._spawn(self._card_click(link, req_id, callback))
         elif isinstance(callback, convert.UserMessage):
             await self._on_message(link, callback.message, req_id)
         else:
@@ -317,14 +356,20 @@ class WecomBotAdapter:
     def open_reply(
         self, message: InboundMessage, resume: Mapping[str, Any] | None = None
     ) -> ReplySink:
+        click = message.reply_to.get("click")
+        if click == "feedback":
+            return QuietSink(self.capabilities.pacing)
         sid = str(message.reply_to["stream_id"])
         close_at = close_time(float(message.reply_to.get("received_at", 0.0)), self.close_after)
+        if click == "card":
+            # No stream was opened for a click: the answer goes the overflow's way, whole.
+            resume = {"closed": True, "released": True, **(resume or {})}
         channel: StoreChannel | FrameChannel
         if self._link is not None:
             channel = FrameChannel(
                 self._link,
                 stream_id=sid,
-                req_id=str(message.reply_to["req_id"]),
+                req_id=str(message.reply_to.get("req_id", "")),
                 chat_id=str(message.reply_to["chatid"]),
             )
         else:
@@ -351,6 +396,8 @@ class WecomBotAdapter:
             thinking=None if self._link is not None else self._words.thinking,
             words=self._words,
             resume=resume,
+            keep_card=self._state.keep_card,
+            asker=message.user_id,
         )
 
     async def download(self, attachment: Attachment) -> Download:

@@ -1,8 +1,8 @@
 """The AI bot's two HTTP calls: a proactive reply to a callback's `response_url`, and the
 download of an encrypted image or file.
 
-- `response_url` (doc path/101138): POST `{"msgtype":"markdown","markdown":{"content"}}`,
-  once per callback, within 1 hour. The answer is `{"errcode","errmsg"}`.
+- `response_url` (doc path/101138): POST `{"msgtype":"markdown","markdown":{"content"}}`
+  or a template card, once per callback, within 1 hour. The answer is `{"errcode","errmsg"}`.
 - Media URLs (path/100719) serve AES-256-CBC ciphertext, valid 5 minutes: in WebSocket
   mode with the per-URL `aeskey` (aibot-node-sdk `src/crypto.ts`), in webhook mode with the
   bot's EncodingAESKey. Key = base64-decode(key), IV = key[:16], PKCS#7 to 32 bytes.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,9 +54,14 @@ API = JsonApi(
 
 async def post_response_url(http: httpx.AsyncClient, url: str, content: str) -> None:
     """Send one Markdown message through a callback's response_url."""
+    await send_response_url(http, url, markdown_body(content))
+
+
+async def send_response_url(http: httpx.AsyncClient, url: str, body: Mapping[str, Any]) -> None:
+    """Send one message (Markdown or a template card) through a callback's response_url."""
     if not url.startswith(("https://", "http://")):
         raise PlatformError(PLATFORM, "no_response_url", "the callback carried no response_url")
-    await API.send(http, "POST", url, what="response_url", json=markdown_body(content))
+    await API.send(http, "POST", url, what="response_url", json=dict(body))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@
   stream is a store write that any instance's `handle()` can read back. The overflow is the
   callback's `response_url` (one message), if it is WeCom's (hosts.py); a refused one leaves
   the stream as the only way out, and what does not fit there is dropped with a log line.
+  A card of buttons after the answer takes the response_url too, if the overflow left it.
 - **WebSocket mode is pushed**: each show is an `aibot_respond_msg` frame with the
-  callback's `req_id`; the overflow is `aibot_send_msg` to the chat (any number). Files the
+  callback's `req_id`; the overflow, and a card of buttons after the answer, are
+  `aibot_send_msg` to the chat (any number). Files the
   stream cannot carry are uploaded over the connection and sent with `aibot_send_msg` too
   (`media.py`); webhook mode has no upload (`takes_files` is false).
 """
@@ -20,10 +22,10 @@ from typing import Any
 import httpx
 
 from adapters.wecom_bot import media
-from adapters.wecom_bot.api import post_response_url
+from adapters.wecom_bot.api import post_response_url, send_response_url
 from adapters.wecom_bot.connection import PLATFORM, WsLink, new_req_id
 from adapters.wecom_bot.hosts import redacted, refusal
-from adapters.wecom_bot.protocol import markdown_body, stream_body
+from adapters.wecom_bot.protocol import markdown_body, stream_body, template_card_body
 from adapters.wecom_bot.state import BotState, StreamState
 from gateway.platform import OutputFile, Pacing, PlatformError
 
@@ -59,6 +61,7 @@ class StoreChannel:
         self._response_url = response_url
         self._refusal = refusal(response_url, api_base, "response_url")
         self._bot = bot
+        self._spent = False  # the response_url takes one message
 
     @property
     def can_overflow(self) -> bool:
@@ -81,7 +84,16 @@ class StoreChannel:
                 self._refusal,
             )
             return
+        self._spent = True
         await post_response_url(self._http, self._response_url, content)
+
+    async def send_card(self, card: dict[str, Any]) -> None:
+        if self._refusal is not None:
+            raise PlatformError(PLATFORM, "response_url_refused", self._refusal)
+        if self._spent:
+            raise PlatformError(PLATFORM, "response_url_used", "the answer took the response_url")
+        self._spent = True
+        await send_response_url(self._http, self._response_url, template_card_body(card))
 
     async def upload_file(self, file: OutputFile) -> str:
         raise PlatformError(PLATFORM, "no_upload", "webhook mode cannot send files")
@@ -110,6 +122,10 @@ class FrameChannel:
 
     async def overflow(self, content: str) -> None:
         body = {"chatid": self._chat_id, **markdown_body(content)}
+        await self._link.request("aibot_send_msg", new_req_id("aibot_send_msg"), body)
+
+    async def send_card(self, card: dict[str, Any]) -> None:
+        body = {"chatid": self._chat_id, **template_card_body(card)}
         await self._link.request("aibot_send_msg", new_req_id("aibot_send_msg"), body)
 
     async def upload_file(self, file: OutputFile) -> str:

@@ -13,6 +13,13 @@ Payload shapes: doc path/100719 (接收消息) and the official SDK's `src/types
 - `msgtype:"event"`: `event.eventtype` is `enter_chat`, `template_card_event`,
   `feedback_event` (`feedback_event.type`: 1 like, 2 dislike, 3 withdrawn; third-party
   implementations agree, the stored official pages do not show it).
+- `template_card_event`: `event_key` (the button's key) and `task_id` (the card's), under
+  `event.template_card_event` in the doc (path/101027), directly on `event` in the SDK's
+  type: both are read. A key the gateway did not make is no click of ours.
+
+A click (a card's button, WeCom's own 👍/👎) is a message from whoever clicked, with an
+`Action`, and `reply_to["click"]` saying which kind (`card`, `feedback`): its answer cannot
+be a stream (adapter.py).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any, Literal
 
 from adapters.wecom_bot.protocol import stream_id
 from gateway import safejson
+from gateway.controls import read_button_value
 from gateway.models import Action, Attachment, ChatType, InboundMessage
 from gateway.platform import MalformedRequest
 from gateway.words import Words
@@ -59,11 +67,19 @@ class Feedback:
 
 
 @dataclass(frozen=True, slots=True)
+class CardClick:
+    task_id: str  # the card clicked
+    key: str  # the button clicked
+    click: InboundMessage  # the click as the core takes it, from whoever clicked
+
+
+@dataclass(frozen=True, slots=True)
 class Skip:
     reason: str
 
 
-Callback = UserMessage | StreamRefresh | EnterChat | Feedback | Skip
+Callback = UserMessage | StreamRefresh | EnterChat | Feedback | CardClick | Skip
+CARD_CLICKS = ("suggestion", "form")  # the kinds of button the gateway's cards have
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -113,7 +129,31 @@ def _event(bot: str, payload: dict[str, Any], received_at: float, words: Words) 
         return Feedback(
             feedback_id, ratings[rating], _click(bot, payload, received_at, words, detail)
         )
+    if name == "template_card_event":
+        return _card_click(bot, payload, event, received_at, words)
     return Skip(f"event {name or 'without a type'}")
+
+
+def _card_click(
+    bot: str, payload: dict[str, Any], event: dict[str, Any], received_at: float, words: Words
+) -> Callback:
+    nested = _dict(event.get("template_card_event"))
+    key = _str(nested.get("event_key")) or _str(event.get("event_key"))
+    task_id = _str(nested.get("task_id")) or _str(event.get("task_id"))
+    if not task_id:
+        return Skip("card click without a task_id")
+    button = read_button_value(key)
+    if button is None or button[0] not in CARD_CLICKS:
+        return Skip("card click on no button of ours")
+    kind, answer_id, value = button
+    try:
+        message = _message(bot, {**payload, "msgtype": "text"}, received_at, {}, words)
+    except MalformedRequest:
+        return Skip("card click from nobody known")
+    action = Action(kind=kind, answer_id=answer_id, value=value)
+    reply_to = {**message.reply_to, "click": "card"}
+    click = replace(message, text="", notice=None, mentioned=True, action=action, reply_to=reply_to)
+    return CardClick(task_id, key, click)
 
 
 def _click(
@@ -131,7 +171,8 @@ def _click(
         value=values.get(detail.get("type"), ""),
         comment=_str(detail.get("content"))[:1000],
     )
-    return replace(message, text="", notice=None, mentioned=True, action=action)
+    reply_to = {**message.reply_to, "click": "feedback"}
+    return replace(message, text="", notice=None, mentioned=True, action=action, reply_to=reply_to)
 
 
 def _message(

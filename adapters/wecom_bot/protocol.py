@@ -14,6 +14,10 @@ Facts, from the official pages:
 - Stream replies: `{"msgtype":"stream","stream":{"id","finish","content","feedback"}}`,
   `content` ≤ 20,480 UTF-8 bytes of Markdown, `feedback.id` ≤ 256 bytes and only on the
   first reply (path/101031; aibot-node-sdk `src/types/api.ts`).
+- A template card (cards.py) goes out as `{"msgtype":"template_card","template_card":…}`
+  (response_url, `aibot_send_msg`); a click's callback is answered with
+  `{"response_type":"update_template_card","template_card":…}` (aibot-node-sdk
+  `src/types/api.ts`).
 - The `enter_chat` welcome is `{"msgtype":"text","text":{"content":…}}` (path/101031).
 - Images go into the final stream reply only (`finish:true`): `stream.msg_item`, at most 10
   items `{"msgtype":"image","image":{"base64","md5"}}`, JPG or PNG of at most 10 MB before
@@ -141,3 +145,13 @@ def text_body(content: str) -> dict[str, Any]:
 def markdown_body(content: str) -> dict[str, Any]:
     """A proactive reply (response_url, or `aibot_send_msg` in WebSocket mode)."""
     return {"msgtype": "markdown", "markdown": {"content": content}}
+
+
+def template_card_body(card: Mapping[str, Any]) -> dict[str, Any]:
+    """A template card as a message (response_url, or `aibot_send_msg`)."""
+    return {"msgtype": "template_card", "template_card": dict(card)}
+
+
+def card_update_body(card: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer to a card click that redraws the card (its `task_id` unchanged)."""
+    return {"response_type": "update_template_card", "template_card": dict(card)}

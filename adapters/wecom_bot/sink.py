@@ -17,6 +17,12 @@ The app's images (JPG or PNG) go into the final stream reply as `msg_item`s. Oth
 cannot go through a stream: in WebSocket mode they are uploaded and sent as file messages
 after the answer; in webhook mode, which has no upload, the core names them in the text.
 
+Buttons (`ShowsControls`): a stream carries none, so the app's suggested questions
+(`amend`) and a paused form's actions (`offer`, sent after the final text) go out as a
+template card of buttons of their own (cards.py), through the overflow path's channel
+(the response_url, if the answer left it unused; `aibot_send_msg`). Stop and 👍/👎 are not
+drawn: WeCom shows its own rating under the stream, and a stream has no place for a Stop.
+
 Where the stream goes (the store for refresh callbacks, or WebSocket frames) is the
 `StreamChannel`'s business; this class only decides what to show where.
 """
@@ -29,14 +35,16 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
 
-from adapters.wecom_bot import media
+from adapters.wecom_bot import cards, media
 from adapters.wecom_bot.protocol import (
     IMAGE_TYPES,
     MAX_IMAGE_BYTES,
     MAX_ITEMS,
     image_item,
 )
+from gateway.controls import Controls, FormChoice
 from gateway.platform import OutputFile, Pacing, PlatformError
+from gateway.store.base import StoreUnavailable
 from gateway.text import measure, split_text
 from gateway.words import Words
 
@@ -76,8 +84,12 @@ class StreamChannel(Protocol):
 
     async def overflow(self, content: str) -> None: ...
 
+    async def send_card(self, card: dict[str, Any]) -> None:
+        """Send a template card of buttons after the answer."""
+
 
 Release = Callable[[], Awaitable[None]]
+KeepCard = Callable[[cards.Card], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 
@@ -93,8 +105,14 @@ class StreamSink:
         thinking: str | None,
         words: Words,
         resume: Mapping[str, Any] | None = None,
+        keep_card: KeepCard | None = None,
+        asker: str = "",
     ) -> None:
         self._channel = channel
+        self._words = words
+        self._keep_card = keep_card
+        self._asker = asker  # who asked: only they may answer a form (the core checks)
+        self._form: FormChoice | None = None  # a paused form's actions, after the text
         self._limit = limit  # bytes, for the stream and for one overflow message
         self._close_at = close_at
         self._release = release
@@ -159,6 +177,7 @@ class StreamSink:
                 await self._send_media()
                 await self._let_go()
                 self._stop_timer()
+                await self._send_form()
 
     async def fail(self, text: str) -> None:
         await self.finish(text, last=True)
@@ -193,6 +212,45 @@ class StreamSink:
 
     def fold_reasoning(self, text: str) -> None:
         """WeCom cannot fold text: the reasoning stays hidden."""
+
+    # --- buttons (ShowsControls) ---------------------------------------------------------
+
+    def offer(self, controls: Controls) -> None:
+        """Only a form's actions are drawn (after the final text); see the module's text."""
+        self._form = controls.form
+
+    async def show(self, controls: Controls) -> None:
+        """A rating chosen: WeCom shows it under the stream itself."""
+
+    async def amend(self, controls: Controls) -> None:
+        if controls.suggestions:
+            card = cards.suggestions_card(controls.answer_id, controls.suggestions, self._words)
+            await self._send_card(card)
+
+    async def still_running(self) -> None:
+        """No Stop button: a stream has no place for one (`/stop` works)."""
+
+    async def _send_form(self) -> None:
+        """The form's actions as a card, once the text is out. Best effort: the text
+        fallback (a reply with the number) answers the form all the same."""
+        choice, self._form = self._form, None
+        if choice is None:
+            return
+        try:
+            await self._send_card(cards.form_card(choice, self._asker, self._words))
+        except PlatformError as exc:
+            log.warning("could not send a form's buttons: %s", exc)
+
+    async def _send_card(self, card: cards.Card | None) -> None:
+        """Keep the card (for the update a click makes) and send it."""
+        if card is None:
+            return
+        if self._keep_card is not None:
+            try:
+                await self._keep_card(card)
+            except StoreUnavailable as exc:  # a click still works, without the update
+                log.warning("a card of buttons was not kept: %s", exc)
+        await self._channel.send_card(card.template_card())
 
     # --- internals -----------------------------------------------------------------------
 
@@ -264,3 +322,45 @@ class StreamSink:
         timer, self._timer = self._timer, None
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
+
+
+class QuietSink:
+    """The sink of a click on WeCom's own 👍/👎: WeCom shows the rating itself, and the
+    event can carry no reply, so whatever the core says back (an expired answer) is
+    dropped, as before WeCom's AI bot had buttons of the gateway's."""
+
+    def __init__(self, pacing: Pacing) -> None:
+        self.pacing = pacing
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    async def begin(self) -> None:
+        pass
+
+    async def update(self, text: str, status: str | None = None) -> None:
+        pass
+
+    async def finish(self, text: str, *, last: bool) -> None:
+        log.debug("a reply to a WeCom feedback event is not shown")
+
+    async def fail(self, text: str) -> None:
+        pass
+
+    async def send_files(self, files: Sequence[OutputFile]) -> list[OutputFile]:
+        return list(files)
+
+    def fold_reasoning(self, text: str) -> None:
+        pass
+
+    def offer(self, controls: Controls) -> None:
+        pass
+
+    async def show(self, controls: Controls) -> None:
+        pass
+
+    async def amend(self, controls: Controls) -> None:
+        pass
+
+    async def still_running(self) -> None:
+        pass

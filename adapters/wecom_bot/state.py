@@ -7,6 +7,8 @@
   out for longer than one stream window.
 - **First sight** of a msgid: a retried callback must neither count again nor start a
   second answer.
+- **Cards** of buttons the gateway sent, by task id (cards.py), for the card update that
+  answers a click on any instance; kept as long as an answer's record.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from adapters.wecom_bot.cards import Card
+from gateway.answers import RECORD_TTL
 from gateway.store import keys
 from gateway.store.base import Claims, SharedState
 
@@ -94,3 +98,11 @@ class BotState:
         if await self._store.incr(key, -1, COUNT_TTL) < 0:
             # The count expired while this answer ran: don't leave it negative.
             await self._store.set(key, "0", COUNT_TTL)
+
+    async def keep_card(self, card: Card) -> None:
+        key = keys.wecom_bot_card(self._bot, card.task_id)
+        await self._store.set(key, card.encode(), RECORD_TTL)
+
+    async def card(self, task_id: str) -> Card | None:
+        raw = await self._store.get(keys.wecom_bot_card(self._bot, task_id))
+        return None if raw is None else Card.decode(raw)

@@ -134,6 +134,13 @@ def wecom_bot_stream(bot: str, stream_id: str) -> str:
     return f"wecom_bot:stream:{bot}:{stream_id}"
 
 
+def wecom_bot_card(bot: str, task_id: str) -> str:
+    """A WeCom AI-bot template card of buttons the gateway sent (JSON,
+    adapters/wecom_bot/cards.py): what a click's card update redraws, kept as long as the
+    answer's record (7 days)."""
+    return f"wecom_bot:card:{bot}:{task_id}"
+
+
 def wecom_bot_in_flight(bot: str, user: str) -> str:
     """How many answers a user has in flight with a WeCom AI bot (at most 3); expires 7 min
     after its last change, so a crashed worker cannot lock the user out."""

@@ -43,6 +43,7 @@ TEMPLATES: dict[str, tuple[set[str], Callable[[Words], str]]] = {
     "files_without_text_template": ({"names"}, lambda w: w.files_without_text("MARK.pdf")),
     "dify_rejected_template": ({"code"}, lambda w: w.dify_rejected("MARK")),
     "dify_error_template": ({"code"}, lambda w: w.dify_error("MARK")),
+    "card_chosen_template": ({"choice"}, lambda w: w.card_chosen("MARK")),
     "kind_not_supported_template": ({"kind"}, lambda w: w.kind_not_supported("MARK")),
     "too_many_questions_template": ({"limit"}, lambda w: w.too_many_questions(7)),
     "too_many_messages_template": ({"limit"}, lambda w: w.too_many_messages(7)),

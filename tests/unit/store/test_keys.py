@@ -37,6 +37,7 @@ def test_shared_state_keys_are_unchanged() -> None:
     )
     assert keys.wecom_bot_stream("wecom-ai", "s1") == "wecom_bot:stream:wecom-ai:s1"
     assert keys.wecom_bot_in_flight("wecom-ai", "u1") == "wecom_bot:inflight:wecom-ai:u1"
+    assert keys.wecom_bot_card("wecom-ai", "t1") == "wecom_bot:card:wecom-ai:t1"
     assert keys.rate_count("user:b:U1", 28333333) == "rate:user:b:U1:28333333"
     assert keys.rate_count("bot:b", 28333333) == "rate:bot:b:28333333"
     assert keys.dingtalk_signed_message("ding", "xe0J+/8=") == "dingtalk:signed:ding:xe0J+/8="

@@ -154,8 +154,15 @@ def test_feedback_without_id_or_with_unknown_type_is_skipped() -> None:
 
 
 def test_other_events_are_skipped() -> None:
+    payload = load("enter_chat.json")
+    payload["event"]["eventtype"] = "some_new_event"
+    callback = convert.interpret("b", payload, 0.0, {}, ENGLISH)
+    assert isinstance(callback, convert.Skip) and "some_new_event" in callback.reason
+
+
+def test_a_click_on_a_card_button_the_gateway_did_not_make_is_skipped() -> None:
     callback = convert.interpret("b", load("template_card_event.json"), 0.0, {}, ENGLISH)
-    assert isinstance(callback, convert.Skip) and "template_card_event" in callback.reason
+    assert isinstance(callback, convert.Skip) and "no button of ours" in callback.reason
 
 
 @pytest.mark.parametrize("field", ["msgid", "from"])
@@ -176,3 +183,73 @@ def test_odd_shapes_do_not_crash() -> None:
     ]
     msg = message(payload)
     assert msg.notice == ENGLISH.mention_without_question and not msg.attachments
+
+
+# --- clicks on the gateway's template cards ------------------------------------------------
+
+
+def card_click(payload: dict[str, Any]) -> convert.CardClick:
+    callback = convert.interpret("wecom-ai", payload, 1700000000.0, {}, ENGLISH)
+    assert isinstance(callback, convert.CardClick), callback
+    return callback
+
+
+def test_a_suggestion_click_nested_as_the_doc_shows_is_a_click_from_the_clicker() -> None:
+    callback = card_click(load("template_card_suggestion.json"))
+    assert callback.task_id == "dgw-0123456789abcdef01234567"
+    assert callback.key == "dgw1|suggestion|1|wecom-ai:MSGID1"
+    click = callback.click
+    assert click.action is not None
+    assert (click.action.kind, click.action.answer_id, click.action.value) == (
+        "suggestion",
+        "wecom-ai:MSGID1",
+        "1",
+    )
+    assert (click.user_id, click.chat_id, click.chat_type) == ("lisi", "CHATID", "group")
+    assert click.text == "" and click.mentioned and click.notice is None
+    assert click.dedupe_keys == ("msg:CARDCLICK1",)  # a retried callback is the same click
+    assert click.reply_to["click"] == "card" and click.reply_to["response_url"] == "RESPONSEURL"
+
+
+def test_a_form_click_flat_as_the_sdk_types_it_names_the_form_and_its_action() -> None:
+    callback = card_click(load("template_card_form_flat.json"))
+    action = callback.click.action
+    assert action is not None
+    assert (action.kind, action.answer_id, action.value) == ("form", "FORMTOKEN", "approve")
+    assert callback.click.chat_id == "zhangsan" and callback.click.chat_type == "direct"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda e: e.update(event_key=7), "no button of ours"),
+        (lambda e: e.update(event_key=["dgw1|suggestion|0|a:b"]), "no button of ours"),
+        (lambda e: e.pop("event_key"), "no button of ours"),
+        (lambda e: e.pop("task_id"), "without a task_id"),
+        (lambda e: e.update(task_id={"id": 1}), "without a task_id"),
+        # Kinds the gateway's cards never carry: not taken from a card.
+        (lambda e: e.update(event_key="dgw1|stop||wecom-ai:MSGID1"), "no button of ours"),
+        (lambda e: e.update(event_key="dgw1|feedback|like|wecom-ai:M"), "no button of ours"),
+        (lambda e: e.update(event_key="dgw1-done-0"), "no button of ours"),
+    ],
+)
+def test_odd_card_clicks_are_skipped(change: Any, reason: str) -> None:
+    for name in ("template_card_suggestion.json", "template_card_form_flat.json"):
+        payload = load(name)
+        event = payload["event"]
+        change(event.get("template_card_event", event))
+        callback = convert.interpret("wecom-ai", payload, 0.0, {}, ENGLISH)
+        assert isinstance(callback, convert.Skip) and reason in callback.reason, callback
+
+
+def test_a_card_click_from_nobody_is_skipped_not_malformed() -> None:
+    payload = load("template_card_suggestion.json")
+    del payload["from"]
+    callback = convert.interpret("wecom-ai", payload, 0.0, {}, ENGLISH)
+    assert isinstance(callback, convert.Skip) and "nobody" in callback.reason
+
+
+def test_a_feedback_click_says_so_for_its_sink() -> None:
+    callback = convert.interpret("wecom-ai", load("feedback_event.json"), 0.0, {}, ENGLISH)
+    assert isinstance(callback, convert.Feedback) and callback.click is not None
+    assert callback.click.reply_to["click"] == "feedback"

@@ -35,6 +35,8 @@ class Channel:
         self.sent: list[str] = []  # media ids, after the shown content
         self.refuse: set[str] = set()  # file names whose upload fails
         self.send_fails = False
+        self.cards: list[dict[str, Any]] = []  # template cards sent after the answer
+        self.card_fails = False
 
     async def show(
         self, content: str, *, finish: bool, items: Sequence[dict[str, Any]] = ()
@@ -51,6 +53,11 @@ class Channel:
             raise PlatformError("wecom_bot", "40058")
         self.uploaded.append(file.name)
         return f"media:{file.name}"
+
+    async def send_card(self, card: dict[str, Any]) -> None:
+        if self.card_fails:
+            raise PlatformError("wecom_bot", "response_url_used")
+        self.cards.append(card)
 
     async def send_file(self, media_id: str) -> None:
         assert self.shown[-1][1], "a file goes after the finished stream"
@@ -76,6 +83,7 @@ class Harness:
         self.tasks: list[asyncio.Task[None]] = []
         self.close_at = time.time() + close_in
         self.limit = limit
+        self.kept: list[Any] = []  # cards kept in the store
 
     def sink(self, resume: dict[str, Any] | None = None) -> StreamSink:
         async def release() -> None:
@@ -95,7 +103,12 @@ class Harness:
             thinking=self.words.thinking,
             words=self.words,
             resume=resume,
+            keep_card=self.keep_card,
+            asker="asker",
         )
+
+    async def keep_card(self, card: Any) -> None:
+        self.kept.append(card)
 
     async def close(self) -> None:
         for task in self.tasks:
