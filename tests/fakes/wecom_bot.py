@@ -147,6 +147,37 @@ def event_payload(
     }
 
 
+def card_click_payload(
+    key: Any,
+    task_id: Any,
+    *,
+    user: str = "u1",
+    response_url: str = "",
+    chatid: str | None = None,
+    flat: bool = False,
+) -> dict[str, Any]:
+    """A click on a template card's button: `event_key` and `task_id` nested under
+    `event.template_card_event` as the doc shows, or directly on `event` (`flat`) as the
+    SDK types it."""
+    detail = {"card_type": "button_interaction", "event_key": key, "task_id": task_id}
+    payload = event_payload("template_card_event", detail if flat else None, user)
+    if not flat:
+        payload["event"]["template_card_event"] = detail
+    payload["response_url"] = response_url
+    if chatid:
+        payload.update(chattype="group", chatid=chatid)
+    return payload
+
+
+def cards_sent(calls: list[Call]) -> list[dict[str, Any]]:
+    """The template cards among sent messages (response_url or aibot_send_msg calls)."""
+    return [c.body["template_card"] for c in calls if c.body.get("msgtype") == "template_card"]
+
+
+def markdown_sent(calls: list[Call]) -> list[str]:
+    return [c.body["markdown"]["content"] for c in calls if c.body.get("msgtype") == "markdown"]
+
+
 class FakeWecomBotServer:
     def __init__(self, *, bot_id: str = "BOTID", secret: str = "BOTSECRET") -> None:
         self.bot_id = bot_id

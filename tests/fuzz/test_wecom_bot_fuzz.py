@@ -1,6 +1,7 @@
 """WeCom AI bot: `handle()` (webhook mode) on bytes from anyone and on authentic callbacks
-(signed, encrypted with receiveid "", fresh) of any JSON content; the long connection's
-frames, parsed, routed and read (WebSocket mode); media keys."""
+(signed, encrypted with receiveid "", fresh) of any JSON content, template-card clicks among
+them (nested or flat, keys of any type); the long connection's frames, parsed, routed and
+read (WebSocket mode); media keys."""
 
 from __future__ import annotations
 
@@ -35,7 +36,23 @@ TEMPLATES = [json.loads(p.read_text()) for p in sorted(DATA.glob("*.json"))]
 TEXT_SINGLE = json.loads((DATA / "text_single.json").read_text())
 TOKEN, AES_KEY = "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 CRYPTO = WecomCrypto(TOKEN, AES_KEY, "")
-VALUES = ["MSGID1", "USERID", "1", "2", "3", "feedback_event", "enter_chat", "stream"]
+VALUES = [
+    "MSGID1",
+    "USERID",
+    "1",
+    "2",
+    "3",
+    "feedback_event",
+    "enter_chat",
+    "stream",
+    # Card clicks (the template_card_*.json templates): the gateway's own keys, odd ones.
+    "template_card_event",
+    "dgw1|suggestion|0|wecom-ai-fuzz:MSGID1",
+    "dgw1|form|approve|TOKEN",
+    "dgw1|stop||wecom-ai-fuzz:MSGID1",
+    "dgw1-done-0",
+    "dgw-0123456789abcdef01234567",
+]
 
 bodies = json_bodies(TEMPLATES, VALUES)
 query_values = texts(40) | st.sampled_from(["", "1", str(int(time.time()))])
