@@ -14,13 +14,11 @@ Both: a retried msgid gets the same stream back (the stream id is derived from i
 3 answers in flight per user (the 4th is told so at once), `enter_chat` gets a welcome,
 `feedback_event` goes to Dify's message feedback, as a click (gateway/clicks.py).
 
-Buttons: the app's suggested questions and a paused form's actions go out as template
-cards after the answer (sink.py, cards.py). A click (`template_card_event`) is a click
-like any other for the core, and its callback is answered with the card redrawn, the
-button clicked marked (the encrypted HTTP answer, or `aibot_respond_update_msg`; WeCom
-takes it within 5 s). A click's answer cannot be a stream (the callback's answer is the
-card update): it comes as one message, through the click's response_url (webhook mode)
-or `aibot_send_msg` (WebSocket mode).
+Buttons: suggested questions and a form's actions are template cards after the answer
+(sink.py, cards.py). A click (`template_card_event`) goes to the core like any click; its
+callback is answered with the card redrawn (within 5 s: the HTTP answer, or
+`aibot_respond_update_msg`). So a click's answer is no stream but one message: the click's
+response_url (webhook mode) or `aibot_send_msg` (WebSocket mode).
 """
 
 from __future__ import annotations
@@ -206,7 +204,7 @@ class WecomBotAdapter:
                 return Ignored("feedback from nobody known")
             return Messages((callback.click,))
         if isinstance(callback, convert.CardClick):
-            update = await self._card_update(callback)
+            update = await self._state.card_clicked(callback, self._words)
             ack = seal(crypto, card_update_body(update)) if update is not None else EMPTY_OK
             return Messages((callback.click,), ack=ack)
         if isinstance(callback, convert.Skip):
@@ -260,15 +258,6 @@ class WecomBotAdapter:
         if click is not None:
             await self._context.deliver(lambda: Messages((click,)))
 
-    async def _card_update(self, callback: convert.CardClick) -> dict[str, Any] | None:
-        """The clicked card redrawn, the button marked (None: a card the store no longer
-        knows, or a form's card clicked by someone else than the asker, whom the core may
-        refuse: the card stays as it is)."""
-        card = await self._state.card(callback.task_id)
-        if card is None or (card.asker and card.asker != callback.click.user_id):
-            return None
-        return card.chosen(callback.key, self._words)
-
     async def _card_click(self, link: WsLink, req_id: str, callback: convert.CardClick) -> None:
         """A card click on the long connection: to the core, then the card redrawn with
         the event's req_id (WeCom takes the update within 5 s of the event)."""
@@ -276,7 +265,7 @@ class WecomBotAdapter:
         if await self._context.deliver(lambda: Messages((click,))) is not Delivery.ACK:
             return
         try:
-            update = await self._card_update(callback)
+            update = await self._state.card_clicked(callback, self._words)
             if update is not None:
                 await link.request("aibot_respond_update_msg", req_id, card_update_body(update))
         except (PlatformError, StoreUnavailable) as exc:

@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from adapters.wecom_bot.cards import Card
+from adapters.wecom_bot.convert import CardClick
 from gateway.answers import RECORD_TTL
 from gateway.store import keys
 from gateway.store.base import Claims, SharedState
+from gateway.words import Words
 
 MAX_IN_FLIGHT = 3
 WECOM_STREAM_WINDOW = 360.0  # WeCom stops refreshing 6 min after the user's message
@@ -106,3 +108,12 @@ class BotState:
     async def card(self, task_id: str) -> Card | None:
         raw = await self._store.get(keys.wecom_bot_card(self._bot, task_id))
         return None if raw is None else Card.decode(raw)
+
+    async def card_clicked(self, click: CardClick, words: Words) -> dict[str, Any] | None:
+        """The clicked card redrawn, the button marked (None: a card the store no longer
+        knows, or a form's card clicked by someone else than the asker, whom the core may
+        refuse: the card stays as it is)."""
+        card = await self.card(click.task_id)
+        if card is None or (card.asker and card.asker != click.click.user_id):
+            return None
+        return card.chosen(click.key, words)
