@@ -127,7 +127,7 @@ class Words:
     # (WeCom suggests at most 26 characters), and its line once a button was clicked.
     suggestions_title: str  # above the suggested questions
     form_choice_title: str  # above a paused form's actions
-    card_chosen_template: str  # {choice}: the button clicked
+    card_chosen_template: str  # {choice}: the suggestion clicked (a form: `form_chosen`)
 
     # --- limits and access (gateway/limits.py) ----------------------------------------------
     user_rate_limited: str  # a user asked more than their route allows in a minute

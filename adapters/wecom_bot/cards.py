@@ -58,13 +58,15 @@ class Button:
 
 @dataclass(frozen=True, slots=True)
 class Card:
-    """One card of buttons the gateway sent. `asker`: for a form, who asked (only their
-    click redraws the card: someone else's may be refused by the core)."""
+    """One card of buttons the gateway sent: a form's actions (`form`) or suggested
+    questions. `asker`: for a form, who asked (only their click redraws the card: someone
+    else's may be refused by the core)."""
 
     task_id: str
     title: str
     buttons: tuple[Button, ...]
     asker: str = ""
+    form: bool = False
 
     def template_card(self) -> dict[str, Any]:
         card: dict[str, Any] = {
@@ -89,7 +91,8 @@ class Card:
         if picked is None:
             return None
         card = self.template_card()
-        card["sub_title_text"] = words.card_chosen(picked.text)
+        said = words.form_chosen if self.form else words.card_chosen
+        card["sub_title_text"] = said(picked.text)
         card["button_list"] = [
             {
                 "text": f"✓ {b.label}" if b is picked else b.label,
@@ -103,7 +106,7 @@ class Card:
     def encode(self) -> str:
         buttons = [[b.label, b.text, b.key, b.primary] for b in self.buttons]
         card = {"task_id": self.task_id, "title": self.title, "asker": self.asker}
-        return json.dumps(card | {"buttons": buttons}, ensure_ascii=False)
+        return json.dumps(card | {"form": self.form, "buttons": buttons}, ensure_ascii=False)
 
     @classmethod
     def decode(cls, raw: str) -> Card | None:
@@ -113,7 +116,8 @@ class Card:
                 Button(str(label), str(text), str(key), bool(primary))
                 for label, text, key, primary in data["buttons"]
             )
-            return cls(str(data["task_id"]), str(data["title"]), buttons, str(data["asker"]))
+            ident, title, asker = str(data["task_id"]), str(data["title"]), str(data["asker"])
+            return cls(ident, title, buttons, asker, data.get("form") is True)
         except (safejson.JSONError, KeyError, TypeError, ValueError):
             log.warning("an unreadable WeCom AI-bot card record was ignored")
             return None
@@ -140,17 +144,17 @@ def form_card(choice: FormChoice, asker: str, words: Words) -> Card | None:
         Button(_label(title), title, button_value("form", choice.token, ident), style == "primary")
         for ident, title, style in choice.actions
     ]
-    return _card(words.form_choice_title, buttons, asker)
+    return _card(words.form_choice_title, buttons, asker, form=True)
 
 
-def _card(title: str, buttons: list[Button], asker: str = "") -> Card | None:
+def _card(title: str, buttons: list[Button], asker: str = "", *, form: bool = False) -> Card | None:
     fitting = [b for b in buttons if len(b.key.encode()) <= MAX_KEY_BYTES][:MAX_BUTTONS]
     if len(fitting) < len(buttons):
         left = len(buttons) - len(fitting)
         log.warning("%d buttons left off a card: too many, or a key too long", left)
     if not fitting:
         return None
-    return Card(new_task_id(), title[:MAX_TITLE_CHARS], tuple(fitting), asker)
+    return Card(new_task_id(), title[:MAX_TITLE_CHARS], tuple(fitting), asker, form)
 
 
 def _label(text: str) -> str:

@@ -169,7 +169,7 @@ async def test_a_forms_actions_are_a_card_and_a_click_answers_the_form_once(
     reject = keys_of(card)["Reject"]
     _, update = await click(client, wecom, reject, card["task_id"], "c1")
     assert update is not None
-    assert update["template_card"]["sub_title_text"] == WORDS.card_chosen("Reject")
+    assert update["template_card"]["sub_title_text"] == WORDS.form_chosen("Reject")
     await answered(gateway)
     (answer,) = dify.forms.answers
     assert (answer["action"], answer["user"]) == ("reject", "wecom-ai:u1")

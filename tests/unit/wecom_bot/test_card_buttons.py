@@ -74,7 +74,7 @@ def test_a_clicked_card_marks_the_choice_and_no_button_answers_again() -> None:
     after = card.chosen(reject, ENGLISH)
     assert after is not None
     assert after["task_id"] == card.task_id  # WeCom updates the card with this task id
-    assert after["sub_title_text"] == ENGLISH.card_chosen("Reject")
+    assert after["sub_title_text"] == ENGLISH.form_chosen("Reject")
     assert [b["text"] for b in after["button_list"]] == ["Approve", "✓ Reject"]
     keys = [b["key"] for b in after["button_list"]]
     assert len(set(keys)) == len(keys)  # unique in the card, as WeCom requires
@@ -86,6 +86,8 @@ def test_a_card_comes_back_from_the_store_as_it_went_in() -> None:
     card = cards.suggestions_card("a:b", ("How many days of annual leave?", "Who?"), ENGLISH)
     assert card is not None
     assert cards.Card.decode(card.encode()) == card
+    form = cards.form_card(CHOICE, "zhangsan", ENGLISH)
+    assert form is not None and form.form and cards.Card.decode(form.encode()) == form
     for raw in ("", "[]", "{}", '{"task_id":"t","title":"x","asker":"","buttons":[[1]]}'):
         assert cards.Card.decode(raw) is None
 
