@@ -4,9 +4,9 @@ server or a Redis Cluster (the connection: `redis_client.py`).
 Claims are `SET NX` under a Lua script (all keys or none); the conversation lock is a token
 lock that its holder renews and only its holder can release. The durable inbox (stream
 shards, accepting in one Lua call) is in `redis_inbox.py`, this instance's leases and feed
-in `redis_feed.py`. Each part of the `Store` has its own namespace (`dify-gateway:claim:`, `conv:`, `lock:`, `kv:` for shared state and
-`bc:` for broadcast channels, in `redis_broadcast.py`), so the same key in two parts names
-two things.
+in `redis_feed.py`. Each part of the `Store` has its own namespace (`dify-gateway:claim:`,
+`conv:`, `lock:`, `kv:` for shared state and `bc:` for broadcast channels, in
+`redis_broadcast.py`), so the same key in two parts names two things.
 
 On a cluster, a Lua call may only touch keys of one hash slot. Every call here but `claim`
 has one key; the inbox keeps each shard in one slot. The claims of one `claim` call must
