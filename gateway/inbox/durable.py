@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 LOCAL_QUEUE = 1024  # jobs taken from the feed but not started, at most
 UNSAVED_KEPT = 4096  # checkpoints of attempts that did not end here, kept for the next one
 TAKE_WAIT_S = 1.0
+ROOM_POLL_S = 0.01  # how soon the inbox looks again for room to read jobs into
 FINISH_TRIES = 8  # recording an answer that was delivered: retried for about a minute
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -150,9 +151,11 @@ class Inbox:
                 await asyncio.sleep(STORE_RETRY_S[min(failures, len(STORE_RETRY_S)) - 1])
         failures = 0
         while not self._stopping:
-            room = LOCAL_QUEUE - self.scheduler.queued
+            # During a burst of acks only as many as the held answers need: reading more
+            # jobs then (on Redis, parsing each back from its stream) would slow the acks.
+            room = self.scheduler.room(LOCAL_QUEUE)
             if room <= 0:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(ROOM_POLL_S)
                 continue
             try:
                 jobs = await self.feed.take(room, TAKE_WAIT_S)

@@ -87,6 +87,14 @@ class Scheduler:
         """This instance acked a message: hold new answers back while the burst lasts."""
         self._last_accept = time.monotonic()
 
+    def room(self, most: int) -> int:
+        """How many more jobs to take from the feed: up to `most` waiting here, but while a
+        burst of acks is on only enough for BURST_RUNNING to wait (they are held anyway;
+        the rest can wait in the inbox until the burst is over)."""
+        if not self._hurry and time.monotonic() - self._last_accept < QUIET_S:
+            most = min(most, BURST_RUNNING)
+        return most - self._queued
+
     async def wait_idle(self) -> None:
         """Return once nothing is queued or running."""
         await self._idle.wait()

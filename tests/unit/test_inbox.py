@@ -13,7 +13,7 @@ import pytest
 
 from gateway.inbox import Inbox, InboxFull, JobRecord, Progress
 from gateway.inbox import durable as durable_module
-from gateway.inbox.scheduler import QUIET_S, Scheduler
+from gateway.inbox.scheduler import BURST_RUNNING, QUIET_S, Scheduler
 from gateway.metrics import Metrics
 from gateway.models import ChatType, InboundMessage, Job
 from gateway.store.base import Store, StoreUnavailable
@@ -429,3 +429,28 @@ async def test_the_scheduler_gives_back_what_has_not_started_and_finishes_what_r
     await scheduler.drain(1)
     assert ran == ["b:m1"]  # nothing given back ran here
     assert scheduler.take_back() == []
+
+
+async def test_during_a_burst_the_inbox_reads_no_more_than_the_held_answers_need(
+    inboxes: Callable[..., Awaitable[Inbox]],
+) -> None:
+    """While acks keep coming, answers wait (acks first); once BURST_RUNNING of them wait
+    here, the rest stay in the inbox until the burst is over, then all are answered."""
+    answered: list[str] = []
+
+    async def work(j: Job, progress: Progress) -> None:
+        answered.append(j.job_id)
+
+    inbox = await inboxes(work, max_concurrent=64)
+    accepted = 0
+    most_held = 0
+    async with asyncio.timeout(10):
+        while accepted < 200:  # a burst: a message every few ms, never quiet for QUIET_S
+            await inbox.accept(job(accepted, f"c{accepted}"), [f"k{accepted}"])
+            accepted += 1
+            most_held = max(most_held, inbox.scheduler.queued)  # read from the feed
+            await asyncio.sleep(QUIET_S / 10)
+    assert not answered or len(answered) < 100  # held while the burst lasted
+    assert BURST_RUNNING <= most_held < 100  # read only as far as the held answers need
+    await inbox.wait_idle()
+    assert sorted(answered) == sorted(f"b:m{n}" for n in range(200))
