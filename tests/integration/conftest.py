@@ -11,6 +11,7 @@ import pytest
 from tests.fakes.dingtalk import FakeDingtalk
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.slack import FakeSlack
+from tests.fakes.wecom_bot import FakeWecomBotServer
 from tests.integration.browser import chromium
 
 
@@ -34,6 +35,15 @@ async def ding() -> AsyncIterator[FakeDingtalk]:
 async def feishu() -> AsyncIterator[FakeFeishu]:
     """The fake Feishu/Lark open platform on loopback."""
     fake = FakeFeishu()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def wecom() -> AsyncIterator[FakeWecomBotServer]:
+    """The fake WeCom AI bot (its callback sender, response_url and WebSocket) on loopback."""
+    fake = FakeWecomBotServer()
     await fake.start()
     yield fake
     await fake.stop()

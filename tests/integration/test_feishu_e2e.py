@@ -33,6 +33,19 @@ BOT = "fs"
 THINKING = "_Thinking…_"
 
 
+def feishu_ws_bot(fake: FakeFeishu, **extra: Any) -> dict[str, Any]:
+    """A bot on Feishu's long connection (no webhook, so no token or key)."""
+    return {
+        "platform": "feishu",
+        "app": "main",
+        "mode": "websocket",
+        "api_base": fake.base_url,
+        "app_id": fake.app_id,
+        "app_secret": fake.app_secret,
+        **extra,
+    }
+
+
 def feishu_bot(fake: FakeFeishu, **extra: Any) -> dict[str, Any]:
     return {
         "platform": "feishu",

@@ -25,7 +25,15 @@ from tests.fakes.feishu import (
     message_event,
 )
 from tests.helpers import wait_for
-from tests.integration.test_feishu_e2e import BOT, Client, answered, bot_mention, post, start
+from tests.integration.test_feishu_e2e import (
+    BOT,
+    Client,
+    answered,
+    bot_mention,
+    feishu_ws_bot,
+    post,
+    start,
+)
 from tests.integration.test_feishu_interactive import answered_card, card_text, labelled
 
 
@@ -227,15 +235,7 @@ async def test_the_fallback_card_answers_with_the_defaults(
 async def test_a_form_is_answered_over_the_long_connection(
     gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
 ) -> None:
-    bot = {
-        "platform": "feishu",
-        "app": "main",
-        "mode": "websocket",
-        "api_base": feishu.base_url,
-        "app_id": feishu.app_id,
-        "app_secret": feishu.app_secret,
-        "locale": "en",
-    }
+    bot = feishu_ws_bot(feishu, locale="en")
     _, gateway = await gateway_factory(make_config(dify, {BOT: bot}))
     await wait_for(lambda: gateway.adapters[BOT].ready, what="long connection up")
     dify.reply(booking())

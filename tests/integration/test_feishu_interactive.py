@@ -28,6 +28,7 @@ from tests.integration.test_feishu_e2e import (
     Client,
     answered,
     bot_mention,
+    feishu_ws_bot,
     post,
     start,
 )
@@ -241,15 +242,7 @@ async def test_a_click_over_the_long_connection_rates_the_answer(
     gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
 ) -> None:
     dify.responder = lambda request, turn: ScriptedReply(chunks=["Noted."])
-    bot = {
-        "platform": "feishu",
-        "app": "main",
-        "mode": "websocket",
-        "api_base": feishu.base_url,
-        "app_id": feishu.app_id,
-        "app_secret": feishu.app_secret,
-        "locale": "en",
-    }
+    bot = feishu_ws_bot(feishu, locale="en")
     _, gateway = await gateway_factory(make_config(dify, {BOT: bot}))
     await wait_for(lambda: gateway.adapters[BOT].ready, what="long connection up")
     await feishu.push_event(message_event("how long?"))

@@ -20,6 +20,7 @@ from gateway.store.memory import MemoryStore
 from tests.conftest import GatewayFactory, make_config
 from tests.fakes.feishu import FakeFeishu, message_event
 from tests.helpers import wait_for
+from tests.integration.test_feishu_e2e import feishu_ws_bot
 
 BOT = "fs-ws"
 
@@ -51,14 +52,7 @@ async def test_long_connection_acks_answers_and_reconnects(
     gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu
 ) -> None:
     dify.responder = lambda request, turn: ScriptedReply(chunks=["Answer to ", request["query"]])
-    bot = {
-        "platform": "feishu",
-        "app": "main",
-        "mode": "websocket",
-        "api_base": feishu.base_url,
-        "app_id": feishu.app_id,
-        "app_secret": feishu.app_secret,
-    }
+    bot = feishu_ws_bot(feishu)
     client, gateway = await gateway_factory(make_config(dify, {BOT: bot}))
     adapter = gateway.adapters[BOT]
     await wait_for(lambda: adapter.ready, what="long connection up")
@@ -120,14 +114,7 @@ async def _ws_gateway(
     gateway_factory: GatewayFactory, dify: DifyEmulator, feishu: FakeFeishu, store: MemoryStore
 ) -> tuple[TestClient[Any, Any], Gateway]:
     dify.responder = lambda request, turn: ScriptedReply(chunks=["Answer to ", request["query"]])
-    bot = {
-        "platform": "feishu",
-        "app": "main",
-        "mode": "websocket",
-        "api_base": feishu.base_url,
-        "app_id": feishu.app_id,
-        "app_secret": feishu.app_secret,
-    }
+    bot = feishu_ws_bot(feishu)
     client, gateway = await gateway_factory(make_config(dify, {BOT: bot}), store=store)
     await wait_for(lambda: gateway.adapters[BOT].ready, what="long connection up")
     return client, gateway

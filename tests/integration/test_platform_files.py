@@ -17,9 +17,8 @@ from tests.integration import test_dingtalk_http as ding_e2e
 from tests.integration import test_wecom_app_e2e as wecom_e2e
 from tests.integration import test_wecom_bot_e2e as bot_e2e
 from tests.integration.test_wecom_app_e2e import qyapi
-from tests.integration.test_wecom_bot_e2e import wecom
 
-__all__ = ["qyapi", "wecom"]  # the fixtures, shared with the platforms' e2e tests
+__all__ = ["qyapi"]  # the fixtures, shared with the platforms' e2e tests
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"chart" * 20
 CHART = EmulatorFile("chart.png", PNG, "image/png")

@@ -7,10 +7,7 @@ form answered twice (412)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from adapters.wecom_bot.cards import DONE
 from gateway.controls import read_button_value
@@ -39,14 +36,6 @@ from tests.integration.test_wecom_bot_e2e import (
 
 WORDS = SIMPLIFIED_CHINESE  # the bots have no `locale`
 QUESTIONS = ["Who approves?", "Carry days over?"]  # short enough for a button each
-
-
-@pytest.fixture
-async def wecom() -> AsyncIterator[FakeWecomBotServer]:
-    fake = FakeWecomBotServer()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def suggesting(dify: DifyEmulator) -> None:

@@ -12,7 +12,6 @@ import base64
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -45,14 +44,6 @@ REFUSED = WORDS.too_many_questions(MAX_IN_FLIGHT)
 CONTINUED = "\n\n" + WORDS.continued
 TAKING_LONG = "\n\n" + WORDS.taking_long
 CUT = "\n\n" + WORDS.cut
-
-
-@pytest.fixture
-async def wecom() -> AsyncIterator[FakeWecomBotServer]:
-    fake = FakeWecomBotServer()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start(

@@ -7,7 +7,6 @@ channel never delivers a message again."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,14 +27,6 @@ THINKING = SIMPLIFIED_CHINESE.thinking
 REFUSED = SIMPLIFIED_CHINESE.too_many_questions(MAX_IN_FLIGHT)
 CONTINUED = "\n\n" + SIMPLIFIED_CHINESE.continued
 UNAVAILABLE = SIMPLIFIED_CHINESE.cannot_answer_now
-
-
-@pytest.fixture
-async def wecom() -> AsyncIterator[FakeWecomBotServer]:
-    fake = FakeWecomBotServer()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start(
