@@ -193,7 +193,8 @@ class SQLiteStore(OneProcessFeed):
                 # The jobs go in with their claims, in the same commit: never one alone.
                 rows = []
                 for _, _, _, job in claims:
-                    if job is not None and job.job_id not in self._rows:
+                    # Kept once, as INSERT OR IGNORE on a unique id would.
+                    if job is not None and job.job_id not in self._rows and job.job_id not in kept:
                         kept[job.job_id] = row = self._next_row + len(kept)
                         rows.append((row, job.job_id, job.to_json()))
                 if rows:
@@ -288,6 +289,8 @@ class SQLiteStore(OneProcessFeed):
         return await self._claim(keys, ttl, job)
 
     async def _load_kept(self) -> list[Job]:
+        unreadable: list[str] = []  # moved to the dead letters: no longer in the inbox
+
         def run(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute("SELECT seq, job_id, job FROM inbox ORDER BY seq").fetchall()
             jobs = []
@@ -300,7 +303,6 @@ class SQLiteStore(OneProcessFeed):
                     unreadable.append(job_id)
             return jobs
 
-        unreadable: list[str] = []
         jobs: list[Job] = await self._call(run)
         for job_id in unreadable:
             self._rows.pop(job_id, None)
