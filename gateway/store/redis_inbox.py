@@ -1,10 +1,11 @@
 """The durable inbox on Redis: stream shards, each worked on by one instance at a time.
 
 Accepting a message claims its dedupe keys and `XADD`s the job to the stream of its
-conversation's shard, in a Lua call: both happen or neither does. The accepts of one loop
-tick (a burst's concurrent webhooks) go as one call, which decides each job on its own (on a
-Redis Cluster: one call per shard, as a call's keys must share a slot): a script call costs
-Redis about as much as the three writes of an accept, so a burst pays it once per tick.
+conversation's shard, in a Lua call: both happen or neither does. The accepts of a burst
+(the concurrent webhooks, gathered as gateway/store/settle.py says) go as one call, which
+decides each job on its own (on a Redis Cluster: one call per shard, as a call's keys must
+share a slot): a script call costs Redis about as much as the three writes of an accept, so
+a burst pays it once.
 
 Order within a conversation, across instances, comes from **shard ownership**: every job of
 a conversation goes to the same shard (a hash of the conversation key: `Job.queue_key`, a
@@ -45,6 +46,7 @@ from gateway.inbox.feed import JobRecord
 from gateway.models import Job
 from gateway.store.base import StoreUnavailable
 from gateway.store.redis_client import RedisConnection
+from gateway.store.settle import WhenSettled
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ DEAD_LETTERS_KEPT = 10_000  # per shard, oldest dropped first
 ACCEPT_TIMEOUT_S = 2.0  # well inside the platforms' ack deadlines (Slack: 3 s)
 ACCEPTS_PER_CALL = 256  # jobs per accept call, at most: Redis runs nothing else meanwhile
 
-# The accepts of one tick. ARGV[1] is how many jobs; then, for each, how many claim keys it
+# The accepts of a burst. ARGV[1] is how many jobs; then, for each, how many claim keys it
 # has, their time to live in ms, the job and its id. KEYS hold each job's stream and then its
 # claim keys. Each claim is a SET NX: a duplicate stops at its first claimed key, and the keys
 # claimed for it before that are deleted again (they were free), so nothing changes for it.
@@ -139,7 +141,7 @@ class ShardKeys:
 
 
 class RedisInbox:
-    """Accepting jobs (batched per loop tick) and this instance's feed of jobs."""
+    """Accepting jobs (batched per burst) and this instance's feed of jobs."""
 
     def __init__(self, connection: RedisConnection, keys: ShardKeys) -> None:
         self._connection = connection
@@ -147,9 +149,11 @@ class RedisInbox:
         self.keys = keys
         self._do = connection.call
         self._accept = redis.register_script(_ACCEPT)
-        # This tick's accepts, by the group that goes in one call (its shard on a cluster)
+        # Queued accepts, by the group that goes in one call (its shard on a cluster)
         self._accepts: dict[int, list[_Accept]] = {}
-        self._accepts_scheduled = False
+        self._queued_accepts = 0
+        # Sends them once a burst's accepts are in (gateway/store/settle.py).
+        self._send = WhenSettled(lambda: self._queued_accepts, self._send_accepts)
         self._begin = redis.register_script(_BEGIN)
         self._checkpoint = redis.register_script(_CHECKPOINT)
         self._finish = redis.register_script(_FINISH)
@@ -170,15 +174,14 @@ class RedisInbox:
                 future,
             )
         )
-        if not self._accepts_scheduled:
-            self._accepts_scheduled = True
-            loop.call_soon(self._send_accepts)
+        self._queued_accepts += 1
+        self._send.schedule()
         return await future
 
     def _send_accepts(self) -> None:
-        """One call per group of this tick's accepts (at most ACCEPTS_PER_CALL jobs each)."""
-        self._accepts_scheduled = False
+        """One call per group of the queued accepts (at most ACCEPTS_PER_CALL jobs each)."""
         groups, self._accepts = self._accepts, {}
+        self._queued_accepts = 0
         for group in groups.values():
             for start in range(0, len(group), ACCEPTS_PER_CALL):
                 part = group[start : start + ACCEPTS_PER_CALL]

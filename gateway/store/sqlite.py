@@ -1,9 +1,10 @@
 """SQLite store: the embedded, single-instance default that survives restarts.
 
 Group commit on the event loop. Operations queue up and run together, as one transaction,
-at the next turn of the loop, so a burst of webhook claims costs one commit rather than one
-each, and no thread handoff sits on the ack path. (A writer thread was tried first: with the
-process busy, every claim waited for a GIL handoff, and acks fell to a few hundred a second.)
+once the burst that queued them is in (gateway/store/settle.py), so a burst of webhook
+claims costs one commit rather than one each, and no thread handoff sits on the ack path.
+(A writer thread was tried first: with the process busy, every claim waited for a GIL
+handoff, and acks fell to a few hundred a second.)
 With WAL and synchronous=NORMAL a commit is a write to the log, not an fsync. Checkpoints,
 the only slow part, run on a background thread with their own connection, so they never
 stall the loop.
@@ -49,6 +50,7 @@ from gateway.store.base import DEFAULT_CLAIM_TTL, StoreUnavailable, Subscription
 from gateway.store.claims import ClaimIndex
 from gateway.store.fanout import LocalBroadcast
 from gateway.store.local_locks import KeyedLocks
+from gateway.store.settle import WhenSettled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,7 +92,8 @@ class SQLiteStore(OneProcessFeed):
         self._claims = ClaimIndex()  # filled from the log when the connection opens
         # Claims decided since the last flush: (keys, ends, future), written in one insert.
         self._pending_claims: list[_PendingClaim] = []
-        self._flush_scheduled = False
+        # Commits what was queued once a burst's calls are in (gateway/store/settle.py).
+        self._commit = WhenSettled(self._queued, self._flush)
         self._locks = KeyedLocks()
         self._broadcast = LocalBroadcast()  # one process owns this store
         self._next_purge = time.monotonic() + _PURGE_EVERY_S
@@ -158,22 +161,21 @@ class SQLiteStore(OneProcessFeed):
         self._lock_fd = fd
 
     def _future(self) -> asyncio.Future[Any]:
-        """A future the next flush resolves (scheduling that flush if need be)."""
+        """A future the next flush resolves."""
         if self._closed:
             raise StoreUnavailable("store is closed")
-        loop = asyncio.get_running_loop()
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return loop.create_future()
+        return asyncio.get_running_loop().create_future()
 
     async def _call(self, op: Op) -> Any:
         future = self._future()
         self._pending.append((op, future))
+        self._commit.schedule()
         return await future
 
+    def _queued(self) -> int:
+        return len(self._pending) + len(self._pending_claims)
+
     def _flush(self) -> None:
-        self._flush_scheduled = False
         batch, self._pending = self._pending, []
         claims, self._pending_claims = self._pending_claims, []
         try:
@@ -281,6 +283,7 @@ class SQLiteStore(OneProcessFeed):
             return False
         future: asyncio.Future[bool] = self._future()
         self._pending_claims.append((keys, now + ttl, future, job))
+        self._commit.schedule()
         return await future
 
     # --- Inbox ---------------------------------------------------------------------------
