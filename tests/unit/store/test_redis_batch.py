@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import DataError
 
 from gateway.store.base import StoreUnavailable
 from gateway.store.redis import RedisStore
-from gateway.store.redis_batch import Batcher
+from gateway.store.redis_batch import Batcher, pack
 from tests import redis_servers
 
 
@@ -45,6 +46,22 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 def _commands_in(chunks: Any) -> int:
     return sum(bytes(chunk).count(b"\r\n*") for chunk in chunks) + 1
+
+
+def test_commands_are_packed_as_redis_py_packs_them() -> None:
+    commands: list[tuple[Any, ...]] = [
+        ("SET", "k", "värde ✓", "PX", 1500),
+        ("EVALSHA", "a" * 40, 2, "s", "c", 7, 0.25, b"\x00job\r\n" * 2000, memoryview(b"mv")),
+        ("SCRIPT", "LOAD", "return 1"),
+    ]
+    expected = aioredis.Redis().connection_pool.make_connection().pack_commands(commands)
+    assert pack(commands) == [b"".join(expected)]
+
+
+def test_a_value_redis_cannot_take_fails_the_batch_as_in_redis_py() -> None:
+    for value in (True, None, object()):
+        with pytest.raises(DataError):
+            pack([("SET", "k", value)])
 
 
 async def test_calls_made_together_share_one_round_trip(
