@@ -46,7 +46,7 @@ from gateway.inbox.feed import JobRecord
 from gateway.models import Job
 from gateway.store.base import StoreUnavailable
 from gateway.store.redis_client import RedisConnection
-from gateway.store.settle import WhenSettled
+from gateway.store.settle import HalfBatches
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +60,26 @@ ACCEPTS_PER_CALL = 256  # jobs per accept call, at most: Redis runs nothing else
 # has, their time to live in ms, the job and its id. KEYS hold each job's stream and then its
 # claim keys. Each claim is a SET NX: a duplicate stops at its first claimed key, and the keys
 # claimed for it before that are deleted again (they were free), so nothing changes for it.
-# Returns 1 (kept) or 0 (a duplicate) per job.
+# Returns a string with 1 (kept) or 0 (a duplicate) per job: one reply to parse, not one per job.
 _ACCEPT = """
 local kept = {}
 local k = 1
 for i = 1, tonumber(ARGV[1]) do
   local a = 4 * i - 2
   local claims = tonumber(ARGV[a])
-  local ok = 1
+  local ok = '1'
   for c = k + 1, k + claims do
     if not redis.call('SET', KEYS[c], ARGV[a + 3], 'NX', 'PX', ARGV[a + 1]) then
       for d = k + 1, c - 1 do redis.call('DEL', KEYS[d]) end
-      ok = 0
+      ok = '0'
       break
     end
   end
-  if ok == 1 then redis.call('XADD', KEYS[k], '*', 'job', ARGV[a + 2]) end
+  if ok == '1' then redis.call('XADD', KEYS[k], '*', 'job', ARGV[a + 2]) end
   kept[i] = ok
   k = k + 1 + claims
 end
-return kept
+return table.concat(kept)
 """
 _BEGIN = """
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -151,9 +151,8 @@ class RedisInbox:
         self._accept = redis.register_script(_ACCEPT)
         # Queued accepts, by the group that goes in one call (its shard on a cluster)
         self._accepts: dict[int, list[_Accept]] = {}
-        self._queued_accepts = 0
-        # Sends them once a burst's accepts are in (gateway/store/settle.py).
-        self._send = WhenSettled(lambda: self._queued_accepts, self._send_accepts)
+        # Sends them in two alternating halves (gateway/store/settle.py).
+        self._pacing = HalfBatches(self._send_accepts)
         self._begin = redis.register_script(_BEGIN)
         self._checkpoint = redis.register_script(_CHECKPOINT)
         self._finish = redis.register_script(_FINISH)
@@ -174,21 +173,28 @@ class RedisInbox:
                 future,
             )
         )
-        self._queued_accepts += 1
-        self._send.schedule()
+        self._pacing.add()
         return await future
 
-    def _send_accepts(self) -> None:
-        """One call per group of the queued accepts (at most ACCEPTS_PER_CALL jobs each)."""
+    def _send_accepts(self) -> int:
+        """One call per group of the queued accepts (at most ACCEPTS_PER_CALL jobs each);
+        returns how many calls."""
         groups, self._accepts = self._accepts, {}
-        self._queued_accepts = 0
+        calls = 0
         for group in groups.values():
             for start in range(0, len(group), ACCEPTS_PER_CALL):
                 part = group[start : start + ACCEPTS_PER_CALL]
                 keys = [name for accept in part for name in accept.keys]
                 args = [len(part), *(arg for accept in part for arg in accept.args)]
                 reply = self._connection.script(self._accept, keys, args, within=ACCEPT_TIMEOUT_S)
-                asyncio.ensure_future(reply).add_done_callback(functools.partial(_settle, part))
+                settle = functools.partial(self._settle, part)
+                asyncio.ensure_future(reply).add_done_callback(settle)
+                calls += 1
+        return calls
+
+    def _settle(self, part: list[_Accept], reply: asyncio.Future[Any]) -> None:
+        self._pacing.returned(len(part))
+        _settle(part, reply)
 
     # --- per job -----------------------------------------------------------------------
 
@@ -243,12 +249,14 @@ def _settle(part: list[_Accept], reply: asyncio.Future[Any]) -> None:
         error = failure or StoreUnavailable("redis: the accept was cancelled")
     else:
         kept = reply.result()
-        if not isinstance(kept, list) or len(kept) != len(part):
+        if isinstance(kept, bytes):
+            kept = kept.decode("ascii", "replace")
+        if not isinstance(kept, str) or len(kept) != len(part) or kept.strip("01"):
             error = StoreUnavailable(f"redis: unexpected accept reply {kept!r:.80}")
         else:
             for accept, one in zip(part, kept, strict=True):
                 if not accept.future.done():
-                    accept.future.set_result(bool(one))
+                    accept.future.set_result(one == "1")
             return
     for accept in part:
         if not accept.future.done():

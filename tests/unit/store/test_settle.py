@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.store.settle import MAX_TURNS, WhenSettled
+from gateway.store.settle import MAX_TURNS, HalfBatches, WhenSettled
 
 
 class Queue:
@@ -68,3 +68,70 @@ async def test_a_queue_that_never_stops_growing_commits_after_max_turns() -> Non
     # What came after goes with the next commit.
     await asyncio.sleep(0)
     assert queue.commits[1] == [MAX_TURNS + 2]
+
+
+class Server:
+    """Batches HalfBatches sends, answered when the test says so."""
+
+    def __init__(self) -> None:
+        self.pacing = HalfBatches(self.send)
+        self.queued = 0
+        self.out: list[int] = []  # the sizes of the batches sent and not answered
+
+    def call(self) -> None:
+        self.queued += 1
+        self.pacing.add()
+
+    def send(self) -> int:
+        self.out.append(self.queued)
+        self.queued = 0
+        return 1
+
+    def answer(self) -> None:
+        self.pacing.returned(self.out.pop(0))
+
+
+async def test_a_lone_call_goes_at_once() -> None:
+    server = Server()
+    server.call()
+    assert server.out == [1]
+
+
+async def test_under_load_batches_alternate_in_halves() -> None:
+    """32 clients, each sending again once answered: one half is out while the other
+    comes in, whatever the split the first rounds made."""
+    server = Server()
+    for _ in range(32):
+        server.call()
+    assert server.out == [1]  # nothing was known of the load yet
+    sizes = []
+    for _ in range(12):
+        size = server.out[0]
+        server.answer()  # the queued half goes out as the batch before it returns ...
+        sizes.append(size)
+        for _ in range(size):  # ... and those answered send again
+            server.call()
+    assert sizes[-4:] == [16, 16, 16, 16]
+    assert server.out == [16]
+
+
+async def test_a_few_calls_below_half_the_load_wait_at_most_wait_s() -> None:
+    server = Server()
+    for _ in range(32):
+        server.call()
+    server.answer()
+    server.answer()  # the load is known (32), nothing is out
+    server.call()
+    assert server.out == []
+    await asyncio.sleep(HalfBatches.WAIT_S * 3)
+    assert server.out == [1]
+
+
+async def test_calls_behind_a_batch_that_never_returns_go_after_hold_s() -> None:
+    server = Server()
+    server.call()  # out, and its server stops answering
+    server.call()
+    server.call()
+    assert server.out == [1]
+    await asyncio.sleep(HalfBatches.HOLD_S * 3)
+    assert server.out == [1, 2]
