@@ -187,12 +187,12 @@ class RedisInbox:
                 keys = [name for accept in part for name in accept.keys]
                 args = [len(part), *(arg for accept in part for arg in accept.args)]
                 reply = self._connection.script(self._accept, keys, args, within=ACCEPT_TIMEOUT_S)
-                settle = functools.partial(self._settle, part)
-                asyncio.ensure_future(reply).add_done_callback(settle)
+                returned = functools.partial(self._accept_returned, part)
+                asyncio.ensure_future(reply).add_done_callback(returned)
                 calls += 1
         return calls
 
-    def _settle(self, part: list[_Accept], reply: asyncio.Future[Any]) -> None:
+    def _accept_returned(self, part: list[_Accept], reply: asyncio.Future[Any]) -> None:
         self._pacing.returned(len(part))
         _settle(part, reply)
 

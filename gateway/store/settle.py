@@ -90,15 +90,15 @@ class HalfBatches:
         "_out",
         "_peak",
         "_previous_peak",
+        "_queued",
         "_send",
         "_timer",
         "_window_ends",
-        "queued",
     )
 
     def __init__(self, send: Callable[[], int]) -> None:
         self._send = send  # sends every queued call; returns how many server calls it made
-        self.queued = 0
+        self._queued = 0
         self._out = 0  # calls sent and not answered yet
         self._calls_out = 0  # the server calls (several on a cluster) that carry them
         self._timer: asyncio.TimerHandle | None = None
@@ -108,8 +108,8 @@ class HalfBatches:
 
     def add(self) -> None:
         """A call was queued."""
-        self.queued += 1
-        in_progress = self.queued + self._out
+        self._queued += 1
+        in_progress = self._queued + self._out
         loop = asyncio.get_running_loop()
         now = loop.time()
         if now >= self._window_ends:
@@ -128,24 +128,24 @@ class HalfBatches:
         """A server call of the batch out, carrying `calls` calls, was answered (or failed)."""
         self._out -= calls
         self._calls_out -= 1
-        if not self._calls_out and self.queued:
+        if not self._calls_out and self._queued:
             self._send_or_wait(asyncio.get_running_loop())
 
     def _send_or_wait(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.queued >= max(1, max(self._peak, self._previous_peak) // 2):
+        if self._queued >= max(1, max(self._peak, self._previous_peak) // 2):
             self._go()
         elif self._timer is None:
             self._timer = loop.call_later(self.WAIT_S, self._waited)
 
     def _waited(self) -> None:
         self._timer = None
-        if self.queued:
+        if self._queued:
             self._go()
 
     def _go(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._out += self.queued
-        self.queued = 0
+        self._out += self._queued
+        self._queued = 0
         self._calls_out += self._send()
