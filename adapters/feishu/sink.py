@@ -56,6 +56,8 @@ CARDKIT_PACING = Pacing(min_interval=0.25, budget="cardkit", budget_per_second=1
 PATCH_PACING = Pacing(min_interval=1.0, budget="im.message.patch", budget_per_second=15)
 RESUME_SEQUENCE_GAP = 1000  # sequence numbers skipped when a card is taken over
 CLICK_SEQUENCE_GAP = 2000  # a click's update of a card, past the answer's own operations
+CLICK_SEQUENCE_TRIES = 3
+SEQUENCE_TAKEN = "300317"  # "sequence number compare failed": not above the card's last
 NO_SCOPE = "99991672"  # "Access denied. One of the following scopes is required"
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_FILE_BYTES = 30 * 1024 * 1024
@@ -297,8 +299,17 @@ class FeishuReplySink:
             element = form_cards.reason(controls, where, self._words)
         else:
             element = buttons.feedback(controls, where, v2=True)
-        sequence = int(time.time() * 1000) - created_ms + CLICK_SEQUENCE_GAP
-        await self._api.update_element(card_id, buttons.FEEDBACK_ID, element, sequence)
+        # Two clicks on one card in the same millisecond would carry the same sequence, and
+        # Feishu refuses the second (300317): that one goes again one number higher.
+        sequence = 0
+        for attempt in range(CLICK_SEQUENCE_TRIES):
+            sequence = max(sequence + 1, int(time.time() * 1000) - created_ms + CLICK_SEQUENCE_GAP)
+            try:
+                await self._api.update_element(card_id, buttons.FEEDBACK_ID, element, sequence)
+                return
+            except PlatformError as error:
+                if error.code != SEQUENCE_TAKEN or attempt == CLICK_SEQUENCE_TRIES - 1:
+                    raise
 
     # --- helpers -------------------------------------------------------------------------
 

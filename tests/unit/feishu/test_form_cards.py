@@ -22,6 +22,7 @@ from adapters.feishu.sink import CardKitSupport, FeishuReplySink
 from gateway.controls import Controls, FormChoice
 from gateway.dify_events import FormField
 from gateway.models import InboundMessage
+from gateway.platform import PlatformError
 from gateway.words import ENGLISH
 from gateway.words import SIMPLIFIED_CHINESE as CHINESE
 from tests.fakes.feishu import (
@@ -168,6 +169,34 @@ async def test_a_click_s_sink_asks_why_after_a_thumbs_down(fake: FakeFeishu, api
     # The reason came (even an empty one): the choice, without the form.
     await sink(reason_sent=True).show(asked)
     assert [e["tag"] for e in fake.cards[card_id].elements()] == ["column_set"]
+
+
+async def test_two_clicks_in_one_millisecond_both_reach_the_card(
+    fake: FakeFeishu, api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    card_id = await api.create_card(
+        {"schema": "2.0", "config": {"streaming_mode": False}, "body": {"elements": []}}
+    )
+    await api.add_elements(card_id, [{"tag": "column_set", "element_id": FEEDBACK_ID}], 1)
+    monkeypatch.setattr("adapters.feishu.sink.time.time", lambda: 1_700_000_000.0)
+    reply_to = {"message_id": "om_card", "card_id": card_id, "created_ms": 0}
+    sink = FeishuReplySink(api, CardKitSupport(), reply_to, "fs:om_x", words=ENGLISH)
+    await sink.show(Controls("fs:om_1", feedback=True, rating="like"))
+    first = fake.cards[card_id].sequence
+    await sink.show(Controls("fs:om_1", feedback=True, rating="dislike"))
+    assert fake.cards[card_id].sequence == first + 1  # refused once, then one number higher
+    ops = [op for _, op, _ in fake.cards[card_id].history]
+    assert ops[-2:] == ["element", "element"]
+
+
+async def test_a_click_refused_for_another_reason_is_not_sent_again(
+    fake: FakeFeishu, api: Any
+) -> None:
+    reply_to = {"message_id": "om_card", "card_id": "no_such_card", "created_ms": 0}
+    sink = FeishuReplySink(api, CardKitSupport(), reply_to, "fs:om_x", words=ENGLISH)
+    with pytest.raises(PlatformError) as refused:
+        await sink.show(Controls("fs:om_1", feedback=True, rating="like"))
+    assert refused.value.code == "300304"  # card not found: nothing to go again for
 
 
 def test_the_recorded_submits_read_as_a_form_s_answer_and_a_reason() -> None:
