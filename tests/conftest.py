@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import settings
 
 from gateway.config import parse_config
 from gateway.emulator import DifyEmulator
@@ -16,6 +17,11 @@ from gateway.testing import GatewayTestServer
 from tests import redis_servers
 
 GatewayFactory = Callable[..., Awaitable[tuple[TestClient[Any, Any], Gateway]]]
+
+# Property tests check results, never speed (bench/ does that): without hypothesis's 200 ms
+# per-example deadline, a busy CI machine cannot fail them. tests/fuzz/ has its own profile.
+settings.register_profile("project", deadline=None, print_blob=True)
+settings.load_profile("project")
 
 
 @pytest.fixture
