@@ -76,7 +76,7 @@ async def test_an_authentic_callback_nested_too_deep_is_400(kit: AdapterKit) -> 
         await handle(kit, b'{"msgid":"m","msgtype":' + b"[" * 5000 + b"]" * 5000 + b"}")
 
 
-@pytest.mark.parametrize("age", [3601, -3601, 86400 * 365 * 25])
+@pytest.mark.parametrize("age", [3601, -3610, 86400 * 365 * 25])
 async def test_a_callback_signed_outside_the_window_is_401(kit: AdapterKit, age: int) -> None:
     stamp = str(int(time.time()) - age)
     with pytest.raises(VerificationFailed, match="stale"):
