@@ -12,6 +12,7 @@ and `/parameters` as the tests set it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -114,6 +115,7 @@ class DifyEmulator:
     forms: FormDesk = field(default_factory=FormDesk)  # runs paused on a form
     _runner: web.AppRunner | None = None
     _run_users: dict[str, str] = field(default_factory=dict)  # task id -> the run's user
+    _stop_signals: dict[str, asyncio.Event] = field(default_factory=dict)  # live runs, by task
     _files: dict[str, EmulatorFile] = field(default_factory=dict)
     _file_ids: dict[int, str] = field(default_factory=dict)
     _secret: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
@@ -249,20 +251,26 @@ class DifyEmulator:
                 "conversation_id": conversation_id or "",
             }
         response = await _open_stream(request)
-        sent = 0
-        for step in steps(reply, app, self._sign, token):
-            if isinstance(step, float | int):
-                await asyncio.sleep(step)
-                continue
-            if self._stopped(task_id) and step.get("event") not in ("message_end", "error"):
-                continue  # a stopped run still ends with message_end, as Dify's does
-            event = {**common, **step, "created_at": int(time.time())}
-            if step.get("event") == "workflow_paused":
-                event["data"] = {**step["data"], "workflow_run_id": run_id}
-            if step.get("event") == "error":
-                event.pop("task_id", None)  # Dify's error events carry no task_id
-            await _send(response, event, reply.ragged, ping=sent % 7 == 3)
-            sent += 1
+        stopped = self._stop_signals[task_id] = asyncio.Event()
+        try:
+            sent = 0
+            for step in steps(reply, app, self._sign, token):
+                if isinstance(step, float | int):
+                    # A script's pause; a stopped run does not wait it out (Dify ends it).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopped.wait(), step)
+                    continue
+                if self._stopped(task_id) and step.get("event") not in ("message_end", "error"):
+                    continue  # a stopped run still ends with message_end, as Dify's does
+                event = {**common, **step, "created_at": int(time.time())}
+                if step.get("event") == "workflow_paused":
+                    event["data"] = {**step["data"], "workflow_run_id": run_id}
+                if step.get("event") == "error":
+                    event.pop("task_id", None)  # Dify's error events carry no task_id
+                await _send(response, event, reply.ragged, ping=sent % 7 == 3)
+                sent += 1
+        finally:
+            del self._stop_signals[task_id]
         await response.write_eof()
         return response
 
@@ -388,6 +396,9 @@ class DifyEmulator:
                 "path": request.path,
             }
         )
+        signal = self._stop_signals.get(request.match_info["task_id"])
+        if signal is not None and self._stopped(request.match_info["task_id"]):
+            signal.set()
         return web.json_response({"result": "success"})
 
     async def _suggested(self, request: web.Request) -> web.Response:

@@ -31,6 +31,8 @@ from tests.integration.slack_helpers import body_of, direct, envelope, signed_he
 LEASE_S = float(os.environ.get("DURABILITY_LEASE_S", "1"))
 CHUNKS = 16
 CHUNK_DELAY_S = 0.1
+TRIAL = "trial-"  # a trial's question: its first ask is held open until stopped
+HOLD_FIRST_ASK_S = 30.0  # ended early by the takeover's stop (Dify's stop ends a run at once)
 
 
 def answer_for(query: str) -> list[str]:
@@ -39,8 +41,22 @@ def answer_for(query: str) -> list[str]:
 
 @pytest.fixture
 def slow_dify(dify: DifyEmulator) -> DifyEmulator:
+    return answering_slowly(dify)
+
+
+def answering_slowly(dify: DifyEmulator) -> DifyEmulator:
+    """Streams each answer slowly. A trial's first ask then keeps its stream open (the model
+    still working) until the run is stopped, so the kill always lands mid-answer, even on a
+    machine slow to notice the parts (with the stream ended, the answer could be done before
+    the kill, and nothing would be taken over)."""
+    asked: set[str] = set()
+
     def respond(request: dict[str, Any], turn: int) -> ScriptedReply:
-        return ScriptedReply(chunks=answer_for(str(request["query"])), delay=CHUNK_DELAY_S)
+        query = str(request["query"])
+        first = query not in asked
+        asked.add(query)
+        hold = HOLD_FIRST_ASK_S if first and query.startswith(TRIAL) else 0.0
+        return ScriptedReply(chunks=answer_for(query), delay=CHUNK_DELAY_S, hang=hold)
 
     dify.responder = respond
     return dify
@@ -80,7 +96,7 @@ async def one_trial(
     n: int, slack: FakeSlack, dify: DifyEmulator, gateways: list[GatewayProcess]
 ) -> float:
     """Kill the streaming process mid-answer; return the seconds until the answer ended."""
-    query = f"q{n}"
+    query = f"{TRIAL}{n}"
     user, channel = f"U{n:03d}", f"D{n:03d}"
     event = direct(query, user=user, channel=channel)
     target = gateways[n % len(gateways)] if gateways[n % len(gateways)].alive else gateways[0]

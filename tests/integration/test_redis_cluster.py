@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gateway.emulator import DifyEmulator, ScriptedReply
+from gateway.emulator import DifyEmulator
 from tests import redis_servers
 from tests.fakes.slack import FakeSlack
 from tests.helpers import wait_for
 from tests.integration.processes import GatewayProcess
 from tests.integration.slack_helpers import direct
 from tests.integration.test_durability import (
-    CHUNK_DELAY_S,
     LEASE_S,
     answer_for,
+    answering_slowly,
     config,
     one_trial,
     post,
@@ -28,11 +27,7 @@ from tests.integration.test_durability import (
 
 @pytest.fixture
 def slow_dify(dify: DifyEmulator) -> DifyEmulator:
-    def respond(request: dict[str, Any], turn: int) -> ScriptedReply:
-        return ScriptedReply(chunks=answer_for(str(request["query"])), delay=CHUNK_DELAY_S)
-
-    dify.responder = respond
-    return dify
+    return answering_slowly(dify)
 
 
 async def test_two_instances_on_a_cluster_answer_once_and_take_over_a_killed_one(

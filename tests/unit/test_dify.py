@@ -241,6 +241,26 @@ async def test_a_silent_stream_is_stalled(
         await collect(DifyClient(http), app_for(dify), ChatRequest("q", "u"))
 
 
+async def test_the_emulator_ends_a_paused_run_once_its_user_stops_it(
+    dify: DifyEmulator, http: httpx.AsyncClient
+) -> None:
+    """The emulator, like Dify, ends a stopped run at once (a script's pause included), and
+    ignores a stop from another user: durability tests rely on both."""
+    client, app = DifyClient(http), app_for(dify)
+    dify.reply(ScriptedReply(chunks=["a"], hang=30.0))
+    stream = client.stream(app, ChatRequest("q", "u1"))
+    started = await anext(stream)
+    assert isinstance(started, Started) and await anext(stream) == TextDelta("a")
+    await client.stop(app, started.task_id, "someone-else")
+    next_event = asyncio.ensure_future(anext(stream))
+    done, _ = await asyncio.wait({next_event}, timeout=0.5)
+    assert not done  # still paused: Dify ignores another user's stop
+    await client.stop(app, started.task_id, "u1")
+    finished = await asyncio.wait_for(next_event, 10.0)  # not the 30 s pause
+    assert isinstance(finished, Finished)
+    await stream.aclose()
+
+
 async def test_a_wrong_api_key_is_a_readable_error(
     dify: DifyEmulator, http: httpx.AsyncClient
 ) -> None:
