@@ -82,6 +82,12 @@ def _echo(request: dict[str, Any], turn: int) -> ScriptedReply:
     return ScriptedReply(chunks=chunks, delay=0.04)
 
 
+@dataclass(frozen=True, slots=True)
+class _LiveRun:
+    owner: str  # the user whose stop counts ("": anyone's, as for a workflow)
+    stopped: asyncio.Event
+
+
 @dataclass
 class DifyEmulator:
     api_key: str = "emulator-key"
@@ -114,8 +120,7 @@ class DifyEmulator:
     script: deque[ScriptedReply] = field(default_factory=deque)
     forms: FormDesk = field(default_factory=FormDesk)  # runs paused on a form
     _runner: web.AppRunner | None = None
-    _run_users: dict[str, str] = field(default_factory=dict)  # task id -> the run's user
-    _stop_signals: dict[str, asyncio.Event] = field(default_factory=dict)  # live runs, by task
+    _live_runs: dict[str, _LiveRun] = field(default_factory=dict)  # streaming now, by task id
     _files: dict[str, EmulatorFile] = field(default_factory=dict)
     _file_ids: dict[int, str] = field(default_factory=dict)
     _secret: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
@@ -236,9 +241,6 @@ class DifyEmulator:
             user = str(body.get("user") or "")
             paused = PausedRun(run_id, reply.form, app, user, conversation_id, body)
             self.forms.runs[token] = paused
-        # A chat or completion stop by another user is ignored, as Dify's is; a workflow
-        # stop does not check the user.
-        self._run_users[task_id] = "" if app == "workflow" else str(body.get("user") or "")
         if app == "workflow":
             common: dict[str, Any] = {"task_id": task_id, "workflow_run_id": run_id}
         elif app == "completion":
@@ -251,7 +253,11 @@ class DifyEmulator:
                 "conversation_id": conversation_id or "",
             }
         response = await _open_stream(request)
-        stopped = self._stop_signals[task_id] = asyncio.Event()
+        # A chat or completion stop by another user is ignored, as Dify's is; a workflow
+        # stop does not check the user.
+        owner = "" if app == "workflow" else str(body.get("user") or "")
+        stopped = asyncio.Event()
+        self._live_runs[task_id] = _LiveRun(owner, stopped)
         try:
             sent = 0
             for step in steps(reply, app, self._sign, token):
@@ -260,7 +266,7 @@ class DifyEmulator:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stopped.wait(), step)
                     continue
-                if self._stopped(task_id) and step.get("event") not in ("message_end", "error"):
+                if stopped.is_set() and step.get("event") not in ("message_end", "error"):
                     continue  # a stopped run still ends with message_end, as Dify's does
                 event = {**common, **step, "created_at": int(time.time())}
                 if step.get("event") == "workflow_paused":
@@ -270,7 +276,7 @@ class DifyEmulator:
                 await _send(response, event, reply.ragged, ping=sent % 7 == 3)
                 sent += 1
         finally:
-            del self._stop_signals[task_id]
+            del self._live_runs[task_id]
         await response.write_eof()
         return response
 
@@ -377,28 +383,16 @@ class DifyEmulator:
         denied = self._auth(request)
         return denied if denied is not None else web.json_response(self.info)
 
-    def _stopped(self, task_id: str) -> bool:
-        owner = self._run_users.get(task_id, "")
-        return any(
-            stop["task_id"] == task_id and (not owner or stop["user"] == owner)
-            for stop in self.stops
-        )
-
     async def _stop(self, request: web.Request) -> web.Response:
         denied = self._auth(request)
         if denied is not None:
             return denied
         body = await request.json()
-        self.stops.append(
-            {
-                "task_id": request.match_info["task_id"],
-                "user": body.get("user"),
-                "path": request.path,
-            }
-        )
-        signal = self._stop_signals.get(request.match_info["task_id"])
-        if signal is not None and self._stopped(request.match_info["task_id"]):
-            signal.set()
+        task_id = request.match_info["task_id"]
+        self.stops.append({"task_id": task_id, "user": body.get("user"), "path": request.path})
+        run = self._live_runs.get(task_id)
+        if run is not None and (not run.owner or body.get("user") == run.owner):
+            run.stopped.set()
         return web.json_response({"result": "success"})
 
     async def _suggested(self, request: web.Request) -> web.Response:

@@ -8,11 +8,20 @@ from typing import Any
 
 import pytest
 
+from gateway import limits
 from tests.fakes.dingtalk import FakeDingtalk
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.slack import FakeSlack
 from tests.fakes.wecom_bot import FakeWecomBotServer
 from tests.integration.browser import chromium
+
+
+@pytest.fixture
+def one_rate_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rate limits count per calendar minute (tests/unit/test_limits.py checks the windows
+    with a clock of its own). A test that began late in a minute would see its later
+    questions counted in the next one, so tests that use this run inside one long window."""
+    monkeypatch.setattr(limits, "WINDOW_S", 1_000_000)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from gateway import limits
 from gateway.emulator import DifyEmulator
 from gateway.runtime import Gateway
 from gateway.words import ENGLISH, SIMPLIFIED_CHINESE
@@ -24,12 +23,7 @@ from tests.integration.slack_helpers import body_of, direct, envelope, signed_he
 Client = TestClient[Any, Any]
 
 
-@pytest.fixture(autouse=True)
-def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Counts are kept per fixed minute (tests/unit/test_limits.py checks the windows with a
-    clock of their own). Here a test that began late in a minute would see its second
-    question counted in the next one, so each test runs inside one long window."""
-    monkeypatch.setattr(limits, "WINDOW_S", 1_000_000)
+pytestmark = pytest.mark.usefixtures("one_rate_window")
 
 
 async def start(

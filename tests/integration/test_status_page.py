@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import limits
 from gateway.emulator import DifyEmulator, ScriptedReply
 from gateway.runtime import Gateway
 from tests.conftest import GatewayFactory, make_config
@@ -25,11 +24,8 @@ TOKEN = "status-token-0123456789abcdef"
 Client = TestClient[Any, Any]
 
 
-@pytest.fixture(autouse=True)
-def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The traffic's rate-limited question must fall in the same counting window as the five
-    before it: a run that began late in a calendar minute would count it in the next one."""
-    monkeypatch.setattr(limits, "WINDOW_S", 1_000_000)
+# The traffic's rate-limited question falls in the window of the five before it.
+pytestmark = pytest.mark.usefixtures("one_rate_window")
 
 
 def _closed_port() -> int:
